@@ -1,0 +1,162 @@
+# ratectl - one rate limit shared by every process on a host.
+# Plain make; see README.md.  Outputs go to build/ (or $(B)).
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+B ?= build
+CC ?= cc
+OPT ?= -O2 -g
+WARN = -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow -Werror
+CFLAGS ?=
+CPPFLAGS += -D_GNU_SOURCE -Iinclude
+ALL_CFLAGS = -std=c11 $(OPT) $(WARN) -fPIC -pthread $(CFLAGS)
+
+# Version from the header, for the soname.
+VMAJ := $(shell sed -n 's/^\#define RATECTL_VERSION_MAJOR //p' include/ratectl.h)
+VMIN := $(shell sed -n 's/^\#define RATECTL_VERSION_MINOR //p' include/ratectl.h)
+VPAT := $(shell sed -n 's/^\#define RATECTL_VERSION_PATCH //p' include/ratectl.h)
+VERSION := $(VMAJ).$(VMIN).$(VPAT)
+SONAME := libratectl.so.$(VMAJ)
+
+LIB_LIBS = -llmdb -pthread
+LIB_SRC := $(wildcard lib/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+
+CLI_SRC := $(wildcard tools/cli/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(B)/obj/%.o)
+PRELOAD_SRC := $(wildcard tools/preload/*.c)
+PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/obj/%.o)
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(B)/bench/%)
+
+SHARED = $(B)/libratectl.so.$(VERSION)
+STATIC = $(B)/libratectl.a
+PC = $(B)/ratectl.pc
+
+PROGS = $(B)/ratectl-demo
+ifneq ($(CLI_SRC),)
+PROGS += $(B)/ratectl
+endif
+ifneq ($(wildcard tools/fakeprov.c),)
+PROGS += $(B)/ratectl-fakeprov
+endif
+ifneq ($(PRELOAD_SRC),)
+PROGS += $(B)/libratectl-preload.so
+endif
+
+.PHONY: all shared static pkgconfig install uninstall test check bench demo \
+	clean deps asan ubsan tsan fuzz chaos headercheck
+
+all: shared static pkgconfig $(PROGS)
+
+shared: $(B)/libratectl.so
+static: $(STATIC)
+pkgconfig: $(PC)
+
+deps:
+	@tools/deps.sh build
+
+$(B)/obj/%.o: %.c include/ratectl.h $(wildcard lib/*.h) $(wildcard tools/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -c -o $@ $<
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LIB_LIBS) $(LDFLAGS)
+$(B)/$(SONAME): $(SHARED)
+	ln -sf libratectl.so.$(VERSION) $@
+$(B)/libratectl.so: $(B)/$(SONAME)
+	ln -sf $(SONAME) $@
+
+$(STATIC): $(LIB_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(PC): Makefile include/ratectl.h
+	@mkdir -p $(B)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
+	  'Name: ratectl' 'Description: one rate limit shared by every process on a host' \
+	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lratectl' 'Libs.private: -llmdb -pthread' \
+	  'Cflags: -I$${includedir}' > $@
+
+# Programs link the static library: they run from build/ without LD_LIBRARY_PATH.
+$(B)/ratectl: $(CLI_OBJ) $(STATIC)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(STATIC) -linih -ljansson $(LIB_LIBS) $(LDFLAGS)
+$(B)/ratectl-demo: $(B)/obj/tools/demo.o $(STATIC)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIB_LIBS) $(LDFLAGS)
+$(B)/ratectl-fakeprov: $(B)/obj/tools/fakeprov.o
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lmicrohttpd -ljansson -lm $(LDFLAGS)
+# The shim never links libcurl: it finds the caller's at run time.
+$(B)/libratectl-preload.so: $(PRELOAD_OBJ) $(STATIC)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $(PRELOAD_OBJ) $(STATIC) -linih -ldl $(LIB_LIBS) $(LDFLAGS)
+
+# Tests: one cmocka binary per tests/test_<area>.c, linked with the static
+# library.  Extra libraries per test: TEST_LIBS_<name>.
+TEST_LIBS_test_shim = -lcurl
+$(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) -lcmocka $(TEST_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
+
+$(B)/bench/%: tests/bench/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) $(BENCH_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
+
+headercheck:
+	@mkdir -p $(B)
+	$(CC) -std=c99 -pedantic -Wall -Wextra -Werror -fsyntax-only -x c include/ratectl.h
+	$(CC) -std=c99 -pedantic -Wall -Wextra -Werror -Iinclude -c -o $(B)/headercheck.o tests/headercheck.c
+
+test check: 
+	@tools/deps.sh test
+	@$(MAKE) --no-print-directory all $(TEST_BIN) headercheck
+	@B=$(B) tests/run.sh
+
+bench:
+	@tools/deps.sh bench
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@B=$(B) tests/bench/run.sh
+
+demo:
+	@tools/deps.sh build
+	@$(MAKE) --no-print-directory all
+	@B=$(B) tools/demo.sh
+
+asan:
+	$(MAKE) B=build/asan OPT="-O1 -g" CFLAGS="-fsanitize=address -fno-omit-frame-pointer" LDFLAGS="-fsanitize=address" test
+ubsan:
+	$(MAKE) B=build/ubsan OPT="-O1 -g" CFLAGS="-fsanitize=undefined -fno-sanitize-recover=all" LDFLAGS="-fsanitize=undefined" test
+tsan:
+	$(MAKE) B=build/tsan CC=clang OPT="-O1 -g" CFLAGS="-fsanitize=thread" LDFLAGS="-fsanitize=thread" test
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
+	install -m 644 include/ratectl.h $(DESTDIR)$(INCDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libratectl.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libratectl.so
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/
+	for p in $(filter-out %.so,$(PROGS)); do install -m 755 $$p $(DESTDIR)$(BINDIR)/; done
+	for p in $(filter %.so,$(PROGS)); do install -m 755 $$p $(DESTDIR)$(LIBDIR)/; done
+	for m in $(wildcard doc/*.[1-8]); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+	  install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/ratectl.h $(DESTDIR)$(LIBDIR)/libratectl.so* \
+	  $(DESTDIR)$(LIBDIR)/libratectl.a $(DESTDIR)$(PKGCONFIGDIR)/ratectl.pc \
+	  $(DESTDIR)$(LIBDIR)/libratectl-preload.so \
+	  $(DESTDIR)$(BINDIR)/ratectl $(DESTDIR)$(BINDIR)/ratectl-demo $(DESTDIR)$(BINDIR)/ratectl-fakeprov
+	for m in $(wildcard doc/*.[1-8]); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
+
+clean:
+	rm -rf $(B) build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d)

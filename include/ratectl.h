@@ -1,0 +1,440 @@
+/*
+ * ratectl.h - one rate limit shared by every process on a host.
+ *
+ * libratectl keeps a token ledger in an LMDB environment that every process
+ * on the host opens.  A budget (for example "openai") has any number of
+ * limits on two dimensions, requests and tokens, each "N per period" with a
+ * burst, plus an optional cap on requests in flight.  One call admits a cost
+ * against every limit of a budget, all or nothing, in one LMDB write
+ * transaction, using GCRA (one theoretical arrival time per limit) in integer
+ * nanoseconds on the host's CLOCK_BOOTTIME.
+ *
+ * Conventions
+ *   - Functions that can fail return int: 0 on success or a negative code.
+ *     System errors pass through as -errno; the library's own codes are the
+ *     RATECTL_E* values below, all at or below RATECTL_ERR_BASE, far from
+ *     any errno.  ratectl_strerror() describes both, and ratectl_errmsg()
+ *     gives the detail of the calling thread's last failure (which file,
+ *     which budget, which value).
+ *   - Times are int64_t nanoseconds.  "now" is ratectl_now(): nanoseconds
+ *     of the handle's clock (CLOCK_BOOTTIME unless a clock is injected).
+ *   - Output parameters come first.  Anything returned through a pointer
+ *     that the caller must free says how in its comment.
+ *
+ * Caveats
+ *   - Fork: a handle opened before fork() may be used in the child.  The
+ *     library notices the fork (pthread_atfork) and, at the child's next
+ *     call, opens its own LMDB environment and lease files.  Leases taken in
+ *     the parent belong to the parent: the child cannot release them
+ *     (RATECTL_EFORKED) and never holds their slots: the child closes its
+ *     copies of the lease descriptors when it forks.  Processes must not
+ *     call into the library between fork() and exec() from a
+ *     multi-threaded parent (the usual async-signal-safety rule).
+ *   - Threads: one handle may be used by any number of threads at once.
+ *     Admissions serialise on the ledger's write lock, as they do across
+ *     processes.  A lease may be released by any thread of the process
+ *     that took it.  ratectl_close() must not race with other calls on the
+ *     same handle.
+ *   - Filesystems: the ledger must live on a local filesystem (tmpfs or a
+ *     local disk); NFS loses the locks that in-flight slots rely on.  All
+ *     processes sharing a ledger must be in the same PID namespace and on
+ *     the same kernel.
+ *   - Clock: CLOCK_BOOTTIME restarts at boot.  The ledger records the boot
+ *     id; after a reboot stored times are rebased through the wall clock,
+ *     conservatively (unused debt is kept, never a fresh burst), and the
+ *     in-flight table is cleared.
+ *   - Durability: admissions never fsync.  A process crash, even inside a
+ *     transaction, loses nothing.  An OS crash or power cut can lose recent
+ *     admissions or damage the file; ratectl_open() then reports
+ *     RATECTL_ECORRUPT and `ratectl check --repair` rebuilds it.
+ */
+#ifndef RATECTL_H
+#define RATECTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RATECTL_VERSION_MAJOR 0
+#define RATECTL_VERSION_MINOR 1
+#define RATECTL_VERSION_PATCH 0
+#define RATECTL_VERSION_STRING "0.1.0"
+
+/* Version of the ledger's on-disk format written by this build. */
+#define RATECTL_FORMAT_VERSION 1
+
+/* ---------------------------------------------------------------------- */
+/* Errors                                                                 */
+/* ---------------------------------------------------------------------- */
+
+#define RATECTL_ERR_BASE (-30900)
+
+/*
+ * XX(name, offset, description).  The code is RATECTL_ERR_BASE - offset.
+ */
+#define RATECTL_ERRNO_MAP(XX)                                                  \
+	XX(LIMITED, 0, "rate limit reached; retry after the wait hint")           \
+	XX(INFLIGHT, 1, "every in-flight slot of the budget is held")             \
+	XX(COOLDOWN, 2, "budget is cooling down after the provider refused")      \
+	XX(TOOBIG, 3, "cost exceeds a limit's burst and can never be admitted")   \
+	XX(TIMEDOUT, 4, "deadline passed before the budget could be had")         \
+	XX(NOTFOUND, 5, "no such budget")                                         \
+	XX(EXISTS, 6, "budget already exists")                                    \
+	XX(BADNAME, 7, "invalid budget name")                                     \
+	XX(BADCONFIG, 8, "invalid budget configuration")                          \
+	XX(VERSION, 9, "ledger format version unknown to this build")             \
+	XX(CORRUPT, 10, "ledger is damaged or not a ratectl ledger")              \
+	XX(UNSAFE, 11, "ledger directory is unsafe (symlink, owner or mode)")     \
+	XX(FORKED, 12, "lease or handle belongs to another process")              \
+	XX(BADLEASE, 13, "lease is not held")                                     \
+	XX(LMDB, 14, "unexpected LMDB error")                                     \
+	XX(PARSE, 15, "cannot parse value")
+
+typedef enum {
+#define RATECTL__ERRDEF(name, off, desc) RATECTL_E##name = RATECTL_ERR_BASE - (off),
+	RATECTL_ERRNO_MAP(RATECTL__ERRDEF)
+#undef RATECTL__ERRDEF
+	RATECTL_ERR_LAST = RATECTL_ERR_BASE - 16
+} ratectl_errno;
+
+/*
+ * A static description of any code this library returns: its own codes,
+ * -errno values and positive errno values.  Never NULL; never to be freed.
+ */
+const char *ratectl_strerror(int code);
+
+/*
+ * Detail of the calling thread's last failure, for example
+ * "ledger /run/user/1000/ratectl: format version 3 is newer than this
+ * build (1); upgrade ratectl".  Empty string when there is none.  Valid
+ * until the thread's next call into the library.
+ */
+const char *ratectl_errmsg(void);
+
+/* ---------------------------------------------------------------------- */
+/* Handles                                                                */
+/* ---------------------------------------------------------------------- */
+
+typedef struct ratectl ratectl;
+
+/*
+ * An injectable clock, for tests and simulations.  now() returns
+ * nanoseconds on a clock that never goes back; sleep_until() sleeps until
+ * now() >= t or a signal arrives (return -EINTR) and returns 0 otherwise.
+ * boot_id, when not NULL, replaces /proc/sys/kernel/random/boot_id and
+ * realtime() replaces CLOCK_REALTIME (both used to rebase after a reboot).
+ */
+typedef struct ratectl_clock {
+	int64_t (*now)(void *ctx);
+	int (*sleep_until)(void *ctx, int64_t t);
+	int64_t (*realtime)(void *ctx);
+	const char *boot_id;
+	void *ctx;
+} ratectl_clock;
+
+#define RATECTL_OPTIONS_VERSION 1
+
+typedef struct ratectl_options {
+	unsigned version;      /* RATECTL_OPTIONS_VERSION */
+	/*
+	 * Mode for a ledger directory and files created by this open:
+	 * 0700/0600 by default.  Set shared_group to 1 to create them 0770/0660
+	 * with the setgid bit, and to accept a directory owned by another user
+	 * whose group is one of ours (for users sharing one ledger).  A
+	 * directory writable by others is always refused.
+	 */
+	int shared_group;
+	/* Injected clock, or NULL for the system clocks. Copied. */
+	const ratectl_clock *clock;
+	/* Initial LMDB map size in bytes, 0 for the default (8 MiB). */
+	size_t map_size;
+} ratectl_options;
+
+#define RATECTL_OPTIONS_INIT { RATECTL_OPTIONS_VERSION, 0, NULL, 0 }
+
+/*
+ * Write the default ledger directory into buf (size len): $RATECTL_LEDGER
+ * when set and not empty, else $XDG_RUNTIME_DIR/ratectl, else
+ * /tmp/ratectl-UID.  Returns 0, or -ENAMETOOLONG.
+ */
+int ratectl_default_dir(char *buf, size_t len);
+
+/*
+ * Open (creating if needed) the ledger in directory dir, or in
+ * ratectl_default_dir() when dir is NULL.  The directory is created with
+ * private permissions; an existing one must not be a symlink, must be
+ * owned by the caller (or shared, see ratectl_options) and must not be
+ * writable by others.  opts may be NULL.
+ *
+ * Returns 0 and *out, to be freed with ratectl_close(); or
+ * RATECTL_EUNSAFE, RATECTL_EVERSION (the ledger was written by a newer
+ * ratectl), RATECTL_ECORRUPT (damaged or foreign file), -EACCES, -ENOSPC,
+ * -ENOMEM and other -errno.  Stale LMDB reader slots of dead processes are
+ * cleared here.
+ */
+int ratectl_open(ratectl **out, const char *dir, const ratectl_options *opts);
+
+/* Close a handle.  Leases still held are released without a count. */
+void ratectl_close(ratectl *h);
+
+/* The ledger directory of h (owned by h). */
+const char *ratectl_path(const ratectl *h);
+
+/* Nanoseconds on h's clock (CLOCK_BOOTTIME unless injected). */
+int64_t ratectl_now(const ratectl *h);
+
+/* ---------------------------------------------------------------------- */
+/* Budgets                                                                */
+/* ---------------------------------------------------------------------- */
+
+/* Budget names: 1 to 64 characters of [A-Za-z0-9._-], not starting with '.'
+ * or '-'.  Returns 0 or RATECTL_EBADNAME. */
+#define RATECTL_NAME_MAX 64
+int ratectl_name_check(const char *name);
+
+typedef enum {
+	RATECTL_REQUESTS = 0,
+	RATECTL_TOKENS = 1
+} ratectl_dim;
+
+#define RATECTL_MAX_LIMITS 8
+#define RATECTL_MAX_INFLIGHT 4096
+#define RATECTL_PERIOD_MIN 1000000000LL        /* 1 s */
+#define RATECTL_PERIOD_MAX 86400000000000LL    /* 1 day */
+
+/*
+ * One limit: at most `count` units of `dim` per `period_ns`, of which up to
+ * `burst` may pass at once (0 means burst = count).  Over any interval t
+ * no more than burst + t * count / period units pass.
+ * count >= 1, count <= period_ns (at most one unit a nanosecond),
+ * RATECTL_PERIOD_MIN <= period_ns <= RATECTL_PERIOD_MAX.
+ */
+typedef struct ratectl_limit {
+	ratectl_dim dim;
+	uint64_t count;
+	int64_t period_ns;
+	uint64_t burst;
+} ratectl_limit;
+
+#define RATECTL_BUDGET_VERSION 1
+
+typedef struct ratectl_budget {
+	unsigned version;          /* RATECTL_BUDGET_VERSION */
+	unsigned nlimits;          /* 0..RATECTL_MAX_LIMITS */
+	ratectl_limit limits[RATECTL_MAX_LIMITS];
+	uint32_t max_inflight;     /* 0: no cap; else 1..RATECTL_MAX_INFLIGHT */
+	/* When a cooldown ends, waiters are released spread over this window
+	 * (0: the default, 1 s) so the provider sees a smooth rate. */
+	int64_t jitter_ns;
+} ratectl_budget;
+
+#define RATECTL_BUDGET_INIT { RATECTL_BUDGET_VERSION, 0, {{0, 0, 0, 0}}, 0, 0 }
+
+/* Flags for ratectl_budget_set(). */
+#define RATECTL_CREATE 0x1   /* fail with RATECTL_EEXISTS if it exists */
+#define RATECTL_UPDATE 0x2   /* fail with RATECTL_ENOTFOUND if it doesn't */
+
+/*
+ * Create or update budget `name` with configuration b.  An update keeps
+ * each limit's state when a limit of the same dimension and period remains
+ * (its debt is rescaled to the new rate), starts new limits full, and takes
+ * effect in every process at its next admission.  In-flight slots beyond a
+ * lowered max_inflight stay held until released.
+ * Returns 0, RATECTL_EBADNAME, RATECTL_EBADCONFIG, RATECTL_EEXISTS,
+ * RATECTL_ENOTFOUND or a ledger error.
+ */
+int ratectl_budget_set(ratectl *h, const char *name, const ratectl_budget *b,
+                       int flags);
+
+/* Delete a budget and its lease file.  Returns 0 or RATECTL_ENOTFOUND. */
+int ratectl_budget_delete(ratectl *h, const char *name);
+
+/*
+ * Refill every limit of budget `name` (NULL: every budget) and end any
+ * cooldown.  In-flight leases are left alone (their holders are alive or
+ * will be reclaimed).  Returns 0 or RATECTL_ENOTFOUND.
+ */
+int ratectl_budget_reset(ratectl *h, const char *name);
+
+/*
+ * Pause budget `name` for every process until now + duration_ns
+ * (0 ends a cooldown).  A later end time replaces an earlier one only if
+ * it is later, unless duration_ns is 0.  Waiters are released after it,
+ * spread over the budget's jitter window.
+ */
+int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns);
+
+/*
+ * The provider says `remaining` units of `dim` remain until now +
+ * reset_ns.  When that is less than the ledger thinks is available, every
+ * limit of that dimension is tightened so that no more than `remaining`
+ * pass before then.  It never loosens a limit.  *changed (may be NULL) is
+ * set to 1 when a limit was tightened.
+ */
+int ratectl_observe(ratectl *h, const char *name, ratectl_dim dim,
+                    uint64_t remaining, int64_t reset_ns, int *changed);
+
+/* Live state of one limit. */
+typedef struct ratectl_limit_state {
+	ratectl_limit limit;       /* burst filled in */
+	uint64_t available;        /* units that could pass now */
+	int64_t until_full_ns;     /* time until available == burst */
+} ratectl_limit_state;
+
+/* Counters since the budget's lease file was created. */
+typedef struct ratectl_counters {
+	uint64_t admitted;         /* granted leases */
+	uint64_t refused;          /* try refusals and acquire timeouts */
+	uint64_t waited;           /* acquires that had to wait */
+	uint64_t wait_ns;          /* total time waited by those */
+	uint64_t tokens_estimated; /* tokens charged at admission */
+	uint64_t tokens_actual;    /* tokens reported at release (reconciled) */
+	uint64_t tokens_reconciled;/* estimates of those leases */
+	uint64_t reclaimed;        /* slots taken back from dead holders */
+} ratectl_counters;
+
+typedef struct ratectl_budget_info {
+	char name[RATECTL_NAME_MAX + 1];
+	ratectl_budget config;
+	ratectl_limit_state state[RATECTL_MAX_LIMITS];
+	uint32_t inflight;         /* slots whose lock is held now */
+	uint32_t dead;             /* slots recorded held whose holder died */
+	int64_t cooldown_ns;       /* remaining cooldown, 0 when none */
+	ratectl_counters counters;
+} ratectl_budget_info;
+
+/* Fill *out with budget `name`'s configuration and live state. */
+int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out);
+
+/*
+ * Call fn for each budget, in name order, from one consistent snapshot.
+ * Stops early and returns fn's value when fn returns non-zero.
+ */
+int ratectl_budget_foreach(ratectl *h,
+                           int (*fn)(const ratectl_budget_info *info, void *ctx),
+                           void *ctx);
+
+/* One in-flight slot as recorded in the lease table. */
+typedef struct ratectl_lease_info {
+	uint32_t slot;
+	int32_t pid;               /* recorded holder */
+	int alive;                 /* 1: its lock is held; 0: holder died */
+	int64_t age_ns;            /* since admission */
+	uint64_t tokens;           /* estimated tokens charged */
+} ratectl_lease_info;
+
+/*
+ * Fill out[0..cap) with the recorded in-flight slots of budget `name`
+ * (held or dead, not released) and set *n to how many there are (which
+ * may exceed cap).
+ */
+int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
+                   size_t cap, size_t *n);
+
+/*
+ * Release the slots of dead holders in every budget and clear stale LMDB
+ * reader slots.  *slots and *readers (may be NULL) receive the counts.
+ */
+int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers);
+
+/* ---------------------------------------------------------------------- */
+/* Admission                                                              */
+/* ---------------------------------------------------------------------- */
+
+/* What one request costs: normally {1, estimated tokens}. */
+typedef struct ratectl_cost {
+	uint64_t requests;
+	uint64_t tokens;
+} ratectl_cost;
+
+/*
+ * A grant.  The caller provides the storage (no allocation per admission);
+ * the fields are the library's: read them, never write them.
+ */
+typedef struct ratectl_lease {
+	uint32_t magic;            /* set while held */
+	uint32_t budget_id;
+	int32_t slot;              /* in-flight slot, -1 when the budget has no cap */
+	int32_t pid;               /* the process that holds it */
+	uint64_t tokens;           /* tokens charged (the estimate) */
+	int64_t start_ns;          /* admission time on the handle's clock */
+	uint64_t fork_gen;
+} ratectl_lease;
+
+/*
+ * Try to admit cost c against every limit of budget `name`, never blocking.
+ * On success returns 0 and fills *lease, to be given to ratectl_release().
+ * On refusal returns RATECTL_ELIMITED or RATECTL_ECOOLDOWN with *wait_ns
+ * (may be NULL) set to the exact time after which the same cost would be
+ * admitted if nobody else takes it, rounded up, always >= 1; or
+ * RATECTL_EINFLIGHT (all slots held; *wait_ns = 0: it depends on others).
+ * RATECTL_ETOOBIG: the cost exceeds a limit's burst and can never pass.
+ * RATECTL_ENOTFOUND: no such budget.
+ */
+int ratectl_try(ratectl *h, const char *name, const ratectl_cost *c,
+                ratectl_lease *lease, int64_t *wait_ns);
+
+/*
+ * Admit cost c, waiting up to timeout_ns (< 0: forever).  The wait is
+ * fair: a waiter reserves its place in the budget's schedule and sleeps
+ * exactly until its time (no polling for rate waits), so processes are
+ * admitted in the order they asked.  A waiter for an in-flight slot
+ * sleeps until a slot is released or its holder dies.
+ * Returns 0 with *lease filled, RATECTL_ETIMEDOUT when the budget cannot
+ * be had within timeout_ns (then nothing is reserved), RATECTL_ETOOBIG,
+ * RATECTL_ENOTFOUND, or -EINTR when a signal interrupted the wait (what
+ * it had reserved is given back when nobody reserved after it).
+ */
+int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *c,
+                    ratectl_lease *lease, int64_t timeout_ns);
+
+#define RATECTL_UNKNOWN UINT64_MAX
+
+/*
+ * Release a lease: free its in-flight slot and, when actual_tokens is not
+ * RATECTL_UNKNOWN, correct the token charge by (actual - estimated) on
+ * every token limit: a refund or an extra debit.  The lease is cleared.
+ * Returns 0, RATECTL_EBADLEASE (not held, or released twice),
+ * RATECTL_EFORKED (taken by another process), or a ledger error (the slot
+ * is freed even then).
+ */
+int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens);
+
+/* ---------------------------------------------------------------------- */
+/* Parsers shared by the tools, the shim and the config file              */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Each parses the whole string s (leading and trailing blanks allowed) and
+ * returns 0, or RATECTL_EPARSE with ratectl_errmsg() saying what is wrong.
+ */
+
+/* "1.5s", "250ms", "10 min", "2h", "1day", "3 days", "0": *ns. */
+int ratectl_parse_duration(const char *s, int64_t *ns);
+
+/* "500/min", "200000 / minute", "2,000,000/day", "10/s", "5 per hour":
+ * *count and *period_ns. */
+int ratectl_parse_rate(const char *s, uint64_t *count, int64_t *period_ns);
+
+/* Go-style durations as in OpenAI's x-ratelimit-reset-*: "6m0s", "20ms",
+ * "1h2m3.5s", "0s". */
+int ratectl_parse_go_duration(const char *s, int64_t *ns);
+
+/*
+ * Retry-After: delta-seconds ("120", "1.5") or an HTTP date (RFC 9110:
+ * IMF-fixdate, plus the obsolete RFC 850 and asctime forms).  now_unix_ns
+ * is the current wall-clock time; *ns is the delay from now, never < 0.
+ */
+int ratectl_parse_retry_after(const char *s, int64_t now_unix_ns, int64_t *ns);
+
+/* RFC 3339 timestamp ("2026-11-25T17:03:00Z", "...+02:00", fractions):
+ * *unix_ns since the epoch. */
+int ratectl_parse_rfc3339(const char *s, int64_t *unix_ns);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RATECTL_H */
