@@ -268,11 +268,13 @@ int ratectl_budget_reset(ratectl *h, const char *name);
 int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns);
 
 /*
- * The provider says `remaining` units of `dim` remain until now +
- * reset_ns.  When that is less than the ledger thinks is available, every
- * limit of that dimension is tightened so that no more than `remaining`
- * pass before then.  It never loosens a limit.  *changed (may be NULL) is
- * set to 1 when a limit was tightened.
+ * The provider says `remaining` units of `dim` are left now and that its
+ * limit is full again reset_ns from now (how OpenAI's x-ratelimit-* and
+ * Anthropic's anthropic-ratelimit-* headers read).  Every limit of that
+ * dimension that believes more is available, or that it refills sooner,
+ * is tightened to match; it is never loosened.  *changed (may be NULL) is
+ * set to 1 when a limit was tightened.  Callers should ignore values that
+ * cannot be trusted (negative, or 0 with no reset) before calling.
  */
 int ratectl_observe(ratectl *h, const char *name, ratectl_dim dim,
                     uint64_t remaining, int64_t reset_ns, int *changed);
@@ -357,6 +359,7 @@ typedef struct ratectl_cost {
 typedef struct ratectl_lease {
 	uint32_t magic;            /* set while held */
 	uint32_t budget_id;
+	char name[RATECTL_NAME_MAX + 1];
 	int32_t slot;              /* in-flight slot, -1 when the budget has no cap */
 	int32_t pid;               /* the process that holds it */
 	uint64_t tokens;           /* tokens charged (the estimate) */

@@ -1,0 +1,279 @@
+/*
+ * admit.c - admission: try, acquire (fair, by reservation), release.
+ *
+ * One admission is one LMDB write transaction: read the budget's record,
+ * plan with the GCRA arithmetic (gcra.c), take an in-flight slot if the
+ * budget caps them (lease.c), write the record back.  Nothing else: no
+ * fsync, no second transaction, no allocation.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* An acquire that cannot reserve within its deadline looks again this
+ * often, so that a reset or a raised limit is noticed while it waits. */
+#define RC_RECHECK_NS 1000000000LL
+
+struct admit_ctx {
+	const char *name;
+	const ratectl_cost *cost;
+	int64_t now;
+	int64_t latest;            /* latest admission time accepted */
+	/* results */
+	rc_lfile *lf;
+	uint32_t id;
+	int32_t slot;
+	uint32_t seq;              /* release_seq before the slot was sought */
+	int64_t t_adm;
+	int64_t cooldown_until;
+	int64_t before[RATECTL_MAX_LIMITS];
+};
+
+static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct admit_ctx *c = arg;
+	rc_budget_rec rec;
+	unsigned i;
+	int rc;
+
+	if (c->slot >= 0) {     /* a previous attempt's commit failed */
+		ratectl__slot_release(c->lf, c->slot);
+		c->slot = -1;
+	}
+	if ((rc = ratectl__rec_get(h, txn, c->name, &rec)) != 0 ||
+	    (rc = ratectl__lfile_get(h, rec.id, &c->lf)) != 0)
+		return rc;
+	c->id = rec.id;
+	c->cooldown_until = rec.sched.cooldown_until;
+	rc = ratectl__gcra_plan(rec.lim, rec.nlimits, &rec.sched, c->cost, c->now,
+	                        &c->t_adm);
+	if (rc != 0)
+		return ratectl__err(rc, "budget '%s': cost of %llu requests, %llu "
+		                    "tokens exceeds a limit's burst", c->name,
+		                    (unsigned long long)c->cost->requests,
+		                    (unsigned long long)c->cost->tokens);
+	if (c->t_adm > c->latest)
+		return c->cooldown_until > c->now ? RATECTL_ECOOLDOWN : RATECTL_ELIMITED;
+	if (rec.max_inflight) {
+		c->seq = __atomic_load_n(&c->lf->hdr->release_seq, __ATOMIC_SEQ_CST);
+		rc = ratectl__slot_claim(c->lf, rec.max_inflight, h->pid, c->t_adm,
+		                         c->cost->tokens, &c->slot);
+		if (rc != 0)
+			return rc;
+	}
+	for (i = 0; i < rec.nlimits; i++)
+		c->before[i] = rec.lim[i].tat;
+	ratectl__gcra_commit(rec.lim, rec.nlimits, &rec.sched, c->cost, c->t_adm);
+	if ((rc = ratectl__rec_put(h, txn, c->name, &rec)) != 0 && c->slot >= 0) {
+		ratectl__slot_release(c->lf, c->slot);
+		c->slot = -1;
+	}
+	return rc;
+}
+
+/* Give back a reservation that will not be used (signal, cooldown). */
+static int undo_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct admit_ctx *c = arg;
+	rc_budget_rec rec;
+	int rc;
+
+	if ((rc = ratectl__rec_get(h, txn, c->name, &rec)) != 0)
+		return rc == RATECTL_ENOTFOUND ? 1 : rc;
+	if (rec.id != c->id)
+		return 1;
+	ratectl__gcra_undo(rec.lim, rec.nlimits, c->before, c->cost, c->t_adm);
+	return ratectl__rec_put(h, txn, c->name, &rec);
+}
+
+static void cancel(ratectl *h, struct admit_ctx *c)
+{
+	if (c->slot >= 0)
+		ratectl__slot_release(c->lf, c->slot);
+	c->slot = -1;
+	ratectl__write(h, undo_op, c);
+}
+
+static void grant(ratectl *h, struct admit_ctx *c, ratectl_lease *lease)
+{
+	lease->magic = RC_LEASE_HELD;
+	lease->budget_id = c->id;
+	strcpy(lease->name, c->name);
+	lease->slot = c->slot;
+	lease->pid = h->pid;
+	lease->tokens = c->cost->tokens;
+	lease->start_ns = c->t_adm;
+	lease->fork_gen = h->fork_gen;
+	ratectl__count(c->lf, RC_C_ADMITTED, 1);
+	ratectl__count(c->lf, RC_C_TOK_EST, c->cost->tokens);
+}
+
+static int admit_begin(ratectl *h, const char *name, const ratectl_cost *c,
+                       ratectl_lease *lease)
+{
+	int rc;
+
+	ratectl__err_clear();
+	if (lease)
+		lease->magic = 0;
+	if (!c || !lease)
+		return ratectl__err(-EINVAL, "admission: cost and lease are required");
+	if ((rc = ratectl__enter(h)) != 0)
+		return rc;
+	return ratectl_name_check(name);
+}
+
+int ratectl_try(ratectl *h, const char *name, const ratectl_cost *cost,
+                ratectl_lease *lease, int64_t *wait_ns)
+{
+	struct admit_ctx c = { .name = name, .cost = cost, .slot = -1 };
+	int rc;
+
+	if (wait_ns)
+		*wait_ns = 0;
+	if ((rc = admit_begin(h, name, cost, lease)) != 0)
+		return rc;
+	c.now = c.latest = ratectl_now(h);
+	rc = ratectl__write(h, admit_op, &c);
+	if (rc == 0) {
+		grant(h, &c, lease);
+		return 0;
+	}
+	if (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN) {
+		if (wait_ns)
+			*wait_ns = c.t_adm - c.now;     /* > 0: t_adm > latest = now */
+	}
+	if (c.lf && (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN ||
+	             rc == RATECTL_EINFLIGHT))
+		ratectl__count(c.lf, RC_C_REFUSED, 1);
+	return rc;
+}
+
+/* Sleep until the reserved time; 1 if a cooldown began meanwhile (the
+ * reservation must be given back and made again after it). */
+static int sleep_reserved(ratectl *h, struct admit_ctx *c)
+{
+	int rc;
+
+	if (c->t_adm > ratectl_now(h) && (rc = ratectl__sleep_until(h, c->t_adm)) != 0)
+		return rc;
+	if (__atomic_load_n(&c->lf->hdr->cooldown_until, __ATOMIC_ACQUIRE) > c->t_adm &&
+	    c->cooldown_until <= c->t_adm)
+		return 1;
+	return 0;
+}
+
+static int timed_out(ratectl *h, struct admit_ctx *c, const char *name)
+{
+	if (c->lf)
+		ratectl__count(c->lf, RC_C_REFUSED, 1);
+	(void)h;
+	return ratectl__err(RATECTL_ETIMEDOUT, "budget '%s': not admitted before "
+	                    "the deadline", name);
+}
+
+int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *cost,
+                    ratectl_lease *lease, int64_t timeout_ns)
+{
+	struct admit_ctx c = { .name = name, .cost = cost, .slot = -1 };
+	int64_t start, deadline;
+	int rc, waited = 0;
+
+	if ((rc = admit_begin(h, name, cost, lease)) != 0)
+		return rc;
+	start = ratectl_now(h);
+	deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - start ?
+		INT64_MAX : start + timeout_ns;
+	for (;;) {
+		c.now = ratectl_now(h);
+		c.latest = deadline;
+		rc = ratectl__write(h, admit_op, &c);
+		if (rc == RATECTL_EINFLIGHT || rc == RATECTL_ELIMITED ||
+		    rc == RATECTL_ECOOLDOWN) {
+			if (c.now >= deadline)
+				return timed_out(h, &c, name);
+			waited = 1;
+			if (rc == RATECTL_EINFLIGHT)
+				rc = ratectl__slot_wait(h, c.lf, c.seq, deadline);
+			else
+				rc = ratectl__sleep_until(h, c.now + RC_RECHECK_NS < deadline ?
+				                          c.now + RC_RECHECK_NS : deadline);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		if (rc != 0)
+			return rc;
+		if (c.t_adm > c.now)
+			waited = 1;
+		if ((rc = sleep_reserved(h, &c)) == 0)
+			break;
+		cancel(h, &c);
+		if (rc < 0)
+			return rc;
+	}
+	grant(h, &c, lease);
+	if (waited) {
+		int64_t w = ratectl_now(h) - start;
+
+		ratectl__count(c.lf, RC_C_WAITED, 1);
+		ratectl__count(c.lf, RC_C_WAIT_NS, w > 0 ? (uint64_t)w : 0);
+	}
+	return 0;
+}
+
+/* ---- release ------------------------------------------------------------- */
+
+struct reconcile_ctx {
+	const ratectl_lease *lease;
+	int64_t delta;
+	int64_t now;
+};
+
+static int reconcile_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct reconcile_ctx *c = arg;
+	rc_budget_rec rec;
+	int rc;
+
+	if ((rc = ratectl__rec_get(h, txn, c->lease->name, &rec)) != 0)
+		return rc == RATECTL_ENOTFOUND ? 1 : rc;
+	if (rec.id != c->lease->budget_id)
+		return 1;       /* deleted and created again: not ours to adjust */
+	ratectl__gcra_adjust(rec.lim, rec.nlimits, RATECTL_TOKENS, c->delta, c->now);
+	return ratectl__rec_put(h, txn, c->lease->name, &rec);
+}
+
+int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens)
+{
+	struct reconcile_ctx c = { .lease = lease };
+	rc_lfile *lf = NULL;
+	int rc;
+
+	ratectl__err_clear();
+	if (!lease || lease->magic != RC_LEASE_HELD)
+		return ratectl__err(RATECTL_EBADLEASE, "release: lease is not held");
+	if (lease->fork_gen != __atomic_load_n(&ratectl__fork_gen, __ATOMIC_ACQUIRE))
+		return ratectl__err(RATECTL_EFORKED, "release: lease of budget '%s' "
+		                    "was taken by process %d", lease->name, lease->pid);
+	if ((rc = ratectl__enter(h)) != 0)
+		return rc;
+	rc = ratectl__lfile_get(h, lease->budget_id, &lf);
+	lease->magic = 0;
+	if (rc == 0 && lease->slot >= 0)
+		ratectl__slot_release(lf, lease->slot);
+	if (actual_tokens == RATECTL_UNKNOWN)
+		return rc;
+	if (lf) {
+		ratectl__count(lf, RC_C_TOK_ACTUAL, actual_tokens);
+		ratectl__count(lf, RC_C_TOK_RECONCILED, lease->tokens);
+	}
+	if (actual_tokens == lease->tokens)
+		return rc;
+	if (actual_tokens > (uint64_t)INT64_MAX / 2)
+		actual_tokens = (uint64_t)INT64_MAX / 2;
+	c.delta = (int64_t)actual_tokens - (int64_t)lease->tokens;
+	c.now = ratectl_now(h);
+	return ratectl__write(h, reconcile_op, &c);
+}

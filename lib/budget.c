@@ -1,0 +1,530 @@
+/*
+ * budget.c - budgets in the ledger: names, records, and the operations on
+ * them other than admission (create, update, delete, reset, cooldown,
+ * tightening from provider headers, inspection, reclaim).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RC_JITTER_DEFAULT 1000000000LL         /* 1 s */
+#define RC_JITTER_MAX (3600LL * 1000000000)    /* 1 h */
+
+int ratectl_name_check(const char *name)
+{
+	size_t i, n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > RATECTL_NAME_MAX)
+		return ratectl__err(RATECTL_EBADNAME, "budget name '%s': must be 1 to "
+		                    "%d characters", name ? name : "", RATECTL_NAME_MAX);
+	if (name[0] == '.' || name[0] == '-')
+		return ratectl__err(RATECTL_EBADNAME, "budget name '%s': must not start "
+		                    "with '%c'", name, name[0]);
+	for (i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return ratectl__err(RATECTL_EBADNAME, "budget name '%s': character "
+			                    "%zu is not one of A-Z a-z 0-9 . _ -", name, i + 1);
+	}
+	return 0;
+}
+
+/* ---- records ------------------------------------------------------------- */
+
+int ratectl__rec_check(const char *name, const void *data, size_t size)
+{
+	const rc_budget_rec *r = data;
+	unsigned i;
+
+	if (size < RC_REC_SIZE(0) || r->magic != RC_BUDGET_MAGIC ||
+	    r->nlimits > RATECTL_MAX_LIMITS || size != RC_REC_SIZE(r->nlimits) ||
+	    r->max_inflight > RATECTL_MAX_INFLIGHT)
+		goto bad;
+	for (i = 0; i < r->nlimits; i++) {
+		const rc_limit *l = &r->lim[i];
+
+		if (l->dim > RATECTL_TOKENS || l->T < 1 || l->burst < 1 ||
+		    l->tau / l->T != (int64_t)l->burst || l->tat < 0)
+			goto bad;
+	}
+	return 0;
+bad:
+	return ratectl__err(RATECTL_ECORRUPT, "budget '%s': record is damaged (%zu "
+	                    "bytes); run `ratectl check --repair`", name, size);
+}
+
+int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
+                     rc_budget_rec *rec)
+{
+	MDB_val k = { strlen(name), (void *)name }, v;
+	int rc;
+
+	rc = mdb_get(txn, h->budget_dbi, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return ratectl__err(RATECTL_ENOTFOUND, "no budget '%s' in ledger %s",
+		                    name, h->path);
+	if (rc != 0)
+		return ratectl__mdb_err(h, rc, name);
+	if ((rc = ratectl__rec_check(name, v.mv_data, v.mv_size)) != 0)
+		return rc;
+	memcpy(rec, v.mv_data, v.mv_size);
+	return 0;
+}
+
+int ratectl__rec_put(ratectl *h, MDB_txn *txn, const char *name,
+                     const rc_budget_rec *rec)
+{
+	MDB_val k = { strlen(name), (void *)name };
+	MDB_val v = { RC_REC_SIZE(rec->nlimits), (void *)rec };
+	int rc = mdb_put(txn, h->budget_dbi, &k, &v, 0);
+
+	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, name);
+}
+
+/* Keys in the table are names without a NUL. */
+static void key_name(const MDB_val *k, char out[RATECTL_NAME_MAX + 1])
+{
+	size_t n = k->mv_size > RATECTL_NAME_MAX ? RATECTL_NAME_MAX : k->mv_size;
+
+	memcpy(out, k->mv_data, n);
+	out[n] = '\0';
+}
+
+/* ---- create, update, delete --------------------------------------------- */
+
+struct set_ctx {
+	const char *name;
+	const ratectl_budget *b;
+	rc_limit lim[RATECTL_MAX_LIMITS];
+	int flags;
+};
+
+static int config_check(const ratectl_budget *b, rc_limit *lim)
+{
+	unsigned i, j;
+	int rc;
+
+	if (!b || b->version != RATECTL_BUDGET_VERSION)
+		return ratectl__err(RATECTL_EBADCONFIG, "budget: version %u unknown "
+		                    "(expected %u)", b ? b->version : 0,
+		                    RATECTL_BUDGET_VERSION);
+	if (b->nlimits > RATECTL_MAX_LIMITS)
+		return ratectl__err(RATECTL_EBADCONFIG, "budget: %u limits, at most %d",
+		                    b->nlimits, RATECTL_MAX_LIMITS);
+	if (b->max_inflight > RATECTL_MAX_INFLIGHT)
+		return ratectl__err(RATECTL_EBADCONFIG, "budget: concurrency %u, at most "
+		                    "%d", b->max_inflight, RATECTL_MAX_INFLIGHT);
+	if (b->jitter_ns < 0 || b->jitter_ns > RC_JITTER_MAX)
+		return ratectl__err(RATECTL_EBADCONFIG, "budget: jitter must be 0 .. 1 h");
+	for (i = 0; i < b->nlimits; i++) {
+		if ((rc = ratectl__limit_init(&lim[i], &b->limits[i])) != 0)
+			return rc;
+		for (j = 0; j < i; j++)
+			if (lim[j].dim == lim[i].dim && lim[j].period == lim[i].period)
+				return ratectl__err(RATECTL_EBADCONFIG, "budget: two %s limits "
+				                    "with the same period",
+				                    lim[i].dim ? "tokens" : "requests");
+	}
+	return 0;
+}
+
+static int next_id(ratectl *h, MDB_txn *txn, uint32_t *id)
+{
+	MDB_val k = { 4, (void *)(uintptr_t)"meta" }, v;
+	rc_meta m;
+	int rc;
+
+	if ((rc = mdb_get(txn, h->meta_dbi, &k, &v)) != 0)
+		return ratectl__mdb_err(h, rc, "read meta");
+	if (v.mv_size != sizeof m)
+		return ratectl__err(RATECTL_ECORRUPT, "ledger %s: format record is "
+		                    "damaged", h->path);
+	memcpy(&m, v.mv_data, sizeof m);
+	*id = m.next_id++;
+	v.mv_data = &m;
+	rc = mdb_put(txn, h->meta_dbi, &k, &v, 0);
+	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write meta");
+}
+
+static int set_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct set_ctx *c = arg;
+	rc_budget_rec old, rec;
+	int64_t now = ratectl_now(h);
+	unsigned i, j;
+	int rc, exists;
+
+	rc = ratectl__rec_get(h, txn, c->name, &old);
+	if (rc != 0 && rc != RATECTL_ENOTFOUND)
+		return rc;
+	exists = rc == 0;
+	if (exists && (c->flags & RATECTL_CREATE))
+		return ratectl__err(RATECTL_EEXISTS, "budget '%s' already exists", c->name);
+	if (!exists && (c->flags & RATECTL_UPDATE))
+		return ratectl__err(RATECTL_ENOTFOUND, "no budget '%s'", c->name);
+	memset(&rec, 0, sizeof rec);
+	rec.magic = RC_BUDGET_MAGIC;
+	rec.nlimits = c->b->nlimits;
+	rec.max_inflight = c->b->max_inflight;
+	rec.jitter = c->b->jitter_ns;
+	memcpy(rec.lim, c->lim, sizeof rec.lim);
+	if (exists) {
+		rec.id = old.id;
+		rec.sched = old.sched;
+		for (i = 0; i < rec.nlimits; i++)
+			for (j = 0; j < old.nlimits; j++)
+				if (old.lim[j].dim == rec.lim[i].dim &&
+				    old.lim[j].period == rec.lim[i].period)
+					ratectl__gcra_rescale(&rec.lim[i], &old.lim[j], now);
+	} else if ((rc = next_id(h, txn, &rec.id)) != 0) {
+		return rc;
+	}
+	return ratectl__rec_put(h, txn, c->name, &rec);
+}
+
+int ratectl_budget_set(ratectl *h, const char *name, const ratectl_budget *b,
+                       int flags)
+{
+	struct set_ctx c = { .name = name, .b = b, .flags = flags };
+	int rc;
+
+	ratectl__err_clear();
+	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
+	    (rc = config_check(b, c.lim)) != 0)
+		return rc;
+	return ratectl__write(h, set_op, &c);
+}
+
+struct del_ctx {
+	const char *name;
+	uint32_t id;
+};
+
+static int delete_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct del_ctx *c = arg;
+	MDB_val k = { strlen(c->name), (void *)c->name }, v;
+	int rc;
+
+	rc = mdb_get(txn, h->budget_dbi, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return ratectl__err(RATECTL_ENOTFOUND, "no budget '%s'", c->name);
+	if (rc != 0)
+		return ratectl__mdb_err(h, rc, c->name);
+	/* A damaged record must still be deletable: read only its id. */
+	c->id = v.mv_size >= RC_REC_SIZE(0) ? ((const rc_budget_rec *)v.mv_data)->id : 0;
+	rc = mdb_del(txn, h->budget_dbi, &k, NULL);
+	return rc == 0 ? 0 : ratectl__mdb_err(h, rc, c->name);
+}
+
+int ratectl_budget_delete(ratectl *h, const char *name)
+{
+	struct del_ctx c = { name, 0 };
+	int rc;
+
+	ratectl__err_clear();
+	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
+	    (rc = ratectl__write(h, delete_op, &c)) != 0)
+		return rc;
+	return c.id ? ratectl__lfile_unlink(h, c.id) : 0;
+}
+
+/* ---- one-record updates -------------------------------------------------- */
+
+struct mod_ctx {
+	const char *name;
+	int (*fn)(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c);
+	int64_t now;
+	int64_t arg;
+	ratectl_dim dim;
+	uint64_t remaining;
+	int changed;
+};
+
+static int mod_one(ratectl *h, MDB_txn *txn, struct mod_ctx *c, const char *name)
+{
+	rc_budget_rec rec;
+	int rc;
+
+	if ((rc = ratectl__rec_get(h, txn, name, &rec)) != 0)
+		return rc;
+	if ((rc = c->fn(h, &rec, c)) != 0)
+		return rc;
+	return ratectl__rec_put(h, txn, name, &rec);
+}
+
+static int mod_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct mod_ctx *c = arg;
+	char name[RATECTL_NAME_MAX + 1];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	if (c->name)
+		return mod_one(h, txn, c, c->name);
+	if ((rc = mdb_cursor_open(txn, h->budget_dbi, &cur)) != 0)
+		return ratectl__mdb_err(h, rc, "list budgets");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		key_name(&k, name);
+		if ((rc = mod_one(h, txn, c, name)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int modify(ratectl *h, struct mod_ctx *c)
+{
+	int rc;
+
+	ratectl__err_clear();
+	if ((rc = ratectl__enter(h)) != 0)
+		return rc;
+	if (c->name && (rc = ratectl_name_check(c->name)) != 0)
+		return rc;
+	c->now = ratectl_now(h);
+	return ratectl__write(h, mod_op, c);
+}
+
+static int reset_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
+{
+	rc_lfile *lf;
+
+	(void)c;
+	ratectl__gcra_reset(rec->lim, rec->nlimits, &rec->sched);
+	if (ratectl__lfile_get(h, rec->id, &lf) == 0)
+		__atomic_store_n(&lf->hdr->cooldown_until, 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int ratectl_budget_reset(ratectl *h, const char *name)
+{
+	struct mod_ctx c = { .name = name, .fn = reset_fn };
+
+	return modify(h, &c);
+}
+
+static int cooldown_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
+{
+	int64_t jitter = rec->jitter ? rec->jitter : RC_JITTER_DEFAULT;
+	int64_t until = c->now + c->arg;
+	rc_lfile *lf;
+	int rc;
+
+	/* Ending a cooldown early releases its waiters spread out too. */
+	if (c->arg != 0 && until <= rec->sched.cooldown_until)
+		return 0;
+	ratectl__sched_cooldown(&rec->sched, rec->lim, rec->nlimits, until, jitter);
+	if ((rc = ratectl__lfile_get(h, rec->id, &lf)) != 0)
+		return rc;
+	__atomic_store_n(&lf->hdr->cooldown_until, until, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns)
+{
+	struct mod_ctx c = { .name = name, .fn = cooldown_fn, .arg = duration_ns };
+
+	if (!name || duration_ns < 0 || duration_ns > RATECTL_PERIOD_MAX)
+		return ratectl__err(-EINVAL, "cooldown: a budget name and a duration "
+		                    "of 0 .. 1 day");
+	return modify(h, &c);
+}
+
+static int observe_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
+{
+	(void)h;
+	c->changed = ratectl__gcra_tighten(rec->lim, rec->nlimits, c->dim,
+	                                   c->remaining, c->arg, c->now);
+	return c->changed ? 0 : 1;      /* nothing to write: abort */
+}
+
+int ratectl_observe(ratectl *h, const char *name, ratectl_dim dim,
+                    uint64_t remaining, int64_t reset_ns, int *changed)
+{
+	struct mod_ctx c = { .name = name, .fn = observe_fn, .arg = reset_ns,
+	                     .dim = dim, .remaining = remaining };
+	int rc;
+
+	if (!name || (dim != RATECTL_REQUESTS && dim != RATECTL_TOKENS) ||
+	    reset_ns < 0)
+		return ratectl__err(-EINVAL, "observe: bad arguments");
+	rc = modify(h, &c);
+	if (changed)
+		*changed = c.changed;
+	return rc;
+}
+
+/* ---- inspection ---------------------------------------------------------- */
+
+static void info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
+                      int64_t now, ratectl_budget_info *out)
+{
+	rc_lfile *lf;
+	unsigned i;
+
+	memset(out, 0, sizeof *out);
+	snprintf(out->name, sizeof out->name, "%s", name);
+	out->config.version = RATECTL_BUDGET_VERSION;
+	out->config.nlimits = rec->nlimits;
+	out->config.max_inflight = rec->max_inflight;
+	out->config.jitter_ns = rec->jitter;
+	for (i = 0; i < rec->nlimits; i++) {
+		const rc_limit *l = &rec->lim[i];
+		ratectl_limit cfg = { (ratectl_dim)l->dim, l->count, l->period, l->burst };
+
+		out->config.limits[i] = cfg;
+		out->state[i].limit = cfg;
+		out->state[i].available = ratectl__gcra_available(l, now);
+		out->state[i].until_full_ns = ratectl__gcra_until_full(l, now);
+	}
+	if (rec->sched.cooldown_until > now)
+		out->cooldown_ns = rec->sched.cooldown_until - now;
+	if (ratectl__lfile_get(h, rec->id, &lf) != 0)
+		return;
+	for (i = 0; i < RC_C_COUNT; i++)
+		(&out->counters.admitted)[i] =
+			__atomic_load_n(&lf->hdr->counters[i], __ATOMIC_RELAXED);
+	for (i = 0; i < lf->hdr->hiwater && i < RATECTL_MAX_INFLIGHT; i++) {
+		if (lf->slots[i].state != RC_SLOT_HELD)
+			continue;
+		if (ratectl__slot_locked(lf, i))
+			out->inflight++;
+		else
+			out->dead++;
+	}
+}
+
+int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out)
+{
+	rc_budget_rec rec;
+	MDB_txn *txn;
+	int rc;
+
+	ratectl__err_clear();
+	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
+	    (rc = ratectl__read_begin(h, &txn)) != 0)
+		return rc;
+	rc = ratectl__rec_get(h, txn, name, &rec);
+	ratectl__read_end(h, txn);
+	if (rc == 0)
+		info_fill(h, name, &rec, ratectl_now(h), out);
+	return rc;
+}
+
+int ratectl_budget_foreach(ratectl *h,
+                           int (*fn)(const ratectl_budget_info *info, void *ctx),
+                           void *ctx)
+{
+	char name[RATECTL_NAME_MAX + 1];
+	ratectl_budget_info info;
+	rc_budget_rec rec;
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	MDB_val k, v;
+	int rc;
+
+	ratectl__err_clear();
+	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl__read_begin(h, &txn)) != 0)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, h->budget_dbi, &cur)) != 0) {
+		ratectl__read_end(h, txn);
+		return ratectl__mdb_err(h, rc, "list budgets");
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		key_name(&k, name);
+		if ((rc = ratectl__rec_check(name, v.mv_data, v.mv_size)) != 0)
+			break;
+		memcpy(&rec, v.mv_data, v.mv_size);
+		info_fill(h, name, &rec, ratectl_now(h), &info);
+		if ((rc = fn(&info, ctx)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	ratectl__read_end(h, txn);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
+                   size_t cap, size_t *n)
+{
+	int64_t now = ratectl_now(h);
+	rc_budget_rec rec;
+	rc_lfile *lf;
+	MDB_txn *txn;
+	uint32_t i;
+	int rc;
+
+	ratectl__err_clear();
+	*n = 0;
+	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
+	    (rc = ratectl__read_begin(h, &txn)) != 0)
+		return rc;
+	rc = ratectl__rec_get(h, txn, name, &rec);
+	ratectl__read_end(h, txn);
+	if (rc != 0 || (rc = ratectl__lfile_get(h, rec.id, &lf)) != 0)
+		return rc;
+	for (i = 0; i < lf->hdr->hiwater && i < RATECTL_MAX_INFLIGHT; i++) {
+		const rc_slot *s = &lf->slots[i];
+
+		if (s->state != RC_SLOT_HELD)
+			continue;
+		if (*n < cap)
+			out[*n] = (ratectl_lease_info){ i, s->pid, ratectl__slot_locked(lf, i),
+			                                now - s->start, s->tokens };
+		(*n)++;
+	}
+	return 0;
+}
+
+struct reclaim_ctx {
+	unsigned slots;
+};
+
+/* Inside a write transaction, so that no admission probes the same slots. */
+static int reclaim_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct reclaim_ctx *c = arg;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	rc_lfile *lf;
+	int rc;
+
+	c->slots = 0;
+	if ((rc = mdb_cursor_open(txn, h->budget_dbi, &cur)) != 0)
+		return ratectl__mdb_err(h, rc, "list budgets");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size < RC_REC_SIZE(0))
+			continue;
+		if (ratectl__lfile_get(h, ((const rc_budget_rec *)v.mv_data)->id, &lf) == 0)
+			c->slots += ratectl__slot_reclaim(lf);
+	}
+	mdb_cursor_close(cur);
+	return 1;       /* nothing written: abort */
+}
+
+int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers)
+{
+	struct reclaim_ctx c = { 0 };
+	int rc, dead = 0;
+
+	ratectl__err_clear();
+	if ((rc = ratectl__enter(h)) != 0)
+		return rc;
+	mdb_reader_check(h->env, &dead);
+	rc = ratectl__write(h, reclaim_op, &c);
+	if (slots)
+		*slots = c.slots;
+	if (readers)
+		*readers = (unsigned)dead;
+	return rc;
+}

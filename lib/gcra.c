@@ -1,0 +1,208 @@
+/*
+ * gcra.c - the admission arithmetic (see gcra.h).  Pure: no I/O, no clock.
+ *
+ * All quantities are int64 nanoseconds or unsigned unit counts.  Limits are
+ * validated so that tau <= RC_TAU_MAX; every sum below then stays far from
+ * overflow for any boot-relative time (< 2^62 ns, 146 years).
+ */
+#include <limits.h>
+
+#include "error.h"
+#include "gcra.h"
+
+/* Largest tolerance accepted: one year.  Keeps sums of times in range. */
+#define RC_TAU_MAX (366LL * 86400 * 1000000000)
+
+/* A debit larger than this many bursts is capped: the ledger cannot be
+ * pushed into years of debt by one absurd usage report. */
+#define RC_DEBIT_BURSTS 4
+
+static int64_t max64(int64_t a, int64_t b)
+{
+	return a > b ? a : b;
+}
+
+static uint64_t cost_of(const ratectl_cost *c, uint32_t dim)
+{
+	return dim == RATECTL_TOKENS ? c->tokens : c->requests;
+}
+
+int ratectl__limit_init(rc_limit *l, const ratectl_limit *cfg)
+{
+	const char *dim = cfg->dim == RATECTL_TOKENS ? "tokens" : "requests";
+	uint64_t burst = cfg->burst ? cfg->burst : cfg->count;
+	int64_t T, tau;
+
+	if (cfg->dim != RATECTL_REQUESTS && cfg->dim != RATECTL_TOKENS)
+		return ratectl__err(RATECTL_EBADCONFIG, "limit: unknown dimension %d",
+		                    (int)cfg->dim);
+	if (cfg->period_ns < RATECTL_PERIOD_MIN || cfg->period_ns > RATECTL_PERIOD_MAX)
+		return ratectl__err(RATECTL_EBADCONFIG,
+		                    "%s limit: period %lld ns is outside 1 s .. 1 day",
+		                    dim, (long long)cfg->period_ns);
+	if (cfg->count < 1 || cfg->count > (uint64_t)cfg->period_ns)
+		return ratectl__err(RATECTL_EBADCONFIG,
+		                    "%s limit: count %llu must be 1 .. %lld (one a nanosecond)",
+		                    dim, (unsigned long long)cfg->count,
+		                    (long long)cfg->period_ns);
+	/* Round T up: the limit may be under-used by < 1 ns a unit, never exceeded. */
+	T = (int64_t)(((uint64_t)cfg->period_ns + cfg->count - 1) / cfg->count);
+	if (burst > (uint64_t)(RC_TAU_MAX / T))
+		return ratectl__err(RATECTL_EBADCONFIG,
+		                    "%s limit: burst %llu is more than a year of the rate",
+		                    dim, (unsigned long long)burst);
+	tau = T * (int64_t)burst;
+	*l = (rc_limit){ .dim = cfg->dim, .count = cfg->count, .period = cfg->period_ns,
+	                 .burst = burst, .T = T, .tau = tau, .tat = 0 };
+	return 0;
+}
+
+int ratectl__gcra_plan(const rc_limit *l, unsigned n, const rc_sched *s,
+                       const ratectl_cost *c, int64_t now, int64_t *t_adm)
+{
+	int64_t t = max64(now, s->cooldown_until);
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t units = cost_of(c, l[i].dim);
+
+		if (units == 0)
+			continue;
+		if (units > l[i].burst)
+			return RATECTL_ETOOBIG;
+		/* Conforms at t iff max(tat, t) + units*T - tau <= t, i.e.
+		 * t >= tat + units*T - tau (the other case always holds). */
+		t = max64(t, l[i].tat + (int64_t)units * l[i].T - l[i].tau);
+	}
+	if (t < s->ramp_end)
+		t = max64(t, s->ramp_next);
+	*t_adm = t;
+	return 0;
+}
+
+void ratectl__gcra_commit(rc_limit *l, unsigned n, rc_sched *s,
+                          const ratectl_cost *c, int64_t t_adm)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t units = cost_of(c, l[i].dim);
+
+		if (units)
+			l[i].tat = max64(l[i].tat, t_adm) + (int64_t)units * l[i].T;
+	}
+	if (t_adm < s->ramp_end)
+		s->ramp_next = t_adm + s->ramp_step;
+}
+
+void ratectl__gcra_undo(rc_limit *l, unsigned n, const int64_t *before,
+                        const ratectl_cost *c, int64_t t_adm)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t units = cost_of(c, l[i].dim);
+
+		if (units && l[i].tat == max64(before[i], t_adm) + (int64_t)units * l[i].T)
+			l[i].tat = before[i];
+	}
+}
+
+void ratectl__gcra_adjust(rc_limit *l, unsigned n, ratectl_dim dim,
+                          int64_t delta, int64_t now)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		int64_t units = delta, cap, d;
+
+		if (l[i].dim != (uint32_t)dim || delta == 0)
+			continue;
+		cap = (int64_t)l[i].burst * RC_DEBIT_BURSTS;
+		if (units > cap)
+			units = cap;
+		if (units < -cap)
+			units = -cap;
+		d = units * l[i].T;
+		/* Any TAT at or before now means "full": clamp there, exactly. */
+		l[i].tat = max64(max64(l[i].tat, now) + d, now);
+	}
+}
+
+uint64_t ratectl__gcra_available(const rc_limit *l, int64_t now)
+{
+	int64_t debt = l->tat > now ? l->tat - now : 0;
+
+	if (debt >= l->tau)
+		return 0;
+	return (uint64_t)((l->tau - debt) / l->T);
+}
+
+int64_t ratectl__gcra_until_full(const rc_limit *l, int64_t now)
+{
+	return l->tat > now ? l->tat - now : 0;
+}
+
+int ratectl__gcra_tighten(rc_limit *l, unsigned n, ratectl_dim dim,
+                          uint64_t remaining, int64_t reset, int64_t now)
+{
+	int changed = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		int64_t debt, want;
+
+		if (l[i].dim != (uint32_t)dim)
+			continue;
+		/* Providers refill continuously: `remaining` may pass now, and
+		 * the limit is full again only after `reset`.  Believe whichever
+		 * says less is available; never loosen. */
+		debt = remaining >= l[i].burst ? 0 : l[i].tau - (int64_t)remaining * l[i].T;
+		if (reset > debt)
+			debt = reset < l[i].tau ? reset : l[i].tau;
+		want = now + debt;
+		if (debt > 0 && want > l[i].tat) {
+			l[i].tat = want;
+			changed = 1;
+		}
+	}
+	return changed;
+}
+
+void ratectl__sched_cooldown(rc_sched *s, const rc_limit *l, unsigned n,
+                             int64_t until, int64_t jitter)
+{
+	uint64_t burst = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (l[i].dim == RATECTL_REQUESTS && (burst == 0 || l[i].burst < burst))
+			burst = l[i].burst;
+	if (burst == 0)
+		burst = 10;     /* no request limit: spread the first ten */
+	s->cooldown_until = until;
+	s->ramp_next = until;
+	s->ramp_end = until + jitter;
+	s->ramp_step = jitter / (int64_t)burst;
+}
+
+void ratectl__gcra_reset(rc_limit *l, unsigned n, rc_sched *s)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		l[i].tat = 0;
+	*s = (rc_sched){ 0, 0, 0, 0 };
+}
+
+void ratectl__gcra_rescale(rc_limit *l, const rc_limit *old, int64_t now)
+{
+	int64_t debt = old->tat > now ? old->tat - now : 0;
+	uint64_t units = (uint64_t)((debt + old->T - 1) / old->T);
+	int64_t cap = RC_DEBIT_BURSTS * l->tau;
+
+	if (units > (uint64_t)(cap / l->T))
+		l->tat = now + cap;
+	else
+		l->tat = units ? now + (int64_t)units * l->T : 0;
+}

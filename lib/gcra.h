@@ -1,0 +1,96 @@
+/*
+ * gcra.h - the admission arithmetic: GCRA over several limits at once.
+ *
+ * Pure functions: no I/O, no clock, no allocation.  Callers pass `now`
+ * explicitly, which is what lets the same code run against the LMDB ledger
+ * today and another store (Redis, a Python binding's tests) later.
+ *
+ * Each limit keeps one theoretical arrival time (TAT).  With emission
+ * interval T = period / count (rounded UP to whole nanoseconds, so a limit
+ * is never exceeded, only under-used by less than one part in T) and
+ * tolerance tau = T * burst, a cost n is admitted at time t when
+ *     max(TAT, t) + n*T - tau <= t,
+ * after which TAT becomes max(TAT, t) + n*T.  Over any interval of length d
+ * at most burst + d/T units pass.
+ */
+#ifndef RATECTL_GCRA_H
+#define RATECTL_GCRA_H
+
+#include <stdint.h>
+
+#include "ratectl.h"
+
+/* One limit and its state, exactly as stored in the ledger (56 bytes). */
+typedef struct rc_limit {
+	uint32_t dim;       /* ratectl_dim */
+	uint32_t reserved;
+	uint64_t count;
+	int64_t period;
+	uint64_t burst;
+	int64_t T;          /* emission interval, ns per unit, >= 1 */
+	int64_t tau;        /* T * burst */
+	int64_t tat;        /* theoretical arrival time */
+} rc_limit;
+
+/* Budget-wide schedule: cooldown and the spread-out release after it. */
+typedef struct rc_sched {
+	int64_t cooldown_until;  /* no admission before this */
+	int64_t ramp_end;        /* admissions before this are spaced ... */
+	int64_t ramp_next;       /* ... no earlier than this ... */
+	int64_t ramp_step;       /* ... and this far apart */
+} rc_sched;
+
+/* Validate cfg and fill *l with T and tau; the TAT starts "full" (0).
+ * Returns 0 or RATECTL_EBADCONFIG with the detail set. */
+int ratectl__limit_init(rc_limit *l, const ratectl_limit *cfg);
+
+/*
+ * The earliest time >= now at which cost c can be admitted against all n
+ * limits and the schedule s, in *t_adm.  Returns 0, or RATECTL_ETOOBIG
+ * when some limit's burst is smaller than the cost (it could never pass).
+ */
+int ratectl__gcra_plan(const rc_limit *l, unsigned n, const rc_sched *s,
+                       const ratectl_cost *c, int64_t now, int64_t *t_adm);
+
+/* Charge cost c at time t_adm (from ratectl__gcra_plan) to every limit. */
+void ratectl__gcra_commit(rc_limit *l, unsigned n, rc_sched *s,
+                          const ratectl_cost *c, int64_t t_adm);
+
+/*
+ * Undo a commit of cost c whose TATs were `before` (saved by the caller),
+ * on each limit whose TAT is still exactly what that commit left, i.e.
+ * when nobody was admitted after it.  Otherwise that limit keeps the
+ * charge: giving it back could let later admissions exceed the bound.
+ */
+void ratectl__gcra_undo(rc_limit *l, unsigned n, const int64_t *before,
+                        const ratectl_cost *c, int64_t t_adm);
+
+/* Charge (delta > 0) or refund (delta < 0) delta units of dim, now. */
+void ratectl__gcra_adjust(rc_limit *l, unsigned n, ratectl_dim dim,
+                          int64_t delta, int64_t now);
+
+/* Units that could pass at `now`, and the time until the limit is full. */
+uint64_t ratectl__gcra_available(const rc_limit *l, int64_t now);
+int64_t ratectl__gcra_until_full(const rc_limit *l, int64_t now);
+
+/*
+ * The provider says `remaining` units of dim are left now and its limit is
+ * full again after `reset` ns: tighten every limit of dim that believes
+ * more.  Returns 1 if one changed, else 0.
+ */
+int ratectl__gcra_tighten(rc_limit *l, unsigned n, ratectl_dim dim,
+                          uint64_t remaining, int64_t reset, int64_t now);
+
+/* Start a cooldown until `until`, with waiters then spread over `jitter`:
+ * at most `burst` request units (the smallest request burst) in it. */
+void ratectl__sched_cooldown(rc_sched *s, const rc_limit *l, unsigned n,
+                             int64_t until, int64_t jitter);
+
+/* Refill every limit and end any cooldown. */
+void ratectl__gcra_reset(rc_limit *l, unsigned n, rc_sched *s);
+
+/* Move a limit's debt (TAT - now) from old's rate to l's rate, when an
+ * update keeps a limit of the same dimension and period. */
+void ratectl__gcra_rescale(rc_limit *l, const rc_limit *old, int64_t now);
+
+#endif

@@ -1,0 +1,189 @@
+/*
+ * internal.h - what the parts of libratectl share: the handle, the records
+ * stored in the ledger, the lease files, and the helpers between them.
+ *
+ * Layout of a ledger directory:
+ *   data.mdb, lock.mdb   the LMDB environment: the "meta" table (one
+ *                        record: format, boot id) and the "budgets" table
+ *                        (name -> configuration and GCRA state)
+ *   leases/<id>          one lease file per budget: a shared mapping with
+ *                        the wake-up word, counters and the in-flight table,
+ *                        and beyond its end one lock byte per slot
+ */
+#ifndef RATECTL_INTERNAL_H
+#define RATECTL_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+#include "gcra.h"
+#include "ratectl.h"
+
+/* ---- records in the ledger ------------------------------------------- */
+
+#define RC_META_MAGIC 0x4C544352u   /* "RCTL" little-endian */
+#define RC_BUDGET_MAGIC 0x31424352u /* "RCB1" */
+#define RC_BOOT_ID_LEN 40
+
+typedef struct rc_meta {
+	uint32_t magic;
+	uint32_t format;           /* RATECTL_FORMAT_VERSION that wrote it */
+	uint32_t next_id;          /* budget ids are never reused */
+	uint32_t reserved0;
+	int64_t rt_offset;         /* CLOCK_REALTIME - clock, in that boot */
+	char boot_id[RC_BOOT_ID_LEN];
+	uint64_t reserved[4];
+} rc_meta;
+
+typedef struct rc_budget_rec {
+	uint32_t magic;
+	uint32_t id;
+	uint32_t nlimits;
+	uint32_t max_inflight;
+	int64_t jitter;
+	rc_sched sched;
+	uint64_t reserved[2];
+	rc_limit lim[RATECTL_MAX_LIMITS];
+} rc_budget_rec;
+
+#define RC_REC_SIZE(n) (offsetof(rc_budget_rec, lim) + (size_t)(n) * sizeof(rc_limit))
+
+/* ---- lease files ------------------------------------------------------ */
+
+#define RC_LEASE_MAGIC 0x314C4352u  /* "RCL1" */
+#define RC_HDR_SIZE 4096
+#define RC_LEASE_FILE_SIZE (RC_HDR_SIZE + RATECTL_MAX_INFLIGHT * sizeof(rc_slot))
+/* Slot i is held by an OFD write lock on byte RC_LOCK_BASE + i, beyond the
+ * end of the file, so locks and the mapped table never overlap. */
+#define RC_LOCK_BASE (1 << 20)
+
+enum { RC_SLOT_FREE = 0, RC_SLOT_HELD = 1 };
+
+#define RC_LEASE_HELD 0x4C454153u  /* ratectl_lease.magic while held */
+
+/* One in-flight slot's record, for inspection: the lock is the truth. */
+typedef struct rc_slot {
+	int32_t pid;
+	uint32_t state;
+	int64_t start;
+	uint64_t tokens;
+	uint64_t reserved;
+} rc_slot;
+
+enum {
+	RC_C_ADMITTED, RC_C_REFUSED, RC_C_WAITED, RC_C_WAIT_NS,
+	RC_C_TOK_EST, RC_C_TOK_ACTUAL, RC_C_TOK_RECONCILED, RC_C_RECLAIMED,
+	RC_C_COUNT
+};
+
+typedef struct rc_lease_hdr {
+	uint32_t magic;
+	uint32_t budget_id;
+	uint32_t hiwater;          /* slots ever used: the table's extent */
+	uint32_t reserved0;
+	uint32_t release_seq;      /* futex word: bumped at every release */
+	uint32_t waiters;          /* processes sleeping on release_seq */
+	/* Mirror of the budget's cooldown end, so that a waiter that reserved
+	 * its time before a cooldown began notices it without a transaction. */
+	int64_t cooldown_until;
+	uint64_t counters[RC_C_COUNT];
+} rc_lease_hdr;
+
+/* A process's view of one lease file. */
+typedef struct rc_lfile {
+	struct rc_lfile *next;
+	uint32_t id;
+	int fd;
+	rc_lease_hdr *hdr;
+	rc_slot *slots;
+	/* Threads share the process's OFD: a lock taken twice through it
+	 * "succeeds", so which slots this process holds is kept here, and
+	 * changed only under mu. */
+	pthread_mutex_t mu;
+	uint8_t held[RATECTL_MAX_INFLIGHT / 8];
+} rc_lfile;
+
+/* ---- the handle ------------------------------------------------------- */
+
+struct ratectl {
+	struct ratectl *next_open; /* registry of open handles (fork, reuse) */
+	unsigned refs;
+	dev_t dev;
+	ino_t ino;
+	char *path;
+	MDB_env *env;
+	MDB_dbi meta_dbi;
+	MDB_dbi budget_dbi;
+	/* Transactions hold it shared; growing the map takes it exclusive
+	 * (LMDB requires no transaction of this process to be active). */
+	pthread_rwlock_t maplock;
+	pthread_mutex_t mu;        /* reopen after fork */
+	pthread_mutex_t files_mu;  /* adding to the lease file list */
+	rc_lfile *files;           /* append-only until close: read lock-free */
+	uint64_t fork_gen;
+	pid_t pid;                 /* this process, cached at (re)open */
+	int shared_group;
+	size_t map_size;
+	ratectl_clock clock;
+	char boot_id[RC_BOOT_ID_LEN];
+};
+
+/* ---- ledger.c --------------------------------------------------------- */
+
+/* A write operation run inside one transaction by ratectl__write(): 0 to
+ * commit, > 0 to abort and return that value, < 0 to abort with an error.
+ * It may run again (after the map grew), so it must not keep state. */
+typedef int (*rc_write_fn)(ratectl *h, MDB_txn *txn, void *ctx);
+
+int ratectl__write(ratectl *h, rc_write_fn fn, void *ctx);
+int ratectl__read_begin(ratectl *h, MDB_txn **txn);
+void ratectl__read_end(ratectl *h, MDB_txn *txn);
+int ratectl__mdb_err(const ratectl *h, int rc, const char *what);
+/* Re-open what a fork left behind, when h was opened before it. */
+int ratectl__enter(ratectl *h);
+
+/* ---- budget records (budget.c) ---------------------------------------- */
+
+/* Copy budget `name` into *rec, validated.  RATECTL_ENOTFOUND, _ECORRUPT. */
+int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
+                     rc_budget_rec *rec);
+int ratectl__rec_put(ratectl *h, MDB_txn *txn, const char *name,
+                     const rc_budget_rec *rec);
+int ratectl__rec_check(const char *name, const void *data, size_t size);
+
+/* ---- lease.c ---------------------------------------------------------- */
+
+int ratectl__lfile_get(ratectl *h, uint32_t id, rc_lfile **out);
+void ratectl__lfile_close_all(ratectl *h, int unlock);
+int ratectl__lfile_unlink(ratectl *h, uint32_t id);
+/* Claim a free slot below max: 0 and *slot, or RATECTL_EINFLIGHT. */
+int ratectl__slot_claim(rc_lfile *lf, uint32_t max, int32_t pid, int64_t now,
+                        uint64_t tokens, int32_t *slot);
+void ratectl__slot_release(rc_lfile *lf, int32_t slot);
+/* 1 if someone (another descriptor) holds slot's lock, 0 if not. */
+int ratectl__slot_locked(const rc_lfile *lf, uint32_t slot);
+/* Free slots recorded held whose lock is free; returns how many. */
+unsigned ratectl__slot_reclaim(rc_lfile *lf);
+/* Forget the in-flight table (after a reboot: no holder survives one). */
+void ratectl__slot_reset(rc_lfile *lf);
+/* Sleep until a slot is released or `deadline` (clock ns) passes. */
+int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline);
+void ratectl__count(rc_lfile *lf, int which, uint64_t n);
+
+/* ---- clock.c ---------------------------------------------------------- */
+
+int64_t ratectl__realtime(const ratectl *h);
+int ratectl__sleep_until(const ratectl *h, int64_t t);
+void ratectl__boot_id(const ratectl *h, char out[RC_BOOT_ID_LEN]);
+
+/* ---- fork.c ----------------------------------------------------------- */
+
+extern uint64_t ratectl__fork_gen;
+void ratectl__registry_lock(void);
+void ratectl__registry_unlock(void);
+extern ratectl *ratectl__open_list;
+
+#endif

@@ -1,0 +1,90 @@
+/* testutil.h - temporary ledgers and an injected clock for the tests. */
+#ifndef RATECTL_TESTUTIL_H
+#define RATECTL_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ratectl.h"
+
+#define SEC 1000000000LL
+#define MSEC 1000000LL
+
+/* A clock the test moves: sleep_until jumps straight to the wake time. */
+typedef struct fake_clock {
+	int64_t now;
+	int64_t realtime;
+	int sleeps;
+	int interrupt_next;        /* next sleep returns -EINTR */
+} fake_clock;
+
+static int64_t fake_now(void *ctx)
+{
+	return ((fake_clock *)ctx)->now;
+}
+
+static int64_t fake_realtime(void *ctx)
+{
+	fake_clock *c = ctx;
+
+	return c->realtime + c->now;
+}
+
+static int fake_sleep_until(void *ctx, int64_t t)
+{
+	fake_clock *c = ctx;
+
+	c->sleeps++;
+	if (c->interrupt_next) {
+		c->interrupt_next = 0;
+		return -4;      /* -EINTR */
+	}
+	if (t > c->now)
+		c->now = t;
+	return 0;
+}
+
+/* A fresh ledger directory path under /tmp; removed by tmp_ledger_rm. */
+static inline char *tmp_ledger(void)
+{
+	char tmpl[] = "/tmp/ratectl-test-XXXXXX";
+	char *dir = mkdtemp(tmpl);
+	char *path;
+
+	assert_non_null(dir);
+	path = malloc(strlen(dir) + 8);
+	sprintf(path, "%s/ledger", dir);
+	return path;
+}
+
+static inline void tmp_ledger_rm(char *path)
+{
+	char cmd[512];
+	char *slash = strrchr(path, '/');
+
+	*slash = '\0';         /* the mkdtemp directory holding the ledger */
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", path);
+	free(path);
+}
+
+static inline ratectl_budget budget_simple(uint64_t rps, uint64_t burst,
+                                           uint32_t inflight)
+{
+	ratectl_budget b = RATECTL_BUDGET_INIT;
+
+	b.nlimits = 1;
+	b.limits[0] = (ratectl_limit){ RATECTL_REQUESTS, rps, SEC, burst };
+	b.max_inflight = inflight;
+	return b;
+}
+
+#endif
