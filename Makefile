@@ -28,10 +28,13 @@ LIB_LIBS = -llmdb -pthread
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 
+# tools/common: what the command and the shim share (the config file).
+COMMON_SRC := $(wildcard tools/common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)
 CLI_SRC := $(wildcard tools/cli/*.c)
-CLI_OBJ := $(CLI_SRC:%.c=$(B)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(B)/obj/%.o) $(COMMON_OBJ)
 PRELOAD_SRC := $(wildcard tools/preload/*.c)
-PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/obj/%.o)
+PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/obj/%.o) $(COMMON_OBJ)
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
@@ -160,3 +163,4 @@ clean:
 	rm -rf $(B) build
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d)
+

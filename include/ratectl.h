@@ -296,6 +296,7 @@ typedef struct ratectl_counters {
 	uint64_t tokens_actual;    /* tokens reported at release (reconciled) */
 	uint64_t tokens_reconciled;/* estimates of those leases */
 	uint64_t reclaimed;        /* slots taken back from dead holders */
+	uint64_t retries;          /* retries allowed by ratectl_retry_take() */
 } ratectl_counters;
 
 typedef struct ratectl_budget_info {
@@ -405,6 +406,17 @@ int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *c,
  * is freed even then).
  */
 int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens);
+
+/*
+ * Retry budget: may a request of budget `name` that the provider refused
+ * be sent again?  Retries are counted against admissions, host-wide: a
+ * retry is allowed while retries stay within `percent` percent of the
+ * admissions so far (plus a small allowance of 1, so that a first refusal
+ * can be retried).  Returns 0 and counts the retry, or RATECTL_ELIMITED
+ * when retries would exceed that share: then do not retry.  A retry must
+ * still be admitted like any request (ratectl_acquire()).
+ */
+int ratectl_retry_take(ratectl *h, const char *name, unsigned percent);
 
 /* ---------------------------------------------------------------------- */
 /* Parsers shared by the tools, the shim and the config file              */

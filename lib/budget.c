@@ -528,3 +528,33 @@ int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers)
 		*readers = (unsigned)dead;
 	return rc;
 }
+
+/* Lock-free on the shared counters: a compare-and-swap loop keeps the
+ * share exact across processes without a transaction. */
+int ratectl_retry_take(ratectl *h, const char *name, unsigned percent)
+{
+	rc_budget_rec rec;
+	rc_lfile *lf;
+	MDB_txn *txn;
+	uint64_t r, admitted;
+	int rc;
+
+	ratectl__err_clear();
+	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
+	    (rc = ratectl__read_begin(h, &txn)) != 0)
+		return rc;
+	rc = ratectl__rec_get(h, txn, name, &rec);
+	ratectl__read_end(h, txn);
+	if (rc != 0 || (rc = ratectl__lfile_get(h, rec.id, &lf)) != 0)
+		return rc;
+	r = __atomic_load_n(&lf->hdr->counters[RC_C_RETRIES], __ATOMIC_RELAXED);
+	do {
+		admitted = __atomic_load_n(&lf->hdr->counters[RC_C_ADMITTED],
+		                           __ATOMIC_RELAXED);
+		if ((r + 1) * 100 > admitted * percent + 100)
+			return RATECTL_ELIMITED;
+	} while (!__atomic_compare_exchange_n(&lf->hdr->counters[RC_C_RETRIES], &r,
+	                                      r + 1, 0, __ATOMIC_RELAXED,
+	                                      __ATOMIC_RELAXED));
+	return 0;
+}

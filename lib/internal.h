@@ -76,7 +76,7 @@ typedef struct rc_slot {
 enum {
 	RC_C_ADMITTED, RC_C_REFUSED, RC_C_WAITED, RC_C_WAIT_NS,
 	RC_C_TOK_EST, RC_C_TOK_ACTUAL, RC_C_TOK_RECONCILED, RC_C_RECLAIMED,
-	RC_C_COUNT
+	RC_C_RETRIES, RC_C_COUNT
 };
 
 typedef struct rc_lease_hdr {

@@ -1,0 +1,76 @@
+/*
+ * config.h - the ratectl config file (INI, parsed with inih), shared by the
+ * `ratectl` command and the preload shim.  Built on the public header only.
+ *
+ *   [openai]
+ *   match       = api.openai.com          # host[:port][/path-prefix], several
+ *   requests    = 500/min
+ *   tokens      = 200000/min, 2000000/day
+ *   concurrency = 16
+ *   burst       = 10s                     # time of rate, or a count
+ *
+ * See doc/ratectl.conf.5 for every key.
+ */
+#ifndef RATECTL_TOOLS_CONFIG_H
+#define RATECTL_TOOLS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratectl.h"
+
+#define RC_CONF_MAX_MATCH 16
+
+/* One match rule: host (lower-case), port (0: any), path prefix ("" any). */
+typedef struct rc_match {
+	char host[256];
+	unsigned port;
+	char path[256];
+} rc_match;
+
+enum { RC_ON_ERROR_OPEN = 0, RC_ON_ERROR_CLOSED = 1 };
+
+typedef struct rc_conf_budget {
+	char name[RATECTL_NAME_MAX + 1];
+	ratectl_budget budget;         /* limits, concurrency, jitter */
+	rc_match match[RC_CONF_MAX_MATCH];
+	size_t nmatch;
+	int on_error;                  /* RC_ON_ERROR_*; default open */
+	unsigned retries;              /* shim: re-sends after 429/503; 0 */
+	unsigned retry_percent;        /* retry budget, % of requests; 20 */
+	int64_t timeout_ns;            /* shim: longest wait to admit; 60 s */
+	unsigned bytes_per_token;      /* prompt estimate: body bytes / this; 4 */
+	uint64_t default_max_tokens;   /* completion estimate when the body has
+	                                  no max_tokens; 0 */
+	unsigned line;                 /* line of the [section] */
+} rc_conf_budget;
+
+typedef struct rc_conf {
+	char path[4096];
+	rc_conf_budget *budgets;
+	size_t nbudgets;
+} rc_conf;
+
+/*
+ * Load and validate the config file at path (NULL: rc_conf_default_path()).
+ * On error returns a negative code and writes into err (size errlen) a
+ * message naming the file, line, key and what is wrong:
+ *   "ratectl.conf:7: key 'tokens': '200000/fortnight': unknown unit ..."
+ * Unknown keys and sections without limits are errors.  On success *out
+ * is to be freed with rc_conf_free().
+ */
+int rc_conf_load(rc_conf **out, const char *path, char *err, size_t errlen);
+void rc_conf_free(rc_conf *conf);
+
+/* $RATECTL_CONFIG, else /etc/ratectl.conf. */
+const char *rc_conf_default_path(void);
+
+/* Parse one "host[:port][/path-prefix]" (no scheme) into *m. 0 or -EINVAL. */
+int rc_match_parse(rc_match *m, const char *s);
+
+/* First budget with a rule matching host, port and path, or NULL. Host is
+ * compared case-insensitively; the path is a prefix match. */
+const rc_conf_budget *rc_conf_match(const rc_conf *conf, const char *host,
+                                    unsigned port, const char *path);
+
+#endif
