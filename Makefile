@@ -38,6 +38,9 @@ PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/obj/%.o) $(COMMON_OBJ)
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+# Helper programs that the shell tests run (fake clients and the like).
+PROG_SRC := $(wildcard tests/progs/*.c)
+PROG_BIN := $(PROG_SRC:tests/progs/%.c=$(B)/progs/%)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(B)/bench/%)
 
@@ -108,6 +111,12 @@ $(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) -lcmocka $(TEST_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
 
+# Per-program extra libraries: PROG_LIBS_<name>.
+$(B)/progs/%: tests/progs/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) $(PROG_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
+
+BENCH_LIBS_bench_alt = -lhiredis -lsqlite3
 $(B)/bench/%: tests/bench/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) $(BENCH_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
@@ -119,7 +128,7 @@ headercheck:
 
 test check: 
 	@tools/deps.sh test
-	@$(MAKE) --no-print-directory all $(TEST_BIN) headercheck
+	@$(MAKE) --no-print-directory all $(TEST_BIN) $(PROG_BIN) headercheck
 	@B=$(B) tests/run.sh
 
 bench:

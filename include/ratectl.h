@@ -236,6 +236,9 @@ typedef struct ratectl_budget {
 /* Flags for ratectl_budget_set(). */
 #define RATECTL_CREATE 0x1   /* fail with RATECTL_EEXISTS if it exists */
 #define RATECTL_UPDATE 0x2   /* fail with RATECTL_ENOTFOUND if it doesn't */
+#define RATECTL_EMPTY  0x4   /* new limits start empty, not full: for a
+                                ledger rebuilt after damage, where what was
+                                recently used is unknown */
 
 /*
  * Create or update budget `name` with configuration b.  An update keeps

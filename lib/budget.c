@@ -184,6 +184,9 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 	} else if ((rc = next_id(h, txn, &rec.id)) != 0) {
 		return rc;
 	}
+	for (i = 0; c->flags & RATECTL_EMPTY && i < rec.nlimits; i++)
+		if (rec.lim[i].tat == 0)
+			rec.lim[i].tat = now + rec.lim[i].tau;
 	return ratectl__rec_put(h, txn, c->name, &rec);
 }
 
