@@ -25,19 +25,19 @@ typedef struct fake_clock {
 	int interrupt_next;        /* next sleep returns -EINTR */
 } fake_clock;
 
-static int64_t fake_now(void *ctx)
+static inline int64_t fake_now(void *ctx)
 {
 	return ((fake_clock *)ctx)->now;
 }
 
-static int64_t fake_realtime(void *ctx)
+static inline int64_t fake_realtime(void *ctx)
 {
 	fake_clock *c = ctx;
 
 	return c->realtime + c->now;
 }
 
-static int fake_sleep_until(void *ctx, int64_t t)
+static inline int fake_sleep_until(void *ctx, int64_t t)
 {
 	fake_clock *c = ctx;
 
