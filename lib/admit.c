@@ -173,6 +173,9 @@ static int timed_out(ratectl *h, struct admit_ctx *c, const char *name)
 	                    "the deadline", name);
 }
 
+static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
+                        int *waited);
+
 int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *cost,
                     ratectl_lease *lease, int64_t timeout_ns)
 {
@@ -185,34 +188,11 @@ int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *cost,
 	start = ratectl_now(h);
 	deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - start ?
 		INT64_MAX : start + timeout_ns;
-	for (;;) {
-		c.now = ratectl_now(h);
-		c.latest = deadline;
-		rc = ratectl__write(h, admit_op, &c);
-		if (rc == RATECTL_EINFLIGHT || rc == RATECTL_ELIMITED ||
-		    rc == RATECTL_ECOOLDOWN) {
-			if (c.now >= deadline)
-				return timed_out(h, &c, name);
-			waited = 1;
-			if (rc == RATECTL_EINFLIGHT)
-				rc = ratectl__slot_wait(h, c.lf, c.seq, deadline);
-			else
-				rc = ratectl__sleep_until(h, c.now + RC_RECHECK_NS < deadline ?
-				                          c.now + RC_RECHECK_NS : deadline);
-			if (rc != 0)
-				return rc;
-			continue;
-		}
-		if (rc != 0)
-			return rc;
-		if (c.t_adm > c.now)
-			waited = 1;
-		if ((rc = sleep_reserved(h, &c)) == 0)
-			break;
-		cancel(h, &c);
-		if (rc < 0)
-			return rc;
-	}
+	rc = acquire_loop(h, &c, deadline, &waited);
+	if (waited && c.lf)
+		ratectl__slot_unwatch(h, c.lf);
+	if (rc != 0)
+		return rc;
 	grant(h, &c, lease);
 	if (waited) {
 		int64_t w = ratectl_now(h) - start;
@@ -221,6 +201,42 @@ int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *cost,
 		ratectl__count(c.lf, RC_C_WAIT_NS, w > 0 ? (uint64_t)w : 0);
 	}
 	return 0;
+}
+
+/* Reserve a place (and a slot), sleep until it, or wait for a slot. */
+static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
+                        int *waited)
+{
+	int rc;
+
+	for (;;) {
+		c->now = ratectl_now(h);
+		c->latest = deadline;
+		rc = ratectl__write(h, admit_op, c);
+		if (rc == RATECTL_EINFLIGHT || rc == RATECTL_ELIMITED ||
+		    rc == RATECTL_ECOOLDOWN) {
+			if (c->now >= deadline)
+				return timed_out(h, c, c->name);
+			*waited = 1;
+			if (rc == RATECTL_EINFLIGHT)
+				rc = ratectl__slot_wait(h, c->lf, c->seq, deadline);
+			else
+				rc = ratectl__sleep_until(h, c->now + RC_RECHECK_NS < deadline ?
+				                          c->now + RC_RECHECK_NS : deadline);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		if (rc != 0)
+			return rc;
+		if (c->t_adm > c->now)
+			*waited = 1;
+		if ((rc = sleep_reserved(h, c)) == 0)
+			return 0;
+		cancel(h, c);
+		if (rc < 0)
+			return rc;
+	}
 }
 
 /* ---- release ------------------------------------------------------------- */

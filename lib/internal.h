@@ -83,7 +83,7 @@ typedef struct rc_lease_hdr {
 	uint32_t magic;
 	uint32_t budget_id;
 	uint32_t hiwater;          /* slots ever used: the table's extent */
-	uint32_t reserved0;
+	int32_t watcher;           /* the slot waiter that watches for deaths */
 	uint32_t release_seq;      /* futex word: bumped at every release */
 	uint32_t waiters;          /* processes sleeping on release_seq */
 	/* Mirror of the budget's cooldown end, so that a waiter that reserved
@@ -171,6 +171,8 @@ unsigned ratectl__slot_reclaim(rc_lfile *lf);
 void ratectl__slot_reset(rc_lfile *lf);
 /* Sleep until a slot is released or `deadline` (clock ns) passes. */
 int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline);
+/* A slot waiter is done waiting: hand the watch over to another. */
+void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf);
 void ratectl__count(rc_lfile *lf, int which, uint64_t n);
 
 /* ---- clock.c ---------------------------------------------------------- */

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,14 @@
 
 #include "internal.h"
 
-/* A waiter for a slot also wakes this often to notice a holder that died
- * (death sends no wake-up).  Releases wake it at once. */
-#define RC_DEATH_POLL_NS 10000000LL
+/*
+ * Releases wake slot waiters at once (a futex in the shared mapping).  A
+ * holder's death sends no wake-up, so one waiter, the watcher, wakes every
+ * RC_WATCH_POLL_NS to look for slots whose holder died; the others sleep
+ * up to RC_IDLE_POLL_NS and take over the watch if the watcher dies.
+ */
+#define RC_WATCH_POLL_NS 1000000LL
+#define RC_IDLE_POLL_NS 100000000LL
 
 static void lease_path(const ratectl *h, uint32_t id, char *buf, size_t len)
 {
@@ -312,12 +318,40 @@ void ratectl__slot_reset(rc_lfile *lf)
 	pthread_mutex_unlock(&lf->mu);
 }
 
+static int pid_alive(int32_t pid)
+{
+	return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* 1 if this process is (now) the watcher. */
+static int watch(rc_lfile *lf, int32_t me)
+{
+	int32_t w = __atomic_load_n(&lf->hdr->watcher, __ATOMIC_ACQUIRE);
+
+	if (w == me)
+		return 1;
+	if (w != 0 && pid_alive(w))
+		return 0;
+	return __atomic_compare_exchange_n(&lf->hdr->watcher, &w, me, 0,
+	                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf)
+{
+	int32_t me = h->pid;
+
+	if (__atomic_compare_exchange_n(&lf->hdr->watcher, &me, 0, 0,
+	                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		wake(lf);       /* let another waiter take the watch now */
+}
+
 int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline)
 {
-	int64_t now = ratectl_now(h), until = now + RC_DEATH_POLL_NS;
+	int64_t now = ratectl_now(h), until;
 	struct timespec ts;
 	int rc = 0;
 
+	until = now + (watch(lf, h->pid) ? RC_WATCH_POLL_NS : RC_IDLE_POLL_NS);
 	if (deadline < until)
 		until = deadline;
 	if (until <= now)

@@ -179,6 +179,25 @@ static void test_reservations_fifo(void **state)
 	}
 }
 
+static void test_big_reservation_first(void **state)
+{
+	rc_limit l = mk(RATECTL_TOKENS, 1000, S, 1000);
+	rc_sched s = none;
+	ratectl_cost big = { 1, 900 }, small = { 1, 1 };
+	int64_t t_big, t;
+	int i;
+
+	(void)state;
+	l.tat = S + S;                          /* empty at 1 s */
+	assert_int_equal(ratectl__gcra_plan(&l, 1, &s, &big, S, &t_big), 0);
+	ratectl__gcra_commit(&l, 1, &s, &big, t_big);
+	for (i = 0; i < 100; i++) {             /* a stream of small ones */
+		assert_int_equal(ratectl__gcra_plan(&l, 1, &s, &small, S, &t), 0);
+		assert_true(t >= t_big);
+		ratectl__gcra_commit(&l, 1, &s, &small, t);
+	}
+}
+
 static void test_tighten(void **state)
 {
 	rc_limit l = mk(RATECTL_REQUESTS, 60, 60 * S, 0);
@@ -266,6 +285,7 @@ int main(void)
 		cmocka_unit_test(test_reconcile_refund_and_debit),
 		cmocka_unit_test(test_undo_only_when_last),
 		cmocka_unit_test(test_reservations_fifo),
+		cmocka_unit_test(test_big_reservation_first),
 		cmocka_unit_test(test_tighten),
 		cmocka_unit_test(test_cooldown_spreads),
 		cmocka_unit_test(test_limit_validation),
