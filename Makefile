@@ -71,6 +71,9 @@ pkgconfig: $(PC)
 deps:
 	@tools/deps.sh build
 
+# Tools see the public header and tools/common only, never lib/.
+$(B)/obj/tools/%.o: CPPFLAGS += -Itools/common
+
 $(B)/obj/%.o: %.c include/ratectl.h $(wildcard lib/*.h) $(wildcard tools/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -c -o $@ $<

@@ -229,9 +229,13 @@ typedef struct ratectl_budget {
 	/* When a cooldown ends, waiters are released spread over this window
 	 * (0: the default, 1 s) so the provider sees a smooth rate. */
 	int64_t jitter_ns;
+	/* Share of the first limit guaranteed to RATECTL_BATCH requests when
+	 * interactive ones keep the budget busy, in percent (0: the default,
+	 * 10; at most 100). */
+	unsigned batch_share;
 } ratectl_budget;
 
-#define RATECTL_BUDGET_INIT { RATECTL_BUDGET_VERSION, 0, {{0, 0, 0, 0}}, 0, 0 }
+#define RATECTL_BUDGET_INIT { RATECTL_BUDGET_VERSION, 0, {{0, 0, 0, 0}}, 0, 0, 0 }
 
 /* Flags for ratectl_budget_set(). */
 #define RATECTL_CREATE 0x1   /* fail with RATECTL_EEXISTS if it exists */
@@ -350,10 +354,22 @@ int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers);
 /* Admission                                                              */
 /* ---------------------------------------------------------------------- */
 
+/*
+ * Priority classes.  Interactive requests (the default) wait in order of
+ * asking.  Batch requests wait behind every interactive one, except for a
+ * guaranteed share of the budget (ratectl_budget.batch_share) that they
+ * get in order like interactive ones, so batch work never starves.
+ */
+typedef enum {
+	RATECTL_INTERACTIVE = 0,
+	RATECTL_BATCH = 1
+} ratectl_priority;
+
 /* What one request costs: normally {1, estimated tokens}. */
 typedef struct ratectl_cost {
 	uint64_t requests;
 	uint64_t tokens;
+	ratectl_priority priority;
 } ratectl_cost;
 
 /*

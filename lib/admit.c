@@ -55,6 +55,12 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 		                    (unsigned long long)c->cost->tokens);
 	if (c->t_adm > c->latest)
 		return c->cooldown_until > c->now ? RATECTL_ECOOLDOWN : RATECTL_ELIMITED;
+	/* Batch waits in line only within its guaranteed share; otherwise it
+	 * takes what is free when it comes back at t_adm, after everyone who
+	 * reserved meanwhile. */
+	if (c->cost->priority == RATECTL_BATCH && c->t_adm > c->now &&
+	    !ratectl__batch_may_reserve(&rec.sched, c->t_adm))
+		return RATECTL_ELIMITED;
 	if (rec.max_inflight) {
 		c->seq = __atomic_load_n(&c->lf->hdr->release_seq, __ATOMIC_SEQ_CST);
 		rc = ratectl__slot_claim(c->lf, rec.max_inflight, h->pid, c->t_adm,
@@ -65,6 +71,9 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 	for (i = 0; i < rec.nlimits; i++)
 		c->before[i] = rec.lim[i].tat;
 	ratectl__gcra_commit(rec.lim, rec.nlimits, &rec.sched, c->cost, c->t_adm);
+	if (c->cost->priority == RATECTL_BATCH && c->t_adm > c->now)
+		ratectl__batch_commit(rec.lim, rec.nlimits, &rec.sched, c->cost,
+		                      rec.batch_share, c->t_adm);
 	if ((rc = ratectl__rec_put(h, txn, c->name, &rec)) != 0 && c->slot >= 0) {
 		ratectl__slot_release(c->lf, c->slot);
 		c->slot = -1;
@@ -164,6 +173,18 @@ static int sleep_reserved(ratectl *h, struct admit_ctx *c)
 	return 0;
 }
 
+/* Not reserved: come back at the planned time when it is within the
+ * deadline (batch), else look again within RC_RECHECK_NS so that a reset
+ * or a raised limit is noticed, and at the deadline at the latest. */
+static int64_t recheck_at(const struct admit_ctx *c, int64_t deadline)
+{
+	int64_t t = c->now + RC_RECHECK_NS;
+
+	if (c->t_adm > c->now && c->t_adm <= deadline && c->t_adm < t)
+		t = c->t_adm;
+	return t < deadline ? t : deadline;
+}
+
 static int timed_out(ratectl *h, struct admit_ctx *c, const char *name)
 {
 	if (c->lf)
@@ -221,8 +242,7 @@ static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
 			if (rc == RATECTL_EINFLIGHT)
 				rc = ratectl__slot_wait(h, c->lf, c->seq, deadline);
 			else
-				rc = ratectl__sleep_until(h, c->now + RC_RECHECK_NS < deadline ?
-				                          c->now + RC_RECHECK_NS : deadline);
+				rc = ratectl__sleep_until(h, recheck_at(c, deadline));
 			if (rc != 0)
 				return rc;
 			continue;

@@ -12,6 +12,7 @@
 
 #define RC_JITTER_DEFAULT 1000000000LL         /* 1 s */
 #define RC_JITTER_MAX (3600LL * 1000000000)    /* 1 h */
+#define RC_BATCH_SHARE_DEFAULT 10               /* percent */
 
 int ratectl_name_check(const char *name)
 {
@@ -43,7 +44,8 @@ int ratectl__rec_check(const char *name, const void *data, size_t size)
 
 	if (size < RC_REC_SIZE(0) || r->magic != RC_BUDGET_MAGIC ||
 	    r->nlimits > RATECTL_MAX_LIMITS || size != RC_REC_SIZE(r->nlimits) ||
-	    r->max_inflight > RATECTL_MAX_INFLIGHT)
+	    r->max_inflight > RATECTL_MAX_INFLIGHT || r->batch_share < 1 ||
+	    r->batch_share > 100)
 		goto bad;
 	for (i = 0; i < r->nlimits; i++) {
 		const rc_limit *l = &r->lim[i];
@@ -121,6 +123,9 @@ static int config_check(const ratectl_budget *b, rc_limit *lim)
 		                    "%d", b->max_inflight, RATECTL_MAX_INFLIGHT);
 	if (b->jitter_ns < 0 || b->jitter_ns > RC_JITTER_MAX)
 		return ratectl__err(RATECTL_EBADCONFIG, "budget: jitter must be 0 .. 1 h");
+	if (b->batch_share > 100)
+		return ratectl__err(RATECTL_EBADCONFIG, "budget: batch share %u%% is "
+		                    "over 100%%", b->batch_share);
 	for (i = 0; i < b->nlimits; i++) {
 		if ((rc = ratectl__limit_init(&lim[i], &b->limits[i])) != 0)
 			return rc;
@@ -172,6 +177,7 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 	rec.nlimits = c->b->nlimits;
 	rec.max_inflight = c->b->max_inflight;
 	rec.jitter = c->b->jitter_ns;
+	rec.batch_share = c->b->batch_share ? c->b->batch_share : RC_BATCH_SHARE_DEFAULT;
 	memcpy(rec.lim, c->lim, sizeof rec.lim);
 	if (exists) {
 		rec.id = old.id;
@@ -379,6 +385,7 @@ static void info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
 	out->config.nlimits = rec->nlimits;
 	out->config.max_inflight = rec->max_inflight;
 	out->config.jitter_ns = rec->jitter;
+	out->config.batch_share = rec->batch_share;
 	for (i = 0; i < rec->nlimits; i++) {
 		const rc_limit *l = &rec->lim[i];
 		ratectl_limit cfg = { (ratectl_dim)l->dim, l->count, l->period, l->burst };

@@ -186,13 +186,31 @@ void ratectl__sched_cooldown(rc_sched *s, const rc_limit *l, unsigned n,
 	s->ramp_step = jitter / (int64_t)burst;
 }
 
+int ratectl__batch_may_reserve(const rc_sched *s, int64_t t)
+{
+	return s->batch_tat <= t;
+}
+
+void ratectl__batch_commit(const rc_limit *l, unsigned n, rc_sched *s,
+                           const ratectl_cost *c, unsigned share, int64_t t)
+{
+	uint64_t units;
+
+	if (n == 0 || share == 0)
+		return;
+	units = cost_of(c, l[0].dim);
+	/* units <= burst, so units * T <= tau <= one year: no overflow. */
+	s->batch_tat = max64(s->batch_tat, t) +
+		(int64_t)units * l[0].T / (int64_t)share * 100;
+}
+
 void ratectl__gcra_reset(rc_limit *l, unsigned n, rc_sched *s)
 {
 	unsigned i;
 
 	for (i = 0; i < n; i++)
 		l[i].tat = 0;
-	*s = (rc_sched){ 0, 0, 0, 0 };
+	*s = (rc_sched){ 0, 0, 0, 0, 0 };
 }
 
 void ratectl__gcra_rescale(rc_limit *l, const rc_limit *old, int64_t now)

@@ -38,6 +38,7 @@ typedef struct rc_sched {
 	int64_t ramp_end;        /* admissions before this are spaced ... */
 	int64_t ramp_next;       /* ... no earlier than this ... */
 	int64_t ramp_step;       /* ... and this far apart */
+	int64_t batch_tat;       /* GCRA of batch's guaranteed share */
 } rc_sched;
 
 /* Validate cfg and fill *l with T and tau; the TAT starts "full" (0).
@@ -85,6 +86,15 @@ int ratectl__gcra_tighten(rc_limit *l, unsigned n, ratectl_dim dim,
  * at most `burst` request units (the smallest request burst) in it. */
 void ratectl__sched_cooldown(rc_sched *s, const rc_limit *l, unsigned n,
                              int64_t until, int64_t jitter);
+
+/*
+ * Batch priority: may a batch cost c wait in line (reserve) for time t?
+ * Yes while batch stays within `share` percent of the first limit's rate
+ * (a GCRA of its own, burst 1).  ratectl__batch_commit() records it.
+ */
+int ratectl__batch_may_reserve(const rc_sched *s, int64_t t);
+void ratectl__batch_commit(const rc_limit *l, unsigned n, rc_sched *s,
+                           const ratectl_cost *c, unsigned share, int64_t t);
 
 /* Refill every limit and end any cooldown. */
 void ratectl__gcra_reset(rc_limit *l, unsigned n, rc_sched *s);

@@ -45,7 +45,9 @@ typedef struct rc_budget_rec {
 	uint32_t max_inflight;
 	int64_t jitter;
 	rc_sched sched;
-	uint64_t reserved[2];
+	uint32_t batch_share;      /* percent, 1..100 */
+	uint32_t reserved0;
+	uint64_t reserved[1];
 	rc_limit lim[RATECTL_MAX_LIMITS];
 } rc_budget_rec;
 

@@ -18,7 +18,7 @@ static rc_limit mk(ratectl_dim dim, uint64_t count, int64_t period, uint64_t bur
 	return l;
 }
 
-static const rc_sched none = { 0, 0, 0, 0 };
+static const rc_sched none = { 0, 0, 0, 0, 0 };
 
 /* Admit cost c at `now` if it conforms; 1 if admitted. */
 static int admit(rc_limit *l, unsigned n, rc_sched *s, uint64_t req, uint64_t tok,
