@@ -83,7 +83,7 @@ static void test_try_burst_wait_hint(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = budget_simple(10, 5, 0);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	int64_t wait;
 	int i;
@@ -112,7 +112,7 @@ static void test_acquire_sleeps_exactly(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = budget_simple(2, 1, 0);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	int64_t t0 = f->clk.now;
 	ratectl_budget_info info;
@@ -140,7 +140,7 @@ static void test_acquire_interrupted_gives_back(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = budget_simple(1, 1, 1);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_budget_info info;
 	ratectl_lease l;
 	int64_t wait;
@@ -161,7 +161,7 @@ static void test_inflight_cap(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = budget_simple(1000, 1000, 2);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l[3];
 	ratectl_lease_info li[4];
 	ratectl_budget_info info;
@@ -195,7 +195,7 @@ static void test_reconcile(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = RATECTL_BUDGET_INIT;
-	ratectl_cost c = { 1, 800 };
+	ratectl_cost c = { 1, 800, RATECTL_INTERACTIVE };
 	ratectl_budget_info info;
 	ratectl_lease l;
 
@@ -222,7 +222,7 @@ static void test_update_live_and_reset(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = budget_simple(10, 10, 0);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_budget_info info;
 	ratectl_lease l;
 	int64_t wait;
@@ -271,7 +271,7 @@ static void test_reboot_rebases(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = RATECTL_BUDGET_INIT;
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_budget_info info;
 	ratectl_lease l;
 	int i;
@@ -415,7 +415,7 @@ static void test_fork_children_use_parent_handle(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = budget_simple(1000, 1000, 8);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_budget_info info;
 	ratectl_lease parent_lease;
 	int i, status;
@@ -473,7 +473,7 @@ struct thread_arg {
 static void *thread_main(void *p)
 {
 	struct thread_arg *a = p;
-	ratectl_cost c = { 1, 1 };
+	ratectl_cost c = { 1, 1, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	int i;
 

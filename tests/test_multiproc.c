@@ -90,7 +90,7 @@ static int64_t worst_excess(const struct shared *s, const uint32_t *order,
 static void worker_bound(const char *path, struct shared *s, int idx,
                          int64_t t_end)
 {
-	ratectl_cost c = { 1, 10 + (uint64_t)(idx % 4) * 5 };
+	ratectl_cost c = { 1, 10 + (uint64_t)(idx % 4) * 5, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	ratectl *h;
 	int rc;
@@ -189,7 +189,7 @@ static void test_sixteen_processes_within_bound(void **state)
  */
 static void worker_chaos(const char *path, struct shared *s, int idx)
 {
-	ratectl_cost c = { 1, 1 };
+	ratectl_cost c = { 1, 1, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	ratectl *h;
 
@@ -229,7 +229,7 @@ static void test_sigkill_leaks_nothing(void **state)
 	struct shared *s = shared_map();
 	ratectl_budget b = budget_simple(1000000, 1000000, CAP);
 	ratectl_budget_info info;
-	ratectl_cost c = { 1, 1 };
+	ratectl_cost c = { 1, 1, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	unsigned kills = 0, slots = 0, readers = 0;
 	pid_t pid[NPROC];

@@ -56,7 +56,7 @@ static void test_give_up_reserves_nothing(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = budget_simple(2, 1, 0);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	int64_t wait, t0;
 
@@ -77,7 +77,7 @@ static void test_large_request_not_starved(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = RATECTL_BUDGET_INIT;
-	ratectl_cost big = { 1, 900 }, small = { 1, 10 };
+	ratectl_cost big = { 1, 900, RATECTL_INTERACTIVE }, small = { 1, 10, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	int64_t t0 = f->clk.now, wait;
 
@@ -100,7 +100,7 @@ static void test_cooldown_releases_spread(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = budget_simple(100, 10, 0);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	int64_t start = f->clk.now, prev = 0;
 	int i;
@@ -131,7 +131,7 @@ static void test_fifo_across_processes(void **state)
 	struct order_rec *r = mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE,
 	                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ratectl_budget b = budget_simple(20, 1, 0);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	pid_t pid[8];
 	ratectl *h;
@@ -176,7 +176,7 @@ static void test_signal_interrupts_wait(void **state)
 {
 	char *path = tmp_ledger();
 	ratectl_budget b = budget_simple(1, 1, 0);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	int64_t wait;
 	int status, p[2];
@@ -227,7 +227,7 @@ static void test_dead_holder_wakes_waiter(void **state)
 {
 	char *path = tmp_ledger();
 	ratectl_budget b = budget_simple(1000, 1000, 1);
-	ratectl_cost c = { 1, 0 };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l;
 	int64_t t0, took;
 	int status, p[2];
@@ -263,6 +263,51 @@ static void test_dead_holder_wakes_waiter(void **state)
 	tmp_ledger_rm(path);
 }
 
+/* Interactive requests go first; batch keeps its guaranteed 10%. */
+static void test_priority_share(void **state)
+{
+	char *path = tmp_ledger();
+	uint64_t *count = mmap(NULL, 2 * sizeof *count, PROT_READ | PROT_WRITE,
+	                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ratectl_budget b = budget_simple(200, 5, 0);
+	int64_t t_end;
+	double batch;
+	pid_t pid[8];
+	ratectl *h;
+	int i, status;
+
+	(void)state;
+	assert_int_equal(ratectl_open(&h, path, NULL), 0);
+	assert_int_equal(ratectl_budget_set(h, "b", &b, 0), 0);
+	t_end = mono() + 2 * SEC;
+	for (i = 0; i < 8; i++) {
+		if ((pid[i] = fork()) == 0) {
+			ratectl_cost c = { 1, 0, i < 4 ? RATECTL_INTERACTIVE : RATECTL_BATCH };
+			ratectl_lease l;
+			int64_t now;
+
+			while ((now = mono()) < t_end) {
+				if (ratectl_acquire(h, "b", &c, &l, t_end - now) != 0)
+					break;
+				__atomic_add_fetch(&count[i < 4 ? 0 : 1], 1, __ATOMIC_SEQ_CST);
+				ratectl_release(h, &l, RATECTL_UNKNOWN);
+			}
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 8; i++)
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+	batch = (double)count[1] / (double)(count[0] + count[1]);
+	printf("# interactive %llu, batch %llu (%.1f%%)\n",
+	       (unsigned long long)count[0], (unsigned long long)count[1], 100 * batch);
+	assert_true(count[0] + count[1] > 300);
+	assert_true(batch >= 0.07);      /* its 10%, less the partial windows at the ends */
+	assert_true(batch <= 0.30);      /* and interactive first */
+	ratectl_close(h);
+	munmap(count, 2 * sizeof *count);
+	tmp_ledger_rm(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -272,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_fifo_across_processes),
 		cmocka_unit_test(test_signal_interrupts_wait),
 		cmocka_unit_test(test_dead_holder_wakes_waiter),
+		cmocka_unit_test(test_priority_share),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,349 @@
+/*
+ * bench_admit.c - what one admission costs, next to the floor it is built
+ * on: a bare LMDB write transaction updating one 8-byte value in its own
+ * environment, opened with the ledger's flags, on the same filesystem.
+ *
+ * Section 1: one process, per-operation latency (median, p99).
+ * Section 2: aggregate admissions/s of 1..16 forked processes on one budget.
+ *
+ * Usage: bench_admit                    the two sections (run.sh runs it)
+ *        bench_admit --profile WHAT [N] N untimed operations of WHAT (hot,
+ *                                       reconcile or floor) in a fresh tmpfs
+ *                                       ledger, to run under perf or callgrind
+ * Environment: RATECTL_BENCH_OPS (timed operations per row, default
+ * 200000), RATECTL_BENCH_TPUT_MS (duration of each throughput point,
+ * default 1000), RATECTL_BENCH_TMPFS and RATECTL_BENCH_DISK (see bench.h).
+ */
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include "bench.h"
+
+/* Must stay equal to RC_ENV_FLAGS in lib/ledger.c: the floor is only a
+ * floor if LMDB does the same work for it (run.sh checks the two agree). */
+#define FLOOR_FLAGS (MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS | MDB_NORDAHEAD)
+#define FLOOR_MAP_SIZE (8u << 20)    /* the ledger's default map size */
+
+#define ROUNDS 4        /* rows take turns, so drift hits them alike */
+#define MAX_PROCS 16
+static const int nprocs[] = { 1, 2, 4, 8, 16 };
+
+/* Estimated tokens of one request, and what it "really" used. */
+#define EST_TOKENS 100
+#define ACTUAL_TOKENS 60
+
+/* ---- the floor ---------------------------------------------------------- */
+
+typedef struct floor_env {
+	MDB_env *env;
+	MDB_dbi dbi;
+} floor_env;
+
+#define MDB_CHECK(expr) do {                                                  \
+	int mdb_rc_ = (expr);                                                     \
+	if (mdb_rc_ != 0)                                                         \
+		bench_die("%s:%d: %s: %s", __FILE__, __LINE__, #expr,                \
+		          mdb_strerror(mdb_rc_));                                     \
+} while (0)
+
+static void floor_open(floor_env *f, const char *dir)
+{
+	MDB_val k = { 1, (void *)(uintptr_t)"k" }, v;
+	uint64_t zero = 0;
+	MDB_txn *txn;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		bench_die("mkdir %s: %s", dir, strerror(errno));
+	MDB_CHECK(mdb_env_create(&f->env));
+	MDB_CHECK(mdb_env_set_mapsize(f->env, FLOOR_MAP_SIZE));
+	MDB_CHECK(mdb_env_open(f->env, dir, FLOOR_FLAGS, 0600));
+	MDB_CHECK(mdb_txn_begin(f->env, NULL, 0, &txn));
+	MDB_CHECK(mdb_dbi_open(txn, NULL, 0, &f->dbi));
+	if (mdb_get(txn, f->dbi, &k, &v) == MDB_NOTFOUND) {
+		v.mv_size = sizeof zero;
+		v.mv_data = &zero;
+		MDB_CHECK(mdb_put(txn, f->dbi, &k, &v, 0));
+	}
+	MDB_CHECK(mdb_txn_commit(txn));
+}
+
+/* Read-modify-write of one 8-byte counter: the least a shared limiter
+ * must do in a transaction. */
+static void floor_op(void *arg)
+{
+	floor_env *f = arg;
+	MDB_val k = { 1, (void *)(uintptr_t)"k" }, v;
+	uint64_t n;
+	MDB_txn *txn;
+
+	MDB_CHECK(mdb_txn_begin(f->env, NULL, 0, &txn));
+	MDB_CHECK(mdb_get(txn, f->dbi, &k, &v));
+	memcpy(&n, v.mv_data, sizeof n);
+	n++;
+	v.mv_size = sizeof n;
+	v.mv_data = &n;
+	MDB_CHECK(mdb_put(txn, f->dbi, &k, &v, 0));
+	MDB_CHECK(mdb_txn_commit(txn));
+}
+
+/* ---- ratectl operations -------------------------------------------------- */
+
+typedef struct adm_ctx {
+	ratectl *h;
+	const char *name;
+	uint64_t actual;    /* RATECTL_UNKNOWN: release without a count */
+} adm_ctx;
+
+static void adm_op(void *arg)
+{
+	adm_ctx *c = arg;
+	ratectl_cost cost = { .requests = 1, .tokens = EST_TOKENS };
+	ratectl_lease lease;
+
+	BENCH_CHECK(ratectl_try(c->h, c->name, &cost, &lease, NULL));
+	BENCH_CHECK(ratectl_release(c->h, &lease, c->actual));
+}
+
+/* A ledger with the two budgets the rows use: "hot" (a requests and a
+ * tokens limit, no cap) and "capped" (the same, at most 64 in flight). */
+static ratectl *ledger_open(const char *dir)
+{
+	ratectl_budget hot = bench_budget_huge(0), capped = bench_budget_huge(64);
+	ratectl *h;
+
+	BENCH_CHECK(ratectl_open(&h, dir, NULL));
+	BENCH_CHECK(ratectl_budget_set(h, "hot", &hot, 0));
+	BENCH_CHECK(ratectl_budget_set(h, "capped", &capped, 0));
+	return h;
+}
+
+/* ---- section 1: latency ------------------------------------------------- */
+
+static void latency_fs(const char *base, int disk, size_t ops, double timer)
+{
+	char dir[PATH_MAX], ldir[PATH_MAX + 16], fdir[PATH_MAX + 16];
+	char m[32], p[32];
+	const char *fs = bench_fs_name(base);
+	floor_env fl;
+	ratectl *h;
+	adm_ctx hot, rec;
+	bench_variant v[3];
+	int j;
+
+	bench_tmpdir(dir, sizeof dir, base, disk ? "disk" : "tmpfs");
+	snprintf(ldir, sizeof ldir, "%s/ledger", dir);
+	snprintf(fdir, sizeof fdir, "%s/floor", dir);
+	h = ledger_open(ldir);
+	floor_open(&fl, fdir);
+	hot = (adm_ctx){ h, "hot", RATECTL_UNKNOWN };
+	rec = (adm_ctx){ h, "capped", ACTUAL_TOKENS };
+	v[0] = (bench_variant){ "floor", "floor: LMDB write txn, one 8-byte value",
+	                        floor_op, &fl, ops, { 0, 0, 0, 0 } };
+	v[1] = (bench_variant){ "hot", "try + release, 2 limits, no cap",
+	                        adm_op, &hot, ops, { 0, 0, 0, 0 } };
+	v[2] = (bench_variant){ "reconcile", "try + release(actual), 2 limits, cap 64",
+	                        adm_op, &rec, ops, { 0, 0, 0, 0 } };
+	bench_measure(v, 3, ROUNDS, timer);
+
+	printf("   %s (%s)\n", fs, base);
+	for (j = 0; j < 3; j++) {
+		double ratio = v[j].st.median / v[0].st.median;
+		bench_row row = bench_row_begin("admission", v[j].key);
+
+		printf("     %-42s %10s %10s %7.2fx", v[j].label,
+		       bench_fmt_ns(m, sizeof m, v[j].st.median),
+		       bench_fmt_ns(p, sizeof p, v[j].st.p99), ratio);
+		bench_row_str(&row, "fs", fs);
+		bench_row_str(&row, "dir", base);
+		bench_row_num(&row, "median_ns", v[j].st.median);
+		bench_row_num(&row, "p99_ns", v[j].st.p99);
+		bench_row_num(&row, "mean_ns", v[j].st.mean);
+		bench_row_int(&row, "ops", (long long)v[j].st.n);
+		bench_row_num(&row, "ratio_to_floor", ratio);
+		if (j == 1) {
+			/* The target is for the hot path only: one transaction
+			 * against one transaction. */
+			printf("   < 2x %s", bench_verdict(ratio < 2.0));
+			bench_row_num(&row, "target_ratio_below", 2.0);
+			bench_row_str(&row, "verdict", bench_verdict(ratio < 2.0));
+		}
+		printf("\n");
+		bench_row_end(&row);
+	}
+	ratectl_close(h);
+	mdb_env_close(fl.env);
+	bench_rmtree(dir);
+}
+
+/* ---- section 2: throughput ---------------------------------------------- */
+
+typedef struct tput_shared {
+	int ready;
+	int64_t start;              /* 0 until every worker is ready */
+	int64_t end;
+	uint64_t count[MAX_PROCS];
+} tput_shared;
+
+/* One forked worker: open its own handle, wait for the common start, then
+ * admit in a loop until the common end. */
+static void tput_worker(tput_shared *sh, int idx, const char *dir, int use_floor)
+{
+	adm_ctx c = { NULL, "hot", RATECTL_UNKNOWN };
+	floor_env fl;
+	uint64_t n = 0;
+	int64_t start, end;
+	int i;
+
+	if (use_floor)
+		floor_open(&fl, dir);
+	else
+		BENCH_CHECK(ratectl_open(&c.h, dir, NULL));
+	__atomic_add_fetch(&sh->ready, 1, __ATOMIC_SEQ_CST);
+	while ((start = __atomic_load_n(&sh->start, __ATOMIC_ACQUIRE)) == 0)
+		usleep(200);
+	end = sh->end;
+	bench_sleep_until(start);
+	/* Read the clock every 16 operations: its cost stays out of the loop. */
+	while (bench_now() < end) {
+		for (i = 0; i < 16; i++) {
+			if (use_floor)
+				floor_op(&fl);
+			else
+				adm_op(&c);
+		}
+		n += 16;
+	}
+	sh->count[idx] = n;
+	if (use_floor)
+		mdb_env_close(fl.env);
+	else
+		ratectl_close(c.h);
+}
+
+static double tput_run(const char *dir, int procs, int use_floor, int64_t dur)
+{
+	tput_shared *sh = bench_shared(sizeof *sh);
+	pid_t pids[MAX_PROCS];
+	int64_t deadline = bench_now() + 20 * BENCH_SEC;
+	uint64_t total = 0;
+	int i;
+
+	fflush(stdout);
+	for (i = 0; i < procs; i++) {
+		if ((pids[i] = fork()) < 0)
+			bench_die("fork: %s", strerror(errno));
+		if (pids[i] == 0) {
+			tput_worker(sh, i, dir, use_floor);
+			_exit(0);
+		}
+	}
+	while (__atomic_load_n(&sh->ready, __ATOMIC_SEQ_CST) < procs) {
+		if (bench_now() > deadline)
+			bench_die("throughput: workers not ready after 20 s");
+		usleep(1000);
+	}
+	sh->end = bench_now() + 20 * BENCH_MS + dur;
+	__atomic_store_n(&sh->start, sh->end - dur, __ATOMIC_RELEASE);
+	bench_reap(pids, procs, "throughput");
+	for (i = 0; i < procs; i++)
+		total += sh->count[i];
+	munmap(sh, sizeof *sh);
+	return (double)total * BENCH_SEC / (double)dur;
+}
+
+static void throughput(const char *base, int64_t dur)
+{
+	char dir[PATH_MAX], ldir[PATH_MAX + 16], fdir[PATH_MAX + 16];
+	char a[32], b[32];
+	ratectl *h;
+	size_t i;
+
+	bench_tmpdir(dir, sizeof dir, base, "tput");
+	snprintf(ldir, sizeof ldir, "%s/ledger", dir);
+	snprintf(fdir, sizeof fdir, "%s/floor", dir);
+	/* The budget is made here; the workers open the ledger themselves,
+	 * as independent processes would. */
+	h = ledger_open(ldir);
+	ratectl_close(h);
+	printf("\n2. Aggregate admissions/s on one budget, forked workers, "
+	       "%.1f s each, %s (%s)\n", (double)dur / BENCH_SEC,
+	       bench_fs_name(base), base);
+	printf("   %5s %14s %14s %14s\n", "procs", "ratectl", "floor", "ratectl/floor");
+	for (i = 0; i < sizeof nprocs / sizeof nprocs[0]; i++) {
+		double r = tput_run(ldir, nprocs[i], 0, dur);
+		double f = tput_run(fdir, nprocs[i], 1, dur);
+		bench_row row = bench_row_begin("throughput", "try+release");
+
+		printf("   %5d %14s %14s %13.2fx\n", nprocs[i],
+		       bench_fmt_rate(a, sizeof a, r), bench_fmt_rate(b, sizeof b, f),
+		       r / f);
+		bench_row_int(&row, "procs", nprocs[i]);
+		bench_row_str(&row, "fs", bench_fs_name(base));
+		bench_row_num(&row, "ratectl_per_s", r);
+		bench_row_num(&row, "floor_per_s", f);
+		bench_row_num(&row, "ratio_to_floor", r / f);
+		bench_row_end(&row);
+	}
+	bench_rmtree(dir);
+}
+
+/* ---- profiling mode ----------------------------------------------------- */
+
+static int profile(const char *what, long n)
+{
+	char dir[PATH_MAX], ldir[PATH_MAX + 16], fdir[PATH_MAX + 16];
+	floor_env fl;
+	ratectl *h;
+	adm_ctx c;
+	long i;
+
+	bench_tmpdir(dir, sizeof dir, bench_base(0), "prof");
+	snprintf(ldir, sizeof ldir, "%s/ledger", dir);
+	snprintf(fdir, sizeof fdir, "%s/floor", dir);
+	h = ledger_open(ldir);
+	floor_open(&fl, fdir);
+	c = (adm_ctx){ h, "hot", RATECTL_UNKNOWN };
+	if (strcmp(what, "reconcile") == 0)
+		c = (adm_ctx){ h, "capped", ACTUAL_TOKENS };
+	else if (strcmp(what, "hot") != 0 && strcmp(what, "floor") != 0)
+		bench_die("--profile: expected hot, reconcile or floor, not %s", what);
+	for (i = 0; i < n; i++) {
+		if (strcmp(what, "floor") == 0)
+			floor_op(&fl);
+		else
+			adm_op(&c);
+	}
+	ratectl_close(h);
+	mdb_env_close(fl.env);
+	bench_rmtree(dir);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	size_t ops = (size_t)bench_env_long("RATECTL_BENCH_OPS", 200000, 1000, 100000000);
+	int64_t dur = bench_env_long("RATECTL_BENCH_TPUT_MS", 1000, 10, 60000) * BENCH_MS;
+	double timer;
+
+	if (argc >= 3 && strcmp(argv[1], "--profile") == 0)
+		return profile(argv[2], argc > 3 ? atol(argv[3]) : 1000000);
+	if (argc != 1)
+		bench_die("usage: bench_admit [--profile hot|reconcile|floor [N]]");
+
+	timer = bench_timer_cost();
+	printf("1. One admission in one process: %zu timed operations per row after "
+	       "%zu warm-up,\n   rows interleaved in %d rounds; clock_gettime around "
+	       "each operation,\n   its own cost (%.0f ns) subtracted\n",
+	       ops, ops / 10 + 100, ROUNDS, timer);
+	printf("     %-42s %10s %10s %8s\n", "", "median", "p99", "/floor");
+	{
+		bench_row row = bench_row_begin("admission", "timer");
+
+		bench_row_num(&row, "timer_ns", timer);
+		bench_row_end(&row);
+	}
+	latency_fs(bench_base(0), 0, ops, timer);
+	latency_fs(bench_base(1), 1, ops, timer);
+	throughput(bench_base(0), dur);
+	return 0;
+}
