@@ -37,13 +37,17 @@ int ratectl_name_check(const char *name)
 
 /* ---- records ------------------------------------------------------------- */
 
-int ratectl__rec_check(const char *name, const void *data, size_t size)
+/* LMDB values are not aligned: copy before looking, then validate. */
+int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out)
 {
-	const rc_budget_rec *r = data;
+	const rc_budget_rec *r = out;
 	unsigned i;
 
-	if (size < RC_REC_SIZE(0) || r->magic != RC_BUDGET_MAGIC ||
-	    r->nlimits > RATECTL_MAX_LIMITS || size != RC_REC_SIZE(r->nlimits) ||
+	if (v->mv_size < RC_REC_SIZE(0) || v->mv_size > sizeof *out)
+		goto bad;
+	memcpy(out, v->mv_data, v->mv_size);
+	if (r->magic != RC_BUDGET_MAGIC || r->nlimits > RATECTL_MAX_LIMITS ||
+	    v->mv_size != RC_REC_SIZE(r->nlimits) ||
 	    r->max_inflight > RATECTL_MAX_INFLIGHT || r->batch_share < 1 ||
 	    r->batch_share > 100)
 		goto bad;
@@ -57,7 +61,7 @@ int ratectl__rec_check(const char *name, const void *data, size_t size)
 	return 0;
 bad:
 	return ratectl__err(RATECTL_ECORRUPT, "budget '%s': record is damaged (%zu "
-	                    "bytes); run `ratectl check --repair`", name, size);
+	                    "bytes); run `ratectl check --repair`", name, v->mv_size);
 }
 
 int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
@@ -72,10 +76,7 @@ int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
 		                    name, h->path);
 	if (rc != 0)
 		return ratectl__mdb_err(h, rc, name);
-	if ((rc = ratectl__rec_check(name, v.mv_data, v.mv_size)) != 0)
-		return rc;
-	memcpy(rec, v.mv_data, v.mv_size);
-	return 0;
+	return ratectl__rec_load(name, &v, rec);
 }
 
 int ratectl__rec_put(ratectl *h, MDB_txn *txn, const char *name,
@@ -226,7 +227,10 @@ static int delete_op(ratectl *h, MDB_txn *txn, void *arg)
 	if (rc != 0)
 		return ratectl__mdb_err(h, rc, c->name);
 	/* A damaged record must still be deletable: read only its id. */
-	c->id = v.mv_size >= RC_REC_SIZE(0) ? ((const rc_budget_rec *)v.mv_data)->id : 0;
+	c->id = 0;
+	if (v.mv_size >= RC_REC_SIZE(0))
+		memcpy(&c->id, (const char *)v.mv_data + offsetof(rc_budget_rec, id),
+		       sizeof c->id);
 	rc = mdb_del(txn, h->budget_dbi, &k, NULL);
 	return rc == 0 ? 0 : ratectl__mdb_err(h, rc, c->name);
 }
@@ -451,9 +455,8 @@ int ratectl_budget_foreach(ratectl *h,
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		key_name(&k, name);
-		if ((rc = ratectl__rec_check(name, v.mv_data, v.mv_size)) != 0)
+		if ((rc = ratectl__rec_load(name, &v, &rec)) != 0)
 			break;
-		memcpy(&rec, v.mv_data, v.mv_size);
 		info_fill(h, name, &rec, ratectl_now(h), &info);
 		if ((rc = fn(&info, ctx)) != 0)
 			break;
@@ -513,9 +516,12 @@ static int reclaim_op(ratectl *h, MDB_txn *txn, void *arg)
 		return ratectl__mdb_err(h, rc, "list budgets");
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		uint32_t id;
+
 		if (v.mv_size < RC_REC_SIZE(0))
 			continue;
-		if (ratectl__lfile_get(h, ((const rc_budget_rec *)v.mv_data)->id, &lf) == 0)
+		memcpy(&id, (const char *)v.mv_data + offsetof(rc_budget_rec, id), sizeof id);
+		if (ratectl__lfile_get(h, id, &lf) == 0)
 			c->slots += ratectl__slot_reclaim(lf);
 	}
 	mdb_cursor_close(cur);

@@ -154,7 +154,7 @@ int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
                      rc_budget_rec *rec);
 int ratectl__rec_put(ratectl *h, MDB_txn *txn, const char *name,
                      const rc_budget_rec *rec);
-int ratectl__rec_check(const char *name, const void *data, size_t size);
+int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out);
 
 /* ---- lease.c ---------------------------------------------------------- */
 

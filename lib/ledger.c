@@ -202,9 +202,8 @@ static int rebase_all(ratectl *h, MDB_txn *txn, int64_t shift)
 		rc_lfile *lf;
 
 		snprintf(name, sizeof name, "%.*s", (int)k.mv_size, (char *)k.mv_data);
-		if ((rc = ratectl__rec_check(name, v.mv_data, v.mv_size)) != 0)
+		if ((rc = ratectl__rec_load(name, &v, &rec)) != 0)
 			break;
-		memcpy(&rec, v.mv_data, v.mv_size);
 		rebase_rec(&rec, shift, now);
 		v.mv_data = &rec;
 		if ((rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT)) != 0) {
@@ -262,11 +261,12 @@ static int meta_init(ratectl *h, MDB_txn *txn, void *ctx)
 		return meta_create(h, txn, &k);
 	if (rc != 0)
 		return ratectl__mdb_err(h, rc, "read meta");
-	if (v.mv_size < 8 || ((const rc_meta *)v.mv_data)->magic != RC_META_MAGIC)
+	memset(&m, 0, sizeof m);
+	memcpy(&m, v.mv_data, v.mv_size < sizeof m ? v.mv_size : sizeof m);
+	if (v.mv_size < 8 || m.magic != RC_META_MAGIC)
 		return ratectl__err(RATECTL_ECORRUPT,
 		                    "ledger %s: format record is damaged; run "
 		                    "`ratectl check --repair`", h->path);
-	memcpy(&m, v.mv_data, v.mv_size < sizeof m ? v.mv_size : sizeof m);
 	if (m.format > RATECTL_FORMAT_VERSION)
 		return ratectl__err(RATECTL_EVERSION,
 		                    "ledger %s: format version %u is newer than this "

@@ -397,7 +397,7 @@ static void test_foreign_lmdb_refused(void **state)
 	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
 	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
 	for (i = 0; i < 5; i++) {
-		char key[8];
+		char key[16];
 		snprintf(key, sizeof key, "k%d", i);
 		k.mv_data = key;
 		k.mv_size = strlen(key);
