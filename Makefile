@@ -60,7 +60,7 @@ PROGS += $(B)/libratectl-preload.so
 endif
 
 .PHONY: all shared static pkgconfig install uninstall test check bench demo \
-	clean deps asan ubsan tsan fuzz chaos headercheck
+	clean deps asan ubsan tsan fuzz chaos headercheck valgrind
 
 all: shared static pkgconfig $(PROGS)
 
@@ -150,6 +150,23 @@ ubsan:
 	$(MAKE) B=build/ubsan OPT="-O1 -g" CFLAGS="-fsanitize=undefined -fno-sanitize-recover=all" LDFLAGS="-fsanitize=undefined" test
 tsan:
 	$(MAKE) B=build/tsan CC=clang OPT="-O1 -g" CFLAGS="-fsanitize=thread" LDFLAGS="-fsanitize=thread" test
+
+# The deterministic C unit tests under valgrind (memcheck): no invalid
+# access, no leak.  (The multi-process tests assert timings valgrind breaks.)
+VALGRIND_TESTS = test_gcra test_ledger test_parse
+valgrind:
+	@tools/deps.sh test
+	@$(MAKE) --no-print-directory $(VALGRIND_TESTS:%=$(B)/tests/%)
+	@for t in $(VALGRIND_TESTS); do \
+	  valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+	    --child-silent-after-fork=yes -q $(B)/tests/$$t >/dev/null || { echo "valgrind: $$t failed"; exit 1; }; \
+	  echo "valgrind: $$t clean"; done
+
+# libFuzzer targets (clang), each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@tools/deps.sh fuzz
+	@B=$(B) tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
