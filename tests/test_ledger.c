@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -409,6 +411,55 @@ static void test_foreign_lmdb_refused(void **state)
 	assert_non_null(strstr(ratectl_errmsg(), "not a ratectl ledger"));
 }
 
+/* A full disk (here: a file-size limit) is a clear error, never a SIGBUS,
+ * and what the ledger held stays usable. */
+static void test_full_disk(void **state)
+{
+	fixture *f = *state;
+	int status;
+	pid_t pid;
+
+	ratectl_close(f->h);
+	f->h = NULL;
+	if ((pid = fork()) == 0) {
+		struct rlimit rl = { 3u << 20, 3u << 20 };
+		ratectl_options o = RATECTL_OPTIONS_INIT;
+		ratectl_budget b = budget_simple(10, 10, 2);
+		ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+		char dir[600], name[32];
+		ratectl_lease l;
+		ratectl *h;
+		int i, rc = 0;
+
+		signal(SIGXFSZ, SIG_IGN);
+		setrlimit(RLIMIT_FSIZE, &rl);
+		snprintf(dir, sizeof dir, "%s-full", f->path);
+		/* the default map (8 MiB) cannot even be reserved */
+		if (ratectl_open(&h, dir, NULL) != -EFBIG || !strstr(ratectl_errmsg(), dir))
+			_exit(1);
+		o.map_size = 1u << 20;
+		if (ratectl_open(&h, dir, &o) != 0)
+			_exit(2);
+		for (i = 0; i < 100000 && rc == 0; i++) {
+			snprintf(name, sizeof name, "b%d", i);
+			rc = ratectl_budget_set(h, name, &b, 0);
+		}
+		if (rc != -EFBIG || i < 100)
+			_exit(3);
+		/* what was there still works */
+		if (ratectl_try(h, "b0", &c, &l, NULL) != 0 ||
+		    ratectl_release(h, &l, RATECTL_UNKNOWN) != 0)
+			_exit(4);
+		ratectl_close(h);
+		if (ratectl_open(&h, dir, &o) != 0 || ratectl_try(h, "b1", &c, &l, NULL) != 0)
+			_exit(5);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));             /* no SIGBUS */
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ---- fork and threads ---------------------------------------------------- */
 
 static void test_fork_children_use_parent_handle(void **state)
@@ -533,6 +584,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unsafe_directories, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_and_newer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_lmdb_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_children_use_parent_handle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads_share_handle, setup, teardown),
 	};
