@@ -78,6 +78,8 @@ static int lfile_create(const ratectl *h, const char *path, uint32_t id)
 	          h->shared_group ? 0660 : 0600);
 	if (fd < 0)
 		return ratectl__err(-errno, "lease file %s: %s", tmp, strerror(errno));
+	if (h->shared_group)
+		fchmod(fd, 0660);       /* the umask must not shut the group out */
 	/* Reserve every page now: a mapped page that a full tmpfs cannot
 	 * back is a SIGBUS later. */
 	if ((rc = posix_fallocate(fd, 0, RC_LEASE_FILE_SIZE)) != 0)

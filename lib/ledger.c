@@ -313,6 +313,22 @@ static int env_open_once(ratectl *h)
 	return rc;
 }
 
+/* LMDB creates its files through the umask: open them to the group. */
+static void share_files(const ratectl *h)
+{
+	static const char *const names[] = { "data.mdb", "lock.mdb" };
+	char p[PATH_MAX];
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		snprintf(p, sizeof p, "%s/%s", h->path, names[i]);
+		if (stat(p, &st) == 0 && st.st_uid == geteuid() &&
+		    (st.st_mode & 0060) != 0060)
+			chmod(p, (st.st_mode & 07777) | 0060);
+	}
+}
+
 static int env_open(ratectl *h)
 {
 	MDB_envinfo info;
@@ -331,6 +347,8 @@ static int env_open(ratectl *h)
 		                    strerror(rc));
 	if (rc != 0)
 		return ratectl__mdb_err(h, rc, "open");
+	if (h->shared_group)
+		share_files(h);
 	mdb_reader_check(h->env, &dead);
 	mdb_env_info(h->env, &info);
 	if ((rc = map_reserve(h, info.me_mapsize)) == 0 &&
@@ -519,9 +537,13 @@ int ratectl__enter(ratectl *h)
 		h->env = NULL;
 		ratectl__lfile_close_all(h, 0);
 		snprintf(lease_dir, sizeof lease_dir, "%s/leases", h->path);
-		if (mkdir(lease_dir, h->shared_group ? 02770 : 0700) != 0 && errno != EEXIST)
+		if (mkdir(lease_dir, h->shared_group ? 02770 : 0700) == 0) {
+			if (h->shared_group)
+				chmod(lease_dir, 02770);
+		} else if (errno != EEXIST) {
 			rc = ratectl__err(-errno, "ledger %s: cannot create leases/: %s",
 			                  h->path, strerror(errno));
+		}
 		h->pid = getpid();
 		if (rc == 0 && (rc = env_open(h)) == 0)
 			h->fork_gen = gen;

@@ -2,6 +2,7 @@
  * ledgers, with an injected clock: no sleeps. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -460,6 +461,59 @@ static void test_full_disk(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* Two users share a ledger through a group only when set up for it. */
+static void test_group_sharing(void **state)
+{
+	fixture *f = *state;
+	ratectl_options o = RATECTL_OPTIONS_INIT;
+	ratectl_budget b = budget_simple(10, 10, 2);
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	char dir[600];
+	ratectl_lease l;
+	ratectl *h;
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		skip();
+		return;
+	}
+	snprintf(dir, sizeof dir, "%s", f->path);
+	*strrchr(dir, '/') = '\0';
+	assert_int_equal(chmod(dir, 0711), 0);  /* the other user may pass */
+	snprintf(dir, sizeof dir, "%s-shared", f->path);
+	assert_int_equal(mkdir(dir, 02770), 0);
+	assert_int_equal(chown(dir, 0, 4242), 0);
+	assert_int_equal(chmod(dir, 02770), 0);
+	o.shared_group = 1;
+	assert_int_equal(ratectl_open(&h, dir, NULL), RATECTL_EUNSAFE);  /* group-writable */
+	assert_int_equal(ratectl_open(&h, dir, &o), 0);
+	assert_int_equal(ratectl_budget_set(h, "shared", &b, 0), 0);
+	assert_int_equal(ratectl_try(h, "shared", &c, &l, NULL), 0);
+	if ((pid = fork()) == 0) {
+		gid_t g = 4242;
+		ratectl_lease cl;
+		ratectl *ch;
+
+		if (setgroups(1, &g) != 0 || setgid(4242) != 0 || setuid(65534) != 0)
+			_exit(1);
+		if (ratectl_open(&ch, dir, NULL) != RATECTL_EUNSAFE)
+			_exit(2);       /* not ours, and not opened as shared */
+		if (ratectl_open(&ch, dir, &o) != 0)
+			_exit(3);
+		if (ratectl_try(ch, "shared", &c, &cl, NULL) != 0)
+			_exit(4);
+		if (ratectl_try(ch, "shared", &c, &cl, NULL) != RATECTL_EINFLIGHT)
+			_exit(5);       /* the parent's slot counts for this user too */
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	ratectl_release(h, &l, RATECTL_UNKNOWN);
+	ratectl_close(h);
+}
+
 /* ---- fork and threads ---------------------------------------------------- */
 
 static void test_fork_children_use_parent_handle(void **state)
@@ -585,6 +639,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_damaged_and_newer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_lmdb_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_sharing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_children_use_parent_handle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads_share_handle, setup, teardown),
 	};
