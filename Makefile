@@ -162,6 +162,15 @@ valgrind:
 	    --child-silent-after-fork=yes -q $(B)/tests/$$t >/dev/null || { echo "valgrind: $$t failed"; exit 1; }; \
 	  echo "valgrind: $$t clean"; done
 
+# The long chaos run: CHAOS_WORKERS workers, SIGKILL at random, for
+# CHAOS_SECONDS; then `ratectl check` on the ledger it leaves.
+CHAOS_WORKERS ?= 16
+CHAOS_SECONDS ?= 30
+chaos:
+	@tools/deps.sh test
+	@$(MAKE) --no-print-directory all $(B)/progs/chaos
+	@CHAOS_WORKERS=$(CHAOS_WORKERS) CHAOS_SECONDS=$(CHAOS_SECONDS) B=$(B) sh tests/test_chaos.sh
+
 # libFuzzer targets (clang), each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
 fuzz:

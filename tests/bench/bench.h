@@ -286,6 +286,16 @@ static inline const char *bench_fs_name(const char *path)
 	}
 }
 
+/* dir/name into buf, or die: a truncated path would be someone else's. */
+static inline void bench_path(char *buf, size_t len, const char *dir,
+                              const char *name)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= len)
+		bench_die("path too long: %s/%s", dir, name);
+}
+
 /* A fresh directory base/ratectl-bench-<tag>-XXXXXX, in *out. */
 static inline void bench_tmpdir(char *out, size_t len, const char *base,
                                 const char *tag)

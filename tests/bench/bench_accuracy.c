@@ -270,7 +270,7 @@ int main(void)
 {
 	int64_t seconds = bench_env_long("RATECTL_BENCH_SECONDS", 10, 1, 3600);
 	const char *base = bench_base(0);
-	char dir[PATH_MAX], ldir[PATH_MAX + 16];
+	char dir[PATH_MAX], ldir[PATH_MAX];
 	phase ph[2] = {
 		{ "acc-req", 0, RATECTL_BUDGET_INIT },
 		{ "acc-tok", 0, RATECTL_BUDGET_INIT },
@@ -288,7 +288,7 @@ int main(void)
 	ph[1].b.limits[1] = bench_limit(RATECTL_REQUESTS, 1000, BENCH_SEC, 100);
 
 	bench_tmpdir(dir, sizeof dir, base, "acc");
-	snprintf(ldir, sizeof ldir, "%s/ledger", dir);
+	bench_path(ldir, sizeof ldir, dir, "ledger");
 	printf("\n4. Accuracy: %d processes in ratectl_acquire() on one budget for "
 	       "%lld s, per phase,\n   request costs 1..199 tokens, %s (%s); "
 	       "bound = burst + rate * (deadline - first admission);\n   worst = "

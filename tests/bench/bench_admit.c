@@ -121,7 +121,7 @@ static ratectl *ledger_open(const char *dir)
 
 static void latency_fs(const char *base, int disk, size_t ops, double timer)
 {
-	char dir[PATH_MAX], ldir[PATH_MAX + 16], fdir[PATH_MAX + 16];
+	char dir[PATH_MAX], ldir[PATH_MAX], fdir[PATH_MAX];
 	char m[32], p[32];
 	const char *fs = bench_fs_name(base);
 	floor_env fl;
@@ -131,8 +131,8 @@ static void latency_fs(const char *base, int disk, size_t ops, double timer)
 	int j;
 
 	bench_tmpdir(dir, sizeof dir, base, disk ? "disk" : "tmpfs");
-	snprintf(ldir, sizeof ldir, "%s/ledger", dir);
-	snprintf(fdir, sizeof fdir, "%s/floor", dir);
+	bench_path(ldir, sizeof ldir, dir, "ledger");
+	bench_path(fdir, sizeof fdir, dir, "floor");
 	h = ledger_open(ldir);
 	floor_open(&fl, fdir);
 	hot = (adm_ctx){ h, "hot", RATECTL_UNKNOWN };
@@ -253,14 +253,14 @@ static double tput_run(const char *dir, int procs, int use_floor, int64_t dur)
 
 static void throughput(const char *base, int64_t dur)
 {
-	char dir[PATH_MAX], ldir[PATH_MAX + 16], fdir[PATH_MAX + 16];
+	char dir[PATH_MAX], ldir[PATH_MAX], fdir[PATH_MAX];
 	char a[32], b[32];
 	ratectl *h;
 	size_t i;
 
 	bench_tmpdir(dir, sizeof dir, base, "tput");
-	snprintf(ldir, sizeof ldir, "%s/ledger", dir);
-	snprintf(fdir, sizeof fdir, "%s/floor", dir);
+	bench_path(ldir, sizeof ldir, dir, "ledger");
+	bench_path(fdir, sizeof fdir, dir, "floor");
 	/* The budget is made here; the workers open the ledger themselves,
 	 * as independent processes would. */
 	h = ledger_open(ldir);
@@ -291,15 +291,15 @@ static void throughput(const char *base, int64_t dur)
 
 static int profile(const char *what, long n)
 {
-	char dir[PATH_MAX], ldir[PATH_MAX + 16], fdir[PATH_MAX + 16];
+	char dir[PATH_MAX], ldir[PATH_MAX], fdir[PATH_MAX];
 	floor_env fl;
 	ratectl *h;
 	adm_ctx c;
 	long i;
 
 	bench_tmpdir(dir, sizeof dir, bench_base(0), "prof");
-	snprintf(ldir, sizeof ldir, "%s/ledger", dir);
-	snprintf(fdir, sizeof fdir, "%s/floor", dir);
+	bench_path(ldir, sizeof ldir, dir, "ledger");
+	bench_path(fdir, sizeof fdir, dir, "floor");
 	h = ledger_open(ldir);
 	floor_open(&fl, fdir);
 	c = (adm_ctx){ h, "hot", RATECTL_UNKNOWN };

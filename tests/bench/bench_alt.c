@@ -151,9 +151,9 @@ static void lock_op(void *arg)
 static void lock_open(lockfile *c, const char *dir, const char *name,
                       const alt_limit *lim)
 {
-	char p[PATH_MAX + 64];
+	char p[PATH_MAX];
 
-	snprintf(p, sizeof p, "%s/%s.lock", dir, name);
+	bench_path(p, sizeof p, dir, name);
 	if ((c->fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
 		bench_die("lock file %s: %s", p, strerror(errno));
 	c->lim = lim;
@@ -248,9 +248,9 @@ static void sql_budget(sql *s, const char *name, const alt_limit *lim)
 
 static void sql_open(sql *s, const char *dir)
 {
-	char p[PATH_MAX + 16];
+	char p[PATH_MAX];
 
-	snprintf(p, sizeof p, "%s/limits.db", dir);
+	bench_path(p, sizeof p, dir, "limits.db");
 	if (sqlite3_open_v2(p, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 	                    NULL) != SQLITE_OK)
 		bench_die("sqlite: open %s: %s", p, sqlite3_errmsg(s->db));
@@ -384,14 +384,14 @@ static redisReply *rcmd(rds *r, int argc, const char **argv, const size_t *argl)
 static int redis_start(rds *r, const char *exe, const char *dir, char *why,
                        size_t wlen, char *version, size_t vlen)
 {
-	char sock[PATH_MAX + 16], log[PATH_MAX + 16];
+	char sock[PATH_MAX], log[PATH_MAX];
 	int64_t until;
 	redisReply *rep;
 	char *v;
 	int st;
 
-	snprintf(sock, sizeof sock, "%s/redis.sock", dir);
-	snprintf(log, sizeof log, "%s/redis.log", dir);
+	bench_path(sock, sizeof sock, dir, "redis.sock");
+	bench_path(log, sizeof log, dir, "redis.log");
 	fflush(stdout);
 	if ((redis_pid = fork()) < 0)
 		bench_die("fork: %s", strerror(errno));
@@ -520,7 +520,7 @@ int main(void)
 {
 	size_t ops = (size_t)bench_env_long("RATECTL_BENCH_OPS", 200000, 1000, 100000000);
 	const char *base = bench_base(0);
-	char dir[PATH_MAX], ldir[PATH_MAX + 16], exe[PATH_MAX];
+	char dir[PATH_MAX], ldir[PATH_MAX], exe[PATH_MAX];
 	char why[PATH_MAX + 64] = "", rver[32] = "?", label[3][96];
 	ratectl_budget hot = bench_budget_huge(0), chk = RATECTL_BUDGET_INIT;
 	bench_variant v[4];
@@ -532,7 +532,7 @@ int main(void)
 	double timer = bench_timer_cost();
 
 	bench_tmpdir(dir, sizeof dir, base, "alt");
-	snprintf(ldir, sizeof ldir, "%s/ledger", dir);
+	bench_path(ldir, sizeof ldir, dir, "ledger");
 
 	/* ratectl: the same budgets as the others. */
 	chk.nlimits = 2;
@@ -546,8 +546,8 @@ int main(void)
 	semantic_check("ratectl", rc_admit, &rc_chk);
 	v[nv++] = (bench_variant){ "ratectl", "", rc_op, &rc, ops, { 0, 0, 0, 0 } };
 
-	lock_open(&lf, dir, "hot", lim_huge);
-	lock_open(&lf_chk, dir, "check", lim_check);
+	lock_open(&lf, dir, "hot.lock", lim_huge);
+	lock_open(&lf_chk, dir, "check.lock", lim_check);
 	semantic_check("lock file", lock_admit, &lf_chk);
 	v[nv++] = (bench_variant){ "lockfile", "", lock_op, &lf, ops, { 0, 0, 0, 0 } };
 

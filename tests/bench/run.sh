@@ -1,0 +1,93 @@
+#!/bin/sh
+# make bench: run every benchmark once, print one table on stdout and write
+# its machine-readable copy to $B/bench/results.json.  Targets that are
+# missed print MISSED and do not fail the run; a benchmark that fails (an
+# API call that errs, a worker that dies, a hang) makes it exit 1.
+# Environment: B (build directory), RATECTL_BENCH_TMPFS (default
+# /dev/shm), RATECTL_BENCH_DISK (default $B/bench), RATECTL_BENCH_SECONDS
+# (each accuracy phase, default 10), RATECTL_BENCH_OPS (default 200000),
+# RATECTL_BENCH_TPUT_MS (default 1000).  See tests/bench/README.md.
+set -u
+B=${B:-build}
+out="$B/bench"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+: "${RATECTL_BENCH_DISK:=$out}"
+export RATECTL_BENCH_DISK
+jsonl="$out/results.jsonl"
+json="$out/results.json"
+rm -f "$jsonl" "$json"
+RATECTL_BENCH_JSONL=$jsonl
+export RATECTL_BENCH_JSONL
+secs=${RATECTL_BENCH_SECONDS:-10}
+failed=""
+
+version=$(sed -n 's/^#define RATECTL_VERSION_STRING "\(.*\)"/\1/p' include/ratectl.h)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+ncpu=$(getconf _NPROCESSORS_ONLN)
+kernel=$(uname -r)
+lmdb=$(dpkg-query -W -f='${Version}' liblmdb0 2>/dev/null || echo "?")
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+echo "ratectl $version ($commit) bench, $started"
+echo "${cpu:-unknown CPU}, $ncpu CPUs, Linux $kernel, liblmdb $lmdb"
+echo "figures are this machine's, this run; compare each with the one beside it"
+
+# The floor means something only under the ledger's own LMDB flags.
+flags=$(sed -n 's/^#define RC_ENV_FLAGS[[:space:]]*//p' lib/ledger.c | tr -d ' ()')
+if [ "$flags" != "MDB_NOSYNC|MDB_WRITEMAP|MDB_NOTLS|MDB_NORDAHEAD" ]; then
+	echo "WARNING: lib/ledger.c opens the ledger with '$flags', the floor with" \
+	     "MDB_NOSYNC|MDB_WRITEMAP|MDB_NOTLS|MDB_NORDAHEAD: update bench_admit.c"
+fi
+echo
+
+# run NAME LIMIT: one benchmark, bounded in time; its failure is the run's.
+run() {
+	name=$1
+	limit=$2
+	if ! timeout -k 5 "$limit" "$B/bench/$name"; then
+		echo "!! $name failed (exit status $?); see the error above"
+		failed="$failed $name"
+	fi
+}
+
+run bench_admit 120
+run bench_alt 120
+run bench_accuracy $((2 * secs + 60))
+run bench_memory 120
+for f in "$B"/bench/bench_*; do
+	# A benchmark added later runs too, after these.
+	case "$f" in
+	*/bench_admit|*/bench_alt|*/bench_accuracy|*/bench_memory) ;;
+	*) [ -f "$f" ] && [ -x "$f" ] && run "$(basename "$f")" 300 ;;
+	esac
+done
+
+# One JSON document from the rows the programs appended, one per line.
+{
+	printf '{"ratectl_version": "%s", "commit": "%s", "date": "%s",\n' \
+		"$version" "$commit" "$started"
+	printf ' "host": {"cpu": "%s", "cpus": %s, "kernel": "%s", "liblmdb": "%s"},\n' \
+		"$(echo "$cpu" | tr -d '"\\')" "$ncpu" "$kernel" "$lmdb"
+	printf ' "failed": ['
+	sep=""
+	for f in $failed; do
+		printf '%s"%s"' "$sep" "$f"
+		sep=", "
+	done
+	printf '],\n "rows": [\n'
+	[ -f "$jsonl" ] && sed '$!s/$/,/; s/^/  /' "$jsonl"
+	printf ' ]}\n'
+} >"$json"
+rm -f "$jsonl"
+
+missed=$(grep -o '"MISSED"' "$json" | wc -l)
+met=$(grep -o '_*verdict": "ok"' "$json" | wc -l)
+echo
+echo "targets: $met met, $missed missed; results: $json"
+if [ -n "$failed" ]; then
+	echo "bench: FAILED:$failed"
+	exit 1
+fi
+exit 0
