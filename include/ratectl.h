@@ -268,9 +268,14 @@ int ratectl_budget_reset(ratectl *h, const char *name);
 
 /*
  * Pause budget `name` for every process until now + duration_ns
- * (0 ends a cooldown).  A later end time replaces an earlier one only if
- * it is later, unless duration_ns is 0.  Waiters are released after it,
- * spread over the budget's jitter window.
+ * (0 ends a cooldown now).  A new end replaces the current one only if it
+ * is later, unless duration_ns is 0.  A cooldown follows a refusal by the
+ * provider, whose bucket is then empty, so when it ends every limit
+ * restarts empty (at most 60 s of its rate short: a daily budget is not
+ * lost) and refills at its rate, and the waiters are released in order,
+ * the first of them spread over the budget's jitter window: the provider
+ * sees a steady rate, not a burst.  Waiters that had reserved a time
+ * inside the new cooldown go back in line after it.
  */
 int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns);
 

@@ -334,7 +334,7 @@ static int cooldown_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 	/* Ending a cooldown early releases its waiters spread out too. */
 	if (c->arg != 0 && until <= rec->sched.cooldown_until)
 		return 0;
-	ratectl__sched_cooldown(&rec->sched, rec->lim, rec->nlimits, until, jitter);
+	ratectl__gcra_cooldown(rec->lim, rec->nlimits, &rec->sched, until, jitter);
 	if ((rc = ratectl__lfile_get(h, rec->id, &lf)) != 0)
 		return rc;
 	__atomic_store_n(&lf->hdr->cooldown_until, until, __ATOMIC_RELEASE);

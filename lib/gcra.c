@@ -13,6 +13,10 @@
 /* Largest tolerance accepted: one year.  Keeps sums of times in range. */
 #define RC_TAU_MAX (366LL * 86400 * 1000000000)
 
+/* After a cooldown a limit restarts empty, but never more than this much
+ * of its rate short: a 429 says nothing about a day's budget. */
+#define RC_COOLDOWN_EMPTY (60LL * 1000000000)
+
 /* A debit larger than this many bursts is capped: the ledger cannot be
  * pushed into years of debt by one absurd usage report. */
 #define RC_DEBIT_BURSTS 4
@@ -169,15 +173,20 @@ int ratectl__gcra_tighten(rc_limit *l, unsigned n, ratectl_dim dim,
 	return changed;
 }
 
-void ratectl__sched_cooldown(rc_sched *s, const rc_limit *l, unsigned n,
-                             int64_t until, int64_t jitter)
+void ratectl__gcra_cooldown(rc_limit *l, unsigned n, rc_sched *s,
+                            int64_t until, int64_t jitter)
 {
 	uint64_t burst = 0;
 	unsigned i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		int64_t empty = until + (l[i].tau < RC_COOLDOWN_EMPTY ?
+		                         l[i].tau : RC_COOLDOWN_EMPTY);
+
+		l[i].tat = max64(l[i].tat, empty);
 		if (l[i].dim == RATECTL_REQUESTS && (burst == 0 || l[i].burst < burst))
 			burst = l[i].burst;
+	}
 	if (burst == 0)
 		burst = 10;     /* no request limit: spread the first ten */
 	s->cooldown_until = until;

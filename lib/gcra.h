@@ -82,10 +82,15 @@ int64_t ratectl__gcra_until_full(const rc_limit *l, int64_t now);
 int ratectl__gcra_tighten(rc_limit *l, unsigned n, ratectl_dim dim,
                           uint64_t remaining, int64_t reset, int64_t now);
 
-/* Start a cooldown until `until`, with waiters then spread over `jitter`:
- * at most `burst` request units (the smallest request burst) in it. */
-void ratectl__sched_cooldown(rc_sched *s, const rc_limit *l, unsigned n,
-                             int64_t until, int64_t jitter);
+/*
+ * Pause until `until`.  A cooldown follows a refusal by the provider, whose
+ * bucket is then empty: every limit restarts empty at `until` (at most one
+ * RC_COOLDOWN_EMPTY of its rate short, so a day's budget is not lost) and
+ * refills at its rate; and the first waiters are spread over `jitter` (at
+ * most a request burst of them).  So no burst follows the pause.
+ */
+void ratectl__gcra_cooldown(rc_limit *l, unsigned n, rc_sched *s,
+                            int64_t until, int64_t jitter);
 
 /*
  * Batch priority: may a batch cost c wait in line (reserve) for time t?

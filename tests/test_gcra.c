@@ -231,7 +231,7 @@ static void test_cooldown_spreads(void **state)
 	int i;
 
 	(void)state;
-	ratectl__sched_cooldown(&s, &l, 1, 5 * S, S);     /* until 5 s, 1 s jitter */
+	ratectl__gcra_cooldown(&l, 1, &s, 5 * S, S);      /* until 5 s, 1 s jitter */
 	for (i = 0; i < 10; i++) {
 		assert_int_equal(ratectl__gcra_plan(&l, 1, &s, &c, 2 * S, &t), 0);
 		ratectl__gcra_commit(&l, 1, &s, &c, t);

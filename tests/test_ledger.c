@@ -245,10 +245,13 @@ static void test_update_live_and_reset(void **state)
 	assert_int_equal(info.state[0].available, 20);
 	assert_int_equal(ratectl_cooldown(f->h, "b", 3 * SEC), 0);
 	assert_int_equal(ratectl_try(f->h, "b", &c, &l, &wait), RATECTL_ECOOLDOWN);
-	assert_int_equal(wait, 3 * SEC);
+	assert_int_equal(wait, 3 * SEC + SEC / 20);     /* then restarts empty */
 	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
 	assert_int_equal(info.cooldown_ns, 3 * SEC);
 	assert_int_equal(ratectl_cooldown(f->h, "b", 0), 0);
+	assert_int_equal(ratectl_try(f->h, "b", &c, &l, &wait), RATECTL_ELIMITED);
+	assert_int_equal(wait, SEC / 20);       /* ended now, restarting empty */
+	f->clk.now += wait;
 	assert_int_equal(ratectl_try(f->h, "b", &c, &l, &wait), 0);
 	ratectl_release(f->h, &l, RATECTL_UNKNOWN);
 	assert_int_equal(ratectl_budget_reset(f->h, NULL), 0);
