@@ -183,6 +183,9 @@ void ratectl__gcra_cooldown(rc_limit *l, unsigned n, rc_sched *s,
 		int64_t empty = until + (l[i].tau < RC_COOLDOWN_EMPTY ?
 		                         l[i].tau : RC_COOLDOWN_EMPTY);
 
+		/* Ending a pause early drops the debt the pause itself put. */
+		if (until < s->cooldown_until && l[i].tat > empty)
+			l[i].tat = empty;
 		l[i].tat = max64(l[i].tat, empty);
 		if (l[i].dim == RATECTL_REQUESTS && (burst == 0 || l[i].burst < burst))
 			burst = l[i].burst;
