@@ -11,10 +11,6 @@
 
 #include "internal.h"
 
-/* An acquire that cannot reserve within its deadline looks again this
- * often, so that a reset or a raised limit is noticed while it waits. */
-#define RC_RECHECK_NS 1000000000LL
-
 struct admit_ctx {
 	const char *name;
 	const ratectl_cost *cost;
@@ -24,7 +20,8 @@ struct admit_ctx {
 	rc_lfile *lf;
 	uint32_t id;
 	int32_t slot;
-	uint32_t seq;              /* release_seq before the slot was sought */
+	uint32_t seq;              /* release_seq before deciding */
+	int watching;              /* this wait watches for dead holders */
 	int64_t t_adm;
 	int64_t cooldown_until;
 	int64_t before[RATECTL_MAX_LIMITS];
@@ -46,6 +43,8 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 		return rc;
 	c->id = rec.id;
 	c->cooldown_until = rec.sched.cooldown_until;
+	/* Read before deciding: a change or release after this wakes a wait. */
+	c->seq = __atomic_load_n(&c->lf->hdr->release_seq, __ATOMIC_SEQ_CST);
 	rc = ratectl__gcra_plan(rec.lim, rec.nlimits, &rec.sched, c->cost, c->now,
 	                        &c->t_adm);
 	if (rc != 0)
@@ -62,7 +61,6 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 	    !ratectl__batch_may_reserve(&rec.sched, c->t_adm))
 		return RATECTL_ELIMITED;
 	if (rec.max_inflight) {
-		c->seq = __atomic_load_n(&c->lf->hdr->release_seq, __ATOMIC_SEQ_CST);
 		rc = ratectl__slot_claim(c->lf, rec.max_inflight, h->pid, c->t_adm,
 		                         c->cost->tokens, &c->slot);
 		if (rc != 0)
@@ -173,18 +171,6 @@ static int sleep_reserved(ratectl *h, struct admit_ctx *c)
 	return 0;
 }
 
-/* Not reserved: come back at the planned time when it is within the
- * deadline (batch), else look again within RC_RECHECK_NS so that a reset
- * or a raised limit is noticed, and at the deadline at the latest. */
-static int64_t recheck_at(const struct admit_ctx *c, int64_t deadline)
-{
-	int64_t t = c->now + RC_RECHECK_NS;
-
-	if (c->t_adm > c->now && c->t_adm <= deadline && c->t_adm < t)
-		t = c->t_adm;
-	return t < deadline ? t : deadline;
-}
-
 static int timed_out(ratectl *h, struct admit_ctx *c, const char *name)
 {
 	if (c->lf)
@@ -210,8 +196,8 @@ int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *cost,
 	deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - start ?
 		INT64_MAX : start + timeout_ns;
 	rc = acquire_loop(h, &c, deadline, &waited);
-	if (waited && c.lf)
-		ratectl__slot_unwatch(h, c.lf);
+	if (c.watching)
+		ratectl__slot_unwatch(h, c.lf, &c.watching);
 	if (rc != 0)
 		return rc;
 	grant(h, &c, lease);
@@ -240,9 +226,11 @@ static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
 				return timed_out(h, c, c->name);
 			*waited = 1;
 			if (rc == RATECTL_EINFLIGHT)
-				rc = ratectl__slot_wait(h, c->lf, c->seq, deadline);
+				rc = ratectl__slot_wait(h, c->lf, c->seq, deadline, &c->watching);
+			else if (c->t_adm > c->now && c->t_adm <= deadline)
+				rc = ratectl__sleep_until(h, c->t_adm);   /* batch */
 			else
-				rc = ratectl__sleep_until(h, recheck_at(c, deadline));
+				rc = ratectl__change_wait(h, c->lf, c->seq, deadline);
 			if (rc != 0)
 				return rc;
 			continue;

@@ -181,8 +181,13 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 	rec.batch_share = c->b->batch_share ? c->b->batch_share : RC_BATCH_SHARE_DEFAULT;
 	memcpy(rec.lim, c->lim, sizeof rec.lim);
 	if (exists) {
+		rc_lfile *lf;
+
 		rec.id = old.id;
 		rec.sched = old.sched;
+		/* Waiters look again once this commits: the limits changed. */
+		if (ratectl__lfile_get(h, rec.id, &lf) == 0)
+			ratectl__wake(lf);
 		for (i = 0; i < rec.nlimits; i++)
 			for (j = 0; j < old.nlimits; j++)
 				if (old.lim[j].dim == rec.lim[i].dim &&
@@ -312,8 +317,10 @@ static int reset_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 
 	(void)c;
 	ratectl__gcra_reset(rec->lim, rec->nlimits, &rec->sched);
-	if (ratectl__lfile_get(h, rec->id, &lf) == 0)
+	if (ratectl__lfile_get(h, rec->id, &lf) == 0) {
 		__atomic_store_n(&lf->hdr->cooldown_until, 0, __ATOMIC_RELEASE);
+		ratectl__wake(lf);      /* waiters look again once this commits */
+	}
 	return 0;
 }
 
@@ -338,6 +345,7 @@ static int cooldown_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 	if ((rc = ratectl__lfile_get(h, rec->id, &lf)) != 0)
 		return rc;
 	__atomic_store_n(&lf->hdr->cooldown_until, until, __ATOMIC_RELEASE);
+	ratectl__wake(lf);
 	return 0;
 }
 

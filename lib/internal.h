@@ -106,6 +106,11 @@ typedef struct rc_lfile {
 	 * changed only under mu. */
 	pthread_mutex_t mu;
 	uint8_t held[RATECTL_MAX_INFLIGHT / 8];
+	/* The death watch (wait.c), while this process is the watcher: a
+	 * thread polling pidfds of the slots' holders. Under mu. */
+	unsigned nwatch;           /* waits in this process using it */
+	pthread_t watch_thread;
+	int watch_efd;             /* eventfd that stops the thread */
 } rc_lfile;
 
 /* ---- the handle ------------------------------------------------------- */
@@ -171,10 +176,21 @@ int ratectl__slot_locked(const rc_lfile *lf, uint32_t slot);
 unsigned ratectl__slot_reclaim(rc_lfile *lf);
 /* Forget the in-flight table (after a reboot: no holder survives one). */
 void ratectl__slot_reset(rc_lfile *lf);
-/* Sleep until a slot is released or `deadline` (clock ns) passes. */
-int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline);
-/* A slot waiter is done waiting: hand the watch over to another. */
-void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf);
+/* 1 if this process holds slot i (under lf->mu for a stable answer). */
+int ratectl__slot_is_ours(const rc_lfile *lf, uint32_t i);
+
+/* ---- wait.c ------------------------------------------------------------ */
+
+/* Something changed (a slot released, a budget updated): wake waiters. */
+void ratectl__wake(rc_lfile *lf);
+/* Sleep until a slot may be free (a release, a holder's death, a change)
+ * or `deadline` passes.  *watching is the caller's: 0 at first. */
+int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline,
+                       int *watching);
+/* The caller is done waiting for slots: stop watching if it was. */
+void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf, int *watching);
+/* Sleep until the budget changes (seq moves) or `until`. */
+int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until);
 void ratectl__count(rc_lfile *lf, int which, uint64_t n);
 
 /* ---- clock.c ---------------------------------------------------------- */

@@ -13,8 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/futex.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,21 +24,13 @@
 
 #include "internal.h"
 
-/*
- * Releases wake slot waiters at once (a futex in the shared mapping).  A
- * holder's death sends no wake-up, so one waiter, the watcher, wakes every
- * RC_WATCH_POLL_NS to look for slots whose holder died; the others sleep
- * up to RC_IDLE_POLL_NS and take over the watch if the watcher dies.
- */
-#define RC_WATCH_POLL_NS 1000000LL
-#define RC_IDLE_POLL_NS 100000000LL
 
 static void lease_path(const ratectl *h, uint32_t id, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/leases/%u", h->path, id);
 }
 
-static int held(const rc_lfile *lf, uint32_t i)
+int ratectl__slot_is_ours(const rc_lfile *lf, uint32_t i)
 {
 	return lf->held[i / 8] & (1u << (i % 8));
 }
@@ -149,6 +139,7 @@ static int lfile_open(ratectl *h, uint32_t id, rc_lfile **out)
 	}
 	lf->id = id;
 	lf->fd = fd;
+	lf->watch_efd = -1;
 	pthread_mutex_init(&lf->mu, NULL);
 	*out = lf;
 	return 0;
@@ -187,7 +178,7 @@ void ratectl__lfile_close_all(ratectl *h, int unlock)
 		/* Closing the descriptor drops this process's locks; mark the
 		 * records first so that nobody takes them for dead holders. */
 		for (i = 0; unlock && i < RATECTL_MAX_INFLIGHT; i++)
-			if (held(lf, i))
+			if (ratectl__slot_is_ours(lf, i))
 				__atomic_store_n(&lf->slots[i].state, RC_SLOT_FREE,
 				                 __ATOMIC_RELEASE);
 		if (lf->fd >= 0)
@@ -219,7 +210,7 @@ static int claim_pass(rc_lfile *lf, uint32_t max, int dead, int32_t *slot)
 	for (i = 0; i < max; i++) {
 		uint32_t st = __atomic_load_n(&lf->slots[i].state, __ATOMIC_ACQUIRE);
 
-		if (held(lf, i) || (st == RC_SLOT_HELD) != dead)
+		if (ratectl__slot_is_ours(lf, i) || (st == RC_SLOT_HELD) != dead)
 			continue;
 		if ((rc = lock_byte(lf->fd, i, F_WRLCK)) < 0)
 			return ratectl__err(rc, "lease lock: %s", strerror(-rc));
@@ -258,14 +249,6 @@ int ratectl__slot_claim(rc_lfile *lf, uint32_t max, int32_t pid, int64_t now,
 	return rc;
 }
 
-static void wake(rc_lfile *lf)
-{
-	__atomic_add_fetch(&lf->hdr->release_seq, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&lf->hdr->waiters, __ATOMIC_SEQ_CST) > 0)
-		syscall(SYS_futex, &lf->hdr->release_seq, FUTEX_WAKE, INT_MAX,
-		        NULL, NULL, 0);
-}
-
 void ratectl__slot_release(rc_lfile *lf, int32_t slot)
 {
 	pthread_mutex_lock(&lf->mu);
@@ -273,7 +256,7 @@ void ratectl__slot_release(rc_lfile *lf, int32_t slot)
 	set_held(lf, (uint32_t)slot, 0);
 	lock_byte(lf->fd, (uint32_t)slot, F_UNLCK);
 	pthread_mutex_unlock(&lf->mu);
-	wake(lf);
+	ratectl__wake(lf);
 }
 
 int ratectl__slot_locked(const rc_lfile *lf, uint32_t slot)
@@ -281,7 +264,7 @@ int ratectl__slot_locked(const rc_lfile *lf, uint32_t slot)
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
 	                    .l_start = RC_LOCK_BASE + (off_t)slot, .l_len = 1 };
 
-	if (held(lf, slot))
+	if (ratectl__slot_is_ours(lf, slot))
 		return 1;
 	if (fcntl(lf->fd, F_OFD_GETLK, &fl) != 0)
 		return 1;       /* cannot tell: never call a live holder dead */
@@ -295,7 +278,7 @@ unsigned ratectl__slot_reclaim(rc_lfile *lf)
 
 	pthread_mutex_lock(&lf->mu);
 	for (i = 0; i < n; i++) {
-		if (held(lf, i) || lf->slots[i].state != RC_SLOT_HELD)
+		if (ratectl__slot_is_ours(lf, i) || lf->slots[i].state != RC_SLOT_HELD)
 			continue;
 		if (lock_byte(lf->fd, i, F_WRLCK) != 1)
 			continue;
@@ -306,7 +289,7 @@ unsigned ratectl__slot_reclaim(rc_lfile *lf)
 	pthread_mutex_unlock(&lf->mu);
 	if (freed) {
 		ratectl__count(lf, RC_C_RECLAIMED, freed);
-		wake(lf);
+		ratectl__wake(lf);
 	}
 	return freed;
 }
@@ -318,57 +301,6 @@ void ratectl__slot_reset(rc_lfile *lf)
 	memset(lf->held, 0, sizeof lf->held);
 	lf->hdr->hiwater = 0;
 	pthread_mutex_unlock(&lf->mu);
-}
-
-static int pid_alive(int32_t pid)
-{
-	return kill(pid, 0) == 0 || errno == EPERM;
-}
-
-/* 1 if this process is (now) the watcher. */
-static int watch(rc_lfile *lf, int32_t me)
-{
-	int32_t w = __atomic_load_n(&lf->hdr->watcher, __ATOMIC_ACQUIRE);
-
-	if (w == me)
-		return 1;
-	if (w != 0 && pid_alive(w))
-		return 0;
-	return __atomic_compare_exchange_n(&lf->hdr->watcher, &w, me, 0,
-	                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-}
-
-void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf)
-{
-	int32_t me = h->pid;
-
-	if (__atomic_compare_exchange_n(&lf->hdr->watcher, &me, 0, 0,
-	                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		wake(lf);       /* let another waiter take the watch now */
-}
-
-int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline)
-{
-	int64_t now = ratectl_now(h), until;
-	struct timespec ts;
-	int rc = 0;
-
-	until = now + (watch(lf, h->pid) ? RC_WATCH_POLL_NS : RC_IDLE_POLL_NS);
-	if (deadline < until)
-		until = deadline;
-	if (until <= now)
-		return 0;
-	if (h->clock.sleep_until)
-		return ratectl__sleep_until(h, until);
-	ts.tv_sec = (until - now) / 1000000000;
-	ts.tv_nsec = (until - now) % 1000000000;
-	__atomic_add_fetch(&lf->hdr->waiters, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&lf->hdr->release_seq, __ATOMIC_SEQ_CST) == seq &&
-	    syscall(SYS_futex, &lf->hdr->release_seq, FUTEX_WAIT, seq, &ts,
-	            NULL, 0) != 0 && errno == EINTR)
-		rc = -EINTR;
-	__atomic_sub_fetch(&lf->hdr->waiters, 1, __ATOMIC_SEQ_CST);
-	return rc;
 }
 
 void ratectl__count(rc_lfile *lf, int which, uint64_t n)
