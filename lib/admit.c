@@ -27,25 +27,17 @@ struct admit_ctx {
 	int64_t before[RATECTL_MAX_LIMITS];
 };
 
-static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
+/* Decide and charge, on a record already read: 0, or why not. */
+static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 {
-	struct admit_ctx *c = arg;
-	rc_budget_rec rec;
 	unsigned i;
 	int rc;
 
-	if (c->slot >= 0) {     /* a previous attempt's commit failed */
-		ratectl__slot_release(c->lf, c->slot);
-		c->slot = -1;
-	}
-	if ((rc = ratectl__rec_get(h, txn, c->name, &rec)) != 0 ||
-	    (rc = ratectl__lfile_get(h, rec.id, &c->lf)) != 0)
-		return rc;
-	c->id = rec.id;
-	c->cooldown_until = rec.sched.cooldown_until;
+	c->id = rec->id;
+	c->cooldown_until = rec->sched.cooldown_until;
 	/* Read before deciding: a change or release after this wakes a wait. */
 	c->seq = __atomic_load_n(&c->lf->hdr->release_seq, __ATOMIC_SEQ_CST);
-	rc = ratectl__gcra_plan(rec.lim, rec.nlimits, &rec.sched, c->cost, c->now,
+	rc = ratectl__gcra_plan(rec->lim, rec->nlimits, &rec->sched, c->cost, c->now,
 	                        &c->t_adm);
 	if (rc != 0)
 		return ratectl__err(rc, "budget '%s': cost of %llu requests, %llu "
@@ -58,24 +50,41 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 	 * takes what is free when it comes back at t_adm, after everyone who
 	 * reserved meanwhile. */
 	if (c->cost->priority == RATECTL_BATCH && c->t_adm > c->now &&
-	    !ratectl__batch_may_reserve(&rec.sched, c->t_adm))
+	    !ratectl__batch_may_reserve(&rec->sched, c->t_adm))
 		return RATECTL_ELIMITED;
-	if (rec.max_inflight) {
-		rc = ratectl__slot_claim(c->lf, rec.max_inflight, h->pid, c->t_adm,
-		                         c->cost->tokens, &c->slot);
-		if (rc != 0)
-			return rc;
-	}
-	for (i = 0; i < rec.nlimits; i++)
-		c->before[i] = rec.lim[i].tat;
-	ratectl__gcra_commit(rec.lim, rec.nlimits, &rec.sched, c->cost, c->t_adm);
+	if (rec->max_inflight &&
+	    (rc = ratectl__slot_claim(c->lf, rec->max_inflight, h->pid, c->t_adm,
+	                              c->cost->tokens, &c->slot)) != 0)
+		return rc;
+	for (i = 0; i < rec->nlimits; i++)
+		c->before[i] = rec->lim[i].tat;
+	ratectl__gcra_commit(rec->lim, rec->nlimits, &rec->sched, c->cost, c->t_adm);
 	if (c->cost->priority == RATECTL_BATCH && c->t_adm > c->now)
-		ratectl__batch_commit(rec.lim, rec.nlimits, &rec.sched, c->cost,
-		                      rec.batch_share, c->t_adm);
-	if ((rc = ratectl__rec_put(h, txn, c->name, &rec)) != 0 && c->slot >= 0) {
+		ratectl__batch_commit(rec->lim, rec->nlimits, &rec->sched, c->cost,
+		                      rec->batch_share, c->t_adm);
+	return 0;
+}
+
+static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct admit_ctx *c = arg;
+	MDB_cursor *cur = NULL;
+	rc_budget_rec rec;
+	int rc;
+
+	if (c->slot >= 0) {     /* a previous attempt's commit failed */
 		ratectl__slot_release(c->lf, c->slot);
 		c->slot = -1;
 	}
+	if ((rc = ratectl__rec_fetch(h, txn, c->name, &rec, &cur)) == 0 &&
+	    (rc = ratectl__lfile_get(h, rec.id, &c->lf)) == 0 &&
+	    (rc = admit_rec(h, c, &rec)) == 0 &&
+	    (rc = ratectl__rec_store(h, cur, c->name, &rec)) != 0 && c->slot >= 0) {
+		ratectl__slot_release(c->lf, c->slot);
+		c->slot = -1;
+	}
+	if (cur)
+		mdb_cursor_close(cur);
 	return rc;
 }
 

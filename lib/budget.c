@@ -70,7 +70,7 @@ int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
 	MDB_val k = { strlen(name), (void *)name }, v;
 	int rc;
 
-	rc = mdb_get(txn, h->budget_dbi, &k, &v);
+	rc = mdb_get(txn, h->dbi, &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return ratectl__err(RATECTL_ENOTFOUND, "no budget '%s' in ledger %s",
 		                    name, h->path);
@@ -79,12 +79,40 @@ int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
 	return ratectl__rec_load(name, &v, rec);
 }
 
+/* The admission path: one B-tree search for the read and the write. */
+int ratectl__rec_fetch(ratectl *h, MDB_txn *txn, const char *name,
+                       rc_budget_rec *rec, MDB_cursor **cur)
+{
+	MDB_val k = { strlen(name), (void *)name }, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, h->dbi, cur)) != 0)
+		return ratectl__mdb_err(h, rc, name);
+	rc = mdb_cursor_get(*cur, &k, &v, MDB_SET_KEY);
+	if (rc == 0)
+		return ratectl__rec_load(name, &v, rec);
+	if (rc == MDB_NOTFOUND)
+		return ratectl__err(RATECTL_ENOTFOUND, "no budget '%s' in ledger %s",
+		                    name, h->path);
+	return ratectl__mdb_err(h, rc, name);
+}
+
+int ratectl__rec_store(ratectl *h, MDB_cursor *cur, const char *name,
+                       const rc_budget_rec *rec)
+{
+	MDB_val k = { strlen(name), (void *)name };
+	MDB_val v = { RC_REC_SIZE(rec->nlimits), (void *)rec };
+	int rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
+
+	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, name);
+}
+
 int ratectl__rec_put(ratectl *h, MDB_txn *txn, const char *name,
                      const rc_budget_rec *rec)
 {
 	MDB_val k = { strlen(name), (void *)name };
 	MDB_val v = { RC_REC_SIZE(rec->nlimits), (void *)rec };
-	int rc = mdb_put(txn, h->budget_dbi, &k, &v, 0);
+	int rc = mdb_put(txn, h->dbi, &k, &v, 0);
 
 	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, name);
 }
@@ -141,11 +169,11 @@ static int config_check(const ratectl_budget *b, rc_limit *lim)
 
 static int next_id(ratectl *h, MDB_txn *txn, uint32_t *id)
 {
-	MDB_val k = { 4, (void *)(uintptr_t)"meta" }, v;
+	MDB_val k = { sizeof RC_META_KEY - 1, (void *)(uintptr_t)RC_META_KEY }, v;
 	rc_meta m;
 	int rc;
 
-	if ((rc = mdb_get(txn, h->meta_dbi, &k, &v)) != 0)
+	if ((rc = mdb_get(txn, h->dbi, &k, &v)) != 0)
 		return ratectl__mdb_err(h, rc, "read meta");
 	if (v.mv_size != sizeof m)
 		return ratectl__err(RATECTL_ECORRUPT, "ledger %s: format record is "
@@ -153,7 +181,7 @@ static int next_id(ratectl *h, MDB_txn *txn, uint32_t *id)
 	memcpy(&m, v.mv_data, sizeof m);
 	*id = m.next_id++;
 	v.mv_data = &m;
-	rc = mdb_put(txn, h->meta_dbi, &k, &v, 0);
+	rc = mdb_put(txn, h->dbi, &k, &v, 0);
 	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write meta");
 }
 
@@ -226,7 +254,7 @@ static int delete_op(ratectl *h, MDB_txn *txn, void *arg)
 	MDB_val k = { strlen(c->name), (void *)c->name }, v;
 	int rc;
 
-	rc = mdb_get(txn, h->budget_dbi, &k, &v);
+	rc = mdb_get(txn, h->dbi, &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return ratectl__err(RATECTL_ENOTFOUND, "no budget '%s'", c->name);
 	if (rc != 0)
@@ -236,7 +264,7 @@ static int delete_op(ratectl *h, MDB_txn *txn, void *arg)
 	if (v.mv_size >= RC_REC_SIZE(0))
 		memcpy(&c->id, (const char *)v.mv_data + offsetof(rc_budget_rec, id),
 		       sizeof c->id);
-	rc = mdb_del(txn, h->budget_dbi, &k, NULL);
+	rc = mdb_del(txn, h->dbi, &k, NULL);
 	return rc == 0 ? 0 : ratectl__mdb_err(h, rc, c->name);
 }
 
@@ -286,10 +314,12 @@ static int mod_op(ratectl *h, MDB_txn *txn, void *arg)
 
 	if (c->name)
 		return mod_one(h, txn, c, c->name);
-	if ((rc = mdb_cursor_open(txn, h->budget_dbi, &cur)) != 0)
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
 		return ratectl__mdb_err(h, rc, "list budgets");
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (!rc_budget_key(&k))
+			continue;
 		key_name(&k, name);
 		if ((rc = mod_one(h, txn, c, name)) != 0)
 			break;
@@ -456,12 +486,14 @@ int ratectl_budget_foreach(ratectl *h,
 	ratectl__err_clear();
 	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl__read_begin(h, &txn)) != 0)
 		return rc;
-	if ((rc = mdb_cursor_open(txn, h->budget_dbi, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0) {
 		ratectl__read_end(h, txn);
 		return ratectl__mdb_err(h, rc, "list budgets");
 	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (!rc_budget_key(&k))
+			continue;
 		key_name(&k, name);
 		if ((rc = ratectl__rec_load(name, &v, &rec)) != 0)
 			break;
@@ -520,10 +552,12 @@ static int reclaim_op(ratectl *h, MDB_txn *txn, void *arg)
 	int rc;
 
 	c->slots = 0;
-	if ((rc = mdb_cursor_open(txn, h->budget_dbi, &cur)) != 0)
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
 		return ratectl__mdb_err(h, rc, "list budgets");
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (!rc_budget_key(&k))
+			continue;
 		uint32_t id;
 
 		if (v.mv_size < RC_REC_SIZE(0))

@@ -3,9 +3,11 @@
  * stored in the ledger, the lease files, and the helpers between them.
  *
  * Layout of a ledger directory:
- *   data.mdb, lock.mdb   the LMDB environment: the "meta" table (one
- *                        record: format, boot id) and the "budgets" table
- *                        (name -> configuration and GCRA state)
+ *   data.mdb, lock.mdb   the LMDB environment, one table: ".meta" (format,
+ *                        boot id) and each budget (name -> configuration
+ *                        and GCRA state).  One table, not named tables:
+ *                        a commit touching a named table also rewrites the
+ *                        main table's record of it, a third of the cost.
  *   leases/<id>          one lease file per budget: a shared mapping with
  *                        the wake-up word, counters and the in-flight table,
  *                        and beyond its end one lock byte per slot
@@ -50,6 +52,14 @@ typedef struct rc_budget_rec {
 	uint64_t reserved[1];
 	rc_limit lim[RATECTL_MAX_LIMITS];
 } rc_budget_rec;
+
+/* The format record's key: budget names cannot start with '.'. */
+#define RC_META_KEY ".meta"
+
+static inline int rc_budget_key(const MDB_val *k)
+{
+	return k->mv_size > 0 && ((const char *)k->mv_data)[0] != '.';
+}
 
 #define RC_REC_SIZE(n) (offsetof(rc_budget_rec, lim) + (size_t)(n) * sizeof(rc_limit))
 
@@ -122,8 +132,7 @@ struct ratectl {
 	ino_t ino;
 	char *path;
 	MDB_env *env;
-	MDB_dbi meta_dbi;
-	MDB_dbi budget_dbi;
+	MDB_dbi dbi;               /* the main table: budgets and .meta */
 	/* Transactions hold it shared; growing the map takes it exclusive
 	 * (LMDB requires no transaction of this process to be active). */
 	pthread_rwlock_t maplock;
@@ -159,6 +168,11 @@ int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
                      rc_budget_rec *rec);
 int ratectl__rec_put(ratectl *h, MDB_txn *txn, const char *name,
                      const rc_budget_rec *rec);
+/* The same through a cursor (one search for both); close it after. */
+int ratectl__rec_fetch(ratectl *h, MDB_txn *txn, const char *name,
+                       rc_budget_rec *rec, MDB_cursor **cur);
+int ratectl__rec_store(ratectl *h, MDB_cursor *cur, const char *name,
+                       const rc_budget_rec *rec);
 int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out);
 
 /* ---- lease.c ---------------------------------------------------------- */

@@ -192,11 +192,13 @@ static int rebase_all(ratectl *h, MDB_txn *txn, int64_t shift)
 	MDB_val k, v;
 	int rc;
 
-	rc = mdb_cursor_open(txn, h->budget_dbi, &cur);
+	rc = mdb_cursor_open(txn, h->dbi, &cur);
 	if (rc != 0)
 		return ratectl__mdb_err(h, rc, "rebase");
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (!rc_budget_key(&k))
+			continue;
 		char name[RATECTL_NAME_MAX + 1];
 		rc_budget_rec rec;
 		rc_lfile *lf;
@@ -219,7 +221,6 @@ static int rebase_all(ratectl *h, MDB_txn *txn, int64_t shift)
 
 static int meta_create(ratectl *h, MDB_txn *txn, MDB_val *key)
 {
-	MDB_dbi main_dbi;
 	MDB_stat st;
 	rc_meta m;
 	MDB_val v;
@@ -227,10 +228,9 @@ static int meta_create(ratectl *h, MDB_txn *txn, MDB_val *key)
 
 	/* A fresh environment has nothing in it; anything else is someone
 	 * else's LMDB database, which we must not write into. */
-	if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)) != 0 ||
-	    (rc = mdb_stat(txn, main_dbi, &st)) != 0)
-		return ratectl__mdb_err(h, rc, "read main table");
-	if (st.ms_entries > 2)
+	if ((rc = mdb_stat(txn, h->dbi, &st)) != 0)
+		return ratectl__mdb_err(h, rc, "read the table");
+	if (st.ms_entries > 0)
 		return ratectl__err(RATECTL_ECORRUPT,
 		                    "ledger %s: data.mdb is an LMDB database but not a "
 		                    "ratectl ledger", h->path);
@@ -242,21 +242,20 @@ static int meta_create(ratectl *h, MDB_txn *txn, MDB_val *key)
 	memcpy(m.boot_id, h->boot_id, RC_BOOT_ID_LEN);
 	v.mv_size = sizeof m;
 	v.mv_data = &m;
-	rc = mdb_put(txn, h->meta_dbi, key, &v, 0);
+	rc = mdb_put(txn, h->dbi, key, &v, 0);
 	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write meta");
 }
 
 static int meta_init(ratectl *h, MDB_txn *txn, void *ctx)
 {
-	MDB_val k = { 4, (void *)(uintptr_t)"meta" }, v;
+	MDB_val k = { sizeof RC_META_KEY - 1, (void *)(uintptr_t)RC_META_KEY }, v;
 	rc_meta m;
 	int rc;
 
 	(void)ctx;
-	if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &h->meta_dbi)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "budgets", MDB_CREATE, &h->budget_dbi)) != 0)
-		return ratectl__mdb_err(h, rc, "open tables");
-	rc = mdb_get(txn, h->meta_dbi, &k, &v);
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &h->dbi)) != 0)
+		return ratectl__mdb_err(h, rc, "open the table");
+	rc = mdb_get(txn, h->dbi, &k, &v);
 	if (rc == MDB_NOTFOUND)
 		return meta_create(h, txn, &k);
 	if (rc != 0)
@@ -288,7 +287,7 @@ static int meta_init(ratectl *h, MDB_txn *txn, void *ctx)
 		m.rt_offset = off;
 		memcpy(m.boot_id, h->boot_id, RC_BOOT_ID_LEN);
 		v.mv_data = &m;
-		rc = mdb_put(txn, h->meta_dbi, &k, &v, 0);
+		rc = mdb_put(txn, h->dbi, &k, &v, 0);
 	}
 	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write meta");
 }

@@ -337,7 +337,7 @@ static void test_damaged_and_newer(void **state)
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi dbi;
-	MDB_val k = { 4, (void *)(uintptr_t)"meta" }, v;
+	MDB_val k = { 5, (void *)(uintptr_t)".meta" }, v;
 	uint32_t meta[32];
 	int fd;
 
@@ -348,7 +348,7 @@ static void test_damaged_and_newer(void **state)
 	mdb_env_set_maxdbs(env, 4);
 	assert_int_equal(mdb_env_open(env, f->path, 0, 0600), 0);
 	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
 	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
 	memcpy(meta, v.mv_data, v.mv_size);
 	meta[1] = RATECTL_FORMAT_VERSION + 1;
