@@ -43,6 +43,12 @@ typedef struct rc_conf_budget {
 	uint64_t default_max_tokens;   /* completion estimate when the body has
 	                                  no max_tokens; 0 */
 	unsigned line;                 /* line of the [section] */
+	/* How bursts were written, kept for rc_conf_budget_finish(): the
+	 * section's `burst` as a duration or a count (both 0: none given), and
+	 * which limits named their own ("500/min burst 50"). */
+	int64_t burst_ns;
+	uint64_t burst_count;
+	uint8_t own_burst[RATECTL_MAX_LIMITS];
 } rc_conf_budget;
 
 typedef struct rc_conf {
@@ -64,6 +70,27 @@ void rc_conf_free(rc_conf *conf);
 
 /* $RATECTL_CONFIG, else /etc/ratectl.conf. */
 const char *rc_conf_default_path(void);
+
+/* Budget `name` of conf, or NULL. */
+const rc_conf_budget *rc_conf_find(const rc_conf *conf, const char *name);
+
+/*
+ * One budget built from key = value pairs exactly as a section of the file
+ * is (`ratectl set` uses this): rc_conf_budget_init(), then
+ * rc_conf_budget_key() for each pair, then rc_conf_budget_finish(), which
+ * works out the limits' bursts.  Keys may not be repeated (except match:
+ * the caller checks that).  On error both return RATECTL_EBADCONFIG and
+ * write into err what is wrong with the value, without file or line:
+ *   "rate '200000/fortnight': unknown unit 'fortnight' ..."
+ * Neither requires the budget to have a limit: rc_conf_budget_has_limit().
+ */
+void rc_conf_budget_init(rc_conf_budget *b, const char *name);
+int rc_conf_budget_key(rc_conf_budget *b, const char *key, const char *value,
+                       char *err, size_t errlen);
+int rc_conf_budget_finish(rc_conf_budget *b, char *err, size_t errlen);
+int rc_conf_budget_has_limit(const rc_conf_budget *b);
+/* 1 if key is a known key of a section, else 0. */
+int rc_conf_key_known(const char *key);
 
 /* Parse one "host[:port][/path-prefix]" (no scheme) into *m. 0 or -EINVAL. */
 int rc_match_parse(rc_match *m, const char *s);

@@ -1,0 +1,390 @@
+#!/bin/sh
+# test_cli.sh - the `ratectl` command through the real binary: every
+# command's happy path and bad input, config errors with file:line, JSON
+# and Prometheus output that parse, `run` under xargs -P 16 within the
+# GCRA bound, SIGKILLed `run` processes leaking no slot, `apply` changing
+# the pace of 16 running workers live, and check --repair of a damaged
+# ledger.  Every command is bounded with timeout(1); the whole takes
+# about 15 s.  Run as: B=build sh tests/test_cli.sh
+set -u
+B=${B:-build}
+RC=$B/ratectl
+W=$B/progs/cli_worker
+T=$(mktemp -d "${TMPDIR:-/tmp}/ratectl-cli.XXXXXX") || exit 1
+L=$T/ledger
+PIDS=
+FAILS=0
+export RATECTL_LEDGER="$L"
+export RATECTL_CONFIG="$T/absent.conf"
+
+cleanup() {
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+	for f in "$T"/kid.*; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+pass() { echo "ok - $1"; }
+fail() { echo "not ok - $1"; FAILS=$((FAILS + 1)); }
+# check DESCRIPTION COMMAND...: one test line from a command's status.
+check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+
+# r ARGS...: ratectl, bounded; output in $T/out, errors in $T/err, status in S.
+r() { timeout 20 "$RC" "$@" >"$T/out" 2>"$T/err"; S=$?; }
+has() { grep -q -- "$1" "$T/out"; }
+err_has() { grep -q -- "$1" "$T/err"; }
+# status_is N DESCRIPTION: the last r's status was N.
+status_is() {
+	if [ "$S" -eq "$1" ]; then pass "$2"; else
+		fail "$2 (status $S, expected $1)"; sed 's/^/#   /' "$T/err"; fi
+}
+# j FILE EXPR: a Python expression over the JSON document d in FILE.
+j() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+conf() { f=$T/$1; shift; printf '%s\n' "$@" >"$f"; }
+
+for f in "$RC" "$W"; do
+	[ -x "$f" ] || { echo "not ok - $f is not built"; exit 1; }
+done
+# The interpreter itself: a version manager's python3 shim costs ~0.5 s a call.
+PY=$(python3 -c 'import sys; print(sys.executable)') || {
+	echo "not ok - python3 is required"; exit 1; }
+
+# ---- global options, help, usage ------------------------------------------
+r --version; check "--version prints the version" has "ratectl [0-9]"
+r; status_is 2 "no command is a usage error"
+r frobnicate; status_is 2 "an unknown command is a usage error"
+ok=1
+for c in apply list show set delete reset cooldown reclaim check watch metrics run; do
+	r "$c" --help
+	[ "$S" -eq 0 ] && has "usage: ratectl $c" || { ok=0; echo "# $c --help"; }
+done
+check "every command has --help" [ $ok -eq 1 ]
+r list --bogus; status_is 2 "an unknown option is a usage error"
+check "... naming the option" err_has "unknown option '--bogus'"
+
+# ---- config files ------------------------------------------------------------
+conf good.conf '# budgets for the tests' \
+	'[alpha]' \
+	'match       = api.example.com          # used by the preload shim' \
+	'requests    = 600/min' \
+	'tokens      = 100000/min, 2,000,000/day' \
+	'concurrency = 4' \
+	'burst       = 10s                      # time of rate' \
+	'' '[beta] ; semicolon comments too' \
+	'  requests = 5/s burst 2' \
+	'[gamma]' 'concurrency = 2'
+r apply "$T/good.conf"; status_is 0 "apply creates budgets from a file"
+check "... and says what it created" has "3 created, 0 updated"
+check "... with inline # comments stripped" has "create alpha: requests 600 per min burst 100"
+r apply "$T/good.conf"; check "apply again changes nothing" has "0 created, 0 updated, 0 deleted, 3 unchanged"
+
+conf bad1.conf '[a]' 'requests = 5/s' 'this line is junk'
+r apply "$T/bad1.conf"; status_is 1 "a malformed line is an error"
+check "... naming file:line" err_has "bad1.conf:3: expected 'key = value'"
+conf bad2.conf '[a]' 'requests = 5/s' 'colour = blue'
+r apply "$T/bad2.conf"; check "an unknown key names file:line and the key" err_has "bad2.conf:3: \[a\]: unknown key 'colour'"
+conf bad3.conf '[a]' 'requests = 5/s' 'jitter = 5 parsecs'
+r apply "$T/bad3.conf"; check "a bad duration names file:line, key and value" err_has "bad3.conf:3: \[a\]: key 'jitter': duration '5 parsecs'"
+conf bad4.conf '[a]' 'tokens = 200000/fortnight'
+r apply "$T/bad4.conf"; check "a bad rate names the unit" err_has "bad4.conf:2: \[a\]: key 'tokens': .*fortnight"
+conf bad5.conf '[a]' 'requests = 1/s' '[a]' 'requests = 2/s'
+r apply "$T/bad5.conf"; check "a repeated section is an error" err_has "bad5.conf:3: section \[a\] appears twice"
+conf bad6.conf '[a]' 'match = x.example' '[b]' 'requests = 1/s'
+r apply "$T/bad6.conf"; check "a section without a limit is an error" err_has "bad6.conf:1: \[a\]: no limit"
+conf bad7.conf '[a]' 'requests = 1/s' 'requests = 2/s'
+r apply "$T/bad7.conf"; check "a repeated key is an error" err_has "bad7.conf:3: .*given twice (first on line 2)"
+conf bad8.conf '[a]' 'tokens = 1000/min' 'burst = 10'
+r apply "$T/bad8.conf"; check "a burst count without a requests limit is an error" err_has "bad8.conf:3: .*no requests limit"
+r apply "$T/nonexistent.conf"; status_is 1 "a missing config file is an error"
+r list; check "no failed apply changed the ledger" [ "$(grep -c '^[a-z]' "$T/out")" -eq 3 ]
+
+conf less.conf '[alpha]' 'requests = 1200/min' '[beta]' 'requests = 5/s burst 2'
+r apply --dry-run --prune "$T/less.conf"; check "apply --dry-run --prune says what it would do" \
+	has "update alpha: requests 600 per min burst 100 -> 1200 per min"
+check "... including the deletion" has "delete gamma"
+r show gamma; status_is 0 "... and does nothing"
+r apply --prune "$T/less.conf"; check "apply --prune deletes the budgets not in the file" has "1 updated, 1 deleted"
+r show gamma; status_is 1 "... which are gone"
+r apply "$T/good.conf" >/dev/null
+
+# ---- list, show, set, delete, reset, cooldown ----------------------------------
+r list; check "list is a table with units" has "^alpha .*100/100 of 600 per min"
+r list --json; cp "$T/out" "$T/list.json"
+check "list --json parses, with version 1" [ "$(j "$T/list.json" 'd["version"]')" = 1 ]
+check "... and every budget" [ "$(j "$T/list.json" '[b["name"] for b in d["budgets"]]')" = "['alpha', 'beta', 'gamma']" ]
+r show alpha; check "show lists the limits" has "^tokens .*100k per min .*16.6k"
+check "... and the counters" has "admitted  *0"
+r show nosuch; status_is 1 "show of an unknown budget fails"
+check "... saying so" err_has "no budget 'nosuch'"
+r show; status_is 2 "show without a name is a usage error"
+
+r set delta --requests 10/s --tokens "1000/min, 20000/day" --concurrency 3
+status_is 0 "set creates a budget"; check "... and says so" has "create delta"
+r set delta --concurrency 5; check "set changes only what it is given" has "update delta: concurrency 3 -> 5"
+r show delta --json; check "... keeping the rest" [ "$(j "$T/out" 'len(d["budget"]["limits"])')" = 3 ]
+r set delta --concurrency 5; check "set with no change says unchanged" has "unchanged delta"
+r set delta --requests 5/fortnight; status_is 2 "set with a bad rate is a usage error"
+check "... explaining it" err_has "fortnight"
+r set "bad name" --requests 1/s; status_is 2 "set with a bad name is a usage error"
+r set epsilon; status_is 2 "set of a new budget without limits is a usage error"
+
+r run delta --tokens 500 -- true; r show delta --json
+check "run charged the tokens" [ "$(j "$T/out" 'd["budget"]["limits"][1]["available"]')" -lt 1000 ]
+r reset delta; status_is 0 "reset refills a budget"
+r show delta --json; check "... to full" [ "$(j "$T/out" 'd["budget"]["limits"][1]["available"]')" -eq 1000 ]
+r reset --all; status_is 0 "reset --all"
+r reset nosuch; status_is 1 "reset of an unknown budget fails"
+r reset; status_is 2 "reset needs a name or --all"
+r reset delta --all; status_is 2 "reset takes a name or --all, not both"
+
+r cooldown delta 30s; check "cooldown pauses a budget" has "delta: cooling down, [0-9.]*s left"
+r show delta --json; check "... which show reports" [ "$(j "$T/out" 'd["budget"]["cooldown_ns"] > 29e9')" = True ]
+r run delta --timeout 0.2s -- true; status_is 75 "run during a cooldown times out with 75"
+r cooldown delta 0; check "cooldown 0 ends it" has "delta: no cooldown"
+r cooldown delta "5 parsecs"; status_is 2 "cooldown with a bad duration is a usage error"
+check "... naming it" err_has "duration '5 parsecs'"
+r cooldown nosuch 5s; status_is 1 "cooldown of an unknown budget fails"
+r delete delta; check "delete removes a budget" has "deleted delta"
+r delete delta; status_is 1 "delete of an unknown budget fails"
+
+# ---- run ------------------------------------------------------------------------
+r run beta -- sh -c 'exit 7'; status_is 7 "run exits with the command's status"
+r run beta -- sh -c 'kill -TERM $$'; status_is 143 "run exits 128+signal when the command is killed"
+r run beta; status_is 2 "run with no command is a usage error"
+r run beta --; status_is 2 "run with nothing after -- is a usage error"
+r run; status_is 2 "run without a budget is a usage error"
+r run nosuch -- true; status_is 1 "run on an unknown budget fails"
+r run beta -- /nonexistent/program; status_is 127 "run of a missing program exits 127"
+r set slow --requests "1/min burst 1"
+r run slow -- true; r run slow --timeout 0.3s -- true
+status_is 75 "run exits 75 when the budget cannot be had in time"
+check "... saying why" err_has "not admitted before the deadline"
+# Not under timeout(1): the signal must go to ratectl itself (sleep bounds it).
+"$RC" run beta -- sh -c 'trap "exit 3" TERM; sleep 5 & wait' & p=$!
+sleep 0.3; kill -TERM $p; wait $p; S=$?
+status_is 3 "run passes SIGTERM on to the command"
+
+# ---- the ledger directory ------------------------------------------------------
+mkdir -m 700 "$T/real"; ln -s "$T/real" "$T/link"
+r --ledger "$T/link" list; status_is 1 "a ledger directory that is a symlink is refused"
+check "... saying so" err_has "symlink"
+
+# ---- watch and metrics ------------------------------------------------------------
+r watch --count 2 --interval 0.1s
+check "watch off a terminal prints one line per budget per refresh" [ "$(grep -c ' alpha requests' "$T/out")" -eq 2 ]
+r watch beta --count 1; check "watch NAME shows that budget only" [ "$(wc -l <"$T/out")" -eq 1 ]
+r watch nosuch --count 1; status_is 1 "watch of an unknown budget fails"
+r watch --interval 1ms; status_is 2 "watch with a too-short interval is a usage error"
+
+# On a terminal (a pty): the screen is redrawn, q (or SIGINT) quits with
+# status 0, and the alternate screen and the cursor are given back.
+cat >"$T/watchtty.py" <<'EOF'
+import os, pty, select, signal, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], 'watch', '--interval', '0.1s'])
+out = b''
+def drain(t):
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        if select.select([fd], [], [], 0.05)[0]:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                return
+drain(0.5)
+if sys.argv[2] == 'q':
+    os.write(fd, b'q')
+else:
+    os.kill(pid, signal.SIGINT)
+drain(0.5)
+st = os.waitpid(pid, 0)[1]
+ok = (os.waitstatus_to_exitcode(st) == 0 and out.count(b'ratectl watch') >= 2 and
+      out.startswith(b'\x1b[?1049h') and out.rstrip().endswith(b'\x1b[?25h\x1b[?1049l'))
+sys.exit(0 if ok else 1)
+EOF
+check "watch on a terminal exits cleanly on q, giving the screen back" \
+	timeout 10 "$PY" "$T/watchtty.py" "$RC" q
+check "... and on Ctrl-C (SIGINT)" timeout 10 "$PY" "$T/watchtty.py" "$RC" int
+
+cat >"$T/promcheck.py" <<'EOF'
+# A strict reading of the Prometheus text format 0.0.4: every sample after
+# its family's HELP and TYPE, families contiguous, names and labels valid,
+# counters named _total, values numbers.  Prints budget:admitted pairs.
+import re, sys
+NAME = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
+LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:\\.|[^"\\])*"'
+SAMPLE = re.compile(r'^(%s)(?:\{(%s(?:,%s)*)?\})? (\S+)$' % (NAME, LABEL, LABEL))
+fam, types, seen, admitted = None, {}, set(), {}
+for n, line in enumerate(open(sys.argv[1]), 1):
+    line = line.rstrip('\n')
+    m = re.match(r'^# (HELP|TYPE) (%s) (.+)$' % NAME, line)
+    if m:
+        if m.group(1) == 'TYPE':
+            assert m.group(3) in ('counter', 'gauge'), (n, line)
+            assert m.group(2) not in seen, ('family repeated', n)
+            fam = m.group(2); seen.add(fam); types[fam] = m.group(3)
+            assert types[fam] != 'counter' or fam.endswith('_total'), (n, line)
+        continue
+    m = SAMPLE.match(line)
+    assert m, ('bad line', n, line)
+    assert m.group(1) == fam, ('sample outside its family', n, line)
+    float(m.group(3))
+    if fam == 'ratectl_admitted_total':
+        admitted[re.search(r'budget="([^"]*)"', line).group(1)] = int(float(m.group(3)))
+for f in ('ratectl_admitted_total', 'ratectl_refused_total', 'ratectl_waited_total',
+          'ratectl_wait_seconds_total', 'ratectl_tokens_estimated_total',
+          'ratectl_tokens_actual_total', 'ratectl_reclaimed_total', 'ratectl_inflight',
+          'ratectl_inflight_max', 'ratectl_limit_available', 'ratectl_limit_per_second',
+          'ratectl_cooldown_seconds'):
+    assert f in seen, ('missing family', f)
+print(' '.join('%s:%d' % kv for kv in sorted(admitted.items())))
+EOF
+r metrics; cp "$T/out" "$T/metrics.txt"
+if "$PY" "$T/promcheck.py" "$T/metrics.txt" >"$T/prom.out" 2>"$T/prom.err"; then
+	pass "metrics parses as Prometheus text"
+else
+	fail "metrics parses as Prometheus text"; sed 's/^/#   /' "$T/prom.err"
+fi
+check "... with a limit gauge labelled by dimension and period" \
+	grep -q '^ratectl_limit_available{budget="alpha",dimension="tokens",period_seconds="86400"} ' "$T/metrics.txt"
+r show beta --json
+check "... whose counters match show" grep -q "beta:$(j "$T/out" 'd["budget"]["counters"]["admitted"]')" "$T/prom.out"
+r metrics --json; check "metrics --json parses" [ "$(j "$T/out" 'd["version"]')" = 1 ]
+
+# show --json against show: the same limits, counters and slots.
+r show alpha; cp "$T/out" "$T/show.txt"; r show alpha --json; cp "$T/out" "$T/show.json"
+check "show --json matches show: admitted" grep -q "admitted  *$(j "$T/show.json" 'd["budget"]["counters"]["admitted"]')\$" "$T/show.txt"
+check "show --json matches show: in flight" grep -q "in flight:  $(j "$T/show.json" 'd["budget"]["inflight"]') of $(j "$T/show.json" 'd["budget"]["concurrency"]')" "$T/show.txt"
+check "show --json matches show: the requests burst" grep -q "^requests  *600 per min  *$(j "$T/show.json" 'd["budget"]["limits"][0]["burst"]') " "$T/show.txt"
+
+# ---- xargs -P 16 of ratectl run on a 10/s budget ----------------------------------
+# Each command logs when it started (CLOCK_BOOTTIME, as /proc/uptime).  The
+# bound on admissions, burst + rate * t over every window, is checked on
+# the start times with 0.15 s allowed for the spread of fork/exec delays.
+r set xb --requests 10/s --burst 5 --concurrency 8
+cat >"$T/one.sh" <<'EOF'
+exec "$RC" run xb -- sh -c 'read u _ </proc/uptime; echo "$u" >>"$0"' "$LOG"
+EOF
+RC=$RC LOG=$T/xb.log timeout 30 sh -c 'seq 30 | xargs -P 16 -I{} sh "$0"' "$T/one.sh"
+S=$?; status_is 0 "xargs -P 16 ratectl run: every command ran"
+cat >"$T/bound.py" <<'EOF'
+import sys
+t = sorted(float(x) for x in open(sys.argv[1]))
+burst, rate, slack = 5, 10.0, 0.15
+worst = max((j - i + 1) - (burst + rate * (t[j] - t[i] + slack))
+            for i in range(len(t)) for j in range(i, len(t)))
+span = t[-1] - t[0]
+print('%d runs over %.2f s, worst window %+.2f over the bound' % (len(t), span, worst))
+sys.exit(0 if len(t) == 30 and worst <= 0 and span >= (30 - burst) / rate - 0.3 else 1)
+EOF
+if "$PY" "$T/bound.py" "$T/xb.log" >"$T/b.out"; then
+	pass "... admitted within the GCRA bound ($(cat "$T/b.out"))"
+else
+	fail "... admitted within the GCRA bound ($(cat "$T/b.out"))"
+fi
+r show xb --json
+check "... and show then reports none in flight" [ "$(j "$T/out" 'd["budget"]["inflight"] + d["budget"]["dead"]')" -eq 0 ]
+check "... and 30 admitted" [ "$(j "$T/out" 'd["budget"]["counters"]["admitted"]')" -eq 30 ]
+
+# ---- SIGKILL of ratectl run leaks no slot --------------------------------------
+r set kb --requests 1000/s --concurrency 3
+# hold N: start N `run` holding a slot each; their pids in HELD.  Not under
+# timeout(1), whose pid $! would be: the commands' sleep bounds them.
+hold() {
+	HELD=
+	for i in $(seq "$1"); do
+		"$RC" run kb -- sh -c 'echo $$ >"$0"; exec sleep 20' "$T/kid.$2$i" &
+		HELD="$HELD $!"; PIDS="$PIDS $!"
+	done
+	i=0
+	while [ $i -lt 100 ]; do
+		r show kb --json
+		[ "$(j "$T/out" 'd["budget"]["inflight"]')" -eq "$1" ] && return 0
+		sleep 0.05; i=$((i + 1))
+	done
+	return 1
+}
+check "three run processes hold three slots" hold 3 a
+for p in $HELD; do kill -9 "$p"; wait "$p" 2>/dev/null; done
+r show kb --json; cp "$T/out" "$T/kb.json"
+check "after SIGKILL show reports three dead holders" [ "$(j "$T/kb.json" 'd["budget"]["dead"]')" -eq 3 ]
+check "... and none in flight" [ "$(j "$T/kb.json" 'd["budget"]["inflight"]')" -eq 0 ]
+check "... listing each lease as dead" [ "$(j "$T/kb.json" 'sum(not l["alive"] for l in d["budget"]["leases"])')" -eq 3 ]
+r show kb; check "show says so in words" has "(3 dead"
+r check; status_is 0 "check reports dead holders as warnings, not problems"
+check "... naming them" has "warning: kb: slot .* died holding it"
+r reclaim; check "reclaim frees them" has "reclaimed 3 in-flight slots"
+r show kb --json; check "... leaving no dead holder" [ "$(j "$T/out" 'd["budget"]["dead"]')" -eq 0 ]
+check "three more run processes hold the three slots" hold 3 b
+for p in $HELD; do kill -9 "$p"; wait "$p" 2>/dev/null; done
+r run kb --timeout 2s -- true; status_is 0 "the next admission takes a dead holder's slot back"
+r show kb --json; check "... counting it reclaimed" [ "$(j "$T/out" 'd["budget"]["counters"]["reclaimed"]')" -ge 4 ]
+for f in "$T"/kid.*; do kill -9 "$(cat "$f")" 2>/dev/null; rm -f "$f"; done
+
+# ---- apply while 16 workers admit -------------------------------------------------
+conf live1.conf '[lb]' 'requests = 20/s' 'burst = 5' 'concurrency = 8'
+conf live2.conf '[lb]' 'requests = 100/s' 'burst = 5' 'concurrency = 8'
+r apply "$T/live1.conf"
+WPIDS=
+for i in $(seq 16); do
+	timeout 20 "$W" "$L" lb 3.5 >"$T/w.$i" 2>"$T/w.$i.err" & WPIDS="$WPIDS $!"
+done
+PIDS="$PIDS $WPIDS"
+sleep 1.5
+t_apply=$("$W" "$L" --now)
+r apply "$T/live2.conf"; status_is 0 "apply while 16 workers admit"
+wok=1
+for p in $WPIDS; do wait "$p" || wok=0; done
+check "... every worker ran without an error" [ $wok -eq 1 ]
+cat "$T"/w.[0-9]* | sort -n >"$T/live.log"
+cat >"$T/live.py" <<'EOF'
+import sys
+t = [int(x) / 1e9 for x in open(sys.argv[1])]
+ta = int(sys.argv[2]) / 1e9
+before = [x for x in t if x < ta]
+after = [x for x in t if x >= ta + 0.5]
+bound = 5 + 20 * (ta - t[0]) + 1      # +1: the admission at ta itself
+pace = len(after) / (t[-1] - ta - 0.5) if after else 0
+print('%d admitted before apply (bound %.0f), then %.0f/s' % (len(before), bound, pace))
+sys.exit(0 if len(before) <= bound and pace >= 50 else 1)
+EOF
+if "$PY" "$T/live.py" "$T/live.log" "$t_apply" >"$T/l.out"; then
+	pass "... which changed their pace live ($(cat "$T/l.out"))"
+else
+	fail "... which changed their pace live ($(cat "$T/l.out"))"
+fi
+r show lb --json
+check "... every admission counted once" [ "$(j "$T/out" 'd["budget"]["counters"]["admitted"]')" -eq "$(wc -l <"$T/live.log")" ]
+check "... nothing left in flight" [ "$(j "$T/out" 'd["budget"]["inflight"] + d["budget"]["dead"]')" -eq 0 ]
+r check; status_is 0 "... and check finds nothing wrong"
+
+# ---- check --repair -----------------------------------------------------------------
+# Damage every copy of the budget records' magic in the LMDB file.
+"$PY" - "$L/data.mdb" <<'EOF'
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+open(sys.argv[1], 'r+b').write(d.replace(b'RCB1', b'XCB1'))
+EOF
+r list; status_is 1 "a damaged record is an error for list"
+r check; status_is 1 "check finds the damaged record"
+check "... and says which" has "problem: budget '.*': record is damaged"
+r check --repair; status_is 1 "check --repair without a config file fails"
+check "... saying it needs one" err_has "needs one"
+r check --repair --config "$T/good.conf"; status_is 0 "check --repair --config rebuilds the ledger"
+check "... moving the damaged one aside" [ -d "$(sed -n 's/^repair: moved the damaged ledger to //p' "$T/out")" ]
+check "... and creating every budget, empty" [ "$(grep -c 'starting empty' "$T/out")" -eq 3 ]
+r show alpha --json; check "... which starts empty" [ "$(j "$T/out" 'd["budget"]["limits"][0]["available"]')" -le 1 ]
+r check; status_is 0 "the rebuilt ledger checks clean"
+dd if=/dev/zero of="$L/data.mdb" bs=4096 count=2 conv=notrunc 2>/dev/null
+r check; status_is 1 "check finds a ledger that does not open"
+r check --repair --config "$T/good.conf"; status_is 0 "... and --repair rebuilds it"
+r check --repair; status_is 0 "check --repair on a sound ledger does nothing"
+check "... saying so" has "nothing to repair"
+r --ledger "$T/nowhere" check; status_is 1 "check of a missing ledger fails"
+r check --config x; status_is 2 "check --config without --repair is a usage error"
+
+echo "# $FAILS failed"
+[ "$FAILS" -eq 0 ]

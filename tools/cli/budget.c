@@ -1,0 +1,407 @@
+/*
+ * budget.c - the commands that change budgets: apply (a whole config
+ * file), set (one budget from options), delete, reset and cooldown.
+ *
+ * Changes are live: the library rescales each kept limit's state to its
+ * new rate and every process sees the change at its next admission, so
+ * apply never has to stop anything.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* What batch_share = 0 means, as ratectl.h documents it. */
+#define BATCH_SHARE_DEFAULT 10
+
+struct tally {
+	unsigned created, updated, deleted, same;
+};
+
+static int limit_cmp(const void *a, const void *b)
+{
+	const ratectl_limit *x = a, *y = b;
+
+	if (x->dim != y->dim)
+		return x->dim < y->dim ? -1 : 1;
+	return x->period_ns < y->period_ns ? -1 : x->period_ns > y->period_ns;
+}
+
+/* The configuration as the ledger stores it: bursts filled in, limits in
+ * (dimension, period) order, so that two can be compared field by field. */
+static ratectl_budget normal(const ratectl_budget *in)
+{
+	ratectl_budget b = *in;
+	unsigned i;
+
+	for (i = 0; i < b.nlimits; i++)
+		if (b.limits[i].burst == 0)
+			b.limits[i].burst = b.limits[i].count;
+	if (b.batch_share == 0)
+		b.batch_share = BATCH_SHARE_DEFAULT;
+	qsort(b.limits, b.nlimits, sizeof b.limits[0], limit_cmp);
+	return b;
+}
+
+/* Field by field: the structs have padding that memcmp would compare. */
+static int same_budget(const ratectl_budget *a, const ratectl_budget *b)
+{
+	unsigned i;
+
+	if (a->nlimits != b->nlimits || a->max_inflight != b->max_inflight ||
+	    a->jitter_ns != b->jitter_ns || a->batch_share != b->batch_share)
+		return 0;
+	for (i = 0; i < a->nlimits; i++)
+		if (a->limits[i].dim != b->limits[i].dim ||
+		    a->limits[i].count != b->limits[i].count ||
+		    a->limits[i].period_ns != b->limits[i].period_ns ||
+		    a->limits[i].burst != b->limits[i].burst)
+			return 0;
+	return 1;
+}
+
+/* One part of a budget in words: a dimension's limits, the cap, jitter. */
+static void part(char *buf, size_t len, const ratectl_budget *b, int which)
+{
+	char one[FMT_LONG];
+	size_t used = 0;
+	unsigned i;
+
+	buf[0] = '\0';
+	if (which == 2) {
+		snprintf(buf, len, "%u", b->max_inflight);
+		return;
+	}
+	if (which == 3) {
+		fmt_dur(one, b->jitter_ns);
+		snprintf(buf, len, "%s", b->jitter_ns ? one : "default");
+		return;
+	}
+	if (which == 4) {
+		snprintf(buf, len, "%u%%", b->batch_share);
+		return;
+	}
+	for (i = 0; i < b->nlimits; i++)
+		if (b->limits[i].dim == (ratectl_dim)which)
+			used += (size_t)snprintf(buf + used, used < len ? len - used : 0,
+			                         "%s%s", used ? ", " : "",
+			                         fmt_limit(one, &b->limits[i]));
+	if (used == 0)
+		snprintf(buf, len, "none");
+}
+
+static const char *const part_names[] = { "requests", "tokens", "concurrency",
+                                          "jitter", "batch share" };
+#define NPARTS 5
+
+/* "requests 500 per min; tokens 200k per min; concurrency 16" for a new
+ * budget, "requests 500 per min -> 600 per min" for a change. */
+static void describe(const ratectl_budget *old, const ratectl_budget *new)
+{
+	char a[512], b[512];
+	const char *sep = "";
+	int i;
+
+	for (i = 0; i < NPARTS; i++) {
+		part(b, sizeof b, new, i);
+		if (old) {
+			part(a, sizeof a, old, i);
+			if (strcmp(a, b) != 0)
+				printf("%s%s %s -> %s", sep, part_names[i], a, b);
+			else
+				continue;
+		} else if (strcmp(b, "none") == 0 || strcmp(b, "0") == 0 ||
+		           strcmp(b, "default") == 0 || (i == 4 &&
+		           new->batch_share == BATCH_SHARE_DEFAULT)) {
+			continue;
+		} else {
+			printf("%s%s %s", sep, part_names[i], b);
+		}
+		sep = "; ";
+	}
+	putchar('\n');
+}
+
+/*
+ * Create or update one budget from cb; prints what it did.  An unchanged
+ * budget is not written: a set, even to the same values, would rescale
+ * its limits' state, and apply is meant to be run again and again.
+ * --dry-run goes through the same path and stops short of the write, so
+ * that what it prints is what apply would do.
+ */
+static int apply_one(cli *c, const rc_conf_budget *cb, int dry, struct tally *t)
+{
+	ratectl_budget_info in;
+	ratectl_budget was, want = normal(&cb->budget);
+	int rc, exists;
+
+	rc = ratectl_budget_get(c->h, cb->name, &in);
+	if (rc != 0 && rc != RATECTL_ENOTFOUND)
+		return cli_fail(c, rc, cb->name);
+	exists = rc == 0;
+	if (exists) {
+		was = normal(&in.config);
+		if (same_budget(&was, &want)) {
+			t->same++;
+			return 0;
+		}
+	}
+	if (!dry && (rc = ratectl_budget_set(c->h, cb->name, &cb->budget, 0)) != 0)
+		return cli_fail(c, rc, cb->name);
+	printf("%s %s: ", exists ? "update" : "create", cb->name);
+	describe(exists ? &was : NULL, &want);
+	if (exists)
+		t->updated++;
+	else
+		t->created++;
+	return 0;
+}
+
+/* Delete the budgets of the ledger that conf does not name.  Runs after
+ * every create and update succeeded: an apply that fails half way never
+ * leaves the host with fewer budgets than it had. */
+static int prune(cli *c, const rc_conf *conf, int dry, struct tally *t)
+{
+	ratectl_budget_info *v;
+	size_t n, i;
+	int rc;
+
+	if ((rc = cli_snapshot(c, &v, &n)) != 0)
+		return rc;
+	for (i = 0; i < n && rc == 0; i++) {
+		if (rc_conf_find(conf, v[i].name))
+			continue;
+		if (!dry && (rc = ratectl_budget_delete(c->h, v[i].name)) != 0 &&
+		    rc != RATECTL_ENOTFOUND) {
+			rc = cli_fail(c, rc, v[i].name);
+			break;
+		}
+		rc = 0;
+		printf("delete %s\n", v[i].name);
+		t->deleted++;
+	}
+	free(v);
+	return rc;
+}
+
+int cmd_apply(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "prune", no_argument, NULL, 'p' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct tally t = { 0, 0, 0, 0 };
+	int o, rc, dry = 0, do_prune = 0;
+	const char *path = c->config;
+	rc_conf *conf;
+	char err[1024];
+	size_t i;
+
+	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
+		switch (o) {
+		case 'h': return cli_help(c);
+		case 'p': do_prune = 1; break;
+		case 'n': dry = 1; break;
+		default: return cli_badopt(c, o, argv);
+		}
+	}
+	if (optind + 1 < argc)
+		return cli_usage(c, "one config file at a time");
+	if (optind < argc)
+		path = argv[optind];
+	/* The whole file is validated before the ledger is touched. */
+	if ((rc = rc_conf_load(&conf, path, err, sizeof err)) != 0) {
+		cli_err(c, "%s", err);
+		return CLI_ERROR;
+	}
+	if ((rc = cli_open(c)) == 0) {
+		for (i = 0; i < conf->nbudgets && rc == 0; i++)
+			rc = apply_one(c, &conf->budgets[i], dry, &t);
+		if (rc == 0 && do_prune)
+			rc = prune(c, conf, dry, &t);
+	}
+	if (rc == 0)
+		printf("%s: %u created, %u updated, %u deleted, %u unchanged%s\n",
+		       conf->path, t.created, t.updated, t.deleted, t.same,
+		       dry ? " (dry run: nothing was changed)" : "");
+	rc_conf_free(conf);
+	return rc;
+}
+
+/* ---- set ------------------------------------------------------------------- */
+
+/* Options of set, by value: given[] is indexed by it; the first
+ * two are ratectl_dim values. */
+enum { SET_REQUESTS, SET_TOKENS, SET_CONCURRENCY, SET_JITTER, SET_BURST,
+       SET_BATCH, SET_N };
+
+/* Keep what the options did not replace from the budget as it is. */
+static void merge(rc_conf_budget *cb, const ratectl_budget *old,
+                  const int given[SET_N])
+{
+	unsigned i;
+
+	for (i = 0; i < old->nlimits && cb->budget.nlimits < RATECTL_MAX_LIMITS; i++) {
+		if (given[old->limits[i].dim])
+			continue;
+		cb->own_burst[cb->budget.nlimits] = 1;
+		cb->budget.limits[cb->budget.nlimits++] = old->limits[i];
+	}
+	if (!given[SET_CONCURRENCY])
+		cb->budget.max_inflight = old->max_inflight;
+	if (!given[SET_JITTER])
+		cb->budget.jitter_ns = old->jitter_ns;
+	if (!given[SET_BATCH])
+		cb->budget.batch_share = old->batch_share;
+}
+
+/* Parse set's options into cb, as the config keys they stand for;
+ * -1 when --help was printed, else 0 or an exit code. */
+static int set_options(cli *c, int argc, char **argv, rc_conf_budget *cb,
+                       int given[SET_N])
+{
+	static const struct option opts[] = {
+		{ "requests", required_argument, NULL, SET_REQUESTS },
+		{ "tokens", required_argument, NULL, SET_TOKENS },
+		{ "concurrency", required_argument, NULL, SET_CONCURRENCY },
+		{ "jitter", required_argument, NULL, SET_JITTER },
+		{ "burst", required_argument, NULL, SET_BURST },
+		{ "batch-share", required_argument, NULL, SET_BATCH },
+		{ NULL, 0, NULL, 0 }
+	};
+	static const char *const keys[SET_N] = { "requests", "tokens", "concurrency",
+	                                         "jitter", "burst", "batch_share" };
+	char err[512];
+	int o;
+
+	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
+		if (o == 'h') {
+			cli_help(c);
+			return -1;
+		}
+		if (o < 0 || o >= SET_N)
+			return cli_badopt(c, o, argv);
+		if (given[o]++)
+			return cli_usage(c, "--%s given twice", opts[o].name);
+		if (rc_conf_budget_key(cb, keys[o], optarg, err, sizeof err) != 0)
+			return cli_usage(c, "--%s: %s", opts[o].name, err);
+	}
+	if (optind + 1 != argc)
+		return cli_usage(c, optind < argc ? "one budget at a time" : "which budget?");
+	if (ratectl_name_check(argv[optind]) != 0)
+		return cli_usage(c, "%s", ratectl_errmsg());
+	if (given[SET_BURST] && !given[SET_REQUESTS] && !given[SET_TOKENS])
+		return cli_usage(c, "--burst applies to the limits given with --requests "
+		                 "or --tokens");
+	snprintf(cb->name, sizeof cb->name, "%s", argv[optind]);
+	return 0;
+}
+
+int cmd_set(cli *c, int argc, char **argv)
+{
+	struct tally t = { 0, 0, 0, 0 };
+	int rc, given[SET_N] = { 0 };
+	ratectl_budget_info in;
+	rc_conf_budget cb;
+	char err[512];
+
+	rc_conf_budget_init(&cb, "");
+	if ((rc = set_options(c, argc, argv, &cb, given)) != 0)
+		return rc < 0 ? CLI_OK : rc;
+	if ((rc = cli_open(c)) != 0)
+		return rc;
+	rc = ratectl_budget_get(c->h, cb.name, &in);
+	if (rc != 0 && rc != RATECTL_ENOTFOUND)
+		return cli_fail(c, rc, cb.name);
+	if (rc == 0)
+		merge(&cb, &in.config, given);
+	if (rc_conf_budget_finish(&cb, err, sizeof err) != 0)
+		return cli_usage(c, "--burst: %s", err);
+	if (!rc_conf_budget_has_limit(&cb))
+		return cli_usage(c, "a new budget needs --requests, --tokens or "
+		                 "--concurrency");
+	if ((rc = apply_one(c, &cb, 0, &t)) != 0)
+		return rc;
+	if (t.same)
+		printf("unchanged %s\n", cb.name);
+	return CLI_OK;
+}
+
+/* ---- delete, reset, cooldown ----------------------------------------------- */
+
+/* Processes holding leases of a deleted budget release them harmlessly:
+ * the library checks the budget's id, never just its name. */
+int cmd_delete(cli *c, int argc, char **argv)
+{
+	int o, rc;
+
+	while ((o = cli_getopt(argc, argv, NULL, 1)) != -1)
+		return o == 'h' ? cli_help(c) : cli_badopt(c, o, argv);
+	if (optind + 1 != argc)
+		return cli_usage(c, optind < argc ? "one budget at a time" : "which budget?");
+	if ((rc = cli_open(c)) != 0)
+		return rc;
+	if ((rc = ratectl_budget_delete(c->h, argv[optind])) != 0)
+		return cli_fail(c, rc, argv[optind]);
+	printf("deleted %s\n", argv[optind]);
+	return CLI_OK;
+}
+
+int cmd_reset(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "all", no_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *name = NULL;
+	int o, rc, all = 0;
+
+	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
+		if (o == 'h')
+			return cli_help(c);
+		if (o != 'a')
+			return cli_badopt(c, o, argv);
+		all = 1;
+	}
+	if (all == (optind < argc) || optind + 1 < argc)
+		return cli_usage(c, "give one budget or --all");
+	if (!all)
+		name = argv[optind];
+	if ((rc = cli_open(c)) != 0)
+		return rc;
+	if ((rc = ratectl_budget_reset(c->h, name)) != 0)
+		return cli_fail(c, rc, name ? name : "reset");
+	printf("reset %s: limits full, no cooldown\n", name ? name : "every budget");
+	return CLI_OK;
+}
+
+int cmd_cooldown(cli *c, int argc, char **argv)
+{
+	ratectl_budget_info in;
+	char d[FMT_LEN];
+	int64_t ns;
+	int o, rc;
+
+	while ((o = cli_getopt(argc, argv, NULL, 1)) != -1)
+		return o == 'h' ? cli_help(c) : cli_badopt(c, o, argv);
+	if (optind + 2 != argc)
+		return cli_usage(c, "give a budget and a duration");
+	if (ratectl_parse_duration(argv[optind + 1], &ns) != 0)
+		return cli_usage(c, "%s", ratectl_errmsg());
+	if (ns > RATECTL_PERIOD_MAX)
+		return cli_usage(c, "a cooldown lasts at most 1 day");
+	if ((rc = cli_open(c)) != 0)
+		return rc;
+	if ((rc = ratectl_cooldown(c->h, argv[optind], ns)) != 0 ||
+	    (rc = ratectl_budget_get(c->h, argv[optind], &in)) != 0)
+		return cli_fail(c, rc, argv[optind]);
+	/* A shorter cooldown than the one running does not replace it: say
+	 * what is in force, not what was asked. */
+	if (in.cooldown_ns)
+		printf("%s: cooling down, %s left\n", in.name, fmt_dur(d, in.cooldown_ns));
+	else
+		printf("%s: no cooldown\n", in.name);
+	return CLI_OK;
+}

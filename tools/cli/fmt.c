@@ -1,0 +1,218 @@
+/*
+ * fmt.c - numbers for people: counts with k/M/G, durations with their
+ * unit, rates per named period, and tables with aligned columns.
+ *
+ * Counts are truncated, never rounded up: "1999 of 2000 available" must
+ * not read as "2k/2k", which would look full.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define NS_PER_S 1000000000LL
+
+const char *fmt_count(char buf[FMT_LEN], uint64_t v)
+{
+	static const char units[] = "kMGTPE";
+	uint64_t div = 1000;
+	int u = 0;
+
+	if (v < 10000) {
+		snprintf(buf, FMT_LEN, "%llu", (unsigned long long)v);
+		return buf;
+	}
+	while (v / div >= 1000 && u < 5) {
+		div *= 1000;
+		u++;
+	}
+	if (v / div >= 100 || (v % div) * 10 / div == 0)
+		snprintf(buf, FMT_LEN, "%llu%c", (unsigned long long)(v / div), units[u]);
+	else
+		snprintf(buf, FMT_LEN, "%llu.%llu%c", (unsigned long long)(v / div),
+		         (unsigned long long)((v % div) * 10 / div), units[u]);
+	return buf;
+}
+
+/*
+ * The two largest units that matter, as people read them: "250ms", "1.2s"
+ * (a tenth of a second is worth showing below 10 s, where waits live),
+ * "45s", "2m05s", "1h05m", "2d03h".  Truncated like counts: "full in 0s"
+ * must mean full.
+ */
+const char *fmt_dur(char buf[FMT_LEN], int64_t ns)
+{
+	long long s;
+
+	if (ns < 0)
+		ns = 0;
+	s = (long long)(ns / NS_PER_S);
+	if (ns == 0)
+		snprintf(buf, FMT_LEN, "0s");
+	else if (ns < 1000)
+		snprintf(buf, FMT_LEN, "%lldns", (long long)ns);
+	else if (ns < 1000000)
+		snprintf(buf, FMT_LEN, "%lldus", (long long)(ns / 1000));
+	else if (ns < NS_PER_S)
+		snprintf(buf, FMT_LEN, "%lldms", (long long)(ns / 1000000));
+	else if (ns < 10 * NS_PER_S && ns % NS_PER_S >= NS_PER_S / 10)
+		snprintf(buf, FMT_LEN, "%lld.%llds", s,
+		         (long long)(ns % NS_PER_S / (NS_PER_S / 10)));
+	else if (s < 60)
+		snprintf(buf, FMT_LEN, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, FMT_LEN, s % 60 ? "%lldm%02llds" : "%lldm", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, FMT_LEN, s / 60 % 60 ? "%lldh%02lldm" : "%lldh", s / 3600,
+		         s / 60 % 60);
+	else
+		snprintf(buf, FMT_LEN, s / 3600 % 24 ? "%lldd%02lldh" : "%lldd", s / 86400,
+		         s / 3600 % 24);
+	return buf;
+}
+
+/* The period of a rate: the named units the config file's rates use
+ * ("500 per min"), else a duration ("500 per 10s"). */
+const char *fmt_period(char buf[FMT_LEN], int64_t ns)
+{
+	static const struct { int64_t ns; const char *name; } named[] = {
+		{ NS_PER_S, "s" }, { 60 * NS_PER_S, "min" }, { 3600 * NS_PER_S, "h" },
+		{ 86400 * NS_PER_S, "day" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof named / sizeof named[0]; i++)
+		if (named[i].ns == ns) {
+			snprintf(buf, FMT_LEN, "%s", named[i].name);
+			return buf;
+		}
+	return fmt_dur(buf, ns);
+}
+
+const char *fmt_dim(ratectl_dim dim)
+{
+	return dim == RATECTL_TOKENS ? "tokens" : "requests";
+}
+
+const char *fmt_limit(char buf[FMT_LONG], const ratectl_limit *l)
+{
+	char c[FMT_LEN], p[FMT_LEN], b[FMT_LEN];
+	uint64_t burst = l->burst ? l->burst : l->count;
+
+	fmt_count(c, l->count);
+	fmt_period(p, l->period_ns);
+	if (burst == l->count)
+		snprintf(buf, FMT_LONG, "%s per %s", c, p);
+	else
+		snprintf(buf, FMT_LONG, "%s per %s burst %s", c, p, fmt_count(b, burst));
+	return buf;
+}
+
+const char *fmt_avail(char buf[FMT_LONG], const ratectl_limit_state *s)
+{
+	char a[FMT_LEN], b[FMT_LEN], c[FMT_LEN], p[FMT_LEN];
+	const ratectl_limit *l = &s->limit;
+
+	fmt_count(a, s->available);
+	fmt_count(b, l->burst);
+	fmt_period(p, l->period_ns);
+	if (l->burst == l->count)
+		snprintf(buf, FMT_LONG, "%s/%s per %s", a, b, p);
+	else
+		snprintf(buf, FMT_LONG, "%s/%s of %s per %s", a, b,
+		         fmt_count(c, l->count), p);
+	return buf;
+}
+
+/* ---- tables ---------------------------------------------------------------- */
+
+/* Cells are kept as allocated strings, row-major: widths are known only
+ * when every row is in. */
+struct table {
+	unsigned ncols;
+	size_t ncells, cap;
+	char **cells;
+};
+
+table *table_new(unsigned ncols)
+{
+	table *t = calloc(1, sizeof *t);
+
+	if (t)
+		t->ncols = ncols;
+	return t;
+}
+
+void table_cell(table *t, const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+
+	/* A table that could not be allocated prints nothing rather than
+	 * failing the command: the data was read, only its display is lost. */
+	if (!t)
+		return;
+	if (t->ncells == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 32;
+		char **v = realloc(t->cells, cap * sizeof *v);
+
+		if (!v)
+			return;
+		t->cells = v;
+		t->cap = cap;
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	t->cells[t->ncells++] = s;
+}
+
+/* Display width: UTF-8 continuation bytes take no column. */
+static size_t width(const char *s)
+{
+	size_t w = 0;
+
+	for (; s && *s; s++)
+		w += ((unsigned char)*s & 0xC0) != 0x80;
+	return w;
+}
+
+void table_print(const table *t, FILE *f, const char *indent)
+{
+	size_t w[16] = { 0 }, i;
+	unsigned col;
+
+	if (!t || t->ncols == 0 || t->ncols > 16)
+		return;
+	for (i = 0; i < t->ncells; i++)
+		if (width(t->cells[i]) > w[i % t->ncols])
+			w[i % t->ncols] = width(t->cells[i]);
+	for (i = 0; i < t->ncells; i++) {
+		const char *s = t->cells[i] ? t->cells[i] : "";
+
+		col = (unsigned)(i % t->ncols);
+		if (col == 0)
+			fputs(indent ? indent : "", f);
+		fputs(s, f);
+		/* No trailing blanks: the last column is not padded. */
+		if (col + 1 < t->ncols && i + 1 < t->ncells)
+			fprintf(f, "%*s", (int)(w[col] - width(s) + 2), "");
+		else
+			fputc('\n', f);
+	}
+}
+
+void table_free(table *t)
+{
+	size_t i;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->ncells; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(t);
+}

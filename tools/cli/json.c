@@ -1,0 +1,119 @@
+/*
+ * json.c - the --json output of list, show and metrics (schema version 1,
+ * documented in ratectl(1)), built with jansson.
+ *
+ * Times are integer nanoseconds ("_ns" fields) so that nothing is lost to
+ * floating point; counts are integers.  jansson's integers are signed 64
+ * bits: counters beyond 2^63 (never reached in practice) are clamped.
+ */
+#include <stdio.h>
+
+#include "cli.h"
+
+static json_t *jint(uint64_t v)
+{
+	return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+static json_t *json_limit(const ratectl_limit_state *s)
+{
+	return json_pack("{s:s, s:o, s:I, s:o, s:o, s:I}",
+	                 "dimension", fmt_dim(s->limit.dim),
+	                 "count", jint(s->limit.count),
+	                 "period_ns", (json_int_t)s->limit.period_ns,
+	                 "burst", jint(s->limit.burst),
+	                 "available", jint(s->available),
+	                 "until_full_ns", (json_int_t)s->until_full_ns);
+}
+
+static json_t *json_counters(const ratectl_counters *k)
+{
+	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	                 "admitted", jint(k->admitted),
+	                 "refused", jint(k->refused),
+	                 "waited", jint(k->waited),
+	                 "wait_ns", jint(k->wait_ns),
+	                 "tokens_estimated", jint(k->tokens_estimated),
+	                 "tokens_actual", jint(k->tokens_actual),
+	                 "tokens_reconciled", jint(k->tokens_reconciled),
+	                 "reclaimed", jint(k->reclaimed),
+	                 "retries", jint(k->retries));
+}
+
+static json_t *json_leases(const ratectl_lease_info *l, size_t n)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a && i < n; i++)
+		json_array_append_new(a, json_pack("{s:I, s:I, s:b, s:I, s:o}",
+		                                   "slot", (json_int_t)l[i].slot,
+		                                   "pid", (json_int_t)l[i].pid,
+		                                   "alive", l[i].alive,
+		                                   "age_ns", (json_int_t)l[i].age_ns,
+		                                   "tokens", jint(l[i].tokens)));
+	return a;
+}
+
+/* Field names follow ratectl.h's structs, so that the schema in
+ * ratectl(1) and the header read alike. */
+json_t *json_budget(const ratectl_budget_info *in, const ratectl_lease_info *leases,
+                    size_t nleases)
+{
+	json_t *limits = json_array(), *b;
+	unsigned i;
+
+	for (i = 0; limits && i < in->config.nlimits; i++)
+		json_array_append_new(limits, json_limit(&in->state[i]));
+	b = json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+	              "name", in->name,
+	              "limits", limits,
+	              "concurrency", (json_int_t)in->config.max_inflight,
+	              "inflight", (json_int_t)in->inflight,
+	              "dead", (json_int_t)in->dead,
+	              "cooldown_ns", (json_int_t)in->cooldown_ns,
+	              "jitter_ns", (json_int_t)in->config.jitter_ns,
+	              "batch_share", (json_int_t)in->config.batch_share,
+	              "counters", json_counters(&in->counters));
+	if (b && leases)
+		json_object_set_new(b, "leases", json_leases(leases, nleases));
+	return b;
+}
+
+/* The ledger path is in every document: output collected from several
+ * hosts or ledgers still says where it came from. */
+json_t *json_envelope(const cli *c)
+{
+	return json_pack("{s:i, s:s}", "version", CLI_JSON_VERSION,
+	                 "ledger", c->h ? ratectl_path(c->h) : "");
+}
+
+json_t *json_list(const cli *c, const ratectl_budget_info *v, size_t n)
+{
+	json_t *root = json_envelope(c), *a = json_array();
+	size_t i;
+
+	for (i = 0; a && i < n; i++)
+		json_array_append_new(a, json_budget(&v[i], NULL, 0));
+	if (root && a && json_object_set_new(root, "budgets", a) == 0)
+		return root;
+	json_decref(root);
+	return NULL;
+}
+
+int json_print(const cli *c, json_t *j)
+{
+	int rc;
+
+	if (!j) {
+		cli_err(c, "cannot build the JSON output (out of memory)");
+		return CLI_ERROR;
+	}
+	rc = json_dumpf(j, stdout, JSON_INDENT(2));
+	json_decref(j);
+	if (rc != 0 || fputc('\n', stdout) == EOF) {
+		cli_err(c, "cannot write the JSON output");
+		return CLI_ERROR;
+	}
+	return CLI_OK;
+}

@@ -1,0 +1,205 @@
+/*
+ * main.c - `ratectl [--ledger DIR] [--config FILE] COMMAND ...`: global
+ * options, the command table, and the top-level help.
+ *
+ * Every command is a function int fn(cli *, argc, argv) with argv[0] its
+ * own name, returning the process's exit code (see cli.h).  A command
+ * opens the ledger itself (cli_open()) when it needs it, so that --help
+ * and usage errors never create a ledger directory.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* The table is the one place a command is named: usage, dispatch and
+ * help all come from it.  Help texts are kept next to their command so
+ * that an option cannot be added without its line of help. */
+static const cli_cmd commands[] = {
+	{ "apply", cmd_apply, "create or update budgets from a config file",
+	  "usage: ratectl apply [FILE] [--prune] [--dry-run]\n"
+	  "\n"
+	  "Create or update every budget of FILE (default: --config, $RATECTL_CONFIG\n"
+	  "or /etc/ratectl.conf) in the ledger, live, and print what changed.\n"
+	  "\n"
+	  "  --prune     also delete budgets that the file does not name\n"
+	  "  --dry-run   print what would change, change nothing\n" },
+	{ "list", cmd_list, "one line per budget: limits, available, in flight",
+	  "usage: ratectl list [--json]\n"
+	  "\n"
+	  "One row per budget: each limit's available units now out of its burst,\n"
+	  "in-flight slots out of the cap, and any cooldown.\n"
+	  "\n"
+	  "  --json      JSON instead (schema in ratectl(1))\n" },
+	{ "show", cmd_show, "limits, leases and counters of one budget",
+	  "usage: ratectl show NAME [--json]\n"
+	  "\n"
+	  "Each limit (rate, burst, available now, time until full), each in-flight\n"
+	  "lease (slot, pid, alive or dead, age, estimated tokens), the cooldown and\n"
+	  "the counters since the budget was created.\n"
+	  "\n"
+	  "  --json      JSON instead (schema in ratectl(1))\n" },
+	{ "set", cmd_set, "create or change one budget",
+	  "usage: ratectl set NAME [--requests LIST] [--tokens LIST] [--concurrency N]\n"
+	  "                        [--burst B] [--jitter DURATION] [--batch-share P]\n"
+	  "\n"
+	  "Create budget NAME or change it, live.  Options take the values of the\n"
+	  "config file's keys (ratectl.conf(5)).  On an existing budget, what is not\n"
+	  "given is kept: --requests replaces every requests limit, --tokens every\n"
+	  "tokens limit, and --burst applies to the limits given with them.\n"
+	  "\n"
+	  "  --requests LIST     e.g. 500/min or \"500/min burst 50, 10000/day\"\n"
+	  "  --tokens LIST       e.g. \"200000/min, 2000000/day\"\n"
+	  "  --concurrency N     requests in flight at once, 0 for no cap\n"
+	  "  --burst B           a duration of the rate (10s) or a request count\n"
+	  "  --jitter DURATION   spread of waiters released after a cooldown\n"
+	  "  --batch-share P     percent of the first limit kept for batch requests\n" },
+	{ "delete", cmd_delete, "delete a budget",
+	  "usage: ratectl delete NAME\n" },
+	{ "reset", cmd_reset, "refill limits and end cooldowns",
+	  "usage: ratectl reset NAME | --all\n"
+	  "\n"
+	  "Refill every limit of NAME (or of every budget) and end its cooldown.\n"
+	  "In-flight leases are left alone.\n" },
+	{ "cooldown", cmd_cooldown, "pause a budget for every process",
+	  "usage: ratectl cooldown NAME DURATION\n"
+	  "\n"
+	  "No process is admitted to NAME for DURATION (e.g. 30s, at most 1 day);\n"
+	  "waiters are then released spread over the budget's jitter.  A duration of\n"
+	  "0 ends a cooldown.\n" },
+	{ "reclaim", cmd_reclaim, "free dead holders' slots and stale readers",
+	  "usage: ratectl reclaim\n"
+	  "\n"
+	  "Release the in-flight slots of processes that died holding them, and the\n"
+	  "LMDB reader slots of dead processes, and print how many.\n" },
+	{ "check", cmd_check, "verify the ledger; --repair rebuilds a damaged one",
+	  "usage: ratectl check [--repair [--config FILE]]\n"
+	  "\n"
+	  "Verify the ledger: it opens (format version, damage), every budget record\n"
+	  "reads back, values are in range, and every lease recorded held has a live\n"
+	  "holder.  Exits 1 when a problem is found, printing it.\n"
+	  "\n"
+	  "  --repair          when the ledger or a record is damaged, move the\n"
+	  "                    directory aside (DIR.damaged-YYYYmmdd-HHMMSS), create a\n"
+	  "                    fresh ledger and every budget of the config file,\n"
+	  "                    starting empty\n"
+	  "  --config FILE     the config to rebuild from (default: the global\n"
+	  "                    --config, $RATECTL_CONFIG or /etc/ratectl.conf)\n" },
+	{ "watch", cmd_watch, "live view, refreshed every second",
+	  "usage: ratectl watch [NAME] [--interval DURATION] [--count N]\n"
+	  "\n"
+	  "A live view of every budget (or NAME), refreshed every DURATION (1s).\n"
+	  "On a terminal it redraws the screen; q or Ctrl-C exits.  Otherwise it\n"
+	  "prints one line per budget per refresh.\n"
+	  "\n"
+	  "  --interval DURATION  time between refreshes (at least 100ms)\n"
+	  "  --count N            stop after N refreshes\n" },
+	{ "metrics", cmd_metrics, "Prometheus text exposition of every budget",
+	  "usage: ratectl metrics [--json]\n"
+	  "\n"
+	  "Counters and gauges of every budget in the Prometheus text format, for a\n"
+	  "node exporter textfile collector or an HTTP wrapper.\n"
+	  "\n"
+	  "  --json      the same data as JSON (as `list --json`)\n" },
+	{ "run", cmd_run, "run a command under a budget",
+	  "usage: ratectl run NAME [--tokens N] [--timeout DURATION] [--batch]\n"
+	  "                        -- COMMAND [ARGS...]\n"
+	  "\n"
+	  "Wait for one request (and N tokens) of budget NAME, run COMMAND, release\n"
+	  "when it exits, and exit with its status (128+signal if it was killed).\n"
+	  "SIGINT, SIGTERM and SIGHUP sent to ratectl are passed on to COMMAND.\n"
+	  "\n"
+	  "  --tokens N          tokens to charge (estimate), default 0\n"
+	  "  --timeout DURATION  give up after DURATION and exit 75 (default: wait)\n"
+	  "  --batch             wait as a batch request, behind interactive ones\n" },
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage_all(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: ratectl [--ledger DIR] [--config FILE] COMMAND [ARGS...]\n"
+	        "       ratectl --version | --help\n\ncommands:\n");
+	for (i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nRun `ratectl COMMAND --help` for a command's options.\n"
+	        "The ledger is --ledger, $RATECTL_LEDGER, $XDG_RUNTIME_DIR/ratectl or\n"
+	        "/tmp/ratectl-UID; the config file --config, $RATECTL_CONFIG or\n"
+	        "/etc/ratectl.conf.  See ratectl(1) and ratectl.conf(5).\n");
+}
+
+static const cli_cmd *find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* Global options come before the command; "+" stops at the command.
+ * Returns -1 to go on, or the exit code when done (--version, --help). */
+static int global_options(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "ledger", required_argument, NULL, 'l' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int o;
+
+	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		switch (o) {
+		case 'l': c->ledger = optarg; break;
+		case 'c': c->config = optarg; break;
+		case 'V':
+			printf("ratectl %s (ledger format %d)\n", RATECTL_VERSION_STRING,
+			       RATECTL_FORMAT_VERSION);
+			return CLI_OK;
+		case 'h':
+			usage_all(stdout);
+			return CLI_OK;
+		default:
+			usage_all(stderr);
+			return CLI_USAGE;
+		}
+	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	cli c = { 0 };
+	int rc;
+
+	if ((rc = global_options(&c, argc, argv)) >= 0)
+		return rc;
+	if (optind >= argc) {
+		usage_all(stderr);
+		return CLI_USAGE;
+	}
+	if (!(c.cmd = find_command(argv[optind]))) {
+		fprintf(stderr, "ratectl: unknown command '%s'; see `ratectl --help`\n",
+		        argv[optind]);
+		return CLI_USAGE;
+	}
+	/* The command sees argv from its own name on, as if it were a program:
+	 * its options then parse with getopt like any other. */
+	argc -= optind;
+	argv += optind;
+	optind = 0;                /* glibc: start afresh for the command */
+	rc = c.cmd->fn(&c, argc, argv);
+	if (c.h)
+		ratectl_close(c.h);
+	/* `ratectl metrics > file` on a full disk must not exit 0. */
+	if (fflush(stdout) != 0 && rc == CLI_OK) {
+		fprintf(stderr, "ratectl: %s: cannot write output\n", c.cmd->name);
+		rc = CLI_ERROR;
+	}
+	return rc;
+}

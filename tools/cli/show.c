@@ -1,0 +1,251 @@
+/*
+ * show.c - `ratectl list` and `ratectl show NAME`: what the ledger holds
+ * now, as aligned tables or as JSON.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/*
+ * "498/500 per min, 1.9M/2M per day", or "-" when dim has no limit.  The
+ * denominator is the burst, what "full" means, since available never
+ * exceeds it; when the burst is not the count the rate is spelled out
+ * ("48/50 of 500 per min"), or 48/50 would read as a rate of 50.
+ */
+void show_limits_cell(char *buf, size_t len, const ratectl_budget_info *in,
+                      ratectl_dim dim)
+{
+	char one[FMT_LONG];
+	size_t used = 0;
+	unsigned i;
+
+	buf[0] = '\0';
+	for (i = 0; i < in->config.nlimits; i++) {
+		if (in->state[i].limit.dim != dim)
+			continue;
+		fmt_avail(one, &in->state[i]);
+		used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s",
+		                         used ? ", " : "", one);
+	}
+	if (used == 0)
+		snprintf(buf, len, "-");
+}
+
+/* "3/16", "3/16 (1 dead)", or "-" when the budget has no cap: without
+ * one the library takes no slots, so there is nothing to count. */
+void show_inflight_cell(char *buf, size_t len, const ratectl_budget_info *in)
+{
+	int n;
+
+	if (in->config.max_inflight == 0 && in->inflight == 0 && in->dead == 0) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	n = snprintf(buf, len, "%u/%u", in->inflight, in->config.max_inflight);
+	if (in->dead && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, " (%u dead)", in->dead);
+}
+
+/* One row per budget, so that the table stays one screen wide even with
+ * several limits: they share a cell per dimension. */
+static void list_table(const ratectl_budget_info *v, size_t n)
+{
+	table *t = table_new(5);
+	char req[512], tok[512], inf[64], cd[FMT_LEN];
+	size_t i;
+
+	table_cell(t, "BUDGET");
+	table_cell(t, "REQUESTS");
+	table_cell(t, "TOKENS");
+	table_cell(t, "IN FLIGHT");
+	table_cell(t, "COOLDOWN");
+	for (i = 0; i < n; i++) {
+		show_limits_cell(req, sizeof req, &v[i], RATECTL_REQUESTS);
+		show_limits_cell(tok, sizeof tok, &v[i], RATECTL_TOKENS);
+		show_inflight_cell(inf, sizeof inf, &v[i]);
+		table_cell(t, "%s", v[i].name);
+		table_cell(t, "%s", req);
+		table_cell(t, "%s", tok);
+		table_cell(t, "%s", inf);
+		table_cell(t, "%s", v[i].cooldown_ns ? fmt_dur(cd, v[i].cooldown_ns) : "-");
+	}
+	table_print(t, stdout, "");
+	table_free(t);
+}
+
+int cmd_list(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	ratectl_budget_info *v;
+	size_t n;
+	int o, json = 0, rc;
+
+	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
+		if (o == 'h')
+			return cli_help(c);
+		if (o != 'j')
+			return cli_badopt(c, o, argv);
+		json = 1;
+	}
+	if (optind < argc)
+		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+	if ((rc = cli_snapshot(c, &v, &n)) != 0)
+		return rc;
+	if (json)
+		rc = json_print(c, json_list(c, v, n));
+	else if (n == 0)        /* an empty table would say nothing useful */
+		printf("no budgets in ledger %s; create one with `ratectl set` or "
+		       "`ratectl apply`\n", ratectl_path(c->h));
+	else
+		list_table(v, n);
+	free(v);
+	return rc;
+}
+
+/* ---- show ------------------------------------------------------------------ */
+
+static void show_head(const ratectl_budget_info *in, const char *ledger)
+{
+	char a[FMT_LEN], b[64];
+
+	printf("budget:     %s\n", in->name);
+	printf("ledger:     %s\n", ledger);
+	if (in->config.max_inflight)
+		printf("in flight:  %u of %u", in->inflight, in->config.max_inflight);
+	else
+		printf("in flight:  not capped");
+	if (in->dead)
+		printf(" (%u dead; `ratectl reclaim` or the next admission frees them)",
+		       in->dead);
+	printf("\ncooldown:   %s\n", in->cooldown_ns ?
+	       (snprintf(b, sizeof b, "%s left", fmt_dur(a, in->cooldown_ns)), b) :
+	       "none");
+	printf("jitter:     %s\n", in->config.jitter_ns ?
+	       fmt_dur(a, in->config.jitter_ns) : "1s (default)");
+	printf("batch:      %u%% of the first limit kept for batch requests\n",
+	       in->config.batch_share);
+}
+
+static void show_limits(const ratectl_budget_info *in)
+{
+	char a[FMT_LEN], b[FMT_LEN], d[FMT_LEN], p[FMT_LEN];
+	table *t;
+	unsigned i;
+
+	if (in->config.nlimits == 0) {
+		printf("\nno rate limits (concurrency only)\n");
+		return;
+	}
+	t = table_new(5);
+	table_cell(t, "LIMIT");
+	table_cell(t, "RATE");
+	table_cell(t, "BURST");
+	table_cell(t, "AVAILABLE");
+	table_cell(t, "FULL IN");
+	for (i = 0; i < in->config.nlimits; i++) {
+		const ratectl_limit_state *s = &in->state[i];
+
+		table_cell(t, "%s", fmt_dim(s->limit.dim));
+		table_cell(t, "%s per %s", fmt_count(a, s->limit.count),
+		           fmt_period(p, s->limit.period_ns));
+		table_cell(t, "%s", fmt_count(b, s->limit.burst));
+		table_cell(t, "%s", fmt_count(a, s->available));
+		table_cell(t, "%s", s->until_full_ns ? fmt_dur(d, s->until_full_ns) : "full");
+	}
+	putchar('\n');
+	table_print(t, stdout, "");
+	table_free(t);
+}
+
+/* Dead holders are listed too: the operator asking "who holds the slots?"
+ * needs to see the pid that died as much as the ones that live. */
+static void show_leases(const ratectl_lease_info *l, size_t n)
+{
+	char a[FMT_LEN], b[FMT_LEN];
+	table *t;
+	size_t i;
+
+	if (n == 0)
+		return;
+	t = table_new(5);
+	table_cell(t, "SLOT");
+	table_cell(t, "PID");
+	table_cell(t, "HOLDER");
+	table_cell(t, "AGE");
+	table_cell(t, "TOKENS");
+	for (i = 0; i < n; i++) {
+		table_cell(t, "%u", l[i].slot);
+		table_cell(t, "%d", l[i].pid);
+		table_cell(t, "%s", l[i].alive ? "alive" : "dead");
+		table_cell(t, "%s", fmt_dur(a, l[i].age_ns));
+		table_cell(t, "%s", fmt_count(b, l[i].tokens));
+	}
+	putchar('\n');
+	table_print(t, stdout, "");
+	table_free(t);
+}
+
+static void show_counters(const ratectl_counters *k)
+{
+	char a[FMT_LEN], b[FMT_LEN];
+
+	printf("\ncounters since the budget was created:\n");
+	printf("  admitted           %llu\n", (unsigned long long)k->admitted);
+	printf("  refused            %llu\n", (unsigned long long)k->refused);
+	printf("  waited             %llu (%s in total)\n",
+	       (unsigned long long)k->waited, fmt_dur(a, (int64_t)k->wait_ns));
+	printf("  tokens estimated   %s\n", fmt_count(a, k->tokens_estimated));
+	printf("  tokens reconciled  %s actual for %s estimated\n",
+	       fmt_count(a, k->tokens_actual), fmt_count(b, k->tokens_reconciled));
+	printf("  slots reclaimed    %llu\n", (unsigned long long)k->reclaimed);
+	printf("  retries            %llu\n", (unsigned long long)k->retries);
+}
+
+int cmd_show(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	ratectl_budget_info in;
+	ratectl_lease_info *l = NULL;
+	size_t n = 0;
+	int o, json = 0, rc;
+	json_t *root;
+
+	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
+		if (o == 'h')
+			return cli_help(c);
+		if (o != 'j')
+			return cli_badopt(c, o, argv);
+		json = 1;
+	}
+	if (optind + 1 != argc)
+		return cli_usage(c, optind < argc ? "one budget at a time" : "which budget?");
+	if ((rc = cli_open(c)) != 0)
+		return rc;
+	/* Two reads, not one snapshot: a lease may come or go in between, so
+	 * the table can differ from the in-flight count by a lease or two. */
+	if ((rc = ratectl_budget_get(c->h, argv[optind], &in)) != 0)
+		return cli_fail(c, rc, argv[optind]);
+	if ((rc = cli_leases(c, argv[optind], &l, &n)) != 0)
+		return rc;
+	if (json) {
+		root = json_envelope(c);
+		if (root)
+			json_object_set_new(root, "budget", json_budget(&in, l, n));
+		rc = json_print(c, root);
+	} else {
+		show_head(&in, ratectl_path(c->h));
+		show_limits(&in);
+		show_leases(l, n);
+		show_counters(&in.counters);
+	}
+	free(l);
+	return rc;
+}

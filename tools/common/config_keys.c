@@ -1,0 +1,576 @@
+/*
+ * config_keys.c - the keys of a ratectl.conf section and their values
+ * (see config.h and ratectl.conf(5)): rates, durations, counts, match
+ * rules, and the bursts worked out from them.  config.c reads the file and
+ * calls rc_conf_budget_key() for each key; `ratectl set` calls it for its
+ * options, so both accept exactly the same values.
+ *
+ * Values are parsed with the library's parsers (ratectl_parse_rate,
+ * ratectl_parse_duration), so the file, `ratectl set` and the shim accept
+ * the same spellings, and limits are checked here against what ratectl.h
+ * documents, so that a bad one is reported with its file and line rather
+ * than by ratectl_budget_set() later.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+
+#define NS_PER_S 1000000000LL
+#define JITTER_MAX (3600 * NS_PER_S)
+/* Largest burst the library accepts: a year of the limit's rate. */
+#define BURST_NS_MAX (366LL * 86400 * NS_PER_S)
+
+static int errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Write a message into err and return RATECTL_EBADCONFIG. */
+static int errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return RATECTL_EBADCONFIG;
+}
+
+/* ASCII only: the shim parses this file inside other programs, whatever
+ * locale they have set, and must read it the same way everywhere. */
+static int is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+static int is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int is_alpha(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* [s, e) without leading and trailing blanks, copied into out (size n). */
+static void trim_copy(char *out, size_t n, const char *s, const char *e)
+{
+	size_t len;
+
+	while (s < e && is_blank(*s))
+		s++;
+	while (e > s && is_blank(e[-1]))
+		e--;
+	len = (size_t)(e - s) < n - 1 ? (size_t)(e - s) : n - 1;
+	memcpy(out, s, len);
+	out[len] = '\0';
+}
+
+/* A whole number in [min, max]: digits only, blanks around allowed. */
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
+                      char *err, size_t errlen)
+{
+	char buf[64];
+	uint64_t v = 0;
+	const char *p;
+
+	trim_copy(buf, sizeof buf, s, s + strlen(s));
+	if (buf[0] == '\0')
+		return errf(err, errlen, "empty value; expected a whole number");
+	for (p = buf; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return errf(err, errlen, "'%s': expected a whole number", buf);
+		if (v > (UINT64_MAX - 9) / 10)
+			return errf(err, errlen, "'%s': number too large", buf);
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (v < min && max == UINT64_MAX)
+		return errf(err, errlen, "'%s': must be at least %llu", buf,
+		            (unsigned long long)min);
+	if (v < min || v > max)
+		return errf(err, errlen, "'%s': must be %llu .. %llu", buf,
+		            (unsigned long long)min, (unsigned long long)max);
+	*out = v;
+	return 0;
+}
+
+/* A duration in [min, max]; range says so in words for the message. */
+static int parse_dur(const char *s, int64_t min, int64_t max, const char *range,
+                     int64_t *out, char *err, size_t errlen)
+{
+	int64_t ns;
+
+	if (ratectl_parse_duration(s, &ns) != 0)
+		return errf(err, errlen, "%s", ratectl_errmsg());
+	if (ns < min || ns > max)
+		return errf(err, errlen, "duration '%s' must be %s", s, range);
+	*out = ns;
+	return 0;
+}
+
+static int all_digits(const char *s)
+{
+	while (is_blank(*s))
+		s++;
+	if (!is_digit(*s))
+		return 0;
+	while (is_digit(*s))
+		s++;
+	while (is_blank(*s))
+		s++;
+	return *s == '\0';
+}
+
+/* ---- match rules --------------------------------------------------------- */
+
+/* The host of rule buf at *pp, lower-cased into m->host; *pp moves past it. */
+static int match_host(rc_match *m, const char *buf, const char **pp, char *err,
+                      size_t errlen)
+{
+	const char *p = *pp, *hs, *he, *q;
+
+	if (*p == '[') {                        /* [IPv6 address] */
+		hs = ++p;
+		p += strcspn(p, "]");
+		if (*p != ']')
+			return errf(err, errlen, "match '%s': no ']' after the "
+			            "IPv6 address", buf);
+		he = p++;
+	} else {
+		hs = p;
+		p += strcspn(p, ":/");
+		he = p;
+	}
+	if (he == hs || (size_t)(he - hs) >= sizeof m->host)
+		return errf(err, errlen, "match '%s': the host is empty or too long", buf);
+	for (q = hs; q < he; q++) {
+		if (!is_digit(*q) && !is_alpha(*q) && !strchr("-._:", *q))
+			return errf(err, errlen, "match '%s': '%c' cannot be in a host "
+			            "name", buf, *q);
+		m->host[q - hs] = (char)(*q >= 'A' && *q <= 'Z' ? *q - 'A' + 'a' : *q);
+	}
+	*pp = p;
+	return 0;
+}
+
+static int match_parse(rc_match *m, const char *s, char *err, size_t errlen)
+{
+	char buf[600], num[16];
+	const char *p = buf, *q;
+	uint64_t port = 0;
+
+	trim_copy(buf, sizeof buf, s, s + strlen(s));
+	memset(m, 0, sizeof *m);
+	if (strstr(buf, "://"))
+		return errf(err, errlen, "match '%s': give host[:port][/path] "
+		            "without a scheme", buf);
+	if (match_host(m, buf, &p, err, errlen) != 0)
+		return RATECTL_EBADCONFIG;
+	if (*p == ':') {
+		q = ++p;
+		p += strcspn(p, "/");
+		trim_copy(num, sizeof num, q, p);
+		if (parse_uint(num, 1, 65535, &port, NULL, 0) != 0)
+			return errf(err, errlen, "match '%s': the port must be 1 .. 65535",
+			            buf);
+		m->port = (unsigned)port;
+	}
+	if (*p && (*p != '/' || strlen(p) >= sizeof m->path || strpbrk(p, " \t")))
+		return errf(err, errlen, "match '%s': the path must start with '/', "
+		            "without blanks, shorter than %zu", buf, sizeof m->path);
+	snprintf(m->path, sizeof m->path, "%s", p);
+	return 0;
+}
+
+int rc_match_parse(rc_match *m, const char *s)
+{
+	return match_parse(m, s, NULL, 0) == 0 ? 0 : -EINVAL;
+}
+
+/* ---- limits and bursts --------------------------------------------------- */
+
+/*
+ * A list separator is a comma that is not between two digits: "2,000,000/day"
+ * is one rate (the library reads thousands separators), "200000/min,
+ * 2000000/day" two.  A rate always ends with its unit, so nothing is lost.
+ */
+static const char *next_item(const char *s)
+{
+	const char *p;
+
+	for (p = s; *p; p++)
+		if (*p == ',' && !(p > s && is_digit(p[-1]) &&
+		                   is_digit(p[1])))
+			return p;
+	return p;
+}
+
+/* Where the word "burst" starts in item, or NULL. */
+static const char *find_burst_word(const char *item)
+{
+	const char *p;
+
+	for (p = item; (p = strcasestr(p, "burst")) != NULL; p += 5)
+		if ((p == item || is_blank(p[-1])) &&
+		    (p[5] == '\0' || is_blank(p[5])))
+			return p;
+	return NULL;
+}
+
+/* Burst of a limit from "N" (a count) or a duration of its rate. */
+static int burst_of(const ratectl_limit *l, const char *s, uint64_t *out,
+                    char *err, size_t errlen)
+{
+	int64_t ns;
+	unsigned __int128 b;
+
+	if (all_digits(s))
+		return parse_uint(s, 1, UINT64_MAX, out, err, errlen);
+	if (parse_dur(s, 1, BURST_NS_MAX, "more than 0", &ns, err, errlen) != 0)
+		return RATECTL_EBADCONFIG;
+	/* count * ns / period, rounded up: "10s of 500/min" is 84, never 83. */
+	b = ((unsigned __int128)l->count * (uint64_t)ns + (uint64_t)l->period_ns - 1) /
+	    (uint64_t)l->period_ns;
+	*out = b > UINT64_MAX ? UINT64_MAX : (uint64_t)b;
+	return 0;
+}
+
+static int limit_check(const rc_conf_budget *cb, const ratectl_limit *l,
+                       const char *item, char *err, size_t errlen)
+{
+	const ratectl_budget *b = &cb->budget;
+	unsigned i;
+
+	if (l->period_ns < RATECTL_PERIOD_MIN || l->period_ns > RATECTL_PERIOD_MAX)
+		return errf(err, errlen, "rate '%s': the period must be 1 s .. 1 day", item);
+	if (l->count < 1 || l->count > (uint64_t)l->period_ns)
+		return errf(err, errlen, "rate '%s': the count must be 1 .. one a "
+		            "nanosecond", item);
+	for (i = 0; i < b->nlimits; i++)
+		if (b->limits[i].dim == l->dim && b->limits[i].period_ns == l->period_ns)
+			return errf(err, errlen, "rate '%s': two %s limits with the same "
+			            "period", item, l->dim == RATECTL_TOKENS ? "tokens" :
+			            "requests");
+	if (b->nlimits >= RATECTL_MAX_LIMITS)
+		return errf(err, errlen, "more than %d limits in one budget",
+		            RATECTL_MAX_LIMITS);
+	return 0;
+}
+
+/* One "RATE [burst B]" item of a requests or tokens list. */
+static int limit_add(rc_conf_budget *cb, ratectl_dim dim, const char *item,
+                     char *err, size_t errlen)
+{
+	ratectl_limit l = { dim, 0, 0, 0 };
+	const char *bw = find_burst_word(item);
+	char rate[256];
+	int rc;
+
+	trim_copy(rate, sizeof rate, item, bw ? bw : item + strlen(item));
+	if (ratectl_parse_rate(rate, &l.count, &l.period_ns) != 0)
+		return errf(err, errlen, "%s", ratectl_errmsg());
+	if ((rc = limit_check(cb, &l, rate, err, errlen)) != 0)
+		return rc;
+	if (bw) {
+		if (burst_of(&l, bw + 5, &l.burst, err, errlen) != 0)
+			return RATECTL_EBADCONFIG;
+		cb->own_burst[cb->budget.nlimits] = 1;
+	}
+	cb->budget.limits[cb->budget.nlimits++] = l;
+	return 0;
+}
+
+static int limits_add(rc_conf_budget *cb, ratectl_dim dim, const char *value,
+                      char *err, size_t errlen)
+{
+	char item[256];
+	const char *p = value, *e;
+	int rc;
+
+	do {
+		e = next_item(p);
+		trim_copy(item, sizeof item, p, e);
+		if (item[0] == '\0')
+			return errf(err, errlen, "'%s': empty item in the list", value);
+		if ((rc = limit_add(cb, dim, item, err, errlen)) != 0)
+			return rc;
+		p = e + 1;
+	} while (*e);
+	return 0;
+}
+
+/* The limit of dim with the shortest period, or NULL. */
+static const ratectl_limit *shortest(const ratectl_budget *b, ratectl_dim dim)
+{
+	const ratectl_limit *ref = NULL;
+	unsigned i;
+
+	for (i = 0; i < b->nlimits; i++)
+		if (b->limits[i].dim == dim &&
+		    (!ref || b->limits[i].period_ns < ref->period_ns))
+			ref = &b->limits[i];
+	return ref;
+}
+
+/*
+ * Burst of limit l from the section's `burst`, see ratectl.conf(5).  It
+ * applies to the shortest-period limit of each dimension only: ten seconds
+ * of a daily quota would turn "2000000/day" into a rate of 23 tokens a
+ * second that refuses any request over 232 tokens, which nobody means.
+ * Longer limits keep the library's default (burst = count), which is how
+ * providers count quotas.
+ */
+static int section_burst(const rc_conf_budget *cb, const ratectl_limit *l,
+                         uint64_t *out, char *err, size_t errlen)
+{
+	const ratectl_limit *ref = shortest(&cb->budget, RATECTL_REQUESTS);
+	unsigned __int128 num, den;
+	int64_t ns = cb->burst_ns;
+
+	if (cb->burst_count && l->dim == RATECTL_REQUESTS) {
+		*out = cb->burst_count;
+		return 0;
+	}
+	if (cb->burst_count) {
+		if (!ref)
+			return errf(err, errlen, "burst = %llu counts requests, but there "
+			            "is no requests limit; give a duration (burst = 10s) or "
+			            "a burst per limit (tokens = 200000/min burst 20000)",
+			            (unsigned long long)cb->burst_count);
+		/* The time that many requests take at the reference rate, as
+		 * tokens of this limit: count * burst * ref.period / (ref.count *
+		 * period), rounded up. */
+		num = (unsigned __int128)l->count * cb->burst_count * (uint64_t)ref->period_ns;
+		den = (unsigned __int128)ref->count * (uint64_t)l->period_ns;
+	} else {
+		num = (unsigned __int128)l->count * (uint64_t)ns;
+		den = (uint64_t)l->period_ns;
+	}
+	num = (num + den - 1) / den;
+	*out = num > UINT64_MAX ? UINT64_MAX : (uint64_t)num;
+	return 0;
+}
+
+int rc_conf_budget_finish(rc_conf_budget *cb, char *err, size_t errlen)
+{
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < cb->budget.nlimits; i++) {
+		ratectl_limit *l = &cb->budget.limits[i];
+		uint64_t T = ((uint64_t)l->period_ns + l->count - 1) / l->count;
+
+		if (!cb->own_burst[i] && (cb->burst_ns || cb->burst_count) &&
+		    l == shortest(&cb->budget, l->dim) &&
+		    (rc = section_burst(cb, l, &l->burst, err, errlen)) != 0)
+			return rc;
+		if (l->burst > (uint64_t)BURST_NS_MAX / T)
+			return errf(err, errlen, "%s limit %llu per %llds: burst %llu is "
+			            "more than a year of the rate",
+			            l->dim == RATECTL_TOKENS ? "tokens" : "requests",
+			            (unsigned long long)l->count,
+			            (long long)(l->period_ns / NS_PER_S),
+			            (unsigned long long)l->burst);
+	}
+	return 0;
+}
+
+int rc_conf_budget_has_limit(const rc_conf_budget *cb)
+{
+	return cb->budget.nlimits > 0 || cb->budget.max_inflight > 0;
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+typedef int (*key_fn)(rc_conf_budget *cb, const char *v, char *err, size_t n);
+
+static int key_match(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char item[600];
+	const char *p = v, *e;
+	int rc;
+
+	do {
+		e = strchr(p, ',');
+		if (!e)
+			e = p + strlen(p);
+		trim_copy(item, sizeof item, p, e);
+		if (cb->nmatch >= RC_CONF_MAX_MATCH)
+			return errf(err, n, "more than %d match rules", RC_CONF_MAX_MATCH);
+		if ((rc = match_parse(&cb->match[cb->nmatch], item, err, n)) != 0)
+			return rc;
+		cb->nmatch++;
+		p = e + 1;
+	} while (*e);
+	return 0;
+}
+
+static int key_requests(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return limits_add(cb, RATECTL_REQUESTS, v, err, n);
+}
+
+static int key_tokens(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return limits_add(cb, RATECTL_TOKENS, v, err, n);
+}
+
+static int key_concurrency(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	uint64_t x;
+	int rc = parse_uint(v, 0, RATECTL_MAX_INFLIGHT, &x, err, n);
+
+	cb->budget.max_inflight = (uint32_t)x;
+	return rc;
+}
+
+static int key_burst(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	if (all_digits(v))
+		return parse_uint(v, 1, UINT64_MAX, &cb->burst_count, err, n);
+	return parse_dur(v, 1, BURST_NS_MAX, "more than 0", &cb->burst_ns,
+	                 err, n);
+}
+
+static int key_jitter(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return parse_dur(v, 0, JITTER_MAX, "0 .. 1h", &cb->budget.jitter_ns,
+	                 err, n);
+}
+
+static int key_on_error(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char w[32];
+
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	if (strcasecmp(w, "open") == 0)
+		cb->on_error = RC_ON_ERROR_OPEN;
+	else if (strcasecmp(w, "closed") == 0)
+		cb->on_error = RC_ON_ERROR_CLOSED;
+	else
+		return errf(err, n, "'%s': expected open or closed", w);
+	return 0;
+}
+
+static int key_retries(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	uint64_t x;
+	int rc = parse_uint(v, 0, 100, &x, err, n);
+
+	cb->retries = (unsigned)x;
+	return rc;
+}
+
+/* "20" or "20%", in [min, 100]. */
+static int parse_percent(const char *v, uint64_t min, unsigned *out, char *err,
+                         size_t n)
+{
+	char w[32];
+	size_t len;
+	uint64_t x;
+	int rc;
+
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	len = strlen(w);
+	if (len > 0 && w[len - 1] == '%')
+		w[len - 1] = '\0';
+	if ((rc = parse_uint(w, min, 100, &x, err, n)) == 0)
+		*out = (unsigned)x;
+	return rc;
+}
+
+static int key_retry_budget(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return parse_percent(v, 0, &cb->retry_percent, err, n);
+}
+
+static int key_batch_share(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return parse_percent(v, 1, &cb->budget.batch_share, err, n);
+}
+
+static int key_timeout(rc_conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return parse_dur(v, 0, RATECTL_PERIOD_MAX, "0 .. 1 day", &cb->timeout_ns,
+	                 err, n);
+}
+
+static int key_bytes_per_token(rc_conf_budget *cb, const char *v, char *err,
+                               size_t n)
+{
+	uint64_t x;
+	int rc = parse_uint(v, 1, 1000, &x, err, n);
+
+	cb->bytes_per_token = (unsigned)x;
+	return rc;
+}
+
+static int key_default_max_tokens(rc_conf_budget *cb, const char *v, char *err,
+                                  size_t n)
+{
+	return parse_uint(v, 0, 1000000000, &cb->default_max_tokens, err, n);
+}
+
+static const struct key {
+	const char *name;
+	key_fn fn;
+} keys[] = {
+	{ "match", key_match },
+	{ "requests", key_requests },
+	{ "tokens", key_tokens },
+	{ "concurrency", key_concurrency },
+	{ "burst", key_burst },
+	{ "jitter", key_jitter },
+	{ "batch_share", key_batch_share },
+	{ "on_error", key_on_error },
+	{ "retries", key_retries },
+	{ "retry_budget", key_retry_budget },
+	{ "timeout", key_timeout },
+	{ "bytes_per_token", key_bytes_per_token },
+	{ "default_max_tokens", key_default_max_tokens },
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static int key_index(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int rc_conf_key_known(const char *key)
+{
+	return key_index(key) >= 0;
+}
+
+void rc_conf_budget_init(rc_conf_budget *cb, const char *name)
+{
+	static const ratectl_budget init = RATECTL_BUDGET_INIT;
+
+	memset(cb, 0, sizeof *cb);
+	snprintf(cb->name, sizeof cb->name, "%s", name);
+	cb->budget = init;
+	cb->on_error = RC_ON_ERROR_OPEN;
+	cb->retry_percent = 20;
+	cb->timeout_ns = 60 * NS_PER_S;
+	cb->bytes_per_token = 4;
+}
+
+int rc_conf_budget_key(rc_conf_budget *cb, const char *key, const char *value,
+                       char *err, size_t errlen)
+{
+	int i = key_index(key);
+
+	if (i < 0)
+		return errf(err, errlen, "unknown key '%s'", key);
+	return keys[i].fn(cb, value, err, errlen);
+}
