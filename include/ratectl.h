@@ -237,6 +237,17 @@ typedef struct ratectl_budget {
 
 #define RATECTL_BUDGET_INIT { RATECTL_BUDGET_VERSION, 0, {{0, 0, 0, 0}}, 0, 0, 0 }
 
+/* batch_share when 0. */
+#define RATECTL_BATCH_SHARE_DEFAULT 10
+
+/*
+ * Check budget configuration b by the rules ratectl_budget_set() applies
+ * (limits, bursts, concurrency, jitter, share), without a ledger: for
+ * config loaders.  Returns 0 or RATECTL_EBADCONFIG with ratectl_errmsg()
+ * saying what is wrong.
+ */
+int ratectl_budget_check(const ratectl_budget *b);
+
 /* Flags for ratectl_budget_set(). */
 #define RATECTL_CREATE 0x1   /* fail with RATECTL_EEXISTS if it exists */
 #define RATECTL_UPDATE 0x2   /* fail with RATECTL_ENOTFOUND if it doesn't */

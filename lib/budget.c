@@ -12,7 +12,6 @@
 
 #define RC_JITTER_DEFAULT 1000000000LL         /* 1 s */
 #define RC_JITTER_MAX (3600LL * 1000000000)    /* 1 h */
-#define RC_BATCH_SHARE_DEFAULT 10               /* percent */
 
 int ratectl_name_check(const char *name)
 {
@@ -206,7 +205,7 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 	rec.nlimits = c->b->nlimits;
 	rec.max_inflight = c->b->max_inflight;
 	rec.jitter = c->b->jitter_ns;
-	rec.batch_share = c->b->batch_share ? c->b->batch_share : RC_BATCH_SHARE_DEFAULT;
+	rec.batch_share = c->b->batch_share ? c->b->batch_share : RATECTL_BATCH_SHARE_DEFAULT;
 	memcpy(rec.lim, c->lim, sizeof rec.lim);
 	if (exists) {
 		rc_lfile *lf;
@@ -228,6 +227,14 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 		if (rec.lim[i].tat == 0)
 			rec.lim[i].tat = now + rec.lim[i].tau;
 	return ratectl__rec_put(h, txn, c->name, &rec);
+}
+
+int ratectl_budget_check(const ratectl_budget *b)
+{
+	rc_limit lim[RATECTL_MAX_LIMITS];
+
+	ratectl__err_clear();
+	return config_check(b, lim);
 }
 
 int ratectl_budget_set(ratectl *h, const char *name, const ratectl_budget *b,

@@ -12,9 +12,6 @@
 
 #include "cli.h"
 
-/* What batch_share = 0 means, as ratectl.h documents it. */
-#define BATCH_SHARE_DEFAULT 10
-
 struct tally {
 	unsigned created, updated, deleted, same;
 };
@@ -39,7 +36,7 @@ static ratectl_budget normal(const ratectl_budget *in)
 		if (b.limits[i].burst == 0)
 			b.limits[i].burst = b.limits[i].count;
 	if (b.batch_share == 0)
-		b.batch_share = BATCH_SHARE_DEFAULT;
+		b.batch_share = RATECTL_BATCH_SHARE_DEFAULT;
 	qsort(b.limits, b.nlimits, sizeof b.limits[0], limit_cmp);
 	return b;
 }
@@ -113,7 +110,7 @@ static void describe(const ratectl_budget *old, const ratectl_budget *new)
 				continue;
 		} else if (strcmp(b, "none") == 0 || strcmp(b, "0") == 0 ||
 		           strcmp(b, "default") == 0 || (i == 4 &&
-		           new->batch_share == BATCH_SHARE_DEFAULT)) {
+		           new->batch_share == RATECTL_BATCH_SHARE_DEFAULT)) {
 			continue;
 		} else {
 			printf("%s%s %s", sep, part_names[i], b);

@@ -364,20 +364,15 @@ int rc_conf_budget_finish(rc_conf_budget *cb, char *err, size_t errlen)
 
 	for (i = 0; i < cb->budget.nlimits; i++) {
 		ratectl_limit *l = &cb->budget.limits[i];
-		uint64_t T = ((uint64_t)l->period_ns + l->count - 1) / l->count;
 
 		if (!cb->own_burst[i] && (cb->burst_ns || cb->burst_count) &&
 		    l == shortest(&cb->budget, l->dim) &&
 		    (rc = section_burst(cb, l, &l->burst, err, errlen)) != 0)
 			return rc;
-		if (l->burst > (uint64_t)BURST_NS_MAX / T)
-			return errf(err, errlen, "%s limit %llu per %llds: burst %llu is "
-			            "more than a year of the rate",
-			            l->dim == RATECTL_TOKENS ? "tokens" : "requests",
-			            (unsigned long long)l->count,
-			            (long long)(l->period_ns / NS_PER_S),
-			            (unsigned long long)l->burst);
 	}
+	/* The library's own rules, so that what loads here also applies. */
+	if (ratectl_budget_check(&cb->budget) != 0)
+		return errf(err, errlen, "%s", ratectl_errmsg());
 	return 0;
 }
 
