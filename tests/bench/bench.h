@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -114,6 +115,33 @@ static inline void bench_reap(const pid_t *pids, int n, const char *what)
 		bench_die("%s: %d of %d workers failed", what, bad, n);
 }
 
+/*
+ * Keep this process on the CPU it is running on, until bench_unpin().  The
+ * CPUs of a virtual machine can differ in speed (here by up to 1.6x, from
+ * what shares them underneath); rows compared with each other must not be
+ * measured on different ones.  Returns the CPU.  Forked workers inherit the
+ * pin, so unpin before forking them.
+ */
+static inline int bench_pin(cpu_set_t *saved)
+{
+	cpu_set_t one;
+	int cpu = sched_getcpu();
+
+	if (sched_getaffinity(0, sizeof *saved, saved) != 0 || cpu < 0)
+		bench_die("sched_getaffinity: %s", strerror(errno));
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	if (sched_setaffinity(0, sizeof one, &one) != 0)
+		bench_die("sched_setaffinity: %s", strerror(errno));
+	return cpu;
+}
+
+static inline void bench_unpin(const cpu_set_t *saved)
+{
+	if (sched_setaffinity(0, sizeof *saved, saved) != 0)
+		bench_die("sched_setaffinity: %s", strerror(errno));
+}
+
 /* ---- statistics --------------------------------------------------------- */
 
 typedef struct bench_stats {
@@ -192,10 +220,14 @@ typedef struct bench_variant {
 
 static inline void bench_measure(bench_variant *v, int nv, int rounds, double timer)
 {
-	int64_t **s = calloc((size_t)nv, sizeof *s);
-	size_t *n = calloc((size_t)nv, sizeof *n), i;
+	int64_t **s;
+	size_t *n, i;
 	int r, j;
 
+	if (nv <= 0)
+		return;
+	s = calloc((size_t)nv, sizeof *s);
+	n = calloc((size_t)nv, sizeof *n);
 	if (!s || !n)
 		bench_die("out of memory");
 	for (j = 0; j < nv; j++) {
@@ -296,16 +328,6 @@ static inline void bench_path(char *buf, size_t len, const char *dir,
 		bench_die("path too long: %s/%s", dir, name);
 }
 
-/* A fresh directory base/ratectl-bench-<tag>-XXXXXX, in *out. */
-static inline void bench_tmpdir(char *out, size_t len, const char *base,
-                                const char *tag)
-{
-	if (snprintf(out, len, "%s/ratectl-bench-%s-XXXXXX", base, tag) >= (int)len)
-		bench_die("path too long under %s", base);
-	if (!mkdtemp(out))
-		bench_die("cannot create a directory under %s: %s", base, strerror(errno));
-}
-
 static inline int bench_rm_one(const char *p, const struct stat *st, int flag,
                                struct FTW *ftw)
 {
@@ -315,10 +337,67 @@ static inline int bench_rm_one(const char *p, const struct stat *st, int flag,
 	return remove(p) == 0 || errno == ENOENT ? 0 : -1;
 }
 
+/* The temporary directories this process made, so that a run that dies
+ * (bench_die, exit) leaves none behind.  Only their maker removes them:
+ * a forked worker that fails must not delete its parent's ledger. */
+#define BENCH_MAX_DIRS 16
+typedef struct bench_dirs {
+	pid_t owner[BENCH_MAX_DIRS];
+	char path[BENCH_MAX_DIRS][PATH_MAX];
+	int atexit_set;
+} bench_dirs;
+
+static inline bench_dirs *bench_dirs_get(void)
+{
+	static bench_dirs d;
+
+	return &d;
+}
+
 static inline void bench_rmtree(const char *dir)
 {
+	bench_dirs *d = bench_dirs_get();
+	int i;
+
 	if (nftw(dir, bench_rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
 		fprintf(stderr, "bench: cannot remove %s: %s\n", dir, strerror(errno));
+	for (i = 0; i < BENCH_MAX_DIRS; i++)
+		if (d->owner[i] && strcmp(d->path[i], dir) == 0)
+			d->owner[i] = 0;
+}
+
+static inline void bench_rmtree_all(void)
+{
+	bench_dirs *d = bench_dirs_get();
+	int i;
+
+	for (i = 0; i < BENCH_MAX_DIRS; i++)
+		if (d->owner[i] == getpid())
+			bench_rmtree(d->path[i]);
+}
+
+/* A fresh directory base/ratectl-bench-<tag>-XXXXXX, in *out, removed at
+ * exit if bench_rmtree() has not removed it by then. */
+static inline void bench_tmpdir(char *out, size_t len, const char *base,
+                                const char *tag)
+{
+	bench_dirs *d = bench_dirs_get();
+	int i;
+
+	if (snprintf(out, len, "%s/ratectl-bench-%s-XXXXXX", base, tag) >= (int)len)
+		bench_die("path too long under %s", base);
+	if (!mkdtemp(out))
+		bench_die("cannot create a directory under %s: %s", base, strerror(errno));
+	if (!d->atexit_set) {
+		atexit(bench_rmtree_all);
+		d->atexit_set = 1;
+	}
+	for (i = 0; i < BENCH_MAX_DIRS; i++)
+		if (!d->owner[i] && strlen(out) < PATH_MAX) {
+			d->owner[i] = getpid();
+			strcpy(d->path[i], out);
+			break;
+		}
 }
 
 /* Where ledgers go: $RATECTL_BENCH_TMPFS (default /dev/shm) and, for the

@@ -5,7 +5,7 @@
 # API call that errs, a worker that dies, a hang) makes it exit 1.
 # Environment: B (build directory), RATECTL_BENCH_TMPFS (default
 # /dev/shm), RATECTL_BENCH_DISK (default $B/bench), RATECTL_BENCH_SECONDS
-# (each accuracy phase, default 10), RATECTL_BENCH_OPS (default 200000),
+# (the accuracy run, default 10), RATECTL_BENCH_OPS (default 200000),
 # RATECTL_BENCH_TPUT_MS (default 1000).  See tests/bench/README.md.
 set -u
 B=${B:-build}
@@ -20,10 +20,13 @@ rm -f "$jsonl" "$json"
 RATECTL_BENCH_JSONL=$jsonl
 export RATECTL_BENCH_JSONL
 secs=${RATECTL_BENCH_SECONDS:-10}
+case "$secs" in ''|*[!0-9]*) secs=10 ;; esac    # bench_accuracy says what is wrong
 failed=""
 
 version=$(sed -n 's/^#define RATECTL_VERSION_STRING "\(.*\)"/\1/p' include/ratectl.h)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# Figures of uncommitted code say so.
+git diff --quiet HEAD -- lib include 2>/dev/null || commit="$commit+dirty"
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 ncpu=$(getconf _NPROCESSORS_ONLN)
 kernel=$(uname -r)
@@ -46,15 +49,18 @@ echo
 run() {
 	name=$1
 	limit=$2
-	if ! timeout -k 5 "$limit" "$B/bench/$name"; then
-		echo "!! $name failed (exit status $?); see the error above"
+	timeout -k 5 "$limit" "$B/bench/$name"
+	rc=$?
+	if [ "$rc" -ne 0 ]; then
+		[ "$rc" -eq 124 ] && echo "!! $name did not finish within $limit s"
+		echo "!! $name failed (exit status $rc)"
 		failed="$failed $name"
 	fi
 }
 
 run bench_admit 120
 run bench_alt 120
-run bench_accuracy $((2 * secs + 60))
+run bench_accuracy $((secs + 60))
 run bench_memory 120
 for f in "$B"/bench/bench_*; do
 	# A benchmark added later runs too, after these.
