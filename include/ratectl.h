@@ -201,7 +201,7 @@ typedef enum {
 } ratectl_dim;
 
 #define RATECTL_MAX_LIMITS 8
-#define RATECTL_MAX_INFLIGHT 4096
+#define RATECTL_MAX_INFLIGHT 1024
 #define RATECTL_PERIOD_MIN 1000000000LL        /* 1 s */
 #define RATECTL_PERIOD_MAX 86400000000000LL    /* 1 day */
 

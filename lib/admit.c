@@ -65,6 +65,18 @@ static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 	return 0;
 }
 
+/* Not yet opened in this process: opening (and perhaps creating) the file
+ * takes tens of microseconds, which must not be spent holding the host's
+ * write lock.  Abort; admit_write() opens it and tries again. */
+#define RC_NEED_LFILE (RATECTL_ERR_BASE - 100)
+
+static int lease_file(ratectl *h, struct admit_ctx *c, uint32_t id)
+{
+	c->id = id;
+	c->lf = ratectl__lfile_find(h, id);
+	return c->lf ? 0 : RC_NEED_LFILE;
+}
+
 static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 {
 	struct admit_ctx *c = arg;
@@ -77,7 +89,7 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 		c->slot = -1;
 	}
 	if ((rc = ratectl__rec_fetch(h, txn, c->name, &rec, &cur)) == 0 &&
-	    (rc = ratectl__lfile_get(h, rec.id, &c->lf)) == 0 &&
+	    (rc = lease_file(h, c, rec.id)) == 0 &&
 	    (rc = admit_rec(h, c, &rec)) == 0 &&
 	    (rc = ratectl__rec_store(h, cur, c->name, &rec)) != 0 && c->slot >= 0) {
 		ratectl__slot_release(c->lf, c->slot);
@@ -86,6 +98,21 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 	if (cur)
 		mdb_cursor_close(cur);
 	return rc;
+}
+
+static int admit_write(ratectl *h, struct admit_ctx *c)
+{
+	int rc, tries;
+
+	for (tries = 0; tries < 4; tries++) {
+		rc = ratectl__write(h, admit_op, c);
+		if (rc != RC_NEED_LFILE)
+			return rc;
+		if ((rc = ratectl__lfile_get(h, c->id, &c->lf)) != 0)
+			return rc;
+	}
+	return ratectl__err(RATECTL_ELMDB, "budget '%s': lease file keeps "
+	                    "changing", c->name);
 }
 
 /* Give back a reservation that will not be used (signal, cooldown). */
@@ -151,7 +178,7 @@ int ratectl_try(ratectl *h, const char *name, const ratectl_cost *cost,
 	if ((rc = admit_begin(h, name, cost, lease)) != 0)
 		return rc;
 	c.now = c.latest = ratectl_now(h);
-	rc = ratectl__write(h, admit_op, &c);
+	rc = admit_write(h, &c);
 	if (rc == 0) {
 		grant(h, &c, lease);
 		return 0;
@@ -228,7 +255,7 @@ static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
 	for (;;) {
 		c->now = ratectl_now(h);
 		c->latest = deadline;
-		rc = ratectl__write(h, admit_op, c);
+		rc = admit_write(h, c);
 		if (rc == RATECTL_EINFLIGHT || rc == RATECTL_ELIMITED ||
 		    rc == RATECTL_ECOOLDOWN) {
 			if (c->now >= deadline)
@@ -292,7 +319,9 @@ int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens)
 		                    "was taken by process %d", lease->name, lease->pid);
 	if ((rc = ratectl__enter(h)) != 0)
 		return rc;
-	rc = ratectl__lfile_get(h, lease->budget_id, &lf);
+	lf = ratectl__lfile_find(h, lease->budget_id);
+	if (!lf && lease->slot >= 0)    /* cannot be: the admission opened it */
+		rc = ratectl__lfile_get(h, lease->budget_id, &lf);
 	lease->magic = 0;
 	if (rc == 0 && lease->slot >= 0)
 		ratectl__slot_release(lf, lease->slot);

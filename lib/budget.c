@@ -53,8 +53,11 @@ int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out)
 	for (i = 0; i < r->nlimits; i++) {
 		const rc_limit *l = &r->lim[i];
 
-		if (l->dim > RATECTL_TOKENS || l->T < 1 || l->burst < 1 ||
-		    l->tau / l->T != (int64_t)l->burst || l->tat < 0)
+		uint64_t tau;
+
+		if (l->dim > RATECTL_TOKENS || l->T < 1 || l->burst < 1 || l->tat < 0 ||
+		    __builtin_mul_overflow(l->burst, (uint64_t)l->T, &tau) ||
+		    tau != (uint64_t)l->tau)
 			goto bad;
 	}
 	return 0;

@@ -96,6 +96,11 @@ typedef struct rc_lease_hdr {
 	uint32_t budget_id;
 	uint32_t hiwater;          /* slots ever used: the table's extent */
 	int32_t watcher;           /* the slot waiter that watches for deaths */
+	/* Bytes of the file reserved so far (posix_fallocate): the table's
+	 * pages are reserved as the cap grows, not all up front, so an
+	 * uncapped budget costs one page of tmpfs, not the whole table. */
+	uint32_t reserved;
+	uint32_t reserved1;
 	uint32_t release_seq;      /* futex word: bumped at every release */
 	uint32_t waiters;          /* processes sleeping on release_seq */
 	/* Mirror of the budget's cooldown end, so that a waiter that reserved
@@ -125,6 +130,9 @@ typedef struct rc_lfile {
 
 /* ---- the handle ------------------------------------------------------- */
 
+#define RC_LF_CHUNK 1024
+#define RC_LF_CHUNKS 1024
+
 struct ratectl {
 	struct ratectl *next_open; /* registry of open handles (fork, reuse) */
 	unsigned refs;
@@ -139,6 +147,10 @@ struct ratectl {
 	pthread_mutex_t mu;        /* reopen after fork */
 	pthread_mutex_t files_mu;  /* adding to the lease file list */
 	rc_lfile *files;           /* append-only until close: read lock-free */
+	/* The same files indexed by budget id (ids are small and dense): a
+	 * chunk of RC_LF_CHUNK pointers is allocated once and never moves, so
+	 * lookups need no lock.  Ids past the table use the list. */
+	rc_lfile **lf_index[RC_LF_CHUNKS];
 	uint64_t fork_gen;
 	pid_t pid;                 /* this process, cached at (re)open */
 	int shared_group;
@@ -178,6 +190,9 @@ int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out);
 /* ---- lease.c ---------------------------------------------------------- */
 
 int ratectl__lfile_get(ratectl *h, uint32_t id, rc_lfile **out);
+/* The lease file of budget id if this process has it open, else NULL:
+ * no I/O, for use inside the admission transaction. */
+rc_lfile *ratectl__lfile_find(const ratectl *h, uint32_t id);
 void ratectl__lfile_close_all(ratectl *h, int unlock);
 int ratectl__lfile_unlink(ratectl *h, uint32_t id);
 /* Claim a free slot below max: 0 and *slot, or RATECTL_EINFLIGHT. */

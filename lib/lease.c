@@ -70,11 +70,16 @@ static int lfile_create(const ratectl *h, const char *path, uint32_t id)
 		return ratectl__err(-errno, "lease file %s: %s", tmp, strerror(errno));
 	if (h->shared_group)
 		fchmod(fd, 0660);       /* the umask must not shut the group out */
-	/* Reserve every page now: a mapped page that a full tmpfs cannot
-	 * back is a SIGBUS later. */
-	if ((rc = posix_fallocate(fd, 0, RC_LEASE_FILE_SIZE)) != 0)
+	/* Reserve the header page now, and the slot table's pages as the cap
+	 * grows (reserve()): a mapped page that a full tmpfs cannot back is a
+	 * SIGBUS, not an error.  The file has its full size from the start,
+	 * so the whole mapping lies within it. */
+	hdr.reserved = RC_HDR_SIZE;
+	if ((rc = posix_fallocate(fd, 0, RC_HDR_SIZE)) != 0)
 		rc = ratectl__err(-rc, "lease file %s: cannot reserve: %s", tmp,
 		                  strerror(rc));
+	else if (ftruncate(fd, RC_LEASE_FILE_SIZE) != 0)
+		rc = ratectl__err(-errno, "lease file %s: %s", tmp, strerror(errno));
 	else if (pwrite(fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr)
 		rc = ratectl__err(-EIO, "lease file %s: cannot write header", tmp);
 	else if (link(tmp, path) != 0 && errno != EEXIST)
@@ -145,26 +150,57 @@ static int lfile_open(ratectl *h, uint32_t id, rc_lfile **out)
 	return 0;
 }
 
+rc_lfile *ratectl__lfile_find(const ratectl *h, uint32_t id)
+{
+	rc_lfile **chunk, *lf;
+
+	if (id / RC_LF_CHUNK < RC_LF_CHUNKS) {
+		chunk = __atomic_load_n(&h->lf_index[id / RC_LF_CHUNK], __ATOMIC_ACQUIRE);
+		return chunk ? __atomic_load_n(&chunk[id % RC_LF_CHUNK], __ATOMIC_ACQUIRE)
+		             : NULL;
+	}
+	for (lf = __atomic_load_n(&h->files, __ATOMIC_ACQUIRE); lf; lf = lf->next)
+		if (lf->id == id)
+			return lf;
+	return NULL;
+}
+
+/* Under files_mu: make lf findable by its id. */
+static int lfile_index(ratectl *h, rc_lfile *lf)
+{
+	rc_lfile ***slot = &h->lf_index[lf->id / RC_LF_CHUNK];
+
+	if (lf->id / RC_LF_CHUNK < RC_LF_CHUNKS) {
+		if (!*slot) {
+			rc_lfile **chunk = calloc(RC_LF_CHUNK, sizeof *chunk);
+
+			if (!chunk)
+				return -ENOMEM;
+			__atomic_store_n(slot, chunk, __ATOMIC_RELEASE);
+		}
+		__atomic_store_n(&(*slot)[lf->id % RC_LF_CHUNK], lf, __ATOMIC_RELEASE);
+	}
+	lf->next = h->files;
+	__atomic_store_n(&h->files, lf, __ATOMIC_RELEASE);
+	return 0;
+}
+
 int ratectl__lfile_get(ratectl *h, uint32_t id, rc_lfile **out)
 {
 	rc_lfile *lf;
 	int rc = 0;
 
-	for (lf = __atomic_load_n(&h->files, __ATOMIC_ACQUIRE); lf; lf = lf->next)
-		if (lf->id == id) {
-			*out = lf;
-			return 0;
-		}
+	if ((*out = ratectl__lfile_find(h, id)) != NULL)
+		return 0;
 	pthread_mutex_lock(&h->files_mu);
-	for (lf = h->files; lf; lf = lf->next)
-		if (lf->id == id)
-			break;
-	if (!lf && (rc = lfile_open(h, id, &lf)) == 0) {
-		lf->next = h->files;
-		__atomic_store_n(&h->files, lf, __ATOMIC_RELEASE);
+	if (!(lf = ratectl__lfile_find(h, id)) && (rc = lfile_open(h, id, &lf)) == 0 &&
+	    (rc = lfile_index(h, lf)) != 0) {
+		munmap(lf->hdr, RC_LEASE_FILE_SIZE);
+		close(lf->fd);
+		free(lf);
 	}
 	pthread_mutex_unlock(&h->files_mu);
-	*out = lf;
+	*out = rc == 0 ? lf : NULL;
 	return rc;
 }
 
@@ -188,6 +224,10 @@ void ratectl__lfile_close_all(ratectl *h, int unlock)
 		free(lf);
 	}
 	h->files = NULL;
+	for (i = 0; i < RC_LF_CHUNKS; i++) {
+		free(h->lf_index[i]);
+		h->lf_index[i] = NULL;
+	}
 }
 
 int ratectl__lfile_unlink(ratectl *h, uint32_t id)
@@ -222,12 +262,29 @@ static int claim_pass(rc_lfile *lf, uint32_t max, int dead, int32_t *slot)
 	return RATECTL_EINFLIGHT;
 }
 
+/* Reserve the file's pages for slots below max before touching them. */
+static int reserve(rc_lfile *lf, uint32_t max)
+{
+	uint32_t need = (uint32_t)(RC_HDR_SIZE + max * sizeof(rc_slot));
+	int rc;
+
+	if (__atomic_load_n(&lf->hdr->reserved, __ATOMIC_ACQUIRE) >= need)
+		return 0;
+	if ((rc = posix_fallocate(lf->fd, 0, need)) != 0 && rc != EOPNOTSUPP)
+		return ratectl__err(-rc, "lease file of budget %u: cannot reserve "
+		                    "%u bytes: %s", lf->id, need, strerror(rc));
+	__atomic_store_n(&lf->hdr->reserved, need, __ATOMIC_RELEASE);
+	return 0;
+}
+
 int ratectl__slot_claim(rc_lfile *lf, uint32_t max, int32_t pid, int64_t now,
                         uint64_t tokens, int32_t *slot)
 {
 	rc_slot *s;
 	int rc;
 
+	if ((rc = reserve(lf, max)) != 0)
+		return rc;
 	pthread_mutex_lock(&lf->mu);
 	/* Free records first; then records of holders that may have died,
 	 * whose lock we can take only if they did. */
@@ -297,7 +354,7 @@ unsigned ratectl__slot_reclaim(rc_lfile *lf)
 void ratectl__slot_reset(rc_lfile *lf)
 {
 	pthread_mutex_lock(&lf->mu);
-	memset(lf->slots, 0, (size_t)RATECTL_MAX_INFLIGHT * sizeof(rc_slot));
+	memset(lf->slots, 0, (size_t)lf->hdr->hiwater * sizeof(rc_slot));
 	memset(lf->held, 0, sizeof lf->held);
 	lf->hdr->hiwater = 0;
 	pthread_mutex_unlock(&lf->mu);
