@@ -184,7 +184,7 @@ static int match_parse(rc_match *m, const char *s, char *err, size_t errlen)
 	if (*p && (*p != '/' || strlen(p) >= sizeof m->path || strpbrk(p, " \t")))
 		return errf(err, errlen, "match '%s': the path must start with '/', "
 		            "without blanks, shorter than %zu", buf, sizeof m->path);
-	snprintf(m->path, sizeof m->path, "%s", p);
+	memcpy(m->path, p, strlen(p) + 1);     /* length checked above */
 	return 0;
 }
 
