@@ -464,9 +464,11 @@ static void info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
 	}
 }
 
-int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out)
+/* Entry point of the read-only calls on one budget: its record from a
+ * read transaction and, when lf is not NULL, its lease file. */
+static int budget_read(ratectl *h, const char *name, rc_budget_rec *rec,
+                       rc_lfile **lf)
 {
-	rc_budget_rec rec;
 	MDB_txn *txn;
 	int rc;
 
@@ -474,13 +476,22 @@ int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out)
 	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
 	    (rc = ratectl__read_begin(h, &txn)) != 0)
 		return rc;
-	rc = ratectl__rec_get(h, txn, name, &rec);
+	rc = ratectl__rec_get(h, txn, name, rec);
 	ratectl__read_end(h, txn);
-	if (rc == 0)
-		info_fill(h, name, &rec, ratectl_now(h), out);
+	if (rc == 0 && lf)
+		rc = ratectl__lfile_get(h, rec->id, lf);
 	return rc;
 }
 
+int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out)
+{
+	rc_budget_rec rec;
+	int rc;
+
+	if ((rc = budget_read(h, name, &rec, NULL)) == 0)
+		info_fill(h, name, &rec, ratectl_now(h), out);
+	return rc;
+}
 int ratectl_budget_foreach(ratectl *h,
                            int (*fn)(const ratectl_budget_info *info, void *ctx),
                            void *ctx)
@@ -522,18 +533,11 @@ int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
 	int64_t now = ratectl_now(h);
 	rc_budget_rec rec;
 	rc_lfile *lf;
-	MDB_txn *txn;
 	uint32_t i;
 	int rc;
 
-	ratectl__err_clear();
 	*n = 0;
-	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
-	    (rc = ratectl__read_begin(h, &txn)) != 0)
-		return rc;
-	rc = ratectl__rec_get(h, txn, name, &rec);
-	ratectl__read_end(h, txn);
-	if (rc != 0 || (rc = ratectl__lfile_get(h, rec.id, &lf)) != 0)
+	if ((rc = budget_read(h, name, &rec, &lf)) != 0)
 		return rc;
 	for (i = 0; i < lf->hdr->hiwater && i < RATECTL_MAX_INFLIGHT; i++) {
 		const rc_slot *s = &lf->slots[i];
@@ -603,17 +607,10 @@ int ratectl_retry_take(ratectl *h, const char *name, unsigned percent)
 {
 	rc_budget_rec rec;
 	rc_lfile *lf;
-	MDB_txn *txn;
 	uint64_t r, admitted;
 	int rc;
 
-	ratectl__err_clear();
-	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
-	    (rc = ratectl__read_begin(h, &txn)) != 0)
-		return rc;
-	rc = ratectl__rec_get(h, txn, name, &rec);
-	ratectl__read_end(h, txn);
-	if (rc != 0 || (rc = ratectl__lfile_get(h, rec.id, &lf)) != 0)
+	if ((rc = budget_read(h, name, &rec, &lf)) != 0)
 		return rc;
 	r = __atomic_load_n(&lf->hdr->counters[RC_C_RETRIES], __ATOMIC_RELAXED);
 	do {
