@@ -273,6 +273,37 @@ static void test_observe_tightens(void **state)
 	assert_int_equal(changed, 0);
 }
 
+static void test_retry_budget_and_check(void **state)
+{
+	fixture *f = *state;
+	ratectl_budget b = budget_simple(1000, 1000, 0);
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_budget_info info;
+	ratectl_lease l;
+	int i, allowed = 0;
+
+	assert_int_equal(ratectl_budget_check(&b), 0);
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	/* one retry allowed before anything was admitted, then 20% of 50 */
+	assert_int_equal(ratectl_retry_take(f->h, "b", 20), 0);
+	assert_int_equal(ratectl_retry_take(f->h, "b", 20), RATECTL_ELIMITED);
+	for (i = 0; i < 50; i++) {
+		assert_int_equal(ratectl_try(f->h, "b", &c, &l, NULL), 0);
+		ratectl_release(f->h, &l, RATECTL_UNKNOWN);
+	}
+	while (ratectl_retry_take(f->h, "b", 20) == 0 && allowed < 100)
+		allowed++;
+	assert_int_equal(allowed + 1, 11);      /* (retries) <= 20% of 50 + 1 */
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	assert_int_equal(info.counters.retries, 11);
+	b.limits[0].burst = (uint64_t)1 << 62;
+	assert_int_equal(ratectl_budget_check(&b), RATECTL_EBADCONFIG);
+	assert_non_null(strstr(ratectl_errmsg(), "burst"));
+	b = budget_simple(10, 10, 0);
+	b.batch_share = 101;
+	assert_int_equal(ratectl_budget_check(&b), RATECTL_EBADCONFIG);
+}
+
 static void test_reboot_rebases(void **state)
 {
 	fixture *f = *state;
@@ -637,6 +668,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update_live_and_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_tightens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_budget_and_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reboot_rebases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsafe_directories, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_and_newer, setup, teardown),
