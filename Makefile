@@ -48,7 +48,7 @@ SHARED = $(B)/libratectl.so.$(VERSION)
 STATIC = $(B)/libratectl.a
 PC = $(B)/ratectl.pc
 
-PROGS = $(B)/ratectl-demo
+PROGS =
 ifneq ($(CLI_SRC),)
 PROGS += $(B)/ratectl
 endif
@@ -99,13 +99,14 @@ $(PC): Makefile include/ratectl.h
 # Programs link the static library: they run from build/ without LD_LIBRARY_PATH.
 $(B)/ratectl: $(CLI_OBJ) $(STATIC)
 	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(STATIC) -linih -ljansson $(LIB_LIBS) $(LDFLAGS)
-$(B)/ratectl-demo: $(B)/obj/tools/demo.o $(STATIC)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIB_LIBS) $(LDFLAGS)
 $(B)/ratectl-fakeprov: $(B)/obj/tools/fakeprov.o
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lmicrohttpd -ljansson -lm $(LDFLAGS)
-# The shim never links libcurl: it finds the caller's at run time.
-$(B)/libratectl-preload.so: $(PRELOAD_OBJ) $(STATIC)
-	$(CC) $(ALL_CFLAGS) -shared -o $@ $(PRELOAD_OBJ) $(STATIC) -linih -ldl $(LIB_LIBS) $(LDFLAGS)
+# The shim never links libcurl: it finds the caller's at run time.  It
+# exports its hooks only (tools/preload/exports.map), nothing else into
+# the programs it is loaded into.
+$(B)/libratectl-preload.so: $(PRELOAD_OBJ) $(STATIC) tools/preload/exports.map
+	$(CC) $(ALL_CFLAGS) -shared -Wl,--version-script=tools/preload/exports.map \
+	  -o $@ $(PRELOAD_OBJ) $(STATIC) -linih -ldl $(LIB_LIBS) $(LDFLAGS)
 
 # Tests: one cmocka binary per tests/test_<area>.c, linked with the static
 # library.  Extra libraries per test: TEST_LIBS_<name>.
@@ -115,6 +116,8 @@ $(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) -lcmocka $(TEST_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
 
 # Per-program extra libraries: PROG_LIBS_<name>.
+PROG_LIBS_shim_client = -lcurl
+PROG_LIBS_shim_dlopen = -ldl
 $(B)/progs/%: tests/progs/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) $(PROG_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
@@ -140,7 +143,7 @@ bench:
 	@B=$(B) tests/bench/run.sh
 
 demo:
-	@tools/deps.sh build
+	@tools/deps.sh test
 	@$(MAKE) --no-print-directory all
 	@B=$(B) tools/demo.sh
 
@@ -200,7 +203,7 @@ uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/ratectl.h $(DESTDIR)$(LIBDIR)/libratectl.so* \
 	  $(DESTDIR)$(LIBDIR)/libratectl.a $(DESTDIR)$(PKGCONFIGDIR)/ratectl.pc \
 	  $(DESTDIR)$(LIBDIR)/libratectl-preload.so \
-	  $(DESTDIR)$(BINDIR)/ratectl $(DESTDIR)$(BINDIR)/ratectl-demo $(DESTDIR)$(BINDIR)/ratectl-fakeprov
+	  $(DESTDIR)$(BINDIR)/ratectl $(DESTDIR)$(BINDIR)/ratectl-fakeprov
 	for m in $(wildcard doc/*.[1-8]); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
 
 clean:

@@ -6,7 +6,7 @@ set -eu
 
 what=${1:-all}
 build="make gcc pkg-config liblmdb-dev lmdb-utils libcurl4-openssl-dev libinih-dev libjansson-dev libmicrohttpd-dev"
-test="libcmocka-dev curl libcurl3-gnutls"
+test="libcmocka-dev curl libcurl3-gnutls php-cli php-curl python3-pycurl"
 bench="libhiredis-dev redis-server libsqlite3-dev"
 fuzz="clang libclang-rt-14-dev"
 

@@ -1,0 +1,261 @@
+/*
+ * shim_client - a small libcurl program for tests/test_shim.sh: it sends
+ * N POST requests through the easy interface (one after another) or the
+ * multi interface (K at once), and prints what came back on one line:
+ *
+ *   sent=N ok=N s429=N s503=N other=N failed=N bad=N ms=T
+ *
+ * bad counts 200 responses whose body is not exactly one JSON object with
+ * a usage member: what a program would see if the shim mixed a refused
+ * response into the one that followed it.  Linked against libcurl.
+ *
+ * With -t T, T threads each do N requests (counted together).
+ *
+ * usage: shim_client [-n N] [-m K] [-t T] [-d BODY] [--copy] [--fwrite] URL
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <curl/curl.h>
+
+struct buf {
+	char *p;
+	size_t n;
+};
+
+struct opts {
+	const char *url;
+	const char *body;
+	int n;
+	int k;                  /* 0: easy interface */
+	int threads;            /* 0: in the main thread */
+	int copy;               /* COPYPOSTFIELDS instead of POSTFIELDS */
+	int use_fwrite;         /* no write callback: libcurl's own fwrite */
+};
+
+struct counts {
+	int sent, ok, s429, s503, other, failed, bad;
+};
+
+static size_t on_write(char *p, size_t size, size_t n, void *ud)
+{
+	struct buf *b = ud;
+	char *q = realloc(b->p, b->n + size * n + 1);
+
+	if (!q)
+		return 0;
+	memcpy(q + b->n, p, size * n);
+	b->p = q;
+	b->n += size * n;
+	b->p[b->n] = '\0';
+	return size * n;
+}
+
+static int one_object_with_usage(const struct buf *b)
+{
+	const char *u;
+
+	if (!b->p || b->n < 2 || b->p[0] != '{' || b->p[b->n - 1] != '}')
+		return 0;
+	u = strstr(b->p, "\"usage\"");
+	/* two bodies glued together would show a second object or usage */
+	return u && !strstr(u + 1, "\"usage\"") && !strstr(b->p, "}{");
+}
+
+static CURL *make(const struct opts *o, struct buf *b, FILE *sink, char *err)
+{
+	CURL *e = curl_easy_init();
+
+	if (!e)
+		return NULL;
+	curl_easy_setopt(e, CURLOPT_URL, o->url);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, err);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
+	if (o->body)
+		curl_easy_setopt(e, o->copy ? CURLOPT_COPYPOSTFIELDS : CURLOPT_POSTFIELDS,
+		                 o->body);
+	if (o->use_fwrite) {
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
+	} else {
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
+	}
+	return e;
+}
+
+/* Count one finished transfer (threads share the counts). */
+static void tally(struct counts *c, CURL *e, CURLcode rc, const struct buf *b,
+                  const char *err, int use_fwrite)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	long code = 0;
+
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+	pthread_mutex_lock(&mu);
+	c->sent++;
+	if (rc != CURLE_OK) {
+		if (c->failed++ == 0)
+			fprintf(stderr, "shim_client: (%d) %s\n", (int)rc,
+			        err[0] ? err : curl_easy_strerror(rc));
+	} else if (code == 200) {
+		c->ok++;
+		if (!use_fwrite && !one_object_with_usage(b))
+			c->bad++;
+	} else if (code == 429) {
+		c->s429++;
+	} else if (code == 503) {
+		c->s503++;
+	} else {
+		c->other++;
+	}
+	pthread_mutex_unlock(&mu);
+}
+
+static void run_easy(const struct opts *o, struct counts *c, FILE *sink)
+{
+	int i;
+
+	for (i = 0; i < o->n; i++) {
+		char err[CURL_ERROR_SIZE] = "";
+		struct buf b = { NULL, 0 };
+		CURL *e = make(o, &b, sink, err);
+		CURLcode rc = e ? curl_easy_perform(e) : CURLE_OUT_OF_MEMORY;
+
+		tally(c, e, rc, &b, err, o->use_fwrite);
+		curl_easy_cleanup(e);
+		free(b.p);
+	}
+}
+
+struct slot {
+	CURL *e;
+	struct buf b;
+	char err[CURL_ERROR_SIZE];
+};
+
+static int add_next(CURLM *m, const struct opts *o, struct slot *s, FILE *sink)
+{
+	memset(s, 0, sizeof *s);
+	if (!(s->e = make(o, &s->b, sink, s->err)))
+		return -1;
+	curl_easy_setopt(s->e, CURLOPT_PRIVATE, s);
+	return curl_multi_add_handle(m, s->e) == CURLM_OK ? 0 : -1;
+}
+
+/* Like `curl --parallel`: K in flight, the next added as one finishes. */
+static void run_multi(const struct opts *o, struct counts *c, FILE *sink)
+{
+	struct slot *slots = calloc((size_t)o->k, sizeof *slots);
+	CURLM *m = curl_multi_init();
+	int started = 0, running = 1, i, left;
+	time_t stop = time(NULL) + 120;
+
+	for (i = 0; i < o->k && started < o->n; i++, started++)
+		add_next(m, o, &slots[i], sink);
+	while ((running || started < o->n) && time(NULL) < stop) {
+		CURLMsg *msg;
+
+		curl_multi_perform(m, &running);
+		while ((msg = curl_multi_info_read(m, &left))) {
+			struct slot *s;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+			tally(c, s->e, msg->data.result, &s->b, s->err, o->use_fwrite);
+			curl_multi_remove_handle(m, s->e);
+			curl_easy_cleanup(s->e);
+			free(s->b.p);
+			if (started < o->n && add_next(m, o, s, sink) == 0) {
+				started++;
+				running = 1;
+			}
+		}
+		if (running)
+			curl_multi_poll(m, NULL, 0, 1000, NULL);
+	}
+	curl_multi_cleanup(m);
+	free(slots);
+}
+
+struct job {
+	const struct opts *o;
+	struct counts *c;
+	FILE *sink;
+};
+
+static void *thread_main(void *arg)
+{
+	struct job *j = arg;
+
+	if (j->o->k > 0)
+		run_multi(j->o, j->c, j->sink);
+	else
+		run_easy(j->o, j->c, j->sink);
+	return NULL;
+}
+
+static void run_threads(const struct opts *o, struct counts *c, FILE *sink)
+{
+	pthread_t tids[64];
+	struct job j = { o, c, sink };
+	int i, n = o->threads < 64 ? o->threads : 64;
+
+	for (i = 0; i < n; i++)
+		pthread_create(&tids[i], NULL, thread_main, &j);
+	for (i = 0; i < n; i++)
+		pthread_join(tids[i], NULL);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { NULL, NULL, 1, 0, 0, 0, 0 };
+	struct counts c = { 0, 0, 0, 0, 0, 0, 0 };
+	struct timespec t0, t1;
+	FILE *sink;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-n") && i + 1 < argc)
+			o.n = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "-m") && i + 1 < argc)
+			o.k = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "-t") && i + 1 < argc)
+			o.threads = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "-d") && i + 1 < argc)
+			o.body = argv[++i];
+		else if (!strcmp(argv[i], "--copy"))
+			o.copy = 1;
+		else if (!strcmp(argv[i], "--fwrite"))
+			o.use_fwrite = 1;
+		else if (argv[i][0] != '-' && !o.url)
+			o.url = argv[i];
+		else
+			o.url = NULL, i = argc;
+	}
+	if (!o.url || o.n < 1 || o.k < 0) {
+		fprintf(stderr, "usage: shim_client [-n N] [-m K] [-t T] [-d BODY] "
+		        "[--copy] [--fwrite] URL\n");
+		return 2;
+	}
+	if (!(sink = fopen("/dev/null", "w")))
+		return 1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (o.threads > 0)
+		run_threads(&o, &c, sink);
+	else if (o.k > 0)
+		run_multi(&o, &c, sink);
+	else
+		run_easy(&o, &c, sink);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("sent=%d ok=%d s429=%d s503=%d other=%d failed=%d bad=%d ms=%ld\n",
+	       c.sent, c.ok, c.s429, c.s503, c.other, c.failed, c.bad,
+	       (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	curl_global_cleanup();
+	fclose(sink);
+	return 0;
+}

@@ -1,0 +1,214 @@
+/*
+ * jscan.c - reading a few integers out of JSON text without a JSON library
+ * (see jscan.h for why).  Every function stays within text[0..len) and
+ * treats anything unexpected as "not found".
+ */
+#include <string.h>
+
+#include "jscan.h"
+
+static int is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static const char *skip_blank(const char *p, const char *end)
+{
+	while (p < end && is_blank(*p))
+		p++;
+	return p;
+}
+
+/*
+ * p is at a string's opening quote: return the position after its closing
+ * quote, or end when it is not closed.  memchr() finds the candidate
+ * quotes, so long prompts cost little; a quote preceded by an odd number
+ * of backslashes is escaped.
+ */
+static const char *skip_string(const char *p, const char *end)
+{
+	const char *from = p + 1;
+
+	while (from < end) {
+		const char *q = memchr(from, '"', (size_t)(end - from));
+		const char *b;
+
+		if (!q)
+			return end;
+		for (b = q; b > from && b[-1] == '\\'; b--)
+			;
+		if (((q - b) & 1) == 0)
+			return q + 1;
+		from = q + 1;
+	}
+	return end;
+}
+
+/*
+ * A non-negative integer at p, followed by something that ends a JSON
+ * number: a number cut short by the end of the text is not trusted.
+ * A fraction is dropped ("100.0"); an exponent is refused.
+ */
+static int read_uint(const char *p, const char *end, uint64_t *v, const char **after)
+{
+	uint64_t x = 0;
+	const char *s = p;
+
+	while (p < end && *p >= '0' && *p <= '9') {
+		if (x < JSCAN_INT_MAX)
+			x = x * 10 + (uint64_t)(*p - '0');
+		p++;
+	}
+	if (p == s)
+		return 0;
+	if (p < end && *p == '.')
+		for (p++; p < end && *p >= '0' && *p <= '9'; p++)
+			;
+	if (p == end || *p == 'e' || *p == 'E' || *p == '-' || *p == '+')
+		return 0;
+	*v = x < JSCAN_INT_MAX ? x : JSCAN_INT_MAX;
+	*after = p;
+	return 1;
+}
+
+static int key_index(const char *k, size_t klen, const char *const *keys,
+                     unsigned nkeys)
+{
+	unsigned i;
+
+	for (i = 0; i < nkeys; i++)
+		if (strlen(keys[i]) == klen && memcmp(keys[i], k, klen) == 0)
+			return (int)i;
+	return -1;
+}
+
+unsigned jscan_members(const char *text, size_t len, const char *const *keys,
+                       unsigned nkeys, uint64_t *out)
+{
+	const char *end = text + len;
+	const char *p = skip_blank(text, end);
+	unsigned found = 0;
+	int depth = 1;
+
+	if (nkeys > 16 || p == end || *p != '{')
+		return 0;
+	for (p++; p < end;) {
+		const char *ks, *q;
+		uint64_t v;
+		int i;
+
+		if (*p != '"') {
+			if (*p == '{' || *p == '[')
+				depth++;
+			else if ((*p == '}' || *p == ']') && --depth == 0)
+				break;
+			p++;
+			continue;
+		}
+		ks = p + 1;
+		p = skip_string(p, end);
+		if (depth != 1 || p == end)
+			continue;
+		/* At depth 1 a string followed by ':' is a member name. */
+		q = skip_blank(p, end);
+		if (q == end || *q != ':')
+			continue;
+		i = key_index(ks, (size_t)(p - 1 - ks), keys, nkeys);
+		p = skip_blank(q + 1, end);
+		if (i < 0 || (found & (1u << i)) || !read_uint(p, end, &v, &q))
+			continue;
+		out[i] = v;
+		found |= 1u << i;
+		p = q;
+	}
+	return found;
+}
+
+int jscan_max_tokens(const char *body, size_t len, uint64_t *max)
+{
+	static const char *const keys[] = { "max_tokens", "max_completion_tokens" };
+	uint64_t v[2] = { 0, 0 };
+	unsigned f = jscan_members(body, len, keys, 2, v);
+
+	if (!f)
+		return 0;
+	/* Both present: the API takes one; charge the larger. */
+	*max = v[0] > v[1] ? v[0] : v[1];
+	return 1;
+}
+
+/*
+ * The object value of a `"usage":` member in s[0..n): the last one, or
+ * the first when first is set.  A real member name is preceded by '{' or
+ * ',' (blanks aside); inside a string its quotes would be escaped.
+ */
+static const char *find_usage(const char *s, size_t n, int first)
+{
+	static const char pat[] = "\"usage\"";
+	const char *end = s + n, *p = s, *hit = NULL;
+
+	while (p < end) {
+		const char *q = memchr(p, '"', (size_t)(end - p));
+		const char *b, *v;
+
+		if (!q)
+			break;
+		p = q + 1;
+		if ((size_t)(end - q) < sizeof pat - 1 || memcmp(q, pat, sizeof pat - 1) != 0)
+			continue;
+		for (b = q; b > s && is_blank(b[-1]); b--)
+			;
+		if (b == s || (b[-1] != '{' && b[-1] != ','))
+			continue;
+		v = skip_blank(q + sizeof pat - 1, end);
+		if (v == end || *v != ':')
+			continue;
+		v = skip_blank(v + 1, end);
+		if (v == end || *v != '{')
+			continue;
+		hit = v;
+		if (first)
+			break;
+	}
+	return hit;
+}
+
+enum { U_TOTAL, U_IN, U_OUT, U_PROMPT, U_COMPLETION, U_NKEYS };
+
+static unsigned usage_at(const char *s, size_t n, int first, uint64_t *v)
+{
+	static const char *const keys[U_NKEYS] = {
+		"total_tokens", "input_tokens", "output_tokens",
+		"prompt_tokens", "completion_tokens"
+	};
+	const char *o = find_usage(s, n, first);
+
+	return o ? jscan_members(o, (size_t)(s + n - o), keys, U_NKEYS, v) : 0;
+}
+
+int jscan_usage(const char *head, size_t nhead, const char *tail, size_t ntail,
+                uint64_t *tokens)
+{
+	uint64_t v[U_NKEYS] = { 0 }, hv[U_NKEYS] = { 0 };
+	unsigned f = usage_at(tail, ntail, 0, v);
+
+	if (!f)
+		f = usage_at(head, nhead, 0, v);
+	if (f & (1u << U_TOTAL)) {
+		*tokens = v[U_TOTAL];
+		return 1;
+	}
+	if (f & ((1u << U_IN) | (1u << U_OUT))) {
+		/* An Anthropic stream's closing message_delta may carry only
+		 * output_tokens; message_start, at the head, has the input. */
+		if (!(f & (1u << U_IN)) && (usage_at(head, nhead, 1, hv) & (1u << U_IN)))
+			v[U_IN] = hv[U_IN];
+		*tokens = v[U_IN] + v[U_OUT];
+		return 1;
+	}
+	if (f & ((1u << U_PROMPT) | (1u << U_COMPLETION))) {
+		*tokens = v[U_PROMPT] + v[U_COMPLETION];
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * jscan.h - the few integers the shim reads from JSON: max_tokens in a
+ * request body, usage in a response.
+ *
+ * Why not a JSON library: the shim lives in the address space of arbitrary
+ * programs (LD_PRELOAD), some of which carry their own, different version
+ * of jansson or another parser; pulling one in could change which one
+ * those programs bind to.  Nor is a full parse needed: one pass over the
+ * text that knows strings (with escapes) and nesting, and reads integer
+ * members of one object, is enough, is fast (memchr skips string bodies),
+ * and never allocates.  Inputs may be truncated or not JSON at all: the
+ * scanner then finds nothing and never reads outside text[0..len).
+ */
+#ifndef RATECTL_PRELOAD_JSCAN_H
+#define RATECTL_PRELOAD_JSCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Internal to the shim: never exported into the program (see shim.h). */
+#pragma GCC visibility push(hidden)
+
+/* Values above this are taken as this (no request asks for more). */
+#define JSCAN_INT_MAX 1000000000000ULL
+
+/*
+ * Integer members of the object that starts at the first non-blank byte
+ * of text[0..len): for each keys[i] found at that object's top level with
+ * a non-negative integer value, out[i] is set.  Returns the bitmask of the
+ * keys found (at most 16 keys).  Members of nested objects are skipped.
+ */
+unsigned jscan_members(const char *text, size_t len, const char *const *keys,
+                       unsigned nkeys, uint64_t *out);
+
+/*
+ * max_tokens or max_completion_tokens of a request body (the first found),
+ * into *max.  Returns 1 when found, 0 otherwise.
+ */
+int jscan_max_tokens(const char *body, size_t len, uint64_t *max);
+
+/*
+ * Tokens a response reports using, from the first bytes (head) and the
+ * last bytes (tail) of its body; when the body is short both hold all of
+ * it.  OpenAI: usage.total_tokens (else prompt + completion tokens);
+ * Anthropic: usage.input_tokens + usage.output_tokens, where a stream's
+ * last usage may carry only output_tokens and the input comes from the
+ * first (message_start).  Returns 1 and *tokens, or 0 when no usage.
+ */
+int jscan_usage(const char *head, size_t nhead, const char *tail, size_t ntail,
+                uint64_t *tokens);
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * shim.h - what the parts of the preload shim (libratectl-preload.so)
+ * share.  Built on the public header and tools/common/config.h only.
+ *
+ *   curlapi.c  the libcurl the program really uses: resolution, dlopen
+ *   got.c      redirecting a loaded object's GOT entries (RTLD_DEEPBIND)
+ *   xfer.c     per-handle state: curl_easy_setopt and friends, the tee
+ *   policy.c   the config file, the ledger, admission, learning
+ *   easy.c     curl_easy_perform, retries
+ *   multi.c    the multi interface: admission with parking
+ *   jscan.c    the JSON scanner for max_tokens and usage
+ *
+ * The shim never links libcurl: <curl/curl.h> is for types only, and
+ * every real libcurl function is called through struct shim_curl.
+ */
+#ifndef RATECTL_PRELOAD_SHIM_H
+#define RATECTL_PRELOAD_SHIM_H
+
+/* Our definitions of curl_easy_setopt & co. must not meet the type-checking
+ * macros of curl/typecheck-gcc.h. */
+#define CURL_DISABLE_TYPECHECK 1
+
+#include <link.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <curl/curl.h>
+
+/*
+ * Everything below, and the library and config functions the shim calls,
+ * is hidden: the shim lives in other programs' global symbol scope, where
+ * a ratectl_open or rc_conf_load of its own must not interpose on theirs
+ * (a program may link libratectl.so itself).  The linker gives a symbol
+ * the most restrictive visibility of all its references, so declaring
+ * them hidden here hides them in the shim.  Only the hooks (declared by
+ * curl.h above, and dlopen) are exported.
+ */
+#pragma GCC visibility push(hidden)
+
+#include "ratectl.h"
+#include "config.h"
+#include "jscan.h"
+
+#define SHIM_NS_PER_S 1000000000LL
+#define SHIM_NS_PER_MS 1000000LL
+
+/* ---- curlapi.c ---------------------------------------------------------- */
+
+/* The real functions of the one libcurl the shim serves.  Optional ones
+ * (newer than 7.62) may be NULL. */
+struct shim_curl {
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_perform)(CURL *);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	void (*easy_cleanup)(CURL *);
+	void (*easy_reset)(CURL *);
+	CURL *(*easy_duphandle)(CURL *);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_perform)(CURLM *, int *);
+	CURLMcode (*multi_wait)(CURLM *, struct curl_waitfd *, unsigned, int, int *);
+	CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd *, unsigned, int, int *);
+	CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_timeout)(CURLM *, long *);
+	CURLMcode (*multi_cleanup)(CURLM *);
+	CURLHcode (*easy_header)(CURL *, const char *, size_t, unsigned int, int,
+	                         struct curl_header **);          /* >= 7.83 */
+	CURLUcode (*url_get)(const CURLU *, CURLUPart, char **, unsigned int);
+	void (*free)(void *);
+	const char *path;          /* file it was found in, for messages */
+};
+
+/* The served libcurl, resolving it on first use; NULL when no libcurl is
+ * loaded (then the caller passes through and says so once). */
+const struct shim_curl *shim_curl(void);
+
+/* Called by the exported hooks when the real function is missing. */
+void shim_no_curl(const char *fn);
+
+/* ---- got.c -------------------------------------------------------------- */
+
+/* One loaded object, as dl_iterate_phdr() describes it. */
+struct shim_obj {
+	uintptr_t base;            /* load bias (dlpi_addr) */
+	const char *name;          /* "" for the executable */
+	const ElfW(Phdr) *phdr;
+	unsigned phnum;
+};
+
+/* One GOT redirection: references to `name` now lead to `to`. */
+struct shim_redirect {
+	const char *name;
+	void *to;
+};
+
+/* Fill out[0..cap) with the loaded objects; returns how many there are
+ * (which may exceed cap) and *adds, the loader's count of loads. */
+size_t shim_objects(struct shim_obj *out, size_t cap, unsigned long long *adds);
+int shim_obj_contains(const struct shim_obj *o, const void *addr);
+/* o's first DT_NEEDED entry that starts with prefix, or NULL. */
+const char *shim_obj_needed(const struct shim_obj *o, const char *prefix);
+/* 1 when o has DT_RPATH or DT_RUNPATH (*runpath: the latter). */
+int shim_obj_has_search_path(const struct shim_obj *o, int *runpath);
+
+/*
+ * Rewrite o's GOT entries (JUMP_SLOT and GLOB_DAT relocations) so that
+ * each name in r[0..n) leads to its `to`.  Returns how many entries
+ * changed, or -1 when o or this architecture cannot be patched.
+ */
+int shim_obj_patch(const struct shim_obj *o, const struct shim_redirect *r,
+                   size_t n);
+
+/* The exported hooks, by name: for GOT redirection and dlsym (curlapi.c). */
+extern const struct shim_redirect shim_hooks[];
+extern const size_t shim_nhooks;
+
+/* ---- xfer.c ------------------------------------------------------------- */
+
+/* How the body of a request is sent, as far as the options tell. */
+enum shim_body {
+	SHIM_BODY_NONE = 0,        /* GET, HEAD: nothing to send again */
+	SHIM_BODY_FIELDS,          /* POSTFIELDS: in memory, can be re-sent */
+	SHIM_BODY_STREAM           /* read callback, upload, MIME: cannot */
+};
+
+/* The part of a response kept to find its usage. */
+#define SHIM_HEAD_MAX 2048
+#define SHIM_TAIL_MAX 8192
+#define SHIM_HELD_MAX 65536        /* refused body held back for a retry */
+
+struct shim_tee {
+	char head[SHIM_HEAD_MAX];
+	size_t nhead;
+	char tail[SHIM_TAIL_MAX];
+	size_t ntail;
+	uint64_t total;
+	int decided;               /* the status was looked at (first write) */
+	int may_hold;              /* a refused body may be held for a retry */
+	int holding;               /* withholding a refused body for a retry */
+	char *held;
+	size_t nheld;
+};
+
+/* What one transfer is charged to, copied out of the config. */
+struct shim_policy {
+	char name[RATECTL_NAME_MAX + 1];
+	int on_error;              /* RC_ON_ERROR_* */
+	unsigned retries;
+	unsigned retry_percent;
+	int64_t timeout_ns;
+	unsigned bytes_per_token;
+	uint64_t default_max_tokens;
+};
+
+/* The shim's state for one easy handle, created by the first option it
+ * cares about or by the first matched transfer. */
+struct xfer {
+	struct xfer *hnext;        /* hash chain (xfer.c) */
+	CURL *e;
+	/* what the program set */
+	const char *fields;        /* CURLOPT_POSTFIELDS, not owned */
+	curl_off_t fields_size;    /* -1: strlen */
+	int copied;                /* COPYPOSTFIELDS: scanned at setopt */
+	uint64_t copied_bytes;
+	int64_t copied_max;        /* max_tokens found in it, -1 none */
+	enum shim_body body;
+	curl_write_callback wfn;
+	void *wdata;
+	char *errbuf;
+	curl_prereq_callback prereq;
+	void *prereq_data;
+	CURLU *curlu;
+	unsigned port;             /* CURLOPT_PORT, 0 when not set */
+	/* the shim's own, while a transfer is in progress */
+	int tee_on;                /* our write callback is installed */
+	int abort_on;              /* our refusing prereq callback is installed */
+	struct shim_tee *tee;
+	struct shim_policy pol;
+	int leased;
+	ratectl_lease lease;
+	uint64_t estimate;
+	char refusal[CURL_ERROR_SIZE];
+	/* multi interface (multi.c), touched only by the multi's thread */
+	CURLM *multi;
+	int parked;
+	struct xfer *pnext;           /* parked queue */
+	int64_t parked_at;
+	int active;                   /* in the real multi, counted in nactive */
+	struct xfer *anext, **aprev;  /* the multi's active list */
+};
+
+/* The state of e; created when create is set (NULL only without memory). */
+struct xfer *xfer_get(CURL *e, int create);
+/* Forget e (curl_easy_cleanup). */
+void xfer_drop(CURL *e);
+
+/* Swap the program's write callback for the tee, and back. */
+int xfer_tee_begin(const struct shim_curl *api, struct xfer *x, int may_hold);
+void xfer_tee_end(const struct shim_curl *api, struct xfer *x);
+/* Give the program a body withheld for a retry that did not happen. */
+void xfer_tee_replay(struct xfer *x);
+/* Make the next perform fail before sending (multi refusals), and undo. */
+int xfer_abort_begin(const struct shim_curl *api, struct xfer *x);
+void xfer_abort_end(const struct shim_curl *api, struct xfer *x);
+
+/* Request body facts for the estimate: bytes, and max_tokens (-1 none). */
+void xfer_body(const struct xfer *x, uint64_t *bytes, int64_t *max_tokens);
+
+/* ---- multi.c ------------------------------------------------------------ */
+
+/* x is being cleaned up: end its multi transfer (lease, parking) now. */
+void shim_multi_detach(const struct shim_curl *api, struct xfer *x);
+/* x's handle is gone already: drop it from its multi without touching it. */
+void shim_multi_forget(struct xfer *x);
+
+/* ---- policy.c ----------------------------------------------------------- */
+
+/*
+ * The budget matching the URL of handle e, copied into *pol.  Returns 1
+ * when matched, 0 when not (the transfer is not ours).  x may be NULL.
+ */
+int shim_match(const struct shim_curl *api, CURL *e, const struct xfer *x,
+               struct shim_policy *pol);
+
+/* Estimated tokens of a transfer from its body. */
+uint64_t shim_estimate(const struct shim_policy *pol, const struct xfer *x);
+
+/* Outcomes of shim_admit(). */
+enum {
+	SHIM_ADMITTED = 0,         /* lease held */
+	SHIM_PASS = 1,             /* ledger unusable, on_error = open: go */
+	SHIM_WAIT = 2,             /* non-blocking and refused: *wait_ns */
+	SHIM_REFUSE = 3            /* fail the transfer; msg says why */
+};
+
+/*
+ * Admit x's transfer against pol: blocking (up to pol->timeout_ns) when
+ * block is set, else one try.  Fills x->lease / x->leased, and on
+ * SHIM_REFUSE writes the reason into x->refusal.
+ */
+int shim_admit(struct xfer *x, int block, int64_t *wait_ns);
+
+/* Release x's lease with the tokens the response reported (or the
+ * estimate when it said nothing; 0 for a 429, or status < 0: not sent). */
+void shim_release(struct xfer *x, long status);
+
+/* Learn from a response's status and headers: cooldown, tightening. */
+void shim_learn(const struct shim_curl *api, CURL *e, const struct xfer *x,
+                long status);
+
+/* May a refused transfer be sent again (the shared retry budget)? */
+int shim_retry_take(const struct xfer *x);
+
+/* The ledger's clock: CLOCK_BOOTTIME, in nanoseconds. */
+int64_t shim_now(void);
+
+/* Make fork() wait until no thread holds mu, and leave it unlocked in
+ * the child.  Idempotent per mutex; at most 8 mutexes. */
+void shim_fork_guard(pthread_mutex_t *mu);
+
+/* ---- messages ----------------------------------------------------------- */
+
+enum shim_warn {
+	SHIM_W_NOCURL, SHIM_W_NOCONF, SHIM_W_BADCONF, SHIM_W_LEDGER,
+	SHIM_W_TOOBIG, SHIM_W_CURLS, SHIM_W_GOT, SHIM_W_NOMEM, SHIM_W_REFUSED,
+	SHIM_W_COUNT
+};
+
+/* "ratectl-preload: ..." on stderr, once per process for each kind. */
+void shim_warn(enum shim_warn kind, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Set while this thread is inside the real curl_easy_perform, whose own
+ * calls to the multi interface must pass straight through. */
+extern __thread int shim_in_easy;
+
+#pragma GCC visibility pop
+
+#endif
