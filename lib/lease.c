@@ -294,7 +294,7 @@ int ratectl__slot_claim(rc_lfile *lf, uint32_t max, int32_t pid, int64_t now,
 	if (rc == 0) {
 		s = &lf->slots[*slot];
 		set_held(lf, (uint32_t)*slot, 1);
-		s->pid = pid;
+		__atomic_store_n(&s->pid, pid, __ATOMIC_RELAXED);   /* the watcher reads it */
 		s->start = now;
 		s->tokens = tokens;
 		__atomic_store_n(&s->state, RC_SLOT_HELD, __ATOMIC_RELEASE);

@@ -73,7 +73,7 @@ static int holders(rc_lfile *lf, struct pollfd *pfd, int cap)
 	int k = 0;
 
 	for (i = 0; i < n && i < RATECTL_MAX_INFLIGHT && k < cap; i++) {
-		int32_t pid = lf->slots[i].pid;
+		int32_t pid = __atomic_load_n(&lf->slots[i].pid, __ATOMIC_RELAXED);
 		int fd;
 
 		if (__atomic_load_n(&lf->slots[i].state, __ATOMIC_ACQUIRE) != RC_SLOT_HELD ||
