@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run every test: the cmocka binaries in $B/tests/ and the shell tests
-# tests/test_*.sh (which print "ok - ..." / "not ok - ..." lines).  Each
-# suite is bounded in time.  Closes with "tests: N passed, M failed".
+# tests/test_*.sh (which print "ok - ..." / "not ok - ..." lines, and
+# "ok - ... # SKIP why").  Each suite is bounded in time.  Closes with
+# "tests: N passed, M failed, K skipped".
 # Usage: tests/run.sh [NAME-FILTER]
 set -u
 B=${B:-build}
@@ -10,6 +11,7 @@ filter=${1:-}
 limit=${RATECTL_TEST_TIMEOUT:-300}
 passed=0
 failed=0
+skipped=0
 bad_suites=""
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -26,8 +28,11 @@ run_suite() {
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
 	p=${p:-0}
 	f=${f:-0}
-	sp=$(grep -c '^ok ' "$log")
+	cs=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+	sk=$(grep -c '^ok .*# SKIP' "$log")
+	sp=$(($(grep -c '^ok ' "$log") - sk))
 	sf=$(grep -c '^not ok ' "$log")
+	skipped=$((skipped + sk + ${cs:-0}))
 	p=$((p + sp))
 	f=$((f + sf))
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
@@ -49,5 +54,5 @@ for t in tests/test_*.sh; do
 done
 
 [ -z "$bad_suites" ] || echo "failing suites:$bad_suites"
-echo "tests: $passed passed, $failed failed"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
