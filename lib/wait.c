@@ -26,13 +26,14 @@
 
 #include "internal.h"
 
-/* How often a waiter checks that the watcher lives (a watcher that leaves
- * hands over at once; only one killed while waiting costs this long, and
- * only for slots whose holders die meanwhile: releases still wake at
- * once; checking every second cost 64 idle waiters 0.4% of a core), and
- * how often the
- * watch thread refreshes its list of holders (new holders come only after
- * a wake-up, which refreshes it anyway). */
+/*
+ * How often a waiter checks that the watcher lives.  A watcher that stops
+ * waiting hands over at once; only one killed while waiting leaves a gap,
+ * and only for holders that die in it (releases still wake at once).
+ * Checking every second cost 64 idle waiters 0.4% of a core.  And how
+ * often the watch thread refreshes its list of holders: new holders come
+ * only after a wake-up, which refreshes it anyway.
+ */
 #define RC_WATCH_CHECK_NS 5000000000LL
 #define RC_WATCH_REFRESH_MS 100
 #define RC_WATCH_MAX 256
