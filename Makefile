@@ -123,6 +123,7 @@ $(B)/progs/%: tests/progs/%.c $(STATIC)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) $(PROG_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
 
 BENCH_LIBS_bench_alt = -lhiredis -lsqlite3
+BENCH_LIBS_bench_shim = -lcurl
 $(B)/bench/%: tests/bench/%.c $(STATIC) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) $(BENCH_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
