@@ -128,6 +128,27 @@ static void key_name(const MDB_val *k, char out[RATECTL_NAME_MAX + 1])
 	out[n] = '\0';
 }
 
+int ratectl__budget_each(ratectl *h, MDB_txn *txn, rc_each_fn fn, void *ctx)
+{
+	char name[RATECTL_NAME_MAX + 1];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
+		return ratectl__mdb_err(h, rc, "list budgets");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (!rc_budget_key(&k))
+			continue;       /* .meta */
+		key_name(&k, name);
+		if ((rc = fn(h, txn, name, &v, ctx)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* ---- create, update, delete --------------------------------------------- */
 
 struct set_ctx {
@@ -314,28 +335,20 @@ static int mod_one(ratectl *h, MDB_txn *txn, struct mod_ctx *c, const char *name
 	return ratectl__rec_put(h, txn, name, &rec);
 }
 
+static int mod_each(ratectl *h, MDB_txn *txn, const char *name,
+                    const MDB_val *v, void *ctx)
+{
+	(void)v;
+	return mod_one(h, txn, ctx, name);
+}
+
 static int mod_op(ratectl *h, MDB_txn *txn, void *arg)
 {
 	struct mod_ctx *c = arg;
-	char name[RATECTL_NAME_MAX + 1];
-	MDB_cursor *cur;
-	MDB_val k, v;
-	int rc;
 
 	if (c->name)
 		return mod_one(h, txn, c, c->name);
-	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
-		return ratectl__mdb_err(h, rc, "list budgets");
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (!rc_budget_key(&k))
-			continue;
-		key_name(&k, name);
-		if ((rc = mod_one(h, txn, c, name)) != 0)
-			break;
-	}
-	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	return ratectl__budget_each(h, txn, mod_each, c);
 }
 
 static int modify(ratectl *h, struct mod_ctx *c)
@@ -492,39 +505,40 @@ int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out)
 		info_fill(h, name, &rec, ratectl_now(h), out);
 	return rc;
 }
+struct foreach_ctx {
+	int (*fn)(const ratectl_budget_info *info, void *ctx);
+	void *ctx;
+};
+
+static int foreach_each(ratectl *h, MDB_txn *txn, const char *name,
+                        const MDB_val *v, void *arg)
+{
+	struct foreach_ctx *c = arg;
+	ratectl_budget_info info;
+	rc_budget_rec rec;
+	int rc;
+
+	(void)txn;
+	if ((rc = ratectl__rec_load(name, v, &rec)) != 0)
+		return rc;
+	info_fill(h, name, &rec, ratectl_now(h), &info);
+	return c->fn(&info, c->ctx);
+}
+
 int ratectl_budget_foreach(ratectl *h,
                            int (*fn)(const ratectl_budget_info *info, void *ctx),
                            void *ctx)
 {
-	char name[RATECTL_NAME_MAX + 1];
-	ratectl_budget_info info;
-	rc_budget_rec rec;
-	MDB_cursor *cur;
+	struct foreach_ctx c = { fn, ctx };
 	MDB_txn *txn;
-	MDB_val k, v;
 	int rc;
 
 	ratectl__err_clear();
 	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl__read_begin(h, &txn)) != 0)
 		return rc;
-	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0) {
-		ratectl__read_end(h, txn);
-		return ratectl__mdb_err(h, rc, "list budgets");
-	}
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (!rc_budget_key(&k))
-			continue;
-		key_name(&k, name);
-		if ((rc = ratectl__rec_load(name, &v, &rec)) != 0)
-			break;
-		info_fill(h, name, &rec, ratectl_now(h), &info);
-		if ((rc = fn(&info, ctx)) != 0)
-			break;
-	}
-	mdb_cursor_close(cur);
+	rc = ratectl__budget_each(h, txn, foreach_each, &c);
 	ratectl__read_end(h, txn);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	return rc;
 }
 
 int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
@@ -552,50 +566,48 @@ int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
 	return 0;
 }
 
-struct reclaim_ctx {
-	unsigned slots;
-};
+/* A damaged record must not stop the others' slots from coming back:
+ * only the id is read. */
+static int reclaim_each(ratectl *h, MDB_txn *txn, const char *name,
+                        const MDB_val *v, void *ctx)
+{
+	unsigned *slots = ctx;
+	rc_lfile *lf;
+	uint32_t id;
+
+	(void)txn;
+	(void)name;
+	if (v->mv_size < RC_REC_SIZE(0))
+		return 0;
+	memcpy(&id, (const char *)v->mv_data + offsetof(rc_budget_rec, id), sizeof id);
+	if (ratectl__lfile_get(h, id, &lf) == 0)
+		*slots += ratectl__slot_reclaim(lf);
+	return 0;
+}
 
 /* Inside a write transaction, so that no admission probes the same slots. */
 static int reclaim_op(ratectl *h, MDB_txn *txn, void *arg)
 {
-	struct reclaim_ctx *c = arg;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	rc_lfile *lf;
+	unsigned *slots = arg;
 	int rc;
 
-	c->slots = 0;
-	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
-		return ratectl__mdb_err(h, rc, "list budgets");
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (!rc_budget_key(&k))
-			continue;
-		uint32_t id;
-
-		if (v.mv_size < RC_REC_SIZE(0))
-			continue;
-		memcpy(&id, (const char *)v.mv_data + offsetof(rc_budget_rec, id), sizeof id);
-		if (ratectl__lfile_get(h, id, &lf) == 0)
-			c->slots += ratectl__slot_reclaim(lf);
-	}
-	mdb_cursor_close(cur);
-	return 1;       /* nothing written: abort */
+	*slots = 0;
+	rc = ratectl__budget_each(h, txn, reclaim_each, slots);
+	return rc != 0 ? rc : 1;        /* nothing written: abort */
 }
 
 int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers)
 {
-	struct reclaim_ctx c = { 0 };
+	unsigned freed = 0;
 	int rc, dead = 0;
 
 	ratectl__err_clear();
 	if ((rc = ratectl__enter(h)) != 0)
 		return rc;
 	mdb_reader_check(h->env, &dead);
-	rc = ratectl__write(h, reclaim_op, &c);
+	rc = ratectl__write(h, reclaim_op, &freed);
 	if (slots)
-		*slots = c.slots;
+		*slots = freed;
 	if (readers)
 		*readers = (unsigned)dead;
 	return rc;

@@ -180,6 +180,11 @@ int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
                      rc_budget_rec *rec);
 int ratectl__rec_put(ratectl *h, MDB_txn *txn, const char *name,
                      const rc_budget_rec *rec);
+/* Call fn for each budget in txn, in name order, until it returns non-zero
+ * (which is returned).  fn may write records by key. */
+typedef int (*rc_each_fn)(ratectl *h, MDB_txn *txn, const char *name,
+                          const MDB_val *v, void *ctx);
+int ratectl__budget_each(ratectl *h, MDB_txn *txn, rc_each_fn fn, void *ctx);
 /* The same through a cursor (one search for both); close it after. */
 int ratectl__rec_fetch(ratectl *h, MDB_txn *txn, const char *name,
                        rc_budget_rec *rec, MDB_cursor **cur);

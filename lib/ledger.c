@@ -185,38 +185,34 @@ static void rebase_rec(rc_budget_rec *rec, int64_t shift, int64_t now)
 	rec->sched.ramp_end = rec->sched.ramp_next = 0;
 }
 
-static int rebase_all(ratectl *h, MDB_txn *txn, int64_t shift)
+struct rebase_ctx {
+	int64_t shift;
+	int64_t now;
+};
+
+static int rebase_each(ratectl *h, MDB_txn *txn, const char *name,
+                       const MDB_val *v, void *arg)
 {
-	int64_t now = ratectl_now(h);
-	MDB_cursor *cur;
-	MDB_val k, v;
+	struct rebase_ctx *c = arg;
+	rc_budget_rec rec;
+	rc_lfile *lf;
 	int rc;
 
-	rc = mdb_cursor_open(txn, h->dbi, &cur);
-	if (rc != 0)
-		return ratectl__mdb_err(h, rc, "rebase");
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (!rc_budget_key(&k))
-			continue;
-		char name[RATECTL_NAME_MAX + 1];
-		rc_budget_rec rec;
-		rc_lfile *lf;
+	if ((rc = ratectl__rec_load(name, v, &rec)) != 0)
+		return rc;
+	rebase_rec(&rec, c->shift, c->now);
+	if ((rc = ratectl__rec_put(h, txn, name, &rec)) != 0)
+		return rc;
+	if (ratectl__lfile_get(h, rec.id, &lf) == 0)
+		ratectl__slot_reset(lf);
+	return 0;
+}
 
-		snprintf(name, sizeof name, "%.*s", (int)k.mv_size, (char *)k.mv_data);
-		if ((rc = ratectl__rec_load(name, &v, &rec)) != 0)
-			break;
-		rebase_rec(&rec, shift, now);
-		v.mv_data = &rec;
-		if ((rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT)) != 0) {
-			rc = rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "rebase");
-			break;
-		}
-		if (ratectl__lfile_get(h, rec.id, &lf) == 0)
-			ratectl__slot_reset(lf);
-	}
-	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+static int rebase_all(ratectl *h, MDB_txn *txn, int64_t shift)
+{
+	struct rebase_ctx c = { shift, ratectl_now(h) };
+
+	return ratectl__budget_each(h, txn, rebase_each, &c);
 }
 
 static int meta_create(ratectl *h, MDB_txn *txn, MDB_val *key)
