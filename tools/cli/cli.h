@@ -147,5 +147,8 @@ int cmd_run(cli *c, int argc, char **argv);
 void show_limits_cell(char *buf, size_t len, const ratectl_budget_info *in,
                       ratectl_dim dim);
 void show_inflight_cell(char *buf, size_t len, const ratectl_budget_info *in);
+/* The five summary columns (budget, requests, tokens, in flight, cooldown). */
+void show_summary_header(table *t);
+void show_summary_row(table *t, const ratectl_budget_info *in);
 
 #endif

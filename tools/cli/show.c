@@ -48,29 +48,39 @@ void show_inflight_cell(char *buf, size_t len, const ratectl_budget_info *in)
 		snprintf(buf + n, len - (size_t)n, " (%u dead)", in->dead);
 }
 
-/* One row per budget, so that the table stays one screen wide even with
- * several limits: they share a cell per dimension. */
-static void list_table(const ratectl_budget_info *v, size_t n)
+void show_summary_header(table *t)
 {
-	table *t = table_new(5);
-	char req[512], tok[512], inf[64], cd[FMT_LEN];
-	size_t i;
-
 	table_cell(t, "BUDGET");
 	table_cell(t, "REQUESTS");
 	table_cell(t, "TOKENS");
 	table_cell(t, "IN FLIGHT");
 	table_cell(t, "COOLDOWN");
-	for (i = 0; i < n; i++) {
-		show_limits_cell(req, sizeof req, &v[i], RATECTL_REQUESTS);
-		show_limits_cell(tok, sizeof tok, &v[i], RATECTL_TOKENS);
-		show_inflight_cell(inf, sizeof inf, &v[i]);
-		table_cell(t, "%s", v[i].name);
-		table_cell(t, "%s", req);
-		table_cell(t, "%s", tok);
-		table_cell(t, "%s", inf);
-		table_cell(t, "%s", v[i].cooldown_ns ? fmt_dur(cd, v[i].cooldown_ns) : "-");
-	}
+}
+
+/* One row per budget, so that the table stays one screen wide even with
+ * several limits: they share a cell per dimension. */
+void show_summary_row(table *t, const ratectl_budget_info *in)
+{
+	char req[512], tok[512], inf[64], cd[FMT_LEN];
+
+	show_limits_cell(req, sizeof req, in, RATECTL_REQUESTS);
+	show_limits_cell(tok, sizeof tok, in, RATECTL_TOKENS);
+	show_inflight_cell(inf, sizeof inf, in);
+	table_cell(t, "%s", in->name);
+	table_cell(t, "%s", req);
+	table_cell(t, "%s", tok);
+	table_cell(t, "%s", inf);
+	table_cell(t, "%s", in->cooldown_ns ? fmt_dur(cd, in->cooldown_ns) : "-");
+}
+
+static void list_table(const ratectl_budget_info *v, size_t n)
+{
+	table *t = table_new(5);
+	size_t i;
+
+	show_summary_header(t);
+	for (i = 0; i < n; i++)
+		show_summary_row(t, &v[i]);
 	table_print(t, stdout, "");
 	table_free(t);
 }

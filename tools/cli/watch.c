@@ -140,7 +140,7 @@ static const char *per_s(char buf[FMT_LEN], uint64_t now, const uint64_t *was,
 static void draw_screen(struct watch *w, const ratectl_budget_info *v, size_t n,
                         int64_t dt)
 {
-	char req[512], tok[512], inf[64], cd[FMT_LEN], a[FMT_LEN], r[FMT_LEN];
+	char a[FMT_LEN], r[FMT_LEN];
 	char stamp[32];
 	time_t now = time(NULL);
 	table *t = table_new(7);
@@ -150,24 +150,13 @@ static void draw_screen(struct watch *w, const ratectl_budget_info *v, size_t n,
 	fputs("\033[H\033[2J", stdout);
 	printf("ratectl watch  %s  ledger %s  (q quits)\n\n", stamp,
 	       ratectl_path(w->c->h));
-	table_cell(t, "BUDGET");
-	table_cell(t, "REQUESTS");
-	table_cell(t, "TOKENS");
-	table_cell(t, "IN FLIGHT");
-	table_cell(t, "COOLDOWN");
+	show_summary_header(t);
 	table_cell(t, "ADMITTED/S");
 	table_cell(t, "REFUSED/S");
 	for (i = 0; i < n; i++) {
 		const ratectl_budget_info *p = find_prev(w, v[i].name);
 
-		show_limits_cell(req, sizeof req, &v[i], RATECTL_REQUESTS);
-		show_limits_cell(tok, sizeof tok, &v[i], RATECTL_TOKENS);
-		show_inflight_cell(inf, sizeof inf, &v[i]);
-		table_cell(t, "%s", v[i].name);
-		table_cell(t, "%s", req);
-		table_cell(t, "%s", tok);
-		table_cell(t, "%s", inf);
-		table_cell(t, "%s", v[i].cooldown_ns ? fmt_dur(cd, v[i].cooldown_ns) : "-");
+		show_summary_row(t, &v[i]);
 		table_cell(t, "%s", per_s(a, v[i].counters.admitted,
 		                          p ? &p->counters.admitted : NULL, dt));
 		table_cell(t, "%s", per_s(r, v[i].counters.refused,
