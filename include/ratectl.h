@@ -293,14 +293,52 @@ int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns);
 /*
  * The provider says `remaining` units of `dim` are left now and that its
  * limit is full again reset_ns from now (how OpenAI's x-ratelimit-* and
- * Anthropic's anthropic-ratelimit-* headers read).  Every limit of that
- * dimension that believes more is available, or that it refills sooner,
- * is tightened to match; it is never loosened.  *changed (may be NULL) is
- * set to 1 when a limit was tightened.  Callers should ignore values that
- * cannot be trusted (negative, or 0 with no reset) before calling.
+ * Anthropic's anthropic-ratelimit-* headers read), of a window whose
+ * length and count are not known: ratectl_observe_window() with only
+ * dim, remaining and reset_ns set, which tightens the limit of that
+ * dimension with the shortest period, if it believes more is available
+ * or that it refills sooner; it is never loosened.  *changed (may be
+ * NULL) is set to 1 when a limit was tightened.  Callers should ignore
+ * values that cannot be trusted (negative, or 0 with no reset) before
+ * calling, and should prefer ratectl_observe_window() when they know
+ * which window a header describes.
  */
 int ratectl_observe(ratectl *h, const char *name, ratectl_dim dim,
                     uint64_t remaining, int64_t reset_ns, int *changed);
+
+/*
+ * What a provider's rate-limit header says about one of its windows.
+ * A header describes one window only: OpenAI's x-ratelimit-*-tokens is
+ * the per-minute limit (its -limit- value is the count), Anthropic's
+ * anthropic-ratelimit-* likewise, the IETF RateLimit-Policy names the
+ * window (w=) and quota (q=).  Unknown fields are 0.
+ */
+#define RATECTL_WINDOW_VERSION 1
+
+typedef struct ratectl_window {
+	unsigned version;          /* RATECTL_WINDOW_VERSION */
+	ratectl_dim dim;
+	uint64_t remaining;        /* units left now */
+	int64_t reset_ns;          /* until the window is full again; 0 unknown */
+	uint64_t limit;            /* the provider's count for it; 0 unknown */
+	int64_t window_ns;         /* its length; 0 unknown */
+} ratectl_window;
+
+#define RATECTL_WINDOW_INIT { RATECTL_WINDOW_VERSION, RATECTL_REQUESTS, 0, 0, 0, 0 }
+
+/*
+ * Tighten the one limit of budget `name` that window *w describes, never
+ * another: a per-minute header must not shrink a daily limit of the same
+ * dimension, whose refill is a thousand times slower.  The limit is, of
+ * those of w->dim whose period is not longer than w->window_ns (when
+ * known): the one whose period equals the window; else the one whose
+ * count equals w->limit; else the one with the shortest period.  No
+ * limit qualifies: nothing changes.  The chosen limit is tightened as by
+ * ratectl_observe(), never loosened; *changed (may be NULL) says whether
+ * it was.  RATECTL_ENOTFOUND, -EINVAL for a bad *w.
+ */
+int ratectl_observe_window(ratectl *h, const char *name, const ratectl_window *w,
+                           int *changed);
 
 /* Live state of one limit. */
 typedef struct ratectl_limit_state {

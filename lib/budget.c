@@ -318,8 +318,7 @@ struct mod_ctx {
 	int (*fn)(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c);
 	int64_t now;
 	int64_t arg;
-	ratectl_dim dim;
-	uint64_t remaining;
+	const ratectl_window *window;
 	int changed;
 };
 
@@ -414,26 +413,41 @@ int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns)
 
 static int observe_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 {
+	int i = ratectl__gcra_window_match(rec->lim, rec->nlimits, c->window);
+
 	(void)h;
-	c->changed = ratectl__gcra_tighten(rec->lim, rec->nlimits, c->dim,
-	                                   c->remaining, c->arg, c->now);
+	c->changed = i >= 0 && ratectl__gcra_tighten(&rec->lim[i], c->window->remaining,
+	                                             c->window->reset_ns, c->now);
 	return c->changed ? 0 : 1;      /* nothing to write: abort */
 }
 
-int ratectl_observe(ratectl *h, const char *name, ratectl_dim dim,
-                    uint64_t remaining, int64_t reset_ns, int *changed)
+int ratectl_observe_window(ratectl *h, const char *name, const ratectl_window *w,
+                           int *changed)
 {
-	struct mod_ctx c = { .name = name, .fn = observe_fn, .arg = reset_ns,
-	                     .dim = dim, .remaining = remaining };
+	struct mod_ctx c = { .name = name, .fn = observe_fn, .window = w };
 	int rc;
 
-	if (!name || (dim != RATECTL_REQUESTS && dim != RATECTL_TOKENS) ||
-	    reset_ns < 0)
+	if (changed)
+		*changed = 0;
+	if (!name || !w || w->version != RATECTL_WINDOW_VERSION ||
+	    (w->dim != RATECTL_REQUESTS && w->dim != RATECTL_TOKENS) ||
+	    w->reset_ns < 0 || w->window_ns < 0)
 		return ratectl__err(-EINVAL, "observe: bad arguments");
 	rc = modify(h, &c);
 	if (changed)
 		*changed = c.changed;
 	return rc;
+}
+
+int ratectl_observe(ratectl *h, const char *name, ratectl_dim dim,
+                    uint64_t remaining, int64_t reset_ns, int *changed)
+{
+	ratectl_window w = RATECTL_WINDOW_INIT;
+
+	w.dim = dim;
+	w.remaining = remaining;
+	w.reset_ns = reset_ns;
+	return ratectl_observe_window(h, name, &w, changed);
 }
 
 /* ---- inspection ---------------------------------------------------------- */

@@ -147,30 +147,47 @@ int64_t ratectl__gcra_until_full(const rc_limit *l, int64_t now)
 	return l->tat > now ? l->tat - now : 0;
 }
 
-int ratectl__gcra_tighten(rc_limit *l, unsigned n, ratectl_dim dim,
-                          uint64_t remaining, int64_t reset, int64_t now)
+int ratectl__gcra_window_match(const rc_limit *l, unsigned n,
+                               const ratectl_window *w)
 {
-	int changed = 0;
+	int by_period = -1, by_count = -1, shortest = -1;
 	unsigned i;
 
 	for (i = 0; i < n; i++) {
-		int64_t debt, want;
-
-		if (l[i].dim != (uint32_t)dim)
+		if (l[i].dim != (uint32_t)w->dim)
 			continue;
-		/* Providers refill continuously: `remaining` may pass now, and
-		 * the limit is full again only after `reset`.  Believe whichever
-		 * says less is available; never loosen. */
-		debt = remaining >= l[i].burst ? 0 : l[i].tau - (int64_t)remaining * l[i].T;
-		if (reset > debt)
-			debt = reset < l[i].tau ? reset : l[i].tau;
-		want = now + debt;
-		if (debt > 0 && want > l[i].tat) {
-			l[i].tat = want;
-			changed = 1;
-		}
+		/* A window's figures say nothing about a longer one: its
+		 * refill is slower, and shrinking it to a minute's remainder
+		 * would throttle to the daily rate. */
+		if (w->window_ns > 0 && l[i].period > w->window_ns)
+			continue;
+		if (w->window_ns > 0 && l[i].period == w->window_ns && by_period < 0)
+			by_period = (int)i;
+		if (w->limit > 0 && l[i].count == w->limit && by_count < 0)
+			by_count = (int)i;
+		if (shortest < 0 || l[i].period < l[shortest].period)
+			shortest = (int)i;
 	}
-	return changed;
+	return by_period >= 0 ? by_period : by_count >= 0 ? by_count : shortest;
+}
+
+int ratectl__gcra_tighten(rc_limit *l, uint64_t remaining, int64_t reset,
+                          int64_t now)
+{
+	int64_t debt, want;
+
+	/* Providers refill continuously: `remaining` may pass now, and the
+	 * limit is full again only after `reset`.  Believe whichever says
+	 * less is available; never loosen. */
+	debt = remaining >= l->burst ? 0 : l->tau - (int64_t)remaining * l->T;
+	if (reset > debt)
+		debt = reset < l->tau ? reset : l->tau;
+	want = now + debt;
+	if (debt > 0 && want > l->tat) {
+		l->tat = want;
+		return 1;
+	}
+	return 0;
 }
 
 void ratectl__gcra_cooldown(rc_limit *l, unsigned n, rc_sched *s,

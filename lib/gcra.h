@@ -75,12 +75,19 @@ uint64_t ratectl__gcra_available(const rc_limit *l, int64_t now);
 int64_t ratectl__gcra_until_full(const rc_limit *l, int64_t now);
 
 /*
- * The provider says `remaining` units of dim are left now and its limit is
- * full again after `reset` ns: tighten every limit of dim that believes
- * more.  Returns 1 if one changed, else 0.
+ * The limit among l[0..n) that provider window w describes (see
+ * ratectl_observe_window() in ratectl.h), or -1 when none does.
  */
-int ratectl__gcra_tighten(rc_limit *l, unsigned n, ratectl_dim dim,
-                          uint64_t remaining, int64_t reset, int64_t now);
+int ratectl__gcra_window_match(const rc_limit *l, unsigned n,
+                               const ratectl_window *w);
+
+/*
+ * The provider says `remaining` units are left now in limit l's window
+ * and that it is full again after `reset` ns: tighten l if it believes
+ * more.  Returns 1 if it changed, else 0.
+ */
+int ratectl__gcra_tighten(rc_limit *l, uint64_t remaining, int64_t reset,
+                          int64_t now);
 
 /*
  * Pause until `until`.  A cooldown follows a refusal by the provider, whose

@@ -207,17 +207,16 @@ static void test_tighten(void **state)
 
 	(void)state;
 	/* Provider: 5 remain, full again in 30 s.  The ledger thought 60. */
-	assert_int_equal(ratectl__gcra_tighten(&l, 1, RATECTL_REQUESTS, 5, 30 * S, now), 1);
+	assert_int_equal(ratectl__gcra_tighten(&l, 5, 30 * S, now), 1);
 	for (i = 0; i < 5; i++)
 		assert_true(admit(&l, 1, &s, 1, 0, now, NULL));
 	assert_false(admit(&l, 1, &s, 1, 0, now, &wait));
 	assert_int_equal(wait, S);                 /* then at the limit's rate */
 	/* never loosens */
-	assert_int_equal(ratectl__gcra_tighten(&l, 1, RATECTL_REQUESTS, 59, S, now), 0);
-	assert_int_equal(ratectl__gcra_tighten(&l, 1, RATECTL_TOKENS, 0, S, now), 0);
+	assert_int_equal(ratectl__gcra_tighten(&l, 59, S, now), 0);
 	/* a reset longer than what is missing: full only after it */
 	l = mk(RATECTL_REQUESTS, 60, 60 * S, 0);
-	assert_int_equal(ratectl__gcra_tighten(&l, 1, RATECTL_REQUESTS, 59, 50 * S, now), 1);
+	assert_int_equal(ratectl__gcra_tighten(&l, 59, 50 * S, now), 1);
 	assert_int_equal(ratectl__gcra_until_full(&l, now), 50 * S);
 	assert_int_equal(ratectl__gcra_available(&l, now), 10);
 }
