@@ -24,6 +24,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,7 @@ struct config {
 	const char *log_path, *port_file;
 	uint64_t max_requests, max_seconds;   /* 0 = unbounded */
 	uint64_t seed;
+	uint64_t stream_bytes;                /* size of a streamed reply's text */
 	int quiet;
 };
 
@@ -133,6 +135,8 @@ struct verdict {
 struct usage {
 	uint64_t prompt, completion, estimate;
 	const char *model;    /* borrowed from the parsed body */
+	int stream;           /* "stream": true */
+	int include_usage;    /* "stream_options": {"include_usage": true} */
 };
 
 /* ---------------------------------------------------------------- */
@@ -631,6 +635,208 @@ static json_t *success_body(const struct usage *u, const struct verdict *v,
 }
 
 /* ---------------------------------------------------------------- */
+/* Streamed replies (server-sent events)                            */
+/* ---------------------------------------------------------------- */
+
+/*
+ * A reply to "stream": true, as OpenAI and Anthropic send it: a run of
+ * SSE events whose text adds up to --stream-bytes, then the usage.  The
+ * bytes depend on the request only (no ids, no times), so a test can
+ * compare what a client received with a direct fetch.  They are handed to
+ * libmicrohttpd in pieces of many sizes (sizes below, around the 2 KiB,
+ * 4 KiB, 8 KiB and 16 KiB buffer sizes a client may have), each becoming
+ * one HTTP chunk.
+ */
+static const size_t piece_sizes[] = {
+	1, 2, 3, 7, 64, 511, 1000, 2047, 2048, 2049, 4095, 4096, 4097,
+	8191, 8192, 8193, 12000, 16383, 16384, 16385, 24576, 32768, 65536,
+};
+
+struct strbuf {
+	char *p;
+	size_t len, cap;
+	int failed;
+};
+
+static void sb_add(struct strbuf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void sb_add(struct strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->failed)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p ? b->p + b->len : NULL, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->failed = 1;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap - b->len <= (size_t)n)
+			cap *= 2;
+		char *grown = realloc(b->p, cap);
+		if (grown == NULL) {
+			b->failed = 1;
+			return;
+		}
+		b->p = grown;
+		b->cap = cap;
+	}
+}
+
+/*
+ * Piece i of the text: words of varying length, and now and then text
+ * that looks like usage to a careless scanner (escaped, as JSON strings
+ * carry it) and SSE-looking text.
+ */
+static void text_piece(char *buf, size_t n, uint64_t i)
+{
+	static const char *const odd[] = {
+		"{\\\"usage\\\":{\\\"total_tokens\\\":999999}}",
+		"\\ndata: {\\\"usage\\\":{\\\"input_tokens\\\":7}}\\n\\n",
+		"\\\"usage\\\": {\\\"output_tokens\\\": 5}",
+	};
+	size_t len = 1 + (size_t)(i * 37 % 180), k;
+
+	if (i % 97 == 13) {
+		snprintf(buf, n, "%s", odd[i / 97 % 3]);
+		return;
+	}
+	for (k = 0; k < len && k + 1 < n; k++)
+		buf[k] = k % 7 == 6 ? ' ' : (char)('a' + (i + k) % 26);
+	buf[k] = '\0';
+}
+
+static void stream_openai(struct strbuf *b, const struct usage *u, uint64_t bytes)
+{
+	const char *head = "{\"id\":\"chatcmpl-fake-stream\",\"object\":\"chat.completion.chunk\","
+	                   "\"created\":0,\"model\":\"fakeprov\"";
+	const char *un = u->include_usage ? ",\"usage\":null" : "";
+	char text[256];
+	uint64_t i;
+
+	sb_add(b, "data: %s,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+	       "\"content\":\"\"},\"finish_reason\":null}]%s}\n\n", head, un);
+	for (i = 0; b->len < bytes && !b->failed; i++) {
+		text_piece(text, sizeof text, i);
+		if (i % 50 == 49)
+			sb_add(b, ": keep-alive\n\n");
+		sb_add(b, "data: %s,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%s\"},"
+		       "\"finish_reason\":null}]%s}\n\n", head, text, un);
+	}
+	sb_add(b, "data: %s,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
+	       "\"stop\"}]%s}\n\n", head, un);
+	if (u->include_usage)
+		sb_add(b, "data: %s,\"choices\":[],\"usage\":{\"prompt_tokens\":%" PRIu64
+		       ",\"completion_tokens\":%" PRIu64 ",\"total_tokens\":%" PRIu64 "}}\n\n",
+		       head, u->prompt, u->completion, u->prompt + u->completion);
+	sb_add(b, "data: [DONE]\n\n");
+}
+
+static void stream_anthropic(struct strbuf *b, const struct usage *u, uint64_t bytes)
+{
+	char text[256];
+	uint64_t i;
+
+	sb_add(b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
+	       "{\"id\":\"msg_fake_stream\",\"type\":\"message\",\"role\":\"assistant\","
+	       "\"content\":[],\"model\":\"fakeprov\",\"stop_reason\":null,"
+	       "\"stop_sequence\":null,\"usage\":{\"input_tokens\":%" PRIu64
+	       ",\"output_tokens\":1}}}\n\n", u->prompt);
+	sb_add(b, "event: content_block_start\ndata: {\"type\":\"content_block_start\","
+	       "\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+	for (i = 0; b->len < bytes && !b->failed; i++) {
+		text_piece(text, sizeof text, i);
+		if (i % 50 == 49)
+			sb_add(b, "event: ping\ndata: {\"type\": \"ping\"}\n\n");
+		sb_add(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+		       "\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"%s\"}}\n\n", text);
+	}
+	sb_add(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\","
+	       "\"index\":0}\n\n");
+	sb_add(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
+	       "{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":"
+	       "{\"output_tokens\":%" PRIu64 "}}\n\n", u->completion);
+	sb_add(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+}
+
+struct stream {
+	char *p;
+	size_t len;
+	unsigned next;        /* index into piece_sizes */
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *st = cls;
+	size_t n;
+
+	if (pos >= st->len)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	n = piece_sizes[st->next++ % (sizeof piece_sizes / sizeof piece_sizes[0])];
+	if (n > max)
+		n = max;
+	if (n > st->len - pos)
+		n = st->len - (size_t)pos;
+	memcpy(buf, st->p + pos, n);
+	return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *st = cls;
+
+	free(st->p);
+	free(st);
+}
+
+static enum MHD_Result reply_stream(struct server *s, struct MHD_Connection *c,
+                                    const struct usage *u, const struct verdict *v,
+                                    int anthropic)
+{
+	struct strbuf b = { NULL, 0, 0, 0 };
+	struct MHD_Response *r = NULL;
+	struct stream *st = NULL;
+	enum MHD_Result ret = MHD_NO;
+
+	if (anthropic)
+		stream_anthropic(&b, u, s->cfg.stream_bytes);
+	else
+		stream_openai(&b, u, s->cfg.stream_bytes);
+	if (b.failed || !(st = calloc(1, sizeof *st)))
+		goto out;
+	st->p = b.p;
+	st->len = b.len;
+	b.p = NULL;
+	/* Unknown size: chunked transfer encoding, one chunk a piece. */
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, stream_read, st,
+	                                      stream_free);
+	if (r == NULL) {
+		stream_free(st);
+		goto out;
+	}
+	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                            "text/event-stream") != MHD_YES ||
+	    add_limit_headers(r, v, anthropic) < 0)
+		goto out;
+	ret = MHD_queue_response(c, 200, r);
+out:
+	if (r != NULL)
+		MHD_destroy_response(r);
+	free(b.p);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- */
 /* Handlers                                                         */
 /* ---------------------------------------------------------------- */
 
@@ -674,6 +880,9 @@ static int parse_usage(const struct request *rq, struct usage *u, json_t **doc,
 	model = json_object_get(d, "model");
 	if (json_is_string(model))
 		u->model = json_string_value(model);
+	u->stream = json_is_true(json_object_get(d, "stream"));
+	u->include_usage = json_is_true(json_object_get(json_object_get(d,
+	                   "stream_options"), "include_usage"));
 	u->completion = ((uint64_t)max + 1) / 2;
 	u->estimate = u->prompt + (uint64_t)max;
 	*doc = d;
@@ -701,6 +910,12 @@ static enum MHD_Result handle_api(struct server *s, struct MHD_Connection *c,
 		return reply(c, 400, error_body("invalid_request_error", clean, anthropic), NULL, 0);
 	}
 	decide(s, &u, url, &v);
+	if (v.status == 200 && u.stream) {
+		sleep_latency(s, v.latency);
+		ret = reply_stream(s, c, &u, &v, anthropic);
+		json_decref(doc);
+		return ret;
+	}
 	if (v.status == 200) {
 		sleep_latency(s, v.latency);
 		body = success_body(&u, &v, anthropic);
@@ -866,6 +1081,8 @@ static void usage(FILE *f)
 	"  --retry-after S         Retry-After for every 429 (default: the wait rounded\n"
 	"                          up to whole seconds, at least 1; injected ones: 1)\n"
 	"  --seed N                seed of the injection and jitter RNG (default 1)\n"
+	"  --stream-bytes N        size of a streamed reply (\"stream\": true) before its\n"
+	"                          closing events (default 131072, max 64 MiB)\n"
 	"  --log FILE              one JSON line per request (file truncated first):\n"
 	"                          t_ms, method, path, status, tokens,\n"
 	"                          remaining_requests, remaining_tokens, injected\n"
@@ -889,6 +1106,12 @@ static void usage(FILE *f)
 	"anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset} (reset as an\n"
 	"RFC 3339 UTC time); with --rpm and --rps both, the request headers describe\n"
 	"whichever has less left.\n\n"
+	"Streaming: a body with \"stream\": true is answered as server-sent events in\n"
+	"HTTP chunks of many sizes (1 byte to 64 KiB): OpenAI chat.completion.chunk\n"
+	"events, closed by a usage event when stream_options.include_usage is true,\n"
+	"then \"data: [DONE]\"; on /v1/messages Anthropic's message_start (input\n"
+	"usage) ... message_delta (output usage), message_stop.  The bytes depend on\n"
+	"the request only, so two fetches of one request are identical.\n\n"
 	"Exit status: 0 after SIGINT, SIGTERM or a --max-* bound; 1 on a runtime\n"
 	"error; 2 on bad arguments.\n", f);
 }
@@ -1029,7 +1252,7 @@ static void check_config(const struct config *c)
 enum {
 	OPT_PORT = 256, OPT_BIND, OPT_RPM, OPT_TPM, OPT_RPS, OPT_BREQ, OPT_BTOK,
 	OPT_LAT, OPT_JIT, OPT_I429, OPT_I500, OPT_RETRY, OPT_LOG, OPT_PORTFILE,
-	OPT_MAXREQ, OPT_MAXSEC, OPT_SEED,
+	OPT_MAXREQ, OPT_MAXSEC, OPT_SEED, OPT_STREAM,
 };
 
 static const struct option long_opts[] = {
@@ -1050,6 +1273,7 @@ static const struct option long_opts[] = {
 	{ "max-requests", required_argument, NULL, OPT_MAXREQ },
 	{ "max-seconds", required_argument, NULL, OPT_MAXSEC },
 	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "stream-bytes", required_argument, NULL, OPT_STREAM },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -1064,6 +1288,7 @@ static void parse_args(struct config *c, int argc, char **argv)
 	c->bind = "127.0.0.1";
 	c->retry_after = -1;
 	c->seed = 1;
+	c->stream_bytes = 131072;
 	while ((opt = getopt_long(argc, argv, "qh", long_opts, &idx)) != -1) {
 		char name[32];
 
@@ -1087,6 +1312,7 @@ static void parse_args(struct config *c, int argc, char **argv)
 		case OPT_MAXREQ: c->max_requests = arg_u64(name, optarg, 1, big); break;
 		case OPT_MAXSEC: c->max_seconds = arg_u64(name, optarg, 1, 86400 * 365); break;
 		case OPT_SEED: c->seed = arg_u64(name, optarg, 0, UINT64_MAX); break;
+		case OPT_STREAM: c->stream_bytes = arg_u64(name, optarg, 0, 64 << 20); break;
 		case 'q': c->quiet = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: fputs("try '" PROG " --help'\n", stderr); exit(2);

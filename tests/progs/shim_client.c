@@ -9,9 +9,12 @@
  * a usage member: what a program would see if the shim mixed a refused
  * response into the one that followed it.  Linked against libcurl.
  *
- * With -t T, T threads each do N requests (counted together).
+ * With -t T, T threads each do N requests (counted together).  With
+ * --same FILE, a 200 body is bad unless it is byte for byte FILE (a
+ * streamed answer fetched without the shim).
  *
- * usage: shim_client [-n N] [-m K] [-t T] [-d BODY] [--copy] [--fwrite] URL
+ * usage: shim_client [-n N] [-m K] [-t T] [-d BODY] [--copy] [--fwrite]
+ *                    [--same FILE] URL
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -33,6 +36,7 @@ struct opts {
 	int threads;            /* 0: in the main thread */
 	int copy;               /* COPYPOSTFIELDS instead of POSTFIELDS */
 	int use_fwrite;         /* no write callback: libcurl's own fwrite */
+	struct buf same;        /* --same: the expected body */
 };
 
 struct counts {
@@ -51,6 +55,26 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
 	b->n += size * n;
 	b->p[b->n] = '\0';
 	return size * n;
+}
+
+static char *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	char *p = NULL;
+	long len;
+
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 &&
+	    fseek(f, 0, SEEK_SET) == 0 && (p = malloc((size_t)len + 1)) &&
+	    fread(p, 1, (size_t)len, f) == (size_t)len) {
+		*n = (size_t)len;
+	} else {
+		free(p);
+		p = NULL;
+	}
+	fclose(f);
+	return p;
 }
 
 static int one_object_with_usage(const struct buf *b)
@@ -87,7 +111,7 @@ static CURL *make(const struct opts *o, struct buf *b, FILE *sink, char *err)
 
 /* Count one finished transfer (threads share the counts). */
 static void tally(struct counts *c, CURL *e, CURLcode rc, const struct buf *b,
-                  const char *err, int use_fwrite)
+                  const char *err, const struct opts *o)
 {
 	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 	long code = 0;
@@ -102,7 +126,8 @@ static void tally(struct counts *c, CURL *e, CURLcode rc, const struct buf *b,
 			        err[0] ? err : curl_easy_strerror(rc));
 	} else if (code == 200) {
 		c->ok++;
-		if (!use_fwrite && !one_object_with_usage(b))
+		if (o->same.p ? b->n != o->same.n || memcmp(b->p, o->same.p, b->n) :
+		    !o->use_fwrite && !one_object_with_usage(b))
 			c->bad++;
 	} else if (code == 429) {
 		c->s429++;
@@ -124,7 +149,7 @@ static void run_easy(const struct opts *o, struct counts *c, FILE *sink)
 		CURL *e = make(o, &b, sink, err);
 		CURLcode rc = e ? curl_easy_perform(e) : CURLE_OUT_OF_MEMORY;
 
-		tally(c, e, rc, &b, err, o->use_fwrite);
+		tally(c, e, rc, &b, err, o);
 		curl_easy_cleanup(e);
 		free(b.p);
 	}
@@ -165,7 +190,7 @@ static void run_multi(const struct opts *o, struct counts *c, FILE *sink)
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-			tally(c, s->e, msg->data.result, &s->b, s->err, o->use_fwrite);
+			tally(c, s->e, msg->data.result, &s->b, s->err, o);
 			curl_multi_remove_handle(m, s->e);
 			curl_easy_cleanup(s->e);
 			free(s->b.p);
@@ -212,7 +237,7 @@ static void run_threads(const struct opts *o, struct counts *c, FILE *sink)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { NULL, NULL, 1, 0, 0, 0, 0 };
+	struct opts o = { NULL, NULL, 1, 0, 0, 0, 0, { NULL, 0 } };
 	struct counts c = { 0, 0, 0, 0, 0, 0, 0 };
 	struct timespec t0, t1;
 	FILE *sink;
@@ -231,6 +256,9 @@ int main(int argc, char **argv)
 			o.copy = 1;
 		else if (!strcmp(argv[i], "--fwrite"))
 			o.use_fwrite = 1;
+		else if (!strcmp(argv[i], "--same") && i + 1 < argc && !o.same.p &&
+		         (o.same.p = slurp(argv[i + 1], &o.same.n)))
+			i++;
 		else if (argv[i][0] != '-' && !o.url)
 			o.url = argv[i];
 		else
@@ -238,7 +266,7 @@ int main(int argc, char **argv)
 	}
 	if (!o.url || o.n < 1 || o.k < 0) {
 		fprintf(stderr, "usage: shim_client [-n N] [-m K] [-t T] [-d BODY] "
-		        "[--copy] [--fwrite] URL\n");
+		        "[--copy] [--fwrite] [--same FILE] URL\n");
 		return 2;
 	}
 	if (!(sink = fopen("/dev/null", "w")))
