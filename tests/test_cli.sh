@@ -99,6 +99,80 @@ r apply "$T/bad8.conf"; check "a burst count without a requests limit is an erro
 r apply "$T/nonexistent.conf"; status_is 1 "a missing config file is an error"
 r list; check "no failed apply changed the ledger" [ "$(grep -c '^[a-z]' "$T/out")" -eq 3 ]
 
+# ---- config files that cannot be read whole ---------------------------------
+# Each must be an error naming the file, and --prune on it must delete
+# nothing: a read error, a directory or a device is never an empty file.
+# nbudgets: how many budgets list shows now.
+nbudgets() { timeout 20 "$RC" list | grep -c '^[a-z]'; }
+# bad_input WHAT FILE PATTERN: apply FILE fails with 1 and an error matching
+# PATTERN, and so does apply --prune FILE, leaving all 3 budgets in place.
+# Each runs under timeout 5, in bounded memory (unless a sanitizer, which
+# reserves terabytes of address space, is in the way), run by $AS if set.
+AS=
+bounded() {
+	( [ -n "${RATECTL_SANITIZER:-}" ] || ulimit -v 262144
+	  exec timeout 5 $AS "$RC" "$@" ) >"$T/out" 2>"$T/err"
+	S=$?
+}
+bad_input() {
+	bounded apply "$2"; status_is 1 "apply of $1 is an error"
+	check "... naming the file and what is wrong" err_has "$3"
+	bounded apply --prune "$2"; status_is 1 "apply --prune of $1 is an error"
+	n=$(nbudgets); check "... and deletes no budget ($n of 3 left)" [ "$n" -eq 3 ]
+	r apply "$T/good.conf"     # for the next one, should this one have failed
+}
+mkdir "$T/adir"
+bad_input "a directory" "$T/adir" "adir: is a directory, not a regular file"
+bad_input /dev/zero /dev/zero "/dev/zero: is a character device"
+mkfifo "$T/fifo"
+bad_input "a FIFO (without blocking on it)" "$T/fifo" "fifo: is a FIFO"
+# A regular file whose read fails (EIO at offset 0), as a disk error would:
+# what getline() took for the end of the file.
+bad_input "a file whose read fails" /proc/self/mem "/proc/self/mem: cannot read: Input/output error"
+printf '[beta]\nrequests = 5/s\0 burst 2\n' >"$T/nul.conf"
+bad_input "a file with a NUL byte" "$T/nul.conf" "nul.conf:2: a NUL byte (column 15)"
+# The size limit, 1 MiB, at size - 1, size and size + 1: a valid file
+# (beta as it is) padded with comment lines.
+"$PY" - "$T" <<'EOF'
+import sys
+for name, n in (('less', (1 << 20) - 1), ('max', 1 << 20), ('over', (1 << 20) + 1)):
+    b = b'[beta]\nrequests = 5/s burst 2\n'
+    b += (b'#' + b'x' * 98 + b'\n') * ((n - len(b)) // 100)
+    if n > len(b):
+        b += b'#' * (n - len(b) - 1) + b'\n'
+    assert len(b) == n
+    open('%s/size-%s.conf' % (sys.argv[1], name), 'wb').write(b)
+EOF
+bounded apply "$T/size-less.conf"; status_is 0 "apply of a file of 1 MiB - 1 bytes"
+bounded apply "$T/size-max.conf"; status_is 0 "apply of a file of 1 MiB exactly"
+check "... which reads it whole" has "size-max.conf: 0 created, 0 updated, 0 deleted, 1 unchanged"
+bad_input "a file of 1 MiB + 1 bytes" "$T/size-over.conf" "size-over.conf: 1048577 bytes, more than the 1048576"
+# A file that says it is empty and is not (/proc): read up to the limit.
+if [ "$(head -c 1048577 /proc/kallsyms 2>/dev/null | wc -c)" -gt 1048576 ]; then
+	bad_input "a /proc file larger than it says" /proc/kallsyms "larger than 1048576 bytes"
+else
+	pass "a /proc file larger than it says # SKIP /proc/kallsyms is under 1 MiB here"
+fi
+# Unreadable: root reads a mode 000 file anyway, so as root the check runs
+# without the capabilities that let it (CAP_DAC_OVERRIDE, _READ_SEARCH).
+conf unreadable.conf '[beta]' 'requests = 5/s burst 2'
+chmod 000 "$T/unreadable.conf"
+if [ "$(id -u)" -ne 0 ]; then
+	bad_input "an unreadable file" "$T/unreadable.conf" "unreadable.conf: cannot open: Permission denied"
+elif setpriv --bounding-set=-dac_override,-dac_read_search true 2>/dev/null; then
+	AS="setpriv --bounding-set=-dac_override,-dac_read_search"
+	bad_input "an unreadable file" "$T/unreadable.conf" "unreadable.conf: cannot open: Permission denied"
+	AS=
+else
+	pass "an unreadable file # SKIP root, and setpriv cannot drop CAP_DAC_OVERRIDE here"
+fi
+conf empty.conf '# nothing here'
+r apply --prune "$T/empty.conf"; status_is 1 "apply --prune of a file naming no budget is refused"
+check "... saying why" err_has "names no budget: --prune would delete every budget"
+n=$(nbudgets); check "... and deletes nothing ($n of 3 left)" [ "$n" -eq 3 ]
+r apply "$T/empty.conf"; status_is 0 "apply (without --prune) of such a file is fine"
+r apply "$T/good.conf"
+
 conf less.conf '[alpha]' 'requests = 1200/min' '[beta]' 'requests = 5/s burst 2'
 r apply --dry-run --prune "$T/less.conf"; check "apply --dry-run --prune says what it would do" \
 	has "update alpha: requests 600 per min burst 100 -> 1200 per min"

@@ -208,9 +208,19 @@ int cmd_apply(cli *c, int argc, char **argv)
 		return cli_usage(c, "one config file at a time");
 	if (optind < argc)
 		path = argv[optind];
-	/* The whole file is validated before the ledger is touched. */
+	/* The whole file is read and validated before the ledger is touched:
+	 * --prune acts on what the file leaves out, so a file that was not
+	 * read to its end must delete nothing (rc_conf_load() fails then). */
 	if ((rc = rc_conf_load(&conf, path, err, sizeof err)) != 0) {
 		cli_err(c, "%s", err);
+		return CLI_ERROR;
+	}
+	/* An empty file is more often a truncated one (a failed write, a `>`
+	 * meant as `>>`) than a wish to delete every budget. */
+	if (do_prune && conf->nbudgets == 0) {
+		cli_err(c, "%s names no budget: --prune would delete every budget; "
+		        "refusing (delete them with `ratectl delete NAME`)", conf->path);
+		rc_conf_free(conf);
 		return CLI_ERROR;
 	}
 	if ((rc = cli_open(c)) == 0) {

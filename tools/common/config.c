@@ -1,23 +1,36 @@
 /*
  * config.c - the ratectl config file (see config.h and ratectl.conf(5)).
  *
- * The file is INI, parsed with inih.  Debian's inih is built with only ';'
+ * The file is read whole into memory first, and only then parsed: a
+ * budget is deleted by `apply --prune` on the strength of a file that is
+ * not in it, so a file that could not be read to its end (a read error,
+ * a directory, a FIFO, a device, anything over RC_CONF_MAX_SIZE) must be
+ * an error, never a short file.  The read is bounded: the type and size
+ * are checked on the opened descriptor, and at most one byte more than
+ * the limit is ever read, so /dev/zero or a file growing under us costs
+ * at most the limit.
+ *
+ * The text is INI, parsed with inih.  Debian's inih is built with only ';'
  * as an inline comment prefix, multi-line values on (an indented line
  * continues the previous value) and no line numbers in the handler.  The
  * documented format wants `# comment` after values, indentation that means
  * nothing, errors with line numbers, and empty or repeated sections caught.
- * So inih reads through our own line reader, which counts lines, strips
- * leading blanks (no line can then be a continuation) and inline comments
- * that start with a blank and '#', and notes each "[section]" header as it
- * passes.  inih still does the splitting into sections, keys and values.
- * What each key's value means is config_keys.c's business.
+ * So inih reads through our own line reader over the buffer, which counts
+ * lines, strips leading blanks (no line can then be a continuation) and
+ * inline comments that start with a blank and '#', and notes each
+ * "[section]" header as it passes.  inih still does the splitting into
+ * sections, keys and values.  What each key's value means is
+ * config_keys.c's business.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -53,9 +66,7 @@ const rc_conf_budget *rc_conf_match(const rc_conf *conf, const char *host,
 
 struct parse {
 	rc_conf *conf;
-	FILE *f;
-	char *buf;                 /* getline's buffer */
-	size_t cap;
+	char *pos, *end;           /* the rest of the text; *end is '\0' */
 	unsigned line;
 	rc_conf_budget *cur;       /* section being read; NULL before the first */
 	struct {                   /* keys cur has set, and where */
@@ -161,26 +172,36 @@ static void strip_comment(char *s)
 		}
 }
 
-/* inih's line reader (fgets-like); see the top of the file for why. */
+/*
+ * inih's line reader (fgets-like) over the text; see the top of the file
+ * for why.  Each line is cut off in place (its '\n' becomes '\0'), so that
+ * the comment and section code never look past it.
+ */
 static char *reader(char *str, int num, void *stream)
 {
 	struct parse *p = stream;
-	ssize_t n;
-	char *s;
+	char *s, *nl;
+	size_t len;
 
-	if (p->failed || (n = getline(&p->buf, &p->cap, p->f)) < 0)
+	if (p->failed || p->pos >= p->end)
 		return NULL;
+	s = p->pos;
+	if ((nl = memchr(s, '\n', (size_t)(p->end - s))) != NULL) {
+		*nl = '\0';
+		p->pos = nl + 1;
+	} else {
+		p->pos = p->end;
+	}
 	p->line++;
-	for (s = p->buf; *s == ' ' || *s == '\t'; s++)
-		;
+	s += strspn(s, " \t");
 	strip_comment(s);
-	if (strlen(s) + 2 > (size_t)num) {
+	if ((len = strlen(s)) + 2 > (size_t)num) {
 		perr(p, p->line, "line longer than %d characters", num - 3);
 		return NULL;
 	}
 	if (*s == '[' && section_start(p, s) != 0)
 		return NULL;
-	memcpy(str, s, strlen(s) + 1);
+	memcpy(str, s, len + 1);
 	return str;
 }
 
@@ -219,7 +240,7 @@ static int handler(void *user, const char *section, const char *name,
 	return 1;
 }
 
-static int parse_file(struct parse *p)
+static int parse_text(struct parse *p)
 {
 	int rc = ini_parse_stream(reader, p, handler, p);
 
@@ -233,32 +254,199 @@ static int parse_file(struct parse *p)
 	return p->cur ? section_end(p) : 0;
 }
 
-int rc_conf_load(rc_conf **out, const char *path, char *err, size_t errlen)
+/* The file is text: a NUL would cut a value short unseen. */
+static int check_text(struct parse *p, const char *text, size_t len)
+{
+	const char *nul = memchr(text, '\0', len), *q, *bol = text;
+	unsigned line = 1;
+
+	if (!nul)
+		return 0;
+	for (q = text; (q = memchr(q, '\n', (size_t)(nul - q))) != NULL; bol = ++q)
+		line++;
+	return perr(p, line, "a NUL byte (column %zu); a config file is text",
+	            (size_t)(nul - bol) + 1);
+}
+
+/* Parse text[0..len), which has a '\0' after it and is ours to cut up. */
+static int parse_buf(rc_conf **out, const char *name, char *text, size_t len,
+                     char *err, size_t errlen)
 {
 	struct parse p = { .err = err, .errlen = errlen };
 	int rc;
 
 	*out = NULL;
-	if (!path)
-		path = rc_conf_default_path();
-	if (!(p.conf = calloc(1, sizeof *p.conf)))
+	if (!(p.conf = calloc(1, sizeof *p.conf))) {
+		snprintf(err, errlen, "%s: out of memory", name);
 		return -ENOMEM;
-	snprintf(p.conf->path, sizeof p.conf->path, "%s", path);
-	if (!(p.f = fopen(path, "re"))) {
-		rc = -errno;
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-		rc_conf_free(p.conf);
-		return rc;
 	}
-	rc = parse_file(&p);
-	fclose(p.f);
-	free(p.buf);
+	snprintf(p.conf->path, sizeof p.conf->path, "%s", name);
+	/* A UTF-8 byte order mark would hide the first section from
+	 * section_start() (inih skips it, but only after the reader ran). */
+	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+		text += 3;
+		len -= 3;
+	}
+	p.pos = text;
+	p.end = text + len;
+	if ((rc = check_text(&p, text, len)) == 0)
+		rc = parse_text(&p);
 	if (rc != 0) {
 		rc_conf_free(p.conf);
 		return rc;
 	}
 	*out = p.conf;
 	return 0;
+}
+
+int rc_conf_parse(rc_conf **out, const char *name, const char *text, size_t len,
+                  char *err, size_t errlen)
+{
+	char *buf;
+	int rc;
+
+	*out = NULL;
+	if (!(buf = malloc(len + 1))) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		return -ENOMEM;
+	}
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	rc = parse_buf(out, name, buf, len, err, errlen);
+	free(buf);
+	return rc;
+}
+
+/* What a file that is not a regular file is, for the message. */
+static const char *file_type(mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	return "not a regular file";
+}
+
+/*
+ * Read the whole of fd (a regular file of st_size bytes when checked)
+ * into *out, with a '\0' after it.  The size is only a hint: a file in
+ * /proc says 0 and a file may grow, so the buffer grows too, up to one
+ * byte past the limit, which is then an error.  A read error is an error:
+ * taking it for the end of the file would make a short file of it.
+ */
+static int read_all(int fd, const char *path, off_t st_size, char **out,
+                    size_t *len, char *err, size_t errlen)
+{
+	size_t cap = 4096, n = 0;
+	char *buf, *nb;
+	ssize_t r;
+	int rc;
+
+	/* Room for the stated size and one byte more, to see it grow. */
+	if ((size_t)st_size >= cap)
+		cap = (size_t)st_size < RC_CONF_MAX_SIZE ? (size_t)st_size + 1 :
+		      RC_CONF_MAX_SIZE + 1;
+	if (!(buf = malloc(cap + 1)))
+		goto nomem;
+	for (;;) {
+		if (n == cap) {
+			if (cap > RC_CONF_MAX_SIZE)
+				break;
+			cap = cap <= RC_CONF_MAX_SIZE / 2 ? cap * 2 : RC_CONF_MAX_SIZE + 1;
+			if (!(nb = realloc(buf, cap + 1)))
+				goto nomem;
+			buf = nb;
+		}
+		if ((r = read(fd, buf + n, cap - n)) == 0)
+			break;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+			goto fail;
+		}
+		n += (size_t)r;
+	}
+	if (n > RC_CONF_MAX_SIZE) {
+		rc = -EFBIG;
+		snprintf(err, errlen, "%s: larger than %d bytes (1 MiB), the most a "
+		         "config file may hold", path, RC_CONF_MAX_SIZE);
+		goto fail;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+nomem:
+	rc = -ENOMEM;
+	snprintf(err, errlen, "%s: out of memory", path);
+fail:
+	free(buf);
+	return rc;
+}
+
+/*
+ * Open without blocking (a FIFO without a writer would block the open
+ * itself) and without taking a terminal, check what was opened, then
+ * read it.  The checks are on the descriptor, not the path, so that what
+ * is read is what was checked.
+ */
+static int read_file(const char *path, char **out, size_t *len, char *err,
+                     size_t errlen)
+{
+	struct stat st;
+	int fd, rc;
+
+	*out = NULL;
+	*len = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+	} else if (!S_ISREG(st.st_mode)) {
+		rc = RATECTL_EBADCONFIG;
+		snprintf(err, errlen, "%s: is %s, not a regular file; give the config "
+		         "file itself", path, file_type(st.st_mode));
+	} else if (st.st_size > RC_CONF_MAX_SIZE) {
+		rc = -EFBIG;
+		snprintf(err, errlen, "%s: %lld bytes, more than the %d bytes (1 MiB) "
+		         "a config file may hold", path, (long long)st.st_size,
+		         RC_CONF_MAX_SIZE);
+	} else if (fcntl(fd, F_SETFL, 0) != 0) {       /* blocking reads again */
+		rc = -errno;
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+	} else {
+		rc = read_all(fd, path, st.st_size, out, len, err, errlen);
+	}
+	close(fd);
+	return rc;
+}
+
+int rc_conf_load(rc_conf **out, const char *path, char *err, size_t errlen)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	if (!path)
+		path = rc_conf_default_path();
+	if ((rc = read_file(path, &text, &len, err, errlen)) != 0)
+		return rc;
+	rc = parse_buf(out, path, text, len, err, errlen);
+	free(text);
+	return rc;
 }
 
 void rc_conf_free(rc_conf *conf)

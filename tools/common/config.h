@@ -21,6 +21,11 @@
 
 #define RC_CONF_MAX_MATCH 16
 
+/* The largest config file, in bytes (1 MiB; ratectl.conf(5)).  A file of
+ * a thousand budgets is about 100 KiB; the cap is there so that a wrong
+ * path (/dev/zero, a log file) fails at once, in bounded memory. */
+#define RC_CONF_MAX_SIZE (1024 * 1024)
+
 /* One match rule: host (lower-case), port (0: any), path prefix ("" any). */
 typedef struct rc_match {
 	char host[256];
@@ -64,8 +69,21 @@ typedef struct rc_conf {
  *   "ratectl.conf:7: key 'tokens': '200000/fortnight': unknown unit ..."
  * Unknown keys and sections without limits are errors.  On success *out
  * is to be freed with rc_conf_free().
+ *
+ * The file is read whole before it is parsed, and anything short of that
+ * is an error: -errno when it cannot be opened or a read fails (a read
+ * error is never taken for the end of the file), RATECTL_EBADCONFIG when
+ * it is not a regular file (a directory, FIFO, device or socket: checked
+ * on the opened descriptor, which is opened without blocking) or holds a
+ * NUL byte, -EFBIG when it is larger than RC_CONF_MAX_SIZE (at most that
+ * many bytes plus one are ever read).  So a caller may act on what the
+ * file leaves out (apply --prune) only when this returned 0.
  */
 int rc_conf_load(rc_conf **out, const char *path, char *err, size_t errlen);
+/* The same on text[0..len) in memory (which need not end in '\0'); name
+ * stands for the file in messages. */
+int rc_conf_parse(rc_conf **out, const char *name, const char *text, size_t len,
+                  char *err, size_t errlen);
 void rc_conf_free(rc_conf *conf);
 
 /* $RATECTL_CONFIG, else /etc/ratectl.conf. */
