@@ -21,10 +21,13 @@ struct admit_ctx {
 	uint32_t id;
 	int32_t slot;
 	uint32_t seq;              /* release_seq before deciding */
+	uint32_t cseq;             /* change_seq before deciding */
+	uint32_t epoch;            /* reservations' epoch before deciding */
 	int watching;              /* this wait watches for dead holders */
 	int64_t t_adm;
 	int64_t cooldown_until;
 	int64_t before[RATECTL_MAX_LIMITS];
+	int64_t after[RATECTL_MAX_LIMITS];
 };
 
 /* Decide and charge, on a record already read: 0, or why not. */
@@ -33,10 +36,18 @@ static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 	unsigned i;
 	int rc;
 
+	rc_lease_hdr *hd = c->lf->hdr;
+
 	c->id = rec->id;
 	c->cooldown_until = rec->sched.cooldown_until;
 	/* Read before deciding: a change or release after this wakes a wait. */
-	c->seq = __atomic_load_n(&c->lf->hdr->release_seq, __ATOMIC_SEQ_CST);
+	c->seq = __atomic_load_n(&hd->release_seq, __ATOMIC_SEQ_CST);
+	c->cseq = __atomic_load_n(&hd->change_seq, __ATOMIC_SEQ_CST);
+	c->epoch = __atomic_load_n(&hd->epoch, __ATOMIC_SEQ_CST);
+	/* The mirror follows the record (a stale one would send reserved
+	 * waiters back in line forever). */
+	if (__atomic_load_n(&hd->cooldown_until, __ATOMIC_RELAXED) != c->cooldown_until)
+		__atomic_store_n(&hd->cooldown_until, c->cooldown_until, __ATOMIC_RELEASE);
 	rc = ratectl__gcra_plan(rec->lim, rec->nlimits, &rec->sched, c->cost, c->now,
 	                        &c->t_adm);
 	if (rc != 0)
@@ -44,8 +55,11 @@ static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 		                    "tokens exceeds a limit's burst", c->name,
 		                    (unsigned long long)c->cost->requests,
 		                    (unsigned long long)c->cost->tokens);
+	/* Nobody reserves during a cooldown: it may end early (wait.c). */
+	if (c->cooldown_until > c->now)
+		return RATECTL_ECOOLDOWN;
 	if (c->t_adm > c->latest)
-		return c->cooldown_until > c->now ? RATECTL_ECOOLDOWN : RATECTL_ELIMITED;
+		return RATECTL_ELIMITED;
 	/* Batch waits in line only within its guaranteed share; otherwise it
 	 * takes what is free when it comes back at t_adm, after everyone who
 	 * reserved meanwhile. */
@@ -59,6 +73,8 @@ static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 	for (i = 0; i < rec->nlimits; i++)
 		c->before[i] = rec->lim[i].tat;
 	ratectl__gcra_commit(rec->lim, rec->nlimits, &rec->sched, c->cost, c->t_adm);
+	for (i = 0; i < rec->nlimits; i++)
+		c->after[i] = rec->lim[i].tat;
 	if (c->cost->priority == RATECTL_BATCH && c->t_adm > c->now)
 		ratectl__batch_commit(rec->lim, rec->nlimits, &rec->sched, c->cost,
 		                      rec->batch_share, c->t_adm);
@@ -106,6 +122,12 @@ static int admit_write(ratectl *h, struct admit_ctx *c)
 
 	for (tries = 0; tries < 4; tries++) {
 		rc = ratectl__write(h, admit_op, c);
+		if (rc != 0 && c->slot >= 0) {
+			/* Claimed in a transaction that did not commit (the map
+			 * could not grow): the slot is not ours to keep. */
+			ratectl__slot_release(c->lf, c->slot);
+			c->slot = -1;
+		}
 		if (rc != RC_NEED_LFILE)
 			return rc;
 		if ((rc = ratectl__lfile_get(h, c->id, &c->lf)) != 0)
@@ -126,16 +148,20 @@ static int undo_op(ratectl *h, MDB_txn *txn, void *arg)
 		return rc == RATECTL_ENOTFOUND ? 1 : rc;
 	if (rec.id != c->id)
 		return 1;
-	ratectl__gcra_undo(rec.lim, rec.nlimits, c->before, c->cost, c->t_adm);
+	ratectl__gcra_undo(rec.lim, rec.nlimits, c->before, c->after);
+	ratectl__wake(c->lf, RC_WAKE_RATE);     /* the place is free again */
 	return ratectl__rec_put(h, txn, c->name, &rec);
 }
 
-static void cancel(ratectl *h, struct admit_ctx *c)
+/* Give back the slot, and the place too unless the reservation was void
+ * (reset or deleted: nothing of it is left to give back). */
+static void cancel(ratectl *h, struct admit_ctx *c, int give_back)
 {
 	if (c->slot >= 0)
 		ratectl__slot_release(c->lf, c->slot);
 	c->slot = -1;
-	ratectl__write(h, undo_op, c);
+	if (give_back)
+		ratectl__write(h, undo_op, c);
 }
 
 static void grant(ratectl *h, struct admit_ctx *c, ratectl_lease *lease)
@@ -193,20 +219,6 @@ int ratectl_try(ratectl *h, const char *name, const ratectl_cost *cost,
 	return rc;
 }
 
-/* Sleep until the reserved time; 1 if a cooldown began meanwhile (the
- * reservation must be given back and made again after it). */
-static int sleep_reserved(ratectl *h, struct admit_ctx *c)
-{
-	int rc;
-
-	if (c->t_adm > ratectl_now(h) && (rc = ratectl__sleep_until(h, c->t_adm)) != 0)
-		return rc;
-	if (__atomic_load_n(&c->lf->hdr->cooldown_until, __ATOMIC_ACQUIRE) > c->t_adm &&
-	    c->cooldown_until <= c->t_adm)
-		return 1;
-	return 0;
-}
-
 static int timed_out(ratectl *h, struct admit_ctx *c, const char *name)
 {
 	if (c->lf)
@@ -246,7 +258,8 @@ int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *cost,
 	return 0;
 }
 
-/* Reserve a place (and a slot), sleep until it, or wait for a slot. */
+/* Reserve a place (and a slot) and sleep until it; or wait for a slot,
+ * for the cooldown to end, or for a change that may let us in. */
 static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
                         int *waited)
 {
@@ -263,10 +276,13 @@ static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
 			*waited = 1;
 			if (rc == RATECTL_EINFLIGHT)
 				rc = ratectl__slot_wait(h, c->lf, c->seq, deadline, &c->watching);
-			else if (c->t_adm > c->now && c->t_adm <= deadline)
-				rc = ratectl__sleep_until(h, c->t_adm);   /* batch */
-			else
-				rc = ratectl__change_wait(h, c->lf, c->seq, deadline);
+			else if (rc == RATECTL_ECOOLDOWN)
+				rc = ratectl__change_wait(h, c->lf, c->cseq,
+				                          c->cooldown_until < deadline ?
+				                          c->cooldown_until : deadline);
+			else    /* past the deadline, or batch beyond its share */
+				rc = ratectl__change_wait(h, c->lf, c->cseq,
+				                          c->t_adm < deadline ? c->t_adm : deadline);
 			if (rc != 0)
 				return rc;
 			continue;
@@ -275,9 +291,10 @@ static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
 			return rc;
 		if (c->t_adm > c->now)
 			*waited = 1;
-		if ((rc = sleep_reserved(h, c)) == 0)
+		rc = ratectl__reserved_wait(h, c->lf, c->t_adm, c->cooldown_until, c->epoch);
+		if (rc == 0)
 			return 0;
-		cancel(h, c);
+		cancel(h, c, rc != 2);
 		if (rc < 0)
 			return rc;
 	}
@@ -287,6 +304,7 @@ static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
 
 struct reconcile_ctx {
 	const ratectl_lease *lease;
+	rc_lfile *lf;
 	int64_t delta;
 	int64_t now;
 };
@@ -302,6 +320,8 @@ static int reconcile_op(ratectl *h, MDB_txn *txn, void *arg)
 	if (rec.id != c->lease->budget_id)
 		return 1;       /* deleted and created again: not ours to adjust */
 	ratectl__gcra_adjust(rec.lim, rec.nlimits, RATECTL_TOKENS, c->delta, c->now);
+	if (c->delta < 0 && c->lf)
+		ratectl__wake(c->lf, RC_WAKE_RATE);     /* a refund may let one in */
 	return ratectl__rec_put(h, txn, c->lease->name, &rec);
 }
 
@@ -337,5 +357,6 @@ int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens)
 		actual_tokens = (uint64_t)INT64_MAX / 2;
 	c.delta = (int64_t)actual_tokens - (int64_t)lease->tokens;
 	c.now = ratectl_now(h);
+	c.lf = lf;
 	return ratectl__write(h, reconcile_op, &c);
 }

@@ -34,122 +34,26 @@ int ratectl_name_check(const char *name)
 	return 0;
 }
 
-/* ---- records ------------------------------------------------------------- */
-
-/* LMDB values are not aligned: copy before looking, then validate. */
-int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out)
-{
-	const rc_budget_rec *r = out;
-	unsigned i;
-
-	if (v->mv_size < RC_REC_SIZE(0) || v->mv_size > sizeof *out)
-		goto bad;
-	memcpy(out, v->mv_data, v->mv_size);
-	if (r->magic != RC_BUDGET_MAGIC || r->nlimits > RATECTL_MAX_LIMITS ||
-	    v->mv_size != RC_REC_SIZE(r->nlimits) ||
-	    r->max_inflight > RATECTL_MAX_INFLIGHT || r->batch_share < 1 ||
-	    r->batch_share > 100)
-		goto bad;
-	for (i = 0; i < r->nlimits; i++) {
-		const rc_limit *l = &r->lim[i];
-
-		uint64_t tau;
-
-		if (l->dim > RATECTL_TOKENS || l->T < 1 || l->burst < 1 || l->tat < 0 ||
-		    __builtin_mul_overflow(l->burst, (uint64_t)l->T, &tau) ||
-		    tau != (uint64_t)l->tau)
-			goto bad;
-	}
-	return 0;
-bad:
-	return ratectl__err(RATECTL_ECORRUPT, "budget '%s': record is damaged (%zu "
-	                    "bytes); run `ratectl check --repair`", name, v->mv_size);
-}
-
-int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
-                     rc_budget_rec *rec)
-{
-	MDB_val k = { strlen(name), (void *)name }, v;
-	int rc;
-
-	rc = mdb_get(txn, h->dbi, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return ratectl__err(RATECTL_ENOTFOUND, "no budget '%s' in ledger %s",
-		                    name, h->path);
-	if (rc != 0)
-		return ratectl__mdb_err(h, rc, name);
-	return ratectl__rec_load(name, &v, rec);
-}
-
-/* The admission path: one B-tree search for the read and the write. */
-int ratectl__rec_fetch(ratectl *h, MDB_txn *txn, const char *name,
-                       rc_budget_rec *rec, MDB_cursor **cur)
-{
-	MDB_val k = { strlen(name), (void *)name }, v;
-	int rc;
-
-	if ((rc = mdb_cursor_open(txn, h->dbi, cur)) != 0)
-		return ratectl__mdb_err(h, rc, name);
-	rc = mdb_cursor_get(*cur, &k, &v, MDB_SET_KEY);
-	if (rc == 0)
-		return ratectl__rec_load(name, &v, rec);
-	if (rc == MDB_NOTFOUND)
-		return ratectl__err(RATECTL_ENOTFOUND, "no budget '%s' in ledger %s",
-		                    name, h->path);
-	return ratectl__mdb_err(h, rc, name);
-}
-
-int ratectl__rec_store(ratectl *h, MDB_cursor *cur, const char *name,
-                       const rc_budget_rec *rec)
-{
-	MDB_val k = { strlen(name), (void *)name };
-	MDB_val v = { RC_REC_SIZE(rec->nlimits), (void *)rec };
-	int rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
-
-	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, name);
-}
-
-int ratectl__rec_put(ratectl *h, MDB_txn *txn, const char *name,
-                     const rc_budget_rec *rec)
-{
-	MDB_val k = { strlen(name), (void *)name };
-	MDB_val v = { RC_REC_SIZE(rec->nlimits), (void *)rec };
-	int rc = mdb_put(txn, h->dbi, &k, &v, 0);
-
-	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, name);
-}
-
-/* Keys in the table are names without a NUL. */
-static void key_name(const MDB_val *k, char out[RATECTL_NAME_MAX + 1])
-{
-	size_t n = k->mv_size > RATECTL_NAME_MAX ? RATECTL_NAME_MAX : k->mv_size;
-
-	memcpy(out, k->mv_data, n);
-	out[n] = '\0';
-}
-
-int ratectl__budget_each(ratectl *h, MDB_txn *txn, rc_each_fn fn, void *ctx)
-{
-	char name[RATECTL_NAME_MAX + 1];
-	MDB_cursor *cur;
-	MDB_val k, v;
-	int rc;
-
-	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
-		return ratectl__mdb_err(h, rc, "list budgets");
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (!rc_budget_key(&k))
-			continue;       /* .meta */
-		key_name(&k, name);
-		if ((rc = fn(h, txn, name, &v, ctx)) != 0)
-			break;
-	}
-	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
 /* ---- create, update, delete --------------------------------------------- */
+
+/* Wake budget id's waiters (ratectl__wake), and put the record's
+ * cooldown end in the header's mirror when cooldown_until >= 0.  No lease
+ * file: nobody ever waited, nothing to do.  Called inside the write
+ * transaction that makes the change: see wait.c. */
+static int wake_budget(ratectl *h, uint32_t id, int what, int64_t cooldown_until)
+{
+	rc_lfile tmp, *lf;
+	int rc;
+
+	if ((rc = ratectl__lfile_peek(h, id, &tmp, &lf)) != 0)
+		return rc > 0 ? 0 : rc;
+	if (cooldown_until >= 0)
+		__atomic_store_n(&lf->hdr->cooldown_until, cooldown_until,
+		                 __ATOMIC_RELEASE);
+	ratectl__wake(lf, what);
+	ratectl__lfile_unpeek(&tmp, lf);
+	return 0;
+}
 
 struct set_ctx {
 	const char *name;
@@ -190,24 +94,6 @@ static int config_check(const ratectl_budget *b, rc_limit *lim)
 	return 0;
 }
 
-static int next_id(ratectl *h, MDB_txn *txn, uint32_t *id)
-{
-	MDB_val k = { sizeof RC_META_KEY - 1, (void *)(uintptr_t)RC_META_KEY }, v;
-	rc_meta m;
-	int rc;
-
-	if ((rc = mdb_get(txn, h->dbi, &k, &v)) != 0)
-		return ratectl__mdb_err(h, rc, "read meta");
-	if (v.mv_size != sizeof m)
-		return ratectl__err(RATECTL_ECORRUPT, "ledger %s: format record is "
-		                    "damaged", h->path);
-	memcpy(&m, v.mv_data, sizeof m);
-	*id = m.next_id++;
-	v.mv_data = &m;
-	rc = mdb_put(txn, h->dbi, &k, &v, 0);
-	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write meta");
-}
-
 static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 {
 	struct set_ctx *c = arg;
@@ -231,20 +117,20 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 	rec.jitter = c->b->jitter_ns;
 	rec.batch_share = c->b->batch_share ? c->b->batch_share : RATECTL_BATCH_SHARE_DEFAULT;
 	memcpy(rec.lim, c->lim, sizeof rec.lim);
+	if ((rc = ratectl__meta_touch(h, txn)) != 0)
+		return rc;
 	if (exists) {
-		rc_lfile *lf;
-
 		rec.id = old.id;
 		rec.sched = old.sched;
 		/* Waiters look again once this commits: the limits changed. */
-		if (ratectl__lfile_get(h, rec.id, &lf) == 0)
-			ratectl__wake(lf);
+		if ((rc = wake_budget(h, rec.id, RC_WAKE_SLOTS | RC_WAKE_RATE, 0)) != 0)
+			return rc;
 		for (i = 0; i < rec.nlimits; i++)
 			for (j = 0; j < old.nlimits; j++)
 				if (old.lim[j].dim == rec.lim[i].dim &&
 				    old.lim[j].period == rec.lim[i].period)
 					ratectl__gcra_rescale(&rec.lim[i], &old.lim[j], now);
-	} else if ((rc = next_id(h, txn, &rec.id)) != 0) {
+	} else if ((rc = ratectl__meta_next_id(h, txn, &rec.id)) != 0) {
 		return rc;
 	}
 	for (i = 0; c->flags & RATECTL_EMPTY && i < rec.nlimits; i++)
@@ -295,8 +181,12 @@ static int delete_op(ratectl *h, MDB_txn *txn, void *arg)
 	if (v.mv_size >= RC_REC_SIZE(0))
 		memcpy(&c->id, (const char *)v.mv_data + offsetof(rc_budget_rec, id),
 		       sizeof c->id);
-	rc = mdb_del(txn, h->dbi, &k, NULL);
-	return rc == 0 ? 0 : ratectl__mdb_err(h, rc, c->name);
+	if ((rc = mdb_del(txn, h->dbi, &k, NULL)) != 0)
+		return ratectl__mdb_err(h, rc, c->name);
+	if ((rc = ratectl__meta_touch(h, txn)) != 0)
+		return rc;
+	/* Its waiters fail with RATECTL_ENOTFOUND once this commits. */
+	return c->id ? wake_budget(h, c->id, RC_WAKE_VOID, -1) : 0;
 }
 
 int ratectl_budget_delete(ratectl *h, const char *name)
@@ -344,7 +234,10 @@ static int mod_each(ratectl *h, MDB_txn *txn, const char *name,
 static int mod_op(ratectl *h, MDB_txn *txn, void *arg)
 {
 	struct mod_ctx *c = arg;
+	int rc;
 
+	if ((rc = ratectl__meta_touch(h, txn)) != 0)
+		return rc;
 	if (c->name)
 		return mod_one(h, txn, c, c->name);
 	return ratectl__budget_each(h, txn, mod_each, c);
@@ -365,15 +258,10 @@ static int modify(ratectl *h, struct mod_ctx *c)
 
 static int reset_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 {
-	rc_lfile *lf;
-
 	(void)c;
 	ratectl__gcra_reset(rec->lim, rec->nlimits, &rec->sched);
-	if (ratectl__lfile_get(h, rec->id, &lf) == 0) {
-		__atomic_store_n(&lf->hdr->cooldown_until, 0, __ATOMIC_RELEASE);
-		ratectl__wake(lf);      /* waiters look again once this commits */
-	}
-	return 0;
+	/* Every place reserved is gone with the TATs: its waiters plan again. */
+	return wake_budget(h, rec->id, RC_WAKE_VOID, 0);
 }
 
 int ratectl_budget_reset(ratectl *h, const char *name)
@@ -387,18 +275,15 @@ static int cooldown_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 {
 	int64_t jitter = rec->jitter ? rec->jitter : RC_JITTER_DEFAULT;
 	int64_t until = c->now + c->arg;
-	rc_lfile *lf;
-	int rc;
 
-	/* Ending a cooldown early releases its waiters spread out too. */
-	if (c->arg != 0 && until <= rec->sched.cooldown_until)
+	/* A later end replaces the current one, and 0 ends one under way;
+	 * anything else changes nothing. */
+	if (c->arg != 0 ? until <= rec->sched.cooldown_until
+	                : rec->sched.cooldown_until <= c->now)
 		return 0;
+	/* Ending a cooldown early releases its waiters spread out too. */
 	ratectl__gcra_cooldown(rec->lim, rec->nlimits, &rec->sched, until, jitter);
-	if ((rc = ratectl__lfile_get(h, rec->id, &lf)) != 0)
-		return rc;
-	__atomic_store_n(&lf->hdr->cooldown_until, until, __ATOMIC_RELEASE);
-	ratectl__wake(lf);
-	return 0;
+	return wake_budget(h, rec->id, RC_WAKE_RATE, until);
 }
 
 int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns)
@@ -452,11 +337,16 @@ int ratectl_observe(ratectl *h, const char *name, ratectl_dim dim,
 
 /* ---- inspection ---------------------------------------------------------- */
 
-static void info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
-                      int64_t now, ratectl_budget_info *out)
+/* Fill *out from rec and, when the budget has one, its lease file, read
+ * without creating it or keeping a descriptor: a read-only look at
+ * thousands of budgets must not exhaust descriptors or make files, and
+ * what cannot be read is an error, never a zero. */
+static int info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
+                     int64_t now, ratectl_budget_info *out)
 {
-	rc_lfile *lf;
+	rc_lfile tmp, *lf;
 	unsigned i;
+	int rc;
 
 	memset(out, 0, sizeof *out);
 	snprintf(out->name, sizeof out->name, "%s", name);
@@ -466,18 +356,21 @@ static void info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
 	out->config.jitter_ns = rec->jitter;
 	out->config.batch_share = rec->batch_share;
 	for (i = 0; i < rec->nlimits; i++) {
-		const rc_limit *l = &rec->lim[i];
-		ratectl_limit cfg = { (ratectl_dim)l->dim, l->count, l->period, l->burst };
+		rc_limit l = rec->lim[i];
+		ratectl_limit cfg = { (ratectl_dim)l.dim, l.count, l.period, l.burst };
+		int64_t floor = ratectl__gcra_floor(&l, &rec->sched);
 
+		if (floor > l.tat)      /* the empty bucket after a cooldown */
+			l.tat = floor;
 		out->config.limits[i] = cfg;
 		out->state[i].limit = cfg;
-		out->state[i].available = ratectl__gcra_available(l, now);
-		out->state[i].until_full_ns = ratectl__gcra_until_full(l, now);
+		out->state[i].available = ratectl__gcra_available(&l, now);
+		out->state[i].until_full_ns = ratectl__gcra_until_full(&l, now);
 	}
 	if (rec->sched.cooldown_until > now)
 		out->cooldown_ns = rec->sched.cooldown_until - now;
-	if (ratectl__lfile_get(h, rec->id, &lf) != 0)
-		return;
+	if ((rc = ratectl__lfile_peek(h, rec->id, &tmp, &lf)) != 0)
+		return rc > 0 ? 0 : rc;         /* no file: never admitted */
 	for (i = 0; i < RC_C_COUNT; i++)
 		(&out->counters.admitted)[i] =
 			__atomic_load_n(&lf->hdr->counters[i], __ATOMIC_RELAXED);
@@ -489,12 +382,13 @@ static void info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
 		else
 			out->dead++;
 	}
+	ratectl__lfile_unpeek(&tmp, lf);
+	return 0;
 }
 
 /* Entry point of the read-only calls on one budget: its record from a
- * read transaction and, when lf is not NULL, its lease file. */
-static int budget_read(ratectl *h, const char *name, rc_budget_rec *rec,
-                       rc_lfile **lf)
+ * read transaction. */
+static int budget_read(ratectl *h, const char *name, rc_budget_rec *rec)
 {
 	MDB_txn *txn;
 	int rc;
@@ -505,8 +399,6 @@ static int budget_read(ratectl *h, const char *name, rc_budget_rec *rec,
 		return rc;
 	rc = ratectl__rec_get(h, txn, name, rec);
 	ratectl__read_end(h, txn);
-	if (rc == 0 && lf)
-		rc = ratectl__lfile_get(h, rec->id, lf);
 	return rc;
 }
 
@@ -515,8 +407,8 @@ int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out)
 	rc_budget_rec rec;
 	int rc;
 
-	if ((rc = budget_read(h, name, &rec, NULL)) == 0)
-		info_fill(h, name, &rec, ratectl_now(h), out);
+	if ((rc = budget_read(h, name, &rec)) == 0)
+		rc = info_fill(h, name, &rec, ratectl_now(h), out);
 	return rc;
 }
 struct foreach_ctx {
@@ -533,9 +425,9 @@ static int foreach_each(ratectl *h, MDB_txn *txn, const char *name,
 	int rc;
 
 	(void)txn;
-	if ((rc = ratectl__rec_load(name, v, &rec)) != 0)
+	if ((rc = ratectl__rec_load(name, v, &rec)) != 0 ||
+	    (rc = info_fill(h, name, &rec, ratectl_now(h), &info)) != 0)
 		return rc;
-	info_fill(h, name, &rec, ratectl_now(h), &info);
 	return c->fn(&info, c->ctx);
 }
 
@@ -560,13 +452,15 @@ int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
 {
 	int64_t now = ratectl_now(h);
 	rc_budget_rec rec;
-	rc_lfile *lf;
+	rc_lfile tmp, *lf;
 	uint32_t i;
 	int rc;
 
 	*n = 0;
-	if ((rc = budget_read(h, name, &rec, &lf)) != 0)
+	if ((rc = budget_read(h, name, &rec)) != 0)
 		return rc;
+	if ((rc = ratectl__lfile_peek(h, rec.id, &tmp, &lf)) != 0)
+		return rc > 0 ? 0 : rc;
 	for (i = 0; i < lf->hdr->hiwater && i < RATECTL_MAX_INFLIGHT; i++) {
 		const rc_slot *s = &lf->slots[i];
 
@@ -577,6 +471,7 @@ int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
 			                                now - s->start, s->tokens };
 		(*n)++;
 	}
+	ratectl__lfile_unpeek(&tmp, lf);
 	return 0;
 }
 
@@ -586,16 +481,19 @@ static int reclaim_each(ratectl *h, MDB_txn *txn, const char *name,
                         const MDB_val *v, void *ctx)
 {
 	unsigned *slots = ctx;
-	rc_lfile *lf;
+	rc_lfile tmp, *lf;
 	uint32_t id;
+	int rc;
 
 	(void)txn;
 	(void)name;
 	if (v->mv_size < RC_REC_SIZE(0))
 		return 0;
 	memcpy(&id, (const char *)v->mv_data + offsetof(rc_budget_rec, id), sizeof id);
-	if (ratectl__lfile_get(h, id, &lf) == 0)
-		*slots += ratectl__slot_reclaim(lf);
+	if ((rc = ratectl__lfile_peek(h, id, &tmp, &lf)) != 0)
+		return rc > 0 ? 0 : rc;
+	*slots += ratectl__slot_reclaim(lf);
+	ratectl__lfile_unpeek(&tmp, lf);
 	return 0;
 }
 
@@ -636,7 +534,8 @@ int ratectl_retry_take(ratectl *h, const char *name, unsigned percent)
 	uint64_t r, admitted;
 	int rc;
 
-	if ((rc = budget_read(h, name, &rec, &lf)) != 0)
+	if ((rc = budget_read(h, name, &rec)) != 0 ||
+	    (rc = ratectl__lfile_get(h, rec.id, &lf)) != 0)
 		return rc;
 	r = __atomic_load_n(&lf->hdr->counters[RC_C_RETRIES], __ATOMIC_RELAXED);
 	do {

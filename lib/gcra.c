@@ -17,10 +17,6 @@
  * of its rate short: a 429 says nothing about a day's budget. */
 #define RC_COOLDOWN_EMPTY (60LL * 1000000000)
 
-/* A debit larger than this many bursts is capped: the ledger cannot be
- * pushed into years of debt by one absurd usage report. */
-#define RC_DEBIT_BURSTS 4
-
 static int64_t max64(int64_t a, int64_t b)
 {
 	return a > b ? a : b;
@@ -61,6 +57,20 @@ int ratectl__limit_init(rc_limit *l, const ratectl_limit *cfg)
 	return 0;
 }
 
+int64_t ratectl__gcra_floor(const rc_limit *l, const rc_sched *s)
+{
+	if (s->cooldown_until == 0)
+		return 0;
+	return s->cooldown_until + (l->tau < RC_COOLDOWN_EMPTY ? l->tau : RC_COOLDOWN_EMPTY);
+}
+
+/* The TAT that admissions see: the stored one, or the empty bucket that
+ * follows a cooldown if that is later. */
+static int64_t tat_of(const rc_limit *l, const rc_sched *s)
+{
+	return max64(l->tat, ratectl__gcra_floor(l, s));
+}
+
 int ratectl__gcra_plan(const rc_limit *l, unsigned n, const rc_sched *s,
                        const ratectl_cost *c, int64_t now, int64_t *t_adm)
 {
@@ -76,7 +86,7 @@ int ratectl__gcra_plan(const rc_limit *l, unsigned n, const rc_sched *s,
 			return RATECTL_ETOOBIG;
 		/* Conforms at t iff max(tat, t) + units*T - tau <= t, i.e.
 		 * t >= tat + units*T - tau (the other case always holds). */
-		t = max64(t, l[i].tat + (int64_t)units * l[i].T - l[i].tau);
+		t = max64(t, tat_of(&l[i], s) + (int64_t)units * l[i].T - l[i].tau);
 	}
 	if (t < s->ramp_end)
 		t = max64(t, s->ramp_next);
@@ -93,23 +103,31 @@ void ratectl__gcra_commit(rc_limit *l, unsigned n, rc_sched *s,
 		uint64_t units = cost_of(c, l[i].dim);
 
 		if (units)
-			l[i].tat = max64(l[i].tat, t_adm) + (int64_t)units * l[i].T;
+			l[i].tat = max64(tat_of(&l[i], s), t_adm) + (int64_t)units * l[i].T;
 	}
 	if (t_adm < s->ramp_end)
 		s->ramp_next = t_adm + s->ramp_step;
 }
 
 void ratectl__gcra_undo(rc_limit *l, unsigned n, const int64_t *before,
-                        const ratectl_cost *c, int64_t t_adm)
+                        const int64_t *after)
 {
 	unsigned i;
 
-	for (i = 0; i < n; i++) {
-		uint64_t units = cost_of(c, l[i].dim);
-
-		if (units && l[i].tat == max64(before[i], t_adm) + (int64_t)units * l[i].T)
+	for (i = 0; i < n; i++)
+		if (l[i].tat == after[i])
 			l[i].tat = before[i];
-	}
+}
+
+/* t + units * T, saturating at RC_TIME_MAX; t, units >= 0. */
+static int64_t later_by(int64_t t, uint64_t units, int64_t T)
+{
+	uint64_t d;
+
+	if (__builtin_mul_overflow(units, (uint64_t)T, &d) ||
+	    d > (uint64_t)(RC_TIME_MAX - t))
+		return RC_TIME_MAX;
+	return t + (int64_t)d;
 }
 
 void ratectl__gcra_adjust(rc_limit *l, unsigned n, ratectl_dim dim,
@@ -118,18 +136,21 @@ void ratectl__gcra_adjust(rc_limit *l, unsigned n, ratectl_dim dim,
 	unsigned i;
 
 	for (i = 0; i < n; i++) {
-		int64_t units = delta, cap, d;
+		int64_t base = max64(l[i].tat, now);
+		uint64_t units;
 
 		if (l[i].dim != (uint32_t)dim || delta == 0)
 			continue;
-		cap = (int64_t)l[i].burst * RC_DEBIT_BURSTS;
-		if (units > cap)
-			units = cap;
-		if (units < -cap)
-			units = -cap;
-		d = units * l[i].T;
-		/* Any TAT at or before now means "full": clamp there, exactly. */
-		l[i].tat = max64(max64(l[i].tat, now) + d, now);
+		if (delta > 0) {
+			l[i].tat = later_by(base, (uint64_t)delta, l[i].T);
+			continue;
+		}
+		/* A refund: any TAT at or before now means "full". */
+		units = (uint64_t)-(delta + 1) + 1;
+		if (later_by(now, units, l[i].T) >= base)
+			l[i].tat = now;
+		else
+			l[i].tat = base - (int64_t)units * l[i].T;
 	}
 }
 
@@ -196,17 +217,13 @@ void ratectl__gcra_cooldown(rc_limit *l, unsigned n, rc_sched *s,
 	uint64_t burst = 0;
 	unsigned i;
 
-	for (i = 0; i < n; i++) {
-		int64_t empty = until + (l[i].tau < RC_COOLDOWN_EMPTY ?
-		                         l[i].tau : RC_COOLDOWN_EMPTY);
-
-		/* Ending a pause early drops the debt the pause itself put. */
-		if (until < s->cooldown_until && l[i].tat > empty)
-			l[i].tat = empty;
-		l[i].tat = max64(l[i].tat, empty);
+	/* The limits' TATs are not touched: the empty bucket after the pause
+	 * is a floor derived from cooldown_until (ratectl__gcra_floor), so
+	 * moving the end, earlier or later, moves only the pause's own debt,
+	 * never the debt of admissions. */
+	for (i = 0; i < n; i++)
 		if (l[i].dim == RATECTL_REQUESTS && (burst == 0 || l[i].burst < burst))
 			burst = l[i].burst;
-	}
 	if (burst == 0)
 		burst = 10;     /* no request limit: spread the first ten */
 	s->cooldown_until = until;
@@ -242,14 +259,36 @@ void ratectl__gcra_reset(rc_limit *l, unsigned n, rc_sched *s)
 	*s = (rc_sched){ 0, 0, 0, 0, 0 };
 }
 
+static int64_t rebase_time(int64_t t, int64_t shift, int64_t stamp, int64_t now)
+{
+	int64_t owed = t > stamp ? t - stamp : 0, moved;
+
+	if (t == 0)
+		return 0;
+	if (__builtin_add_overflow(t, shift, &moved))
+		moved = shift > 0 ? RC_TIME_MAX : 0;
+	if (moved - now > owed)
+		moved = now + owed;
+	return moved < 0 ? 0 : moved > RC_TIME_MAX ? RC_TIME_MAX : moved;
+}
+
+void ratectl__gcra_rebase(rc_limit *l, unsigned n, rc_sched *s, int64_t shift,
+                          int64_t stamp, int64_t now)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		l[i].tat = rebase_time(l[i].tat, shift, stamp, now);
+	s->cooldown_until = rebase_time(s->cooldown_until, shift, stamp, now);
+	s->ramp_end = rebase_time(s->ramp_end, shift, stamp, now);
+	s->ramp_next = rebase_time(s->ramp_next, shift, stamp, now);
+	s->batch_tat = rebase_time(s->batch_tat, shift, stamp, now);
+}
+
 void ratectl__gcra_rescale(rc_limit *l, const rc_limit *old, int64_t now)
 {
 	int64_t debt = old->tat > now ? old->tat - now : 0;
 	uint64_t units = (uint64_t)((debt + old->T - 1) / old->T);
-	int64_t cap = RC_DEBIT_BURSTS * l->tau;
 
-	if (units > (uint64_t)(cap / l->T))
-		l->tat = now + cap;
-	else
-		l->tat = units ? now + (int64_t)units * l->T : 0;
+	l->tat = units ? later_by(now, units, l->T) : 0;
 }

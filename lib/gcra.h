@@ -20,6 +20,10 @@
 
 #include "ratectl.h"
 
+/* No stored time passes this (146 years of uptime): a debt of any size
+ * saturates here, and a time plus a tolerance (<= 1 year) cannot overflow. */
+#define RC_TIME_MAX ((int64_t)1 << 62)
+
 /* One limit and its state, exactly as stored in the ledger (56 bytes). */
 typedef struct rc_limit {
 	uint32_t dim;       /* ratectl_dim */
@@ -58,15 +62,16 @@ void ratectl__gcra_commit(rc_limit *l, unsigned n, rc_sched *s,
                           const ratectl_cost *c, int64_t t_adm);
 
 /*
- * Undo a commit of cost c whose TATs were `before` (saved by the caller),
- * on each limit whose TAT is still exactly what that commit left, i.e.
- * when nobody was admitted after it.  Otherwise that limit keeps the
- * charge: giving it back could let later admissions exceed the bound.
+ * Undo a commit whose TATs were before[] and became after[] (saved by the
+ * caller), on each limit whose TAT is still exactly after[i], i.e. when
+ * nothing was charged since.  Otherwise that limit keeps the charge:
+ * giving it back could let later admissions exceed the bound.
  */
 void ratectl__gcra_undo(rc_limit *l, unsigned n, const int64_t *before,
-                        const ratectl_cost *c, int64_t t_adm);
+                        const int64_t *after);
 
-/* Charge (delta > 0) or refund (delta < 0) delta units of dim, now. */
+/* Charge (delta > 0) or refund (delta < 0) delta units of dim, now, in
+ * full: a debt larger than the burst makes the next admissions wait. */
 void ratectl__gcra_adjust(rc_limit *l, unsigned n, ratectl_dim dim,
                           int64_t delta, int64_t now);
 
@@ -90,14 +95,20 @@ int ratectl__gcra_tighten(rc_limit *l, uint64_t remaining, int64_t reset,
                           int64_t now);
 
 /*
- * Pause until `until`.  A cooldown follows a refusal by the provider, whose
- * bucket is then empty: every limit restarts empty at `until` (at most one
- * RC_COOLDOWN_EMPTY of its rate short, so a day's budget is not lost) and
- * refills at its rate; and the first waiters are spread over `jitter` (at
- * most a request burst of them).  So no burst follows the pause.
+ * Pause until `until`: no admission before it.  A cooldown follows a
+ * refusal by the provider, whose bucket is then empty, so every limit
+ * restarts empty at `until` (at most RC_COOLDOWN_EMPTY of its rate short,
+ * so a day's budget is not lost) and refills at its rate: that is a
+ * floor under each limit's TAT (ratectl__gcra_floor), not a charge, so a
+ * pause ended early (until = now) keeps every debt of admissions and
+ * drops only its own.  The first admissions after it are spread over
+ * `jitter` (at most a request burst of them).  So no burst follows.
  */
 void ratectl__gcra_cooldown(rc_limit *l, unsigned n, rc_sched *s,
                             int64_t until, int64_t jitter);
+
+/* The earliest TAT the last cooldown leaves limit l: 0 when none. */
+int64_t ratectl__gcra_floor(const rc_limit *l, const rc_sched *s);
 
 /*
  * Batch priority: may a batch cost c wait in line (reserve) for time t?
@@ -110,6 +121,18 @@ void ratectl__batch_commit(const rc_limit *l, unsigned n, rc_sched *s,
 
 /* Refill every limit and end any cooldown. */
 void ratectl__gcra_reset(rc_limit *l, unsigned n, rc_sched *s);
+
+/*
+ * A new boot: move every stored time (TATs, cooldown, ramp, batch) onto
+ * the new boot's clock by `shift` (from the wall clock), but never later
+ * than now + what was still owed at `stamp`, a time of the last boot
+ * after which nothing was forgiven and everything only repaid: a wall
+ * clock set back across the reboot cannot push a budget into years of
+ * debt, and one set right keeps every debt and credits the time down.
+ * 0 (never set) stays 0.
+ */
+void ratectl__gcra_rebase(rc_limit *l, unsigned n, rc_sched *s, int64_t shift,
+                          int64_t stamp, int64_t now);
 
 /* Move a limit's debt (TAT - now) from old's rate to l's rate, when an
  * update keeps a limit of the same dimension and period. */

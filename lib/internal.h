@@ -35,9 +35,10 @@ typedef struct rc_meta {
 	uint32_t format;           /* RATECTL_FORMAT_VERSION that wrote it */
 	uint32_t next_id;          /* budget ids are never reused */
 	uint32_t reserved0;
-	int64_t rt_offset;         /* CLOCK_REALTIME - clock, in that boot */
+	int64_t rt_offset;         /* largest CLOCK_REALTIME - clock seen in that boot */
 	char boot_id[RC_BOOT_ID_LEN];
-	uint64_t reserved[4];
+	int64_t stamp;             /* the clock when rt_offset was last sampled */
+	uint64_t reserved[3];
 } rc_meta;
 
 typedef struct rc_budget_rec {
@@ -101,13 +102,21 @@ typedef struct rc_lease_hdr {
 	 * uncapped budget costs one page of tmpfs, not the whole table. */
 	uint32_t reserved;
 	uint32_t reserved1;
-	uint32_t release_seq;      /* futex word: bumped at every release */
-	uint32_t waiters;          /* processes sleeping on release_seq */
+	uint32_t release_seq;      /* futex word: slots (see wait.c) */
+	uint32_t waiters;          /* threads sleeping on release_seq */
 	/* Mirror of the budget's cooldown end, so that a waiter that reserved
-	 * its time before a cooldown began notices it without a transaction. */
+	 * its time before a cooldown began notices it without a transaction;
+	 * every admission puts the record's value back if they differ. */
 	int64_t cooldown_until;
 	uint64_t counters[RC_C_COUNT];
+	/* Added after the first release, where older files hold zeros. */
+	uint32_t change_seq;       /* futex word: the budget changed (wait.c) */
+	uint32_t cwaiters;         /* threads sleeping on change_seq */
+	uint32_t epoch;            /* bumped when reservations are void */
+	uint32_t reserved2;
 } rc_lease_hdr;
+
+_Static_assert(sizeof(rc_lease_hdr) <= RC_HDR_SIZE, "lease header fits its page");
 
 /* A process's view of one lease file. */
 typedef struct rc_lfile {
@@ -169,11 +178,23 @@ typedef int (*rc_write_fn)(ratectl *h, MDB_txn *txn, void *ctx);
 int ratectl__write(ratectl *h, rc_write_fn fn, void *ctx);
 int ratectl__read_begin(ratectl *h, MDB_txn **txn);
 void ratectl__read_end(ratectl *h, MDB_txn *txn);
-int ratectl__mdb_err(const ratectl *h, int rc, const char *what);
 /* Re-open what a fork left behind, when h was opened before it. */
 int ratectl__enter(ratectl *h);
 
-/* ---- budget records (budget.c) ---------------------------------------- */
+/* ---- meta.c: the format record, reboots -------------------------------- */
+
+/* Open the table, create or check the format record, rebase after a
+ * reboot (an rc_write_fn, run at every open). */
+int ratectl__meta_init(ratectl *h, MDB_txn *txn, void *ctx);
+/* Sample the wall clock's offset again (any change but an admission). */
+int ratectl__meta_touch(ratectl *h, MDB_txn *txn);
+/* Take the next budget id. */
+int ratectl__meta_next_id(ratectl *h, MDB_txn *txn, uint32_t *id);
+
+/* ---- record.c: budget records ------------------------------------------ */
+
+/* An LMDB failure as a library code, with the detail set. */
+int ratectl__mdb_err(const ratectl *h, int rc, const char *what);
 
 /* Copy budget `name` into *rec, validated.  RATECTL_ENOTFOUND, _ECORRUPT. */
 int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
@@ -199,6 +220,15 @@ int ratectl__lfile_get(ratectl *h, uint32_t id, rc_lfile **out);
  * no I/O, for use inside the admission transaction. */
 rc_lfile *ratectl__lfile_find(const ratectl *h, uint32_t id);
 void ratectl__lfile_close_all(ratectl *h, int unlock);
+/* Budget id's lease file for one look, without creating it or keeping a
+ * descriptor: this process's own when it has it open, else mapped into
+ * *tmp.  0 and *out; 1 when the file does not exist (nothing was ever
+ * admitted); or an error.  Hand *out to ratectl__lfile_unpeek() after. */
+int ratectl__lfile_peek(ratectl *h, uint32_t id, rc_lfile *tmp, rc_lfile **out);
+void ratectl__lfile_unpeek(rc_lfile *tmp, rc_lfile *lf);
+/* A new boot: reset budget id's lease file, if it has one (no holder or
+ * waiter survives a reboot); its cooldown mirror becomes cooldown_until. */
+int ratectl__lfile_reboot(ratectl *h, uint32_t id, int64_t cooldown_until);
 int ratectl__lfile_unlink(ratectl *h, uint32_t id);
 /* Claim a free slot below max: 0 and *slot, or RATECTL_EINFLIGHT. */
 int ratectl__slot_claim(rc_lfile *lf, uint32_t max, int32_t pid, int64_t now,
@@ -215,15 +245,27 @@ int ratectl__slot_is_ours(const rc_lfile *lf, uint32_t i);
 
 /* ---- wait.c ------------------------------------------------------------ */
 
-/* Something changed (a slot released, a budget updated): wake waiters. */
-void ratectl__wake(rc_lfile *lf);
-/* Sleep until a slot may be free (a release, a holder's death, a change)
- * or `deadline` passes.  *watching is the caller's: 0 at first. */
+/* What changed, for ratectl__wake() (the table in wait.c). */
+enum {
+	RC_WAKE_SLOTS = 1,         /* a slot may be free */
+	RC_WAKE_RATE = 2,          /* the budget's schedule or limits changed */
+	RC_WAKE_VOID = 4           /* reservations are void: plan again */
+};
+void ratectl__wake(rc_lfile *lf, int what);
+/* Sleep until a slot may be free (a release, a holder's death, a change),
+ * one tick passes, or `deadline`: the caller then tries again.  *watching
+ * is the caller's: 0 at first. */
 int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline,
                        int *watching);
+/* Sleep until reserved time t_adm: 0 then; 1 when a cooldown that covers
+ * it began meanwhile (give the place back, plan again); 2 when the
+ * reservation was voided (plan again, nothing to give back); or -EINTR.
+ * cooldown_until and epoch are what the caller saw when it reserved. */
+int ratectl__reserved_wait(ratectl *h, rc_lfile *lf, int64_t t_adm,
+                           int64_t cooldown_until, uint32_t epoch);
 /* The caller is done waiting for slots: stop watching if it was. */
 void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf, int *watching);
-/* Sleep until the budget changes (seq moves) or `until`. */
+/* Sleep until the budget changes (change_seq moves from seq) or `until`. */
 int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until);
 void ratectl__count(rc_lfile *lf, int which, uint64_t n);
 

@@ -117,15 +117,18 @@ static int lfile_map(const ratectl *h, uint32_t id, int fd, rc_lfile *lf,
 	return 0;
 }
 
-static int lfile_open(ratectl *h, uint32_t id, rc_lfile **out)
+/* Open and map budget id's lease file into *lf, creating it when asked:
+ * 0, 1 when it does not exist and create is 0, or an error. */
+static int lfile_attach(ratectl *h, uint32_t id, int create, rc_lfile *lf)
 {
 	char path[PATH_MAX];
-	rc_lfile *lf;
 	int fd, rc;
 
 	lease_path(h, id, path, sizeof path);
 	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT) {
+		if (!create)
+			return 1;
 		if ((rc = lfile_create(h, path, id)) != 0)
 			return rc;
 		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
@@ -133,20 +136,70 @@ static int lfile_open(ratectl *h, uint32_t id, rc_lfile **out)
 	if (fd < 0)
 		return ratectl__err(errno == ELOOP ? RATECTL_EUNSAFE : -errno,
 		                    "lease file %s: %s", path, strerror(errno));
-	if (!(lf = calloc(1, sizeof *lf))) {
-		close(fd);
-		return -ENOMEM;
-	}
+	memset(lf, 0, sizeof *lf);
 	if ((rc = lfile_map(h, id, fd, lf, path)) != 0) {
 		close(fd);
-		free(lf);
 		return rc;
 	}
 	lf->id = id;
 	lf->fd = fd;
 	lf->watch_efd = -1;
 	pthread_mutex_init(&lf->mu, NULL);
+	return 0;
+}
+
+static void lfile_detach(rc_lfile *lf)
+{
+	if (lf->fd >= 0)
+		close(lf->fd);
+	munmap(lf->hdr, RC_LEASE_FILE_SIZE);
+	pthread_mutex_destroy(&lf->mu);
+}
+
+static int lfile_open(ratectl *h, uint32_t id, rc_lfile **out)
+{
+	rc_lfile *lf;
+	int rc;
+
+	if (!(lf = malloc(sizeof *lf)))
+		return -ENOMEM;
+	if ((rc = lfile_attach(h, id, 1, lf)) != 0) {
+		free(lf);
+		return rc;
+	}
 	*out = lf;
+	return 0;
+}
+
+int ratectl__lfile_peek(ratectl *h, uint32_t id, rc_lfile *tmp, rc_lfile **out)
+{
+	int rc;
+
+	if ((*out = ratectl__lfile_find(h, id)) != NULL)
+		return 0;
+	if ((rc = lfile_attach(h, id, 0, tmp)) == 0)
+		*out = tmp;
+	return rc;
+}
+
+void ratectl__lfile_unpeek(rc_lfile *tmp, rc_lfile *lf)
+{
+	if (lf == tmp)
+		lfile_detach(tmp);
+}
+
+int ratectl__lfile_reboot(ratectl *h, uint32_t id, int64_t cooldown_until)
+{
+	rc_lfile tmp, *lf;
+	int rc;
+
+	if ((rc = ratectl__lfile_peek(h, id, &tmp, &lf)) != 0)
+		return rc > 0 ? 0 : rc;
+	ratectl__slot_reset(lf);
+	__atomic_store_n(&lf->hdr->watcher, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&lf->hdr->waiters, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&lf->hdr->cooldown_until, cooldown_until, __ATOMIC_RELEASE);
+	ratectl__lfile_unpeek(&tmp, lf);
 	return 0;
 }
 
@@ -195,8 +248,7 @@ int ratectl__lfile_get(ratectl *h, uint32_t id, rc_lfile **out)
 	pthread_mutex_lock(&h->files_mu);
 	if (!(lf = ratectl__lfile_find(h, id)) && (rc = lfile_open(h, id, &lf)) == 0 &&
 	    (rc = lfile_index(h, lf)) != 0) {
-		munmap(lf->hdr, RC_LEASE_FILE_SIZE);
-		close(lf->fd);
+		lfile_detach(lf);
 		free(lf);
 	}
 	pthread_mutex_unlock(&h->files_mu);
@@ -210,17 +262,24 @@ void ratectl__lfile_close_all(ratectl *h, int unlock)
 	uint32_t i;
 
 	for (lf = h->files; lf; lf = next) {
+		int freed = 0;
+
 		next = lf->next;
 		/* Closing the descriptor drops this process's locks; mark the
-		 * records first so that nobody takes them for dead holders. */
+		 * records first so that nobody takes them for dead holders,
+		 * and wake the slot waiters once the locks are gone. */
 		for (i = 0; unlock && i < RATECTL_MAX_INFLIGHT; i++)
-			if (ratectl__slot_is_ours(lf, i))
+			if (ratectl__slot_is_ours(lf, i)) {
 				__atomic_store_n(&lf->slots[i].state, RC_SLOT_FREE,
 				                 __ATOMIC_RELEASE);
+				freed = 1;
+			}
 		if (lf->fd >= 0)
 			close(lf->fd);
-		munmap(lf->hdr, RC_LEASE_FILE_SIZE);
-		pthread_mutex_destroy(&lf->mu);
+		lf->fd = -1;
+		if (freed)
+			ratectl__wake(lf, RC_WAKE_SLOTS);
+		lfile_detach(lf);
 		free(lf);
 	}
 	h->files = NULL;
@@ -313,7 +372,7 @@ void ratectl__slot_release(rc_lfile *lf, int32_t slot)
 	set_held(lf, (uint32_t)slot, 0);
 	lock_byte(lf->fd, (uint32_t)slot, F_UNLCK);
 	pthread_mutex_unlock(&lf->mu);
-	ratectl__wake(lf);
+	ratectl__wake(lf, RC_WAKE_SLOTS);
 }
 
 int ratectl__slot_locked(const rc_lfile *lf, uint32_t slot)
@@ -346,7 +405,7 @@ unsigned ratectl__slot_reclaim(rc_lfile *lf)
 	pthread_mutex_unlock(&lf->mu);
 	if (freed) {
 		ratectl__count(lf, RC_C_RECLAIMED, freed);
-		ratectl__wake(lf);
+		ratectl__wake(lf, RC_WAKE_SLOTS);
 	}
 	return freed;
 }

@@ -1,7 +1,7 @@
 /*
  * ledger.c - the LMDB environment: opening a ledger directory safely,
- * transactions that survive map growth and stale readers, the format
- * record, and rebasing stored times after a reboot.
+ * and transactions that survive map growth and stale readers.  The
+ * format record and reboots are meta.c's; budget records, record.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,30 +22,6 @@
 /* No fsync on the hot path; WRITEMAP makes a commit a few stores.  A
  * process crash loses nothing; an OS crash may (see README, Durability). */
 #define RC_ENV_FLAGS (MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS | MDB_NORDAHEAD)
-
-int ratectl__mdb_err(const ratectl *h, int rc, const char *what)
-{
-	const char *path = h ? h->path : "?";
-
-	switch (rc) {
-	case MDB_INVALID:
-	case MDB_VERSION_MISMATCH:
-	case MDB_CORRUPTED:
-	case MDB_PAGE_NOTFOUND:
-	case MDB_INCOMPATIBLE:
-		return ratectl__err(RATECTL_ECORRUPT,
-		                    "ledger %s: %s: %s; run `ratectl check --repair`",
-		                    path, what, mdb_strerror(rc));
-	case MDB_MAP_FULL:
-		return ratectl__err(-ENOSPC, "ledger %s: %s: map full", path, what);
-	default:
-		break;
-	}
-	if (rc > 0)
-		return ratectl__err(-rc, "ledger %s: %s: %s", path, what, strerror(rc));
-	return ratectl__err(RATECTL_ELMDB, "ledger %s: %s: %s", path, what,
-	                    mdb_strerror(rc));
-}
 
 /* ---- transactions ------------------------------------------------------ */
 
@@ -156,138 +132,6 @@ void ratectl__read_end(ratectl *h, MDB_txn *txn)
 	pthread_rwlock_unlock(&h->maplock);
 }
 
-/* ---- the format record and reboots ------------------------------------ */
-
-/* Times stored in the last boot are rebased through the wall clock: debt
- * not yet repaid is kept (no free burst), the time the host was down is
- * credited, and nothing is ever put further than one full burst ahead. */
-static void rebase_rec(rc_budget_rec *rec, int64_t shift, int64_t now)
-{
-	unsigned i;
-
-	for (i = 0; i < rec->nlimits; i++) {
-		rc_limit *l = &rec->lim[i];
-		int64_t t;
-
-		if (l->tat == 0)
-			continue;
-		t = l->tat + shift;
-		if (t > now + l->tau)
-			t = now + l->tau;
-		l->tat = t < 0 ? 0 : t;
-	}
-	if (rec->sched.cooldown_until) {
-		int64_t t = rec->sched.cooldown_until + shift;
-
-		rec->sched.cooldown_until = t > now + RATECTL_PERIOD_MAX ?
-			now + RATECTL_PERIOD_MAX : (t < 0 ? 0 : t);
-	}
-	rec->sched.ramp_end = rec->sched.ramp_next = 0;
-}
-
-struct rebase_ctx {
-	int64_t shift;
-	int64_t now;
-};
-
-static int rebase_each(ratectl *h, MDB_txn *txn, const char *name,
-                       const MDB_val *v, void *arg)
-{
-	struct rebase_ctx *c = arg;
-	rc_budget_rec rec;
-	rc_lfile *lf;
-	int rc;
-
-	if ((rc = ratectl__rec_load(name, v, &rec)) != 0)
-		return rc;
-	rebase_rec(&rec, c->shift, c->now);
-	if ((rc = ratectl__rec_put(h, txn, name, &rec)) != 0)
-		return rc;
-	if (ratectl__lfile_get(h, rec.id, &lf) == 0)
-		ratectl__slot_reset(lf);
-	return 0;
-}
-
-static int rebase_all(ratectl *h, MDB_txn *txn, int64_t shift)
-{
-	struct rebase_ctx c = { shift, ratectl_now(h) };
-
-	return ratectl__budget_each(h, txn, rebase_each, &c);
-}
-
-static int meta_create(ratectl *h, MDB_txn *txn, MDB_val *key)
-{
-	MDB_stat st;
-	rc_meta m;
-	MDB_val v;
-	int rc;
-
-	/* A fresh environment has nothing in it; anything else is someone
-	 * else's LMDB database, which we must not write into. */
-	if ((rc = mdb_stat(txn, h->dbi, &st)) != 0)
-		return ratectl__mdb_err(h, rc, "read the table");
-	if (st.ms_entries > 0)
-		return ratectl__err(RATECTL_ECORRUPT,
-		                    "ledger %s: data.mdb is an LMDB database but not a "
-		                    "ratectl ledger", h->path);
-	memset(&m, 0, sizeof m);
-	m.magic = RC_META_MAGIC;
-	m.format = RATECTL_FORMAT_VERSION;
-	m.next_id = 1;
-	m.rt_offset = ratectl__realtime(h) - ratectl_now(h);
-	memcpy(m.boot_id, h->boot_id, RC_BOOT_ID_LEN);
-	v.mv_size = sizeof m;
-	v.mv_data = &m;
-	rc = mdb_put(txn, h->dbi, key, &v, 0);
-	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write meta");
-}
-
-static int meta_init(ratectl *h, MDB_txn *txn, void *ctx)
-{
-	MDB_val k = { sizeof RC_META_KEY - 1, (void *)(uintptr_t)RC_META_KEY }, v;
-	rc_meta m;
-	int rc;
-
-	(void)ctx;
-	if ((rc = mdb_dbi_open(txn, NULL, 0, &h->dbi)) != 0)
-		return ratectl__mdb_err(h, rc, "open the table");
-	rc = mdb_get(txn, h->dbi, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return meta_create(h, txn, &k);
-	if (rc != 0)
-		return ratectl__mdb_err(h, rc, "read meta");
-	memset(&m, 0, sizeof m);
-	memcpy(&m, v.mv_data, v.mv_size < sizeof m ? v.mv_size : sizeof m);
-	if (v.mv_size < 8 || m.magic != RC_META_MAGIC)
-		return ratectl__err(RATECTL_ECORRUPT,
-		                    "ledger %s: format record is damaged; run "
-		                    "`ratectl check --repair`", h->path);
-	if (m.format > RATECTL_FORMAT_VERSION)
-		return ratectl__err(RATECTL_EVERSION,
-		                    "ledger %s: format version %u is newer than this "
-		                    "build (%u); upgrade ratectl", h->path, m.format,
-		                    RATECTL_FORMAT_VERSION);
-	if (m.format < 1 || v.mv_size != sizeof m)
-		return ratectl__err(RATECTL_ECORRUPT,
-		                    "ledger %s: format record is damaged (version %u, "
-		                    "%zu bytes)", h->path, m.format, v.mv_size);
-	/* Commit even when nothing changed: table handles opened in an
-	 * aborted transaction are closed with it. */
-	if (memcmp(m.boot_id, h->boot_id, RC_BOOT_ID_LEN) == 0)
-		return 0;
-	{
-		int64_t off = ratectl__realtime(h) - ratectl_now(h);
-
-		if ((rc = rebase_all(h, txn, m.rt_offset - off)) != 0)
-			return rc;
-		m.rt_offset = off;
-		memcpy(m.boot_id, h->boot_id, RC_BOOT_ID_LEN);
-		v.mv_data = &m;
-		rc = mdb_put(txn, h->dbi, &k, &v, 0);
-	}
-	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write meta");
-}
-
 /* ---- opening ----------------------------------------------------------- */
 
 static int env_open_once(ratectl *h)
@@ -347,7 +191,7 @@ static int env_open(ratectl *h)
 	mdb_reader_check(h->env, &dead);
 	mdb_env_info(h->env, &info);
 	if ((rc = map_reserve(h, info.me_mapsize)) == 0 &&
-	    (rc = ratectl__write(h, meta_init, NULL)) == 0)
+	    (rc = ratectl__write(h, ratectl__meta_init, NULL)) == 0)
 		return 0;
 	mdb_env_close(h->env);
 	h->env = NULL;
@@ -564,7 +408,10 @@ void ratectl_close(ratectl *h)
 			break;
 		}
 	ratectl__registry_unlock();
-	ratectl__lfile_close_all(h, 1);
+	/* A child that inherited the handle and closes it (atexit) holds none
+	 * of the parent's slots: their records are the parent's to change. */
+	ratectl__lfile_close_all(h, h->fork_gen ==
+	                         __atomic_load_n(&ratectl__fork_gen, __ATOMIC_ACQUIRE));
 	if (h->env)
 		mdb_env_close(h->env);
 	handle_free(h);

@@ -1,17 +1,53 @@
 /*
  * wait.c - sleeping until something changes, without polling.
  *
- * Each budget's lease file maps a futex word, release_seq, that is bumped
- * whenever a waiter might now get in: a slot released or reclaimed, the
- * budget updated, reset or its cooldown changed.  Waiters sleep on it.
+ * Each budget's lease file maps two futex words.  release_seq is for slot
+ * waiters (EINFLIGHT); change_seq for everyone else who waits: rate
+ * waiters with no place reserved (the place lies past their deadline, a
+ * batch request beyond its share, anyone during a cooldown) and waiters
+ * asleep on a reserved place.  A state change bumps the words it concerns
+ * and wakes their sleepers; a sleeper compares the word before sleeping,
+ * so a change between its decision and its sleep is never missed.  Every
+ * change that is made inside a write transaction wakes before the commit:
+ * a woken waiter tries again in a write transaction of its own, which
+ * waits for that commit, so it sees the change.
+ *
+ * Who wakes whom (each row has a test, named after it):
+ *
+ *  state change                      words          who gets in       test
+ *  --------------------------------  -------------  ----------------  -----------------------------
+ *  slot released (release, cancel)   release        slot waiters      test_wait release_wakes_slot_waiter
+ *  holder died (watcher's pidfd)     release        slot waiters      test_wait dead_holder_wakes_waiter
+ *  holder died, unwatched (over      none: the      slot waiters      test_wait unwatched_death_costs_a_tick
+ *   RC_WATCH_MAX holders, no pidfd)   tick retries
+ *  ratectl_close() with leases held  release        slot waiters      test_wait close_wakes_slot_waiter
+ *  reclaim freed dead slots          release        slot waiters      test_wait reclaim_wakes_slot_waiter
+ *  reconcile refunded tokens         change         rate waiters      test_wait refund_wakes_rate_waiter
+ *  reservation given back (undo)     change         rate waiters      test_wait undo_wakes_rate_waiter
+ *  budget updated (ratectl_budget_   release,       all (reserved     test_wait update_wakes_waiters
+ *   set on an existing budget)        change         keep their place)
+ *  budget reset                      release,       all; reserved     test_wait reset_voids_reservations
+ *                                     change, epoch  plan again
+ *  budget deleted                    release,       all: they fail    test_wait delete_wakes_waiters
+ *                                     change, epoch  RATECTL_ENOTFOUND
+ *  cooldown begins                   change         reserved inside   test_wait cooldown_start_gives_back
+ *                                                    it give back
+ *  cooldown ends early               change         cooldown waiters  test_wait cooldown_end_wakes_waiters
+ *  reboot                            header reset   (none survive)    test_ledger reboot_with_waiters
+ *
+ * Nobody reserves a place during a cooldown: those waiters sleep on
+ * change_seq until it ends or is ended, then line up.  So ending a pause
+ * early voids no reservation.
  *
  * A holder that dies sends no wake-up.  So one waiting process, the
  * watcher (its pid in the header, taken by compare-and-swap), runs a small
  * thread that polls pidfds of the slots' holders: the kernel makes a pidfd
  * readable when its process has exited, after its descriptors, and so its
  * slot locks, are gone.  The thread then bumps the word and wakes everyone.
- * Other waiters check every 5 s that the watcher still lives and take
- * over if not.  Nobody polls the ledger.
+ * A slot waiter also tries again every RC_TICK_NS whatever happens, so a
+ * death the watcher cannot see (more holders than it watches, no pidfds)
+ * or any wake-up still missed costs at most that tick; and checks every
+ * RC_WATCH_CHECK_NS that the watcher lives, taking over if not.
  */
 #include <errno.h>
 #include <limits.h>
@@ -29,14 +65,16 @@
 /*
  * How often a waiter checks that the watcher lives.  A watcher that stops
  * waiting hands over at once; only one killed while waiting leaves a gap,
- * and only for holders that die in it (releases still wake at once).
- * Checking every second cost 64 idle waiters 0.4% of a core.  And how
- * often the watch thread refreshes its list of holders: new holders come
- * only after a wake-up, which refreshes it anyway.
+ * and only for holders that die in it (releases still wake at once), and
+ * the tick covers it.  Checking every second cost 64 idle waiters 0.4% of
+ * a core.  How often the watch thread refreshes its list of holders: new
+ * holders come only after a wake-up, which refreshes it anyway.  And how
+ * often a slot waiter tries again regardless.
  */
 #define RC_WATCH_CHECK_NS 5000000000LL
 #define RC_WATCH_REFRESH_MS 100
 #define RC_WATCH_MAX 256
+#define RC_TICK_NS 1000000000LL
 
 static int futex_wait(uint32_t *word, uint32_t val, int64_t ns)
 {
@@ -47,23 +85,32 @@ static int futex_wait(uint32_t *word, uint32_t val, int64_t ns)
 	return errno == EINTR ? -EINTR : 0;    /* EAGAIN, ETIMEDOUT: look again */
 }
 
-void ratectl__wake(rc_lfile *lf)
+static void wake_word(uint32_t *word, uint32_t *sleepers)
 {
-	__atomic_add_fetch(&lf->hdr->release_seq, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&lf->hdr->waiters, __ATOMIC_SEQ_CST) > 0)
-		syscall(SYS_futex, &lf->hdr->release_seq, FUTEX_WAKE, INT_MAX,
-		        NULL, NULL, 0);
+	__atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(sleepers, __ATOMIC_SEQ_CST) > 0)
+		syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* Sleep on the word until it moves from seq, `ns` pass, or a signal. */
-static int sleep_on(rc_lfile *lf, uint32_t seq, int64_t ns)
+void ratectl__wake(rc_lfile *lf, int what)
+{
+	if (what & RC_WAKE_VOID)
+		__atomic_add_fetch(&lf->hdr->epoch, 1, __ATOMIC_SEQ_CST);
+	if (what & (RC_WAKE_SLOTS | RC_WAKE_VOID))
+		wake_word(&lf->hdr->release_seq, &lf->hdr->waiters);
+	if (what & (RC_WAKE_RATE | RC_WAKE_VOID))
+		wake_word(&lf->hdr->change_seq, &lf->hdr->cwaiters);
+}
+
+/* Sleep on word until it moves from seq, `ns` pass, or a signal. */
+static int sleep_on(uint32_t *word, uint32_t *sleepers, uint32_t seq, int64_t ns)
 {
 	int rc = 0;
 
-	__atomic_add_fetch(&lf->hdr->waiters, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&lf->hdr->release_seq, __ATOMIC_SEQ_CST) == seq)
-		rc = futex_wait(&lf->hdr->release_seq, seq, ns);
-	__atomic_sub_fetch(&lf->hdr->waiters, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(sleepers, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(word, __ATOMIC_SEQ_CST) == seq)
+		rc = futex_wait(word, seq, ns);
+	__atomic_sub_fetch(sleepers, 1, __ATOMIC_SEQ_CST);
 	return rc;
 }
 
@@ -106,7 +153,7 @@ static void *watch_main(void *arg)
 		pfd[0] = (struct pollfd){ lf->watch_efd, POLLIN, 0 };
 		n = holders(lf, pfd + 1, RC_WATCH_MAX);
 		if (n < 0) {
-			ratectl__wake(lf);
+			ratectl__wake(lf, RC_WAKE_SLOTS);
 			n = 0;
 		}
 		dead = poll(pfd, (nfds_t)n + 1, RC_WATCH_REFRESH_MS) > 0 &&
@@ -118,7 +165,7 @@ static void *watch_main(void *arg)
 		if (pfd[0].revents & POLLIN)
 			return NULL;
 		if (dead)
-			ratectl__wake(lf);
+			ratectl__wake(lf, RC_WAKE_SLOTS);
 	}
 }
 
@@ -193,7 +240,7 @@ void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf, int *watching)
 	pthread_mutex_unlock(&lf->mu);
 	if (last && __atomic_compare_exchange_n(&lf->hdr->watcher, &me, 0, 0,
 	                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		ratectl__wake(lf);      /* let another waiter take the watch now */
+		ratectl__wake(lf, RC_WAKE_SLOTS);  /* another waiter takes the watch */
 }
 
 /* ---- waiting ------------------------------------------------------------- */
@@ -201,26 +248,15 @@ void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf, int *watching)
 int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline,
                        int *watching)
 {
-	int64_t now;
-	int rc;
+	int64_t now = ratectl_now(h), until;
 
-	if (h->clock.sleep_until) {     /* injected clock: time is the test's */
-		now = ratectl_now(h);
-		return ratectl__sleep_until(h, deadline < now + RC_WATCH_CHECK_NS ?
-		                            deadline : now + RC_WATCH_CHECK_NS);
-	}
-	while ((now = ratectl_now(h)) < deadline) {
-		int64_t ns = deadline - now;
-
-		watch_take(h, lf, watching);
-		if (ns > RC_WATCH_CHECK_NS)
-			ns = RC_WATCH_CHECK_NS;
-		if ((rc = sleep_on(lf, seq, ns)) != 0)
-			return rc;
-		if (__atomic_load_n(&lf->hdr->release_seq, __ATOMIC_SEQ_CST) != seq)
-			return 0;
-	}
-	return 0;
+	until = deadline - now < RC_TICK_NS ? deadline : now + RC_TICK_NS;
+	if (h->clock.sleep_until)       /* injected clock: time is the test's */
+		return ratectl__sleep_until(h, until);
+	if (now >= until)
+		return 0;
+	watch_take(h, lf, watching);
+	return sleep_on(&lf->hdr->release_seq, &lf->hdr->waiters, seq, until - now);
 }
 
 int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until)
@@ -231,5 +267,32 @@ int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until)
 		return ratectl__sleep_until(h, until);
 	if (until <= now)
 		return 0;
-	return sleep_on(lf, seq, until - now);
+	return sleep_on(&lf->hdr->change_seq, &lf->hdr->cwaiters, seq, until - now);
+}
+
+int ratectl__reserved_wait(ratectl *h, rc_lfile *lf, int64_t t_adm,
+                           int64_t cooldown_until, uint32_t epoch)
+{
+	rc_lease_hdr *hd = lf->hdr;
+	int64_t now;
+	int rc;
+
+	for (;;) {
+		uint32_t seq = __atomic_load_n(&hd->change_seq, __ATOMIC_SEQ_CST);
+
+		if (__atomic_load_n(&hd->epoch, __ATOMIC_SEQ_CST) != epoch)
+			return 2;
+		/* A cooldown begun after the place was taken, covering it. */
+		if (__atomic_load_n(&hd->cooldown_until, __ATOMIC_ACQUIRE) > t_adm &&
+		    cooldown_until <= t_adm)
+			return 1;
+		if ((now = ratectl_now(h)) >= t_adm)
+			return 0;
+		if (h->clock.sleep_until)
+			rc = ratectl__sleep_until(h, t_adm);
+		else
+			rc = sleep_on(&hd->change_seq, &hd->cwaiters, seq, t_adm - now);
+		if (rc != 0)
+			return rc;
+	}
 }

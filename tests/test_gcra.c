@@ -143,21 +143,22 @@ static void test_undo_only_when_last(void **state)
 	rc_limit l = mk(RATECTL_REQUESTS, 1, S, 1);
 	rc_sched s = none;
 	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
-	int64_t before, t1, t2, tat_after_second;
+	int64_t before, after, t1, t2, tat_after_second;
 
 	(void)state;
 	assert_true(admit(&l, 1, &s, 1, 0, S, NULL));
 	before = l.tat;
 	assert_int_equal(ratectl__gcra_plan(&l, 1, &s, &c, S, &t1), 0);
 	ratectl__gcra_commit(&l, 1, &s, &c, t1);          /* reserved at 2 s */
+	after = l.tat;
 	assert_int_equal(t1, 2 * S);
-	ratectl__gcra_undo(&l, 1, &before, &c, t1);
+	ratectl__gcra_undo(&l, 1, &before, &after);
 	assert_int_equal(l.tat, before);                   /* given back */
 	ratectl__gcra_commit(&l, 1, &s, &c, t1);
 	assert_int_equal(ratectl__gcra_plan(&l, 1, &s, &c, S, &t2), 0);
 	ratectl__gcra_commit(&l, 1, &s, &c, t2);          /* someone behind */
 	tat_after_second = l.tat;
-	ratectl__gcra_undo(&l, 1, &before, &c, t1);
+	ratectl__gcra_undo(&l, 1, &before, &after);
 	assert_int_equal(l.tat, tat_after_second);         /* skipped, kept */
 }
 
@@ -241,6 +242,137 @@ static void test_cooldown_spreads(void **state)
 	}
 }
 
+/* Ending a cooldown early drops only the pause's own debt: a daily
+ * limit with 900 of 1000 used keeps its 900. */
+static void test_cooldown_end_keeps_debt(void **state)
+{
+	rc_limit l = mk(RATECTL_TOKENS, 1000, 86400 * S, 0);
+	rc_sched s = none;
+	int64_t now = 100 * S, wait;
+	rc_limit eff;
+
+	(void)state;
+	assert_true(admit(&l, 1, &s, 0, 900, now, NULL));
+	ratectl__gcra_cooldown(&l, 1, &s, now + 30 * S, S);    /* a 30 s pause */
+	assert_false(admit(&l, 1, &s, 0, 1, now, &wait));
+	assert_true(wait >= 30 * S);
+	ratectl__gcra_cooldown(&l, 1, &s, now + S, S);         /* ended at now + 1 s */
+	eff = l;
+	if (ratectl__gcra_floor(&l, &s) > eff.tat)
+		eff.tat = ratectl__gcra_floor(&l, &s);
+	assert_int_equal(ratectl__gcra_available(&eff, now + S), 100);
+	assert_false(admit(&l, 1, &s, 0, 999, now + S, &wait));
+	assert_true(wait > 3600 * S);                          /* a day's refill, not now */
+	assert_true(admit(&l, 1, &s, 0, 100, now + S, NULL));
+	/* and the empty bucket after a pause is a floor, not a charge: on a
+	 * per-second limit it lasts one burst of the rate */
+	l = mk(RATECTL_REQUESTS, 10, S, 0);
+	s = none;
+	ratectl__gcra_cooldown(&l, 1, &s, now, 0);
+	assert_int_equal(l.tat, 0);
+	assert_int_equal(ratectl__gcra_floor(&l, &s), now + S);
+	assert_false(admit(&l, 1, &s, 1, 0, now, &wait));
+	assert_int_equal(wait, S / 10);
+}
+
+/* A reconcile debit is charged in full, however far past the burst, and
+ * saturates instead of overflowing. */
+static void test_debit_in_full(void **state)
+{
+	rc_limit l = mk(RATECTL_TOKENS, 10000, 60 * S, 1000);
+	int64_t now = 10 * S;
+
+	(void)state;
+	ratectl__gcra_adjust(&l, 1, RATECTL_TOKENS, 20000, now);
+	assert_int_equal(ratectl__gcra_until_full(&l, now), 20000 * l.T);
+	assert_int_equal(ratectl__gcra_available(&l, now), 0);
+	ratectl__gcra_adjust(&l, 1, RATECTL_TOKENS, -19000, now);
+	assert_int_equal(ratectl__gcra_until_full(&l, now), 1000 * l.T);
+	ratectl__gcra_adjust(&l, 1, RATECTL_TOKENS, -INT64_MAX, now);
+	assert_int_equal(l.tat, now);                      /* full, not before now */
+	ratectl__gcra_adjust(&l, 1, RATECTL_TOKENS, INT64_MAX / 2, now);
+	assert_int_equal(l.tat, RC_TIME_MAX);              /* saturated */
+	ratectl__gcra_adjust(&l, 1, RATECTL_TOKENS, INT64_MAX / 2, now);
+	assert_int_equal(l.tat, RC_TIME_MAX);
+	/* a rescale keeps a large debt too */
+	{
+		rc_limit old = mk(RATECTL_TOKENS, 10000, 60 * S, 1000), nu;
+
+		ratectl__gcra_adjust(&old, 1, RATECTL_TOKENS, 50000, now);
+		nu = mk(RATECTL_TOKENS, 20000, 60 * S, 1000);
+		ratectl__gcra_rescale(&nu, &old, now);
+		assert_int_equal(ratectl__gcra_until_full(&nu, now), 50000 * nu.T);
+	}
+}
+
+/* A header describes one window: only the limit of that window moves. */
+static void test_window_match(void **state)
+{
+	rc_limit l[3] = { mk(RATECTL_REQUESTS, 500, 60 * S, 0),
+	                  mk(RATECTL_TOKENS, 2000000, 86400 * S, 0),
+	                  mk(RATECTL_TOKENS, 200000, 60 * S, 0) };
+	ratectl_window w = RATECTL_WINDOW_INIT;
+
+	(void)state;
+	w.dim = RATECTL_TOKENS;
+	w.window_ns = 60 * S;
+	w.limit = 200000;
+	assert_int_equal(ratectl__gcra_window_match(l, 3, &w), 2);
+	w.limit = 2000000;          /* the count alone cannot pick a longer window */
+	assert_int_equal(ratectl__gcra_window_match(l, 3, &w), 2);
+	w.window_ns = 0;            /* window unknown: the count decides */
+	assert_int_equal(ratectl__gcra_window_match(l, 3, &w), 1);
+	w.limit = 7;                /* no count matches: the shortest period */
+	assert_int_equal(ratectl__gcra_window_match(l, 3, &w), 2);
+	w.window_ns = S;            /* a 1 s window says nothing of a minute */
+	assert_int_equal(ratectl__gcra_window_match(l, 3, &w), -1);
+	/* a day limit alone is never moved by a per-minute header */
+	w.window_ns = 60 * S;
+	w.limit = 0;
+	assert_int_equal(ratectl__gcra_window_match(&l[1], 1, &w), -1);
+	w.dim = RATECTL_REQUESTS;
+	assert_int_equal(ratectl__gcra_window_match(l, 3, &w), 0);
+}
+
+/* Rebasing after a reboot: every stored time moves by the shift, none
+ * beyond what was owed at the stamp, 0 stays 0, no overflow. */
+static void test_rebase(void **state)
+{
+	rc_limit l[2] = { mk(RATECTL_REQUESTS, 60, 60 * S, 0),
+	                  mk(RATECTL_TOKENS, 1000, 86400 * S, 0) };
+	rc_sched s = { 0, 0, 0, 0, 0 };
+	int64_t stamp = 900 * S, now = 5 * S;
+
+	(void)state;
+	l[0].tat = 1000 * S;        /* owed 100 s at the stamp */
+	l[1].tat = 0;
+	s.cooldown_until = 950 * S;
+	s.batch_tat = 980 * S;
+	s.ramp_end = 951 * S;
+	s.ramp_next = 950 * S;
+	/* old boot's t is wall t + off_old; 20 s down: shift = -(1000 - 5 - 20) s */
+	ratectl__gcra_rebase(l, 2, &s, -975 * S, stamp, now);
+	assert_int_equal(l[0].tat, 25 * S);
+	assert_int_equal(l[1].tat, 0);
+	assert_int_equal(s.cooldown_until, 0);         /* ended while down */
+	assert_int_equal(s.batch_tat, 5 * S);
+	assert_int_equal(s.ramp_end, 0);
+	assert_int_equal(s.ramp_next, 0);
+	/* a wall clock set back across the reboot: at most what was owed */
+	l[0].tat = 1000 * S;
+	s.batch_tat = 980 * S;
+	ratectl__gcra_rebase(l, 2, &s, 86400 * 365 * S, stamp, now);
+	assert_int_equal(l[0].tat, now + 100 * S);
+	assert_int_equal(s.batch_tat, now + 80 * S);
+	/* shifts that would overflow saturate */
+	l[0].tat = 1000 * S;
+	ratectl__gcra_rebase(l, 2, &s, INT64_MAX, stamp, now);
+	assert_int_equal(l[0].tat, now + 100 * S);
+	l[0].tat = 1000 * S;
+	ratectl__gcra_rebase(l, 2, &s, INT64_MIN, stamp, now);
+	assert_int_equal(l[0].tat, 0);
+}
+
 static void test_limit_validation(void **state)
 {
 	ratectl_limit bad[] = {
@@ -287,6 +419,10 @@ int main(void)
 		cmocka_unit_test(test_big_reservation_first),
 		cmocka_unit_test(test_tighten),
 		cmocka_unit_test(test_cooldown_spreads),
+		cmocka_unit_test(test_cooldown_end_keeps_debt),
+		cmocka_unit_test(test_debit_in_full),
+		cmocka_unit_test(test_window_match),
+		cmocka_unit_test(test_rebase),
 		cmocka_unit_test(test_limit_validation),
 		cmocka_unit_test(test_rescale),
 	};
