@@ -388,23 +388,68 @@ check "the refusals reached the programs: no retries by default ($(cat "$T"/c5.*
 	[ "$(cat "$T"/c5.* | sumf /dev/stdin s429)" -gt 0 ]
 
 # --- Learning from headers ------------------------------------------------------
-# OpenAI's: the provider says 7 of 10 requests remain; the ledger thought
-# 86397 (per-day limits refill slowly enough to read the result).
+# OpenAI's: the provider says 7 of 10 requests a minute remain; the ledger
+# thought 57 of its 60 a minute (refilling 1 a second).
 start s6 --rpm 10
-conf c6 '[fake]' "match = 127.0.0.1:$PORT" 'requests = 86400/day'
+conf c6 '[fake]' "match = 127.0.0.1:$PORT" 'requests = 60/min'
 under c6 l6 "$P/shim_client" -n 3 -d "$BODY" "$URL/v1/chat/completions" > /dev/null 2>"$T/c6.err"
 a=$(peek l6 fake requests_avail)
-check "x-ratelimit-remaining-requests tightens the ledger (available $a <= 8)" [ "${a:-999}" -le 8 ]
+check "x-ratelimit-remaining-requests tightens the per-minute limit (available $a <= 9)" [ "${a:-999}" -le 9 ]
 # Anthropic's, from a server that sends nothing else.
 reset=$(date -u -d '+60 seconds' +%Y-%m-%dT%H:%M:%SZ)
 printf 'HTTP/1.1 200 OK\r\nanthropic-ratelimit-tokens-remaining: 100\r\nanthropic-ratelimit-tokens-reset: %s\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}' \
 	"$reset" > "$T/r7"
 raw r7 "$T/r7"
-conf c7 '[fake]' "match = 127.0.0.1:$PORT" 'requests = 600/min' 'tokens = 100000/day'
+conf c7 '[fake]' "match = 127.0.0.1:$PORT" 'requests = 600/min' 'tokens = 600/min'
 under c7 l7 "$P/shim_client" -d "$BODY" "$URL/v1/messages" > /dev/null 2>"$T/c7.err"
 a=$(peek l7 fake tokens_avail)
-check "anthropic-ratelimit-tokens-remaining + RFC 3339 reset tighten tokens ($a <= 101)" \
-	[ "${a:-999999}" -le 101 ]
+check "anthropic-ratelimit-tokens-remaining + RFC 3339 reset tighten tokens ($a <= 110)" \
+	[ "${a:-999999}" -le 110 ]
+# Recorded header sets: each header describes one window (per minute for
+# OpenAI, Azure OpenAI and Anthropic; w= for the IETF draft) and tightens
+# only that limit: the daily limit of the same dimension stays untouched.
+# rawresp FILE HEADER...: a 200 with those headers and an OpenAI usage body.
+rawresp() {
+	f=$1; shift
+	b='{"id":"x","object":"chat.completion","usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}'
+	{ printf 'HTTP/1.1 200 OK\r\n'; for h in "$@"; do printf '%s\r\n' "$h"; done
+	  printf 'Content-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' \
+		"$(printf '%s' "$b" | wc -c)" "$b"; } > "$f"
+}
+at() { date -u -d "+$1 seconds" +%Y-%m-%dT%H:%M:%SZ; }
+rawresp "$T/h.openai" 'x-request-id: req_1b2c' 'openai-processing-ms: 412' \
+	'x-ratelimit-limit-requests: 10000' 'x-ratelimit-limit-tokens: 200000' \
+	'x-ratelimit-remaining-requests: 9999' 'x-ratelimit-remaining-tokens: 190000' \
+	'x-ratelimit-reset-requests: 6ms' 'x-ratelimit-reset-tokens: 3s'
+rawresp "$T/h.azure" 'apim-request-id: 6f0c' 'x-ms-region: East US' \
+	'x-ratelimit-limit-requests: 1200' 'x-ratelimit-limit-tokens: 200000' \
+	'x-ratelimit-remaining-requests: 1199' 'x-ratelimit-remaining-tokens: 190000'
+rawresp "$T/h.anthropic" 'request-id: req_011C' \
+	'anthropic-ratelimit-requests-limit: 4000' 'anthropic-ratelimit-requests-remaining: 3999' \
+	"anthropic-ratelimit-requests-reset: $(at 1)" \
+	'anthropic-ratelimit-tokens-limit: 200000' 'anthropic-ratelimit-tokens-remaining: 190000' \
+	"anthropic-ratelimit-tokens-reset: $(at 3)" \
+	'anthropic-ratelimit-input-tokens-limit: 160000' 'anthropic-ratelimit-input-tokens-remaining: 150000' \
+	"anthropic-ratelimit-input-tokens-reset: $(at 3)" \
+	'anthropic-ratelimit-output-tokens-limit: 40000' 'anthropic-ratelimit-output-tokens-remaining: 40000' \
+	"anthropic-ratelimit-output-tokens-reset: $(at 1)"
+rawresp "$T/h.ietf" 'RateLimit-Policy: "burst";q=100;w=60, "tokens-min";q=200000;w=60' \
+	'RateLimit: "burst";r=50;t=30, "tokens-min";r=190000;t=3'
+for v in openai azure anthropic ietf; do
+	raw h$v "$T/h.$v"
+	conf ch$v '[fake]' "match = 127.0.0.1:$PORT" 'tokens = 200000/min, 2000000/day' \
+		'requests = 100/min, 100000/day'
+	under ch$v lh$v "$P/shim_client" -d "$BODY" "$URL/v1/chat/completions" \
+		> "$T/ch$v.out" 2>"$T/ch$v.err"
+	m=$(peek lh$v fake tokens_avail_60s)
+	d=$(peek lh$v fake tokens_avail_86400s)
+	check "$v headers, 190000 tokens left: the per-minute limit tightened ($m <= 194000), the daily one untouched ($d >= 1999900)" \
+		sh -c '[ "${1:-999999}" -le 194000 ] && [ "${2:-0}" -ge 1999900 ]' _ "$m" "$d"
+done
+rq=$(peek lhietf fake requests_avail_60s)
+rd=$(peek lhietf fake requests_avail_86400s)
+check "IETF RateLimit \"burst\";r=50 with policy w=60: requests per minute $rq <= 51, per day $rd >= 99999" \
+	sh -c '[ "${1:-999}" -le 51 ] && [ "${2:-0}" -ge 99999 ]' _ "$rq" "$rd"
 # Values that cannot be trusted change nothing.
 printf 'HTTP/1.1 200 OK\r\nx-ratelimit-remaining-requests: -1\r\nx-ratelimit-reset-requests: 1s\r\nx-ratelimit-remaining-tokens: lots\r\nanthropic-ratelimit-requests-remaining: 0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}' > "$T/r8"
 raw r8 "$T/r8"
@@ -456,6 +501,73 @@ check "no max_tokens: default_max_tokens is charged ($(( (nb + 3) / 4 + 300 )), 
 check "reconciled to Anthropic input_tokens + output_tokens ($(( (nb + 3) / 4 )), got $(peek l11 msgs tokens_actual))" \
 	[ "$(peek l11 msgs tokens_actual)" = $(( (nb + 3) / 4 )) ]
 check "the shim said nothing on stderr" sh -c '! [ -s "$1" ]' _ "$T/c11.err"
+
+# --- Streamed answers (SSE): whole, byte for byte, reconciled -----------------
+# Bodies of 100 KiB to 1 MiB in HTTP chunks of 1 byte to 64 KiB; the usage
+# comes in the stream's last events.  Each is compared with the same
+# request fetched without the shim (the provider's bytes depend on the
+# request only).
+SOAI='{"model":"m","max_tokens":200,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}'
+SANT='{"model":"m","max_tokens":300,"stream":true,"messages":[{"role":"user","content":"hello"}]}'
+SNOUSE='{"model":"m","max_tokens":40,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
+# Tokens a streamed answer in file $1 reports: OpenAI total_tokens, else
+# Anthropic input_tokens + the last output_tokens.
+susage() {
+	t=$(grep -o '"total_tokens":[0-9]*' "$1" | tail -n 1 | sed 's/.*://')
+	if [ -n "$t" ]; then echo "$t"; return; fi
+	i=$(grep -o '"input_tokens":[0-9]*' "$1" | head -n 1 | sed 's/.*://')
+	o=$(grep -o '"output_tokens":[0-9]*' "$1" | tail -n 1 | sed 's/.*://')
+	echo $((${i:-0} + ${o:-0}))
+}
+n=0
+for sz in 102400 150001 1048576; do
+	n=$((n + 1))
+	start st$n --stream-bytes $sz
+	conf cst$n '[chat]' "match = 127.0.0.1:$PORT/v1/chat" 'tokens = 1000000/min' \
+		'[msgs]' "match = 127.0.0.1:$PORT/v1/messages" 'tokens = 1000000/min'
+	curl -s -d "$SOAI" -o "$T/st$n.oai" "$URL/v1/chat/completions"
+	curl -s -d "$SANT" -o "$T/st$n.ant" "$URL/v1/messages"
+	curl -s -d "$SNOUSE" -o "$T/st$n.nouse" "$URL/v1/chat/completions"
+	uo=$(susage "$T/st$n.oai")
+	ua=$(susage "$T/st$n.ant")
+	bo=$(wc -c < "$T/st$n.oai")
+	if sys "curl, streamed $sz bytes: OpenAI and Anthropic whole"; then
+		under cst$n lst$n curl -s -d "$SOAI" -o "$T/st$n.oai.shim" "$URL/v1/chat/completions" \
+			2>"$T/st$n.err"
+		rc=$?
+		check "curl, streamed OpenAI answer of $bo bytes: exit 0 (got $rc), byte for byte" \
+			sh -c '[ "$1" -eq 0 ] && cmp -s "$2" "$3"' _ "$rc" "$T/st$n.oai" "$T/st$n.oai.shim"
+		under cst$n lst$n curl -s -d "$SANT" -o "$T/st$n.ant.shim" "$URL/v1/messages" \
+			2>>"$T/st$n.err"
+		rc=$?
+		check "curl, streamed Anthropic answer: exit 0 (got $rc), byte for byte" \
+			sh -c '[ "$1" -eq 0 ] && cmp -s "$2" "$3"' _ "$rc" "$T/st$n.ant" "$T/st$n.ant.shim"
+	fi
+	# The same through a linked program, easy and multi (sanitizer builds too).
+	under cst$n lst$n "$P/shim_client" -n 2 --same "$T/st$n.oai" -d "$SOAI" \
+		"$URL/v1/chat/completions" > "$T/st$n.c" 2>>"$T/st$n.err"
+	under cst$n lst$n "$P/shim_client" -n 2 -m 2 --same "$T/st$n.oai" -d "$SOAI" \
+		"$URL/v1/chat/completions" >> "$T/st$n.c" 2>>"$T/st$n.err"
+	under cst$n lst$n "$P/shim_client" -n 2 -m 2 --same "$T/st$n.ant" -d "$SANT" \
+		"$URL/v1/messages" >> "$T/st$n.c" 2>>"$T/st$n.err"
+	check "linked program, streamed $sz bytes, easy and multi: 6 answers byte for byte (ok $(sumf "$T/st$n.c" ok), bad $(sumf "$T/st$n.c" bad))" \
+		sh -c '[ "$1" -eq 6 ] && [ "$2" -eq 0 ]' _ "$(sumf "$T/st$n.c" ok)" "$(sumf "$T/st$n.c" bad)"
+	k=$([ "$SYS" = 1 ] && echo 1 || echo 0)
+	check "streamed OpenAI usage reconciled: $(((k + 4) * uo)) tokens (got $(peek lst$n chat tokens_actual))" \
+		[ "$(peek lst$n chat tokens_actual)" = $(((k + 4) * uo)) ]
+	check "streamed Anthropic usage reconciled: input + last output = $(((k + 2) * ua)) (got $(peek lst$n msgs tokens_actual))" \
+		[ "$(peek lst$n msgs tokens_actual)" = $(((k + 2) * ua)) ]
+	check "the shim said nothing on stderr" sh -c '! [ -s "$1" ]' _ "$T/st$n.err"
+done
+# Without stream_options.include_usage the stream says nothing: the estimate stands.
+under cst$n lst${n}b "$P/shim_client" --same "$T/st$n.nouse" -d "$SNOUSE" \
+	"$URL/v1/chat/completions" > "$T/st.nouse" 2>&1
+e=$(peek lst${n}b chat tokens_estimated)
+a=$(peek lst${n}b chat tokens_actual)
+r=$(peek lst${n}b chat tokens_reconciled)
+check "a stream without usage: whole ($(cat "$T/st.nouse")), its estimate of $e stands (reconciled: $r estimated, $a actual)" \
+	sh -c '[ "$1" = "ok=1 bad=0" ] && [ "${2:-0}" -gt 0 ] && [ "$3" = 0 ] && [ "$4" = 0 ]' _ \
+	"$(sed -n 's/.* \(ok=[0-9]*\) .* \(bad=[0-9]*\) .*/\1 \2/p' "$T/st.nouse")" "$e" "$r" "$a"
 
 # --- Unmatched hosts are untouched ------------------------------------------
 # The budget matches another port and would allow one request a minute.
@@ -563,6 +675,34 @@ under c15 l15 "$P/shim_client" -n 2 -d "$BODY" "$URL/v1/chat/completions" \
 check "the second of two requests on a 1/min budget fails after timeout = 1s ($(cat "$T/c15.out"))" \
 	sh -c '[ "$1" -eq 1 ] && [ "$2" -eq 1 ] && grep -q "(42) ratectl: .*not available within 1s" "$3"' \
 	_ "$(sumf "$T/c15.out" ok)" "$(sumf "$T/c15.out" failed)" "$T/c15.err"
+
+# A request whose estimate exceeds the tokens burst can never pass: it
+# fails at once, saying so with the figures, and is never sent (it used
+# to be admitted at a discount, charged as the burst).
+BIG='{"model":"m","max_tokens":20000,"messages":[{"role":"user","content":"hi"}]}'
+conf c15b '[big]' "match = 127.0.0.1:$PORT" 'tokens = 10000/min burst 1000' 'timeout = 5s'
+stats s14 "$URL"
+before=$(jnum "$T/s14.stats" requests)
+t1=$(date +%s%N)
+under c15b l15b "$P/shim_client" -d "$BIG" "$URL/v1/chat/completions" > "$T/c15b.easy" 2>"$T/c15b.err"
+under c15b l15b "$P/shim_client" -m 1 -d "$BIG" "$URL/v1/chat/completions" > "$T/c15b.multi" 2>>"$T/c15b.err"
+t2=$(date +%s%N)
+stats s14 "$URL"
+need=$(( ($(printf '%s' "$BIG" | wc -c) + 3) / 4 + 20000 ))
+check "an estimate of $need tokens above the burst of 1000 fails at once, easy and multi ($(cat "$T/c15b.easy") / $(cat "$T/c15b.multi"), $(( (t2 - t1) / 1000000 )) ms)" \
+	sh -c '[ "$1" -eq 1 ] && [ "$2" -eq 1 ] && [ "$3" -lt 4000 ]' _ "$(sumf "$T/c15b.easy" failed)" \
+	"$(sumf "$T/c15b.multi" failed)" $(( (t2 - t1) / 1000000 ))
+check "with a message naming the budget and the figures" \
+	grep -q "^shim_client: (42) ratectl: budget 'big': this request needs $need tokens, more than the burst of 1000" "$T/c15b.err"
+check "and nothing reached the provider ($before then $(jnum "$T/s14.stats" requests)), nothing admitted ($(peek l15b big admitted))" \
+	sh -c '[ "$1" = "$2" ] && [ "$3" = 0 ]' _ "$before" "$(jnum "$T/s14.stats" requests)" \
+	"$(peek l15b big admitted)"
+if sys "curl: an estimate above the burst fails with 42"; then
+	under c15b l15b curl -sS -o /dev/null -d "$BIG" "$URL/v1/chat/completions" 2>"$T/c15b.curl"
+	rc=$?
+	check "curl: an estimate above the burst fails with 42 (rc $rc) and says why" \
+		sh -c '[ "$1" -eq 42 ] && grep -q "curl: (42) ratectl: budget .big.: this request needs" "$2"' _ "$rc" "$T/c15b.curl"
+fi
 
 # --- Retries (off by default): hidden refusals, whole bodies ----------------
 # The provider allows 2/s; the budget thinks 50/s: refusals are certain.

@@ -5,8 +5,9 @@
  *
  * usage: shim_peek LEDGER-DIR BUDGET
  * Prints admitted refused waited wait_ms tokens_estimated tokens_actual
- * tokens_reconciled retries inflight cooldown_ms, and for the first limit
- * of each dimension requests_avail / tokens_avail and its count.
+ * tokens_reconciled retries inflight cooldown_ms, for the first limit of
+ * each dimension requests_avail / tokens_avail and its count, and for
+ * every limit <dim>_avail_<period in seconds>s (tokens_avail_86400s).
  * Exit 1 when the ledger or the budget cannot be read.
  */
 #include <stdio.h>
@@ -22,6 +23,9 @@ static void limits(const ratectl_budget_info *b)
 		const ratectl_limit_state *s = &b->state[i];
 		const char *d = s->limit.dim == RATECTL_TOKENS ? "tokens" : "requests";
 
+		printf("%s_avail_%llds=%llu\n", d,
+		       (long long)(s->limit.period_ns / 1000000000),
+		       (unsigned long long)s->available);
 		if (seen[s->limit.dim]++)
 			continue;
 		printf("%s_avail=%llu\n%s_count=%llu\n%s_burst=%llu\n", d,

@@ -1,13 +1,18 @@
 /*
- * easy.c - curl_easy_perform(): admit, perform, learn, release, and, when
- * the budget allows retries, send a refused request again.
+ * easy.c - the curl_easy_* hooks: curl_easy_setopt() and the handle's
+ * life (init, reset, duphandle, cleanup) record what the program sets
+ * into its state (xfer.c); curl_easy_perform() admits, performs, learns,
+ * releases, and, when the budget allows retries, sends a refused request
+ * again.
  *
  * libcurl's own curl_easy_perform() drives the transfer through the
  * exported multi functions; shim_in_easy makes those pass straight
  * through, so a transfer is counted once.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "shim.h"
@@ -16,6 +21,265 @@
 #define BACKOFF_CAP_NS (30 * SHIM_NS_PER_S)
 
 __thread int shim_in_easy;
+
+/* COPYPOSTFIELDS: libcurl copies the data and the caller may free it
+ * right after, so it is read now. */
+static void note_copy(struct xfer *x, const char *data)
+{
+	uint64_t m;
+
+	x->fields = NULL;
+	x->copied = 1;
+	x->copied_bytes = x->fields_size >= 0 ? (uint64_t)x->fields_size :
+		data ? strlen(data) : 0;
+	x->copied_max = data && jscan_max_tokens(data, (size_t)x->copied_bytes, &m) ?
+		(int64_t)m : -1;
+	x->body = SHIM_BODY_FIELDS;
+}
+
+/* ---- curl_easy_setopt ----------------------------------------------------- */
+
+/* Options whose value is long. */
+static CURLcode set_long(const struct shim_curl *a, CURL *e, CURLoption o, long v)
+{
+	CURLcode rc = a->easy_setopt(e, o, v);
+	struct xfer *x;
+
+	if (rc != CURLE_OK)
+		return rc;
+	switch (o) {
+	case CURLOPT_POSTFIELDSIZE: case CURLOPT_POST: case CURLOPT_HTTPGET:
+	case CURLOPT_NOBODY: case CURLOPT_UPLOAD: case CURLOPT_PORT:
+		break;
+	default:
+		return rc;
+	}
+	if (!(x = xfer_get(e, 1)))
+		return rc;
+	if (o == CURLOPT_POSTFIELDSIZE)
+		x->fields_size = v;
+	else if (o == CURLOPT_PORT)
+		x->port = v > 0 && v < 65536 ? (unsigned)v : 0;
+	else if (o == CURLOPT_POST)
+		x->body = !v ? SHIM_BODY_NONE : x->fields || x->copied ?
+			SHIM_BODY_FIELDS : SHIM_BODY_STREAM;
+	else if (o == CURLOPT_UPLOAD)
+		x->body = v ? SHIM_BODY_STREAM : SHIM_BODY_NONE;
+	else if (v)             /* HTTPGET, NOBODY */
+		x->body = SHIM_BODY_NONE;
+	return rc;
+}
+
+/* Options whose value is a data pointer. */
+static CURLcode set_ptr(const struct shim_curl *a, CURL *e, CURLoption o, void *v)
+{
+	struct xfer *x;
+	CURLcode rc;
+
+	switch (o) {
+	case CURLOPT_POSTFIELDS: case CURLOPT_COPYPOSTFIELDS: case CURLOPT_WRITEDATA:
+	case CURLOPT_ERRORBUFFER: case CURLOPT_PREREQDATA: case CURLOPT_CURLU:
+	case CURLOPT_MIMEPOST:
+/* Deprecated, but programs still set it and its body cannot be re-sent. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+	case CURLOPT_HTTPPOST:
+#pragma GCC diagnostic pop
+		break;
+	default:
+		return a->easy_setopt(e, o, v);
+	}
+	x = xfer_get(e, 1);
+	/* While ours are installed, the program's are kept for later. */
+	if (x && o == CURLOPT_WRITEDATA && x->tee_on) {
+		x->wdata = v;
+		return CURLE_OK;
+	}
+	if (x && o == CURLOPT_PREREQDATA && x->abort_on) {
+		x->prereq_data = v;
+		return CURLE_OK;
+	}
+	if ((rc = a->easy_setopt(e, o, v)) != CURLE_OK || !x)
+		return rc;
+	if (o == CURLOPT_POSTFIELDS) {
+		x->fields = v;
+		x->copied = 0;
+		x->body = v ? SHIM_BODY_FIELDS : SHIM_BODY_STREAM;
+	} else if (o == CURLOPT_COPYPOSTFIELDS) {
+		note_copy(x, v);
+	} else if (o == CURLOPT_WRITEDATA) {
+		x->wdata = v;
+	} else if (o == CURLOPT_ERRORBUFFER) {
+		x->errbuf = v;
+	} else if (o == CURLOPT_PREREQDATA) {
+		x->prereq_data = v;
+	} else if (o == CURLOPT_CURLU) {
+		x->curlu = v;
+	} else if (v) {         /* MIMEPOST, HTTPPOST */
+		x->body = SHIM_BODY_STREAM;
+	}
+	return rc;
+}
+
+typedef void (*any_fn)(void);
+
+/* Options whose value is a function pointer. */
+static CURLcode set_fn(const struct shim_curl *a, CURL *e, CURLoption o, any_fn v)
+{
+	struct xfer *x;
+	CURLcode rc;
+
+	if (o != CURLOPT_WRITEFUNCTION && o != CURLOPT_PREREQFUNCTION)
+		return a->easy_setopt(e, o, v);
+	x = xfer_get(e, 1);
+	if (x && o == CURLOPT_WRITEFUNCTION && x->tee_on) {
+		x->wfn = (curl_write_callback)v;
+		return CURLE_OK;
+	}
+	if (x && o == CURLOPT_PREREQFUNCTION && x->abort_on) {
+		x->prereq = (curl_prereq_callback)v;
+		return CURLE_OK;
+	}
+	if ((rc = a->easy_setopt(e, o, v)) != CURLE_OK || !x)
+		return rc;
+	if (o == CURLOPT_WRITEFUNCTION)
+		x->wfn = (curl_write_callback)v;
+	else
+		x->prereq = (curl_prereq_callback)v;
+	return rc;
+}
+
+/*
+ * The argument is read with the type libcurl itself reads for the
+ * option's range (long, pointer, function pointer, curl_off_t), so what
+ * reaches libcurl is exactly what the program passed.
+ */
+CURLcode curl_easy_setopt(CURL *e, CURLoption o, ...)
+{
+	const struct shim_curl *a = shim_curl();
+	CURLcode rc;
+	va_list ap;
+
+	if (!a) {
+		shim_no_curl("curl_easy_setopt");
+		return CURLE_FAILED_INIT;
+	}
+	va_start(ap, o);
+	if (o < CURLOPTTYPE_OBJECTPOINT) {
+		rc = set_long(a, e, o, va_arg(ap, long));
+	} else if (o < CURLOPTTYPE_FUNCTIONPOINT || o >= CURLOPTTYPE_BLOB) {
+		rc = set_ptr(a, e, o, va_arg(ap, void *));
+	} else if (o < CURLOPTTYPE_OFF_T) {
+		rc = set_fn(a, e, o, va_arg(ap, any_fn));
+	} else {
+		curl_off_t v = va_arg(ap, curl_off_t);
+		struct xfer *x;
+
+		rc = a->easy_setopt(e, o, v);
+		if (rc == CURLE_OK && o == CURLOPT_POSTFIELDSIZE_LARGE &&
+		    (x = xfer_get(e, 1)))
+			x->fields_size = v;
+	}
+	va_end(ap);
+	return rc;
+}
+
+/* ---- handle life ---------------------------------------------------------- */
+
+void curl_easy_reset(CURL *e)
+{
+	const struct shim_curl *a = shim_curl();
+	struct xfer *x;
+
+	if (!a) {
+		shim_no_curl("curl_easy_reset");
+		return;
+	}
+	a->easy_reset(e);
+	if ((x = xfer_get(e, 0))) {
+		xfer_defaults(x);
+		x->tee_on = x->abort_on = 0;   /* reset removed ours too */
+	}
+}
+
+/*
+ * libcurl creates handles of its own (DNS-over-HTTPS) and frees them
+ * without curl_easy_cleanup(); a new handle at such an address must not
+ * inherit what the shim remembered about the old one.
+ */
+CURL *curl_easy_init(void)
+{
+	const struct shim_curl *a = shim_curl();
+	struct xfer *x;
+	CURL *e;
+
+	if (!a) {
+		shim_no_curl("curl_easy_init");
+		return NULL;
+	}
+	if ((e = a->easy_init()) && (x = xfer_get(e, 0))) {
+		shim_multi_forget(x);
+		xfer_drop(e);
+	}
+	return e;
+}
+
+CURL *curl_easy_duphandle(CURL *e)
+{
+	const struct shim_curl *a = shim_curl();
+	struct xfer *x, *y;
+	CURL *d;
+
+	if (!a) {
+		shim_no_curl("curl_easy_duphandle");
+		return NULL;
+	}
+	if (!(d = a->easy_duphandle(e)))
+		return d;
+	xfer_drop(d);
+	if (!(x = xfer_get(e, 0)) || !(y = xfer_get(d, 1)))
+		return d;
+	y->fields = x->fields;
+	y->fields_size = x->fields_size;
+	y->copied = x->copied;
+	y->copied_bytes = x->copied_bytes;
+	y->copied_max = x->copied_max;
+	y->body = x->body;
+	y->wfn = x->wfn;
+	y->wdata = x->wdata;
+	y->errbuf = x->errbuf;
+	y->prereq = x->prereq;
+	y->prereq_data = x->prereq_data;
+	y->port = x->port;
+	/* The copy must not inherit callbacks that point at x. */
+	if (x->tee_on) {
+		a->easy_setopt(d, CURLOPT_WRITEFUNCTION, x->wfn);
+		a->easy_setopt(d, CURLOPT_WRITEDATA, x->wdata);
+	}
+	if (x->abort_on) {
+		a->easy_setopt(d, CURLOPT_PREREQFUNCTION, x->prereq);
+		a->easy_setopt(d, CURLOPT_PREREQDATA, x->prereq_data);
+	}
+	return d;
+}
+
+void curl_easy_cleanup(CURL *e)
+{
+	const struct shim_curl *a = shim_curl();
+	struct xfer *x;
+
+	if (!a) {
+		shim_no_curl("curl_easy_cleanup");
+		return;
+	}
+	if (e && (x = xfer_get(e, 0))) {
+		shim_multi_detach(a, x);        /* a transfer still in a multi */
+		xfer_drop(e);
+	}
+	a->easy_cleanup(e);
+}
+
+/* ---- curl_easy_perform ---------------------------------------------------- */
 
 static CURLcode pass(const struct shim_curl *a, CURL *e)
 {
@@ -105,9 +369,7 @@ static CURLcode perform_matched(const struct shim_curl *a, struct xfer *x)
 		}
 		if (hold && refused_unseen(x, status, tee) && shim_retry_take(x)) {
 			xfer_tee_end(a, x);
-			free(x->tee->held);
-			x->tee->held = NULL;
-			x->tee->nheld = 0;
+			shim_tee_drop_held(x->tee);
 			backoff(attempt++);
 			continue;
 		}

@@ -205,9 +205,8 @@ static void pump(const struct shim_curl *a, struct mstate *ms)
 		r = shim_admit(x, 0, &wait);
 		if (r == SHIM_WAIT && now - x->parked_at >= x->pol.timeout_ns) {
 			r = SHIM_REFUSE;
-			snprintf(x->refusal, sizeof x->refusal, "ratectl: budget '%s' was "
-			         "not available within %.3gs", x->pol.name,
-			         (double)x->pol.timeout_ns / SHIM_NS_PER_S);
+			shim_refusal_timeout(x->refusal, sizeof x->refusal, x->pol.name,
+			                     x->pol.timeout_ns);
 		} else if (r == SHIM_WAIT && idle(ms)) {
 			r = shim_admit(x, 1, NULL);
 		}

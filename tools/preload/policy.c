@@ -35,68 +35,6 @@ static ratectl *ledger;
 static int64_t ledger_next;
 static char ledger_why[512];
 
-/* ---- clocks and fork ------------------------------------------------------ */
-
-static int64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * SHIM_NS_PER_S + ts.tv_nsec;
-}
-
-int64_t shim_now(void)
-{
-	return clock_ns(CLOCK_BOOTTIME);
-}
-
-static pthread_mutex_t guard_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t *guarded[8];
-static unsigned nguarded;
-static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
-
-static void fork_prepare(void)
-{
-	unsigned i;
-
-	pthread_mutex_lock(&guard_mu);
-	for (i = 0; i < nguarded; i++)
-		pthread_mutex_lock(guarded[i]);
-}
-
-static void fork_after(void)
-{
-	unsigned i = nguarded;
-
-	while (i-- > 0)
-		pthread_mutex_unlock(guarded[i]);
-	pthread_mutex_unlock(&guard_mu);
-}
-
-static void guard_register(void)
-{
-	pthread_atfork(fork_prepare, fork_after, fork_after);
-}
-
-/* The shim's critical sections never nest, so any locking order is safe. */
-void shim_fork_guard(pthread_mutex_t *mu)
-{
-	unsigned i, n = __atomic_load_n(&nguarded, __ATOMIC_ACQUIRE);
-
-	for (i = 0; i < n; i++)
-		if (guarded[i] == mu)
-			return;
-	pthread_once(&guard_once, guard_register);
-	pthread_mutex_lock(&guard_mu);
-	for (i = 0; i < nguarded && guarded[i] != mu; i++)
-		;
-	if (i == nguarded && nguarded < 8) {
-		guarded[nguarded] = mu;
-		__atomic_store_n(&nguarded, nguarded + 1, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&guard_mu);
-}
-
 /* ---- the config file ------------------------------------------------------ */
 
 static int same_file(const struct stat *a, const struct stat *b)
@@ -111,7 +49,7 @@ static int same_file(const struct stat *a, const struct stat *b)
 static void conf_refresh_locked(void)
 {
 	const char *path = rc_conf_default_path();
-	int64_t now = clock_ns(CLOCK_MONOTONIC_COARSE);
+	int64_t now = shim_clock_ns(CLOCK_MONOTONIC_COARSE);
 	char err[512];
 	struct stat st;
 	rc_conf *n;
@@ -257,40 +195,57 @@ static ratectl *ledger_now(void)
 	return __atomic_load_n(&ledger, __ATOMIC_ACQUIRE);
 }
 
-/* The process's handle, opened at the first matched transfer; after a
+/*
+ * The process's handle, opened at the first matched transfer; after a
  * failure, tried again at most once a second.  NULL when unusable, with
- * the reason in why. */
+ * the reason in why.
+ *
+ * ratectl_open() runs outside ledger_mu: it takes the library's registry
+ * lock, which the library's fork handler takes before the shim's handler
+ * takes ledger_mu (handlers registered later run first), so holding
+ * ledger_mu across it could deadlock against a fork in another thread.
+ * Threads that open at once (the first transfers of a process) race to
+ * publish; the library hands them the same shared handle, and a loser
+ * closes its reference.
+ */
 static ratectl *ledger_get(char *why, size_t len)
 {
-	int64_t now = clock_ns(CLOCK_MONOTONIC_COARSE);
-	ratectl *h = ledger_now(), *n;
-	int rc;
+	int64_t now = shim_clock_ns(CLOCK_MONOTONIC_COARSE);
+	ratectl *h = ledger_now(), *n = NULL, *none = NULL;
+	int rc, try = 0;
 
 	if (h)
 		return h;
 	shim_fork_guard(&ledger_mu);
 	pthread_mutex_lock(&ledger_mu);
-	if (!ledger && now >= ledger_next) {
-		ledger_next = now + LEDGER_RETRY_NS;
-		if ((rc = ratectl_open(&n, NULL, NULL)) == 0)
-			__atomic_store_n(&ledger, n, __ATOMIC_RELEASE);
-		else
+	try = now >= ledger_next;       /* 0 until an open failed */
+	pthread_mutex_unlock(&ledger_mu);
+	if (try) {
+		if ((rc = ratectl_open(&n, NULL, NULL)) == 0) {
+			if (!__atomic_compare_exchange_n(&ledger, &none, n, 0,
+			                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				ratectl_close(n);       /* another thread published first */
+		} else {
+			pthread_mutex_lock(&ledger_mu);
+			ledger_next = now + LEDGER_RETRY_NS;
 			snprintf(ledger_why, sizeof ledger_why, "%s", *ratectl_errmsg() ?
 			         ratectl_errmsg() : ratectl_strerror(rc));
+			pthread_mutex_unlock(&ledger_mu);
+		}
 	}
-	h = ledger;
-	if (!h)
-		snprintf(why, len, "%s", ledger_why);
+	if ((h = ledger_now()))
+		return h;
+	pthread_mutex_lock(&ledger_mu);
+	snprintf(why, len, "%s", ledger_why[0] ? ledger_why : "not opened yet");
 	pthread_mutex_unlock(&ledger_mu);
-	return h;
+	return NULL;
 }
 
 /* The ledger cannot be used: on_error decides. */
 static int unusable(struct xfer *x, const char *why)
 {
 	if (x->pol.on_error == RC_ON_ERROR_CLOSED) {
-		snprintf(x->refusal, sizeof x->refusal, "ratectl: budget '%s': ledger "
-		         "unusable (%.120s); on_error = closed", x->pol.name, why);
+		shim_refusal_closed(x->refusal, sizeof x->refusal, x->pol.name, why);
 		shim_warn(SHIM_W_LEDGER, "ledger unusable: %s; budget '%s' has on_error "
 		          "= closed: its transfers fail", why, x->pol.name);
 		return SHIM_REFUSE;
@@ -319,26 +274,33 @@ static int create_budget(ratectl *h, const char *name)
 	return rc == RATECTL_EEXISTS ? 0 : rc;
 }
 
-/* An estimate above a token limit's burst could never pass; the estimate
- * is rough, so it is charged as that burst instead of failing. */
-static uint64_t clamp_tokens(ratectl *h, const char *name, uint64_t tokens)
+/*
+ * The cost can never pass (RATECTL_ETOOBIG): name the limit it exceeds.
+ * The estimate is not cut to the burst: admitted at a discount, such
+ * requests would reach the provider at many times the budget.
+ */
+static int too_big(ratectl *h, struct xfer *x, const ratectl_cost *c)
 {
 	ratectl_budget_info info;
-	uint64_t burst = tokens;
+	uint64_t burst = 0, cost = 0;
+	const char *dim = "tokens";
 	unsigned i;
 
-	if (ratectl_budget_get(h, name, &info) != 0)
-		return tokens;
-	for (i = 0; i < info.config.nlimits; i++)
-		if (info.state[i].limit.dim == RATECTL_TOKENS &&
-		    info.state[i].limit.burst < burst)
-			burst = info.state[i].limit.burst;
-	if (burst < tokens)
-		shim_warn(SHIM_W_TOOBIG, "budget '%s': a request estimated at %llu "
-		          "tokens exceeds the token burst %llu; charged as %llu", name,
-		          (unsigned long long)tokens, (unsigned long long)burst,
-		          (unsigned long long)burst);
-	return burst;
+	if (ratectl_budget_get(h, x->pol.name, &info) == 0)
+		for (i = 0; i < info.config.nlimits && !burst; i++) {
+			const ratectl_limit *l = &info.state[i].limit;
+			uint64_t need = l->dim == RATECTL_TOKENS ? c->tokens : c->requests;
+
+			if (need > l->burst) {
+				burst = l->burst;
+				cost = need;
+				dim = l->dim == RATECTL_TOKENS ? "tokens" : "requests";
+			}
+		}
+	shim_refusal_toobig(x->refusal, sizeof x->refusal, x->pol.name, dim,
+	                    cost ? cost : c->tokens, burst);
+	shim_warn(SHIM_W_TOOBIG, "%s", x->refusal);
+	return SHIM_REFUSE;
 }
 
 /* ratectl_acquire(), carrying on after signals until the deadline. */
@@ -357,7 +319,7 @@ static int acquire(ratectl *h, struct xfer *x, const ratectl_cost *c)
 int shim_admit(struct xfer *x, int block, int64_t *wait_ns)
 {
 	ratectl_cost c = { .requests = 1, .tokens = x->estimate };
-	int created = 0, clamped = 0, rc;
+	int created = 0, rc;
 	char why[512];
 	ratectl *h;
 
@@ -375,17 +337,14 @@ int shim_admit(struct xfer *x, int block, int64_t *wait_ns)
 		if (rc == RATECTL_ENOTFOUND && !created++ &&
 		    (rc = create_budget(h, x->pol.name)) == 0)
 			continue;
-		if (rc == RATECTL_ETOOBIG && !clamped++) {
-			c.tokens = clamp_tokens(h, x->pol.name, c.tokens);
-			continue;
-		}
+		if (rc == RATECTL_ETOOBIG)
+			return too_big(h, x, &c);
 		if (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN ||
 		    rc == RATECTL_EINFLIGHT)
 			return SHIM_WAIT;
 		if (rc == RATECTL_ETIMEDOUT) {
-			snprintf(x->refusal, sizeof x->refusal, "ratectl: budget '%s' was "
-			         "not available within %.3gs", x->pol.name,
-			         (double)x->pol.timeout_ns / SHIM_NS_PER_S);
+			shim_refusal_timeout(x->refusal, sizeof x->refusal, x->pol.name,
+			                     x->pol.timeout_ns);
 			return SHIM_REFUSE;
 		}
 		snprintf(why, sizeof why, "%s", *ratectl_errmsg() ? ratectl_errmsg() :
@@ -396,21 +355,16 @@ int shim_admit(struct xfer *x, int block, int64_t *wait_ns)
 
 void shim_release(struct xfer *x, long status)
 {
-	const struct shim_tee *t = x->tee;
 	uint64_t tokens = RATECTL_UNKNOWN, used;
 	ratectl *h = ledger_now();
 
 	if (!x->leased)
 		return;
 	x->leased = 0;
-	if (status == 429 || status < 0) {
+	if (status == 429 || status < 0)
 		tokens = 0;             /* refused, or never sent: nothing used */
-	} else if (t && t->total > 0) {
-		size_t n = t->ntail < SHIM_TAIL_MAX ? t->ntail : SHIM_TAIL_MAX;
-
-		if (jscan_usage(t->head, t->nhead, t->tail + t->ntail - n, n, &used))
-			tokens = used;
-	}
+	else if (x->tee && shim_tee_usage(x->tee, &used))
+		tokens = used;          /* in full, however far above the estimate */
 	if (h)
 		ratectl_release(h, &x->lease, tokens);
 }
@@ -434,22 +388,6 @@ static const char *header(const struct shim_curl *a, CURL *e, const char *name)
 	return hh->value;
 }
 
-/* A count the provider sent: digits only ("-1" and garbage are refused). */
-static int read_count(const char *s, uint64_t *v)
-{
-	char *end;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	*v = strtoull(s, &end, 10);
-	while (*end == ' ' || *end == '\t')
-		end++;
-	return errno || *end ? -1 : 0;
-}
-
 /* How long the provider asks us to wait, from retry-after-ms, Retry-After
  * or, without curl_easy_header(), CURLINFO_RETRY_AFTER. */
 static int retry_after(const struct shim_curl *a, CURL *e, int64_t *ns)
@@ -458,12 +396,12 @@ static int retry_after(const struct shim_curl *a, CURL *e, int64_t *ns)
 	curl_off_t secs = 0;
 	uint64_t ms;
 
-	if (v && read_count(v, &ms) == 0 && ms < (uint64_t)COOLDOWN_MAX_NS / SHIM_NS_PER_MS) {
+	if (v && shim_hdr_count(v, &ms) == 0 && ms < (uint64_t)COOLDOWN_MAX_NS / SHIM_NS_PER_MS) {
 		*ns = (int64_t)ms * SHIM_NS_PER_MS;
 		return 0;
 	}
 	if ((v = header(a, e, "retry-after")))
-		return ratectl_parse_retry_after(v, clock_ns(CLOCK_REALTIME), ns) == 0 ? 0 : -1;
+		return ratectl_parse_retry_after(v, shim_clock_ns(CLOCK_REALTIME), ns) == 0 ? 0 : -1;
 	if (!a->easy_header && a->easy_getinfo(e, CURLINFO_RETRY_AFTER, &secs) ==
 	    CURLE_OK && secs > 0) {
 		*ns = (int64_t)secs * SHIM_NS_PER_S;
@@ -472,33 +410,30 @@ static int retry_after(const struct shim_curl *a, CURL *e, int64_t *ns)
 	return -1;
 }
 
-/* remaining + reset headers of one dimension; anthropic resets are RFC
- * 3339 times, OpenAI's Go durations.  Untrustworthy values are skipped. */
-static void observe(const struct shim_curl *a, CURL *e, ratectl *h,
-                    const char *name, ratectl_dim dim, const char *rem_h,
-                    const char *reset_h, int rfc3339)
-{
-	const char *rem = header(a, e, rem_h), *reset = header(a, e, reset_h);
-	int64_t ns = -1, t;
-	uint64_t r;
+/* Header values for shim_hdr_windows(), copied: a value curl_easy_header()
+ * returns is promised only until its next call. */
+struct hget {
+	const struct shim_curl *a;
+	CURL *e;
+	struct shim_hdr_copies c;
+};
 
-	if (!rem || read_count(rem, &r) != 0)
-		return;
-	if (reset && !rfc3339 && ratectl_parse_go_duration(reset, &t) == 0)
-		ns = t;
-	else if (reset && rfc3339 && ratectl_parse_rfc3339(reset, &t) == 0)
-		ns = t > clock_ns(CLOCK_REALTIME) ? t - clock_ns(CLOCK_REALTIME) : 0;
-	if (ns < 0 && r == 0)
-		return;                 /* "0 left" with no end in sight: noise */
-	ratectl_observe(h, name, dim, r, ns < 0 ? 0 : ns, NULL);
+static const char *hget(void *ctx, const char *name)
+{
+	struct hget *g = ctx;
+
+	return shim_hdr_keep(&g->c, header(g->a, g->e, name));
 }
 
 void shim_learn(const struct shim_curl *a, CURL *e, const struct xfer *x,
                 long status)
 {
+	ratectl_window w[SHIM_HDR_WINDOWS];
 	ratectl *h = ledger_now();
 	const char *n = x->pol.name;
+	struct hget g;
 	int64_t wait;
+	size_t i, k;
 
 	if (!h)
 		return;
@@ -510,12 +445,10 @@ void shim_learn(const struct shim_curl *a, CURL *e, const struct xfer *x,
 	}
 	if (!a->easy_header)
 		return;
-	observe(a, e, h, n, RATECTL_REQUESTS, "x-ratelimit-remaining-requests",
-	        "x-ratelimit-reset-requests", 0);
-	observe(a, e, h, n, RATECTL_TOKENS, "x-ratelimit-remaining-tokens",
-	        "x-ratelimit-reset-tokens", 0);
-	observe(a, e, h, n, RATECTL_REQUESTS, "anthropic-ratelimit-requests-remaining",
-	        "anthropic-ratelimit-requests-reset", 1);
-	observe(a, e, h, n, RATECTL_TOKENS, "anthropic-ratelimit-tokens-remaining",
-	        "anthropic-ratelimit-tokens-reset", 1);
+	g.a = a;
+	g.e = e;
+	g.c.next = 0;
+	k = shim_hdr_windows(hget, &g, shim_clock_ns(CLOCK_REALTIME), w, SHIM_HDR_WINDOWS);
+	for (i = 0; i < k; i++)
+		ratectl_observe_window(h, n, &w[i], NULL);
 }

@@ -4,11 +4,18 @@
  *
  *   curlapi.c  the libcurl the program really uses: resolution, dlopen
  *   got.c      redirecting a loaded object's GOT entries (RTLD_DEEPBIND)
- *   xfer.c     per-handle state: curl_easy_setopt and friends, the tee
+ *   guard.c    the clocks, the fork guard of the shim's mutexes
+ *   xfer.c     per-handle state and the tee (a leaf: calls no hook)
  *   policy.c   the config file, the ledger, admission, learning
- *   easy.c     curl_easy_perform, retries
- *   multi.c    the multi interface: admission with parking
+ *   easy.c     the curl_easy_* hooks: setopt, handle life, perform, retries
+ *   multi.c    the curl_multi_* hooks: admission with parking
+ * and, pure (http.h: bytes in, numbers out, no libcurl types):
+ *   tee.c      the first and last bytes of a response, a held body
+ *   hdr.c      providers' rate-limit headers as windows
  *   jscan.c    the JSON scanner for max_tokens and usage
+ *
+ * Calls go one way: easy.c, multi.c -> policy.c -> xfer.c -> curlapi.c,
+ * guard.c, and the pure files.
  *
  * The shim never links libcurl: <curl/curl.h> is for types only, and
  * every real libcurl function is called through struct shim_curl.
@@ -24,6 +31,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <curl/curl.h>
 
 /*
@@ -40,6 +48,7 @@
 #include "ratectl.h"
 #include "config.h"
 #include "jscan.h"
+#include "http.h"
 
 #define SHIM_NS_PER_S 1000000000LL
 #define SHIM_NS_PER_MS 1000000LL
@@ -116,6 +125,18 @@ int shim_obj_patch(const struct shim_obj *o, const struct shim_redirect *r,
 extern const struct shim_redirect shim_hooks[];
 extern const size_t shim_nhooks;
 
+/* ---- guard.c ------------------------------------------------------------ */
+
+/* The ledger's clock: CLOCK_BOOTTIME, in nanoseconds. */
+int64_t shim_now(void);
+/* Any clock, in nanoseconds. */
+int64_t shim_clock_ns(clockid_t id);
+
+/* Make fork() wait until no thread holds mu, and leave it unlocked in
+ * the child.  Idempotent per mutex; at most 8 mutexes.  Never call into
+ * libratectl while holding such a mutex (see guard.c). */
+void shim_fork_guard(pthread_mutex_t *mu);
+
 /* ---- xfer.c ------------------------------------------------------------- */
 
 /* How the body of a request is sent, as far as the options tell. */
@@ -123,24 +144,6 @@ enum shim_body {
 	SHIM_BODY_NONE = 0,        /* GET, HEAD: nothing to send again */
 	SHIM_BODY_FIELDS,          /* POSTFIELDS: in memory, can be re-sent */
 	SHIM_BODY_STREAM           /* read callback, upload, MIME: cannot */
-};
-
-/* The part of a response kept to find its usage. */
-#define SHIM_HEAD_MAX 2048
-#define SHIM_TAIL_MAX 8192
-#define SHIM_HELD_MAX 65536        /* refused body held back for a retry */
-
-struct shim_tee {
-	char head[SHIM_HEAD_MAX];
-	size_t nhead;
-	char tail[SHIM_TAIL_MAX];
-	size_t ntail;
-	uint64_t total;
-	int decided;               /* the status was looked at (first write) */
-	int may_hold;              /* a refused body may be held for a retry */
-	int holding;               /* withholding a refused body for a retry */
-	char *held;
-	size_t nheld;
 };
 
 /* What one transfer is charged to, copied out of the config. */
@@ -195,6 +198,8 @@ struct xfer {
 struct xfer *xfer_get(CURL *e, int create);
 /* Forget e (curl_easy_cleanup). */
 void xfer_drop(CURL *e);
+/* What libcurl assumes of a handle nobody set options on (curl_easy_reset). */
+void xfer_defaults(struct xfer *x);
 
 /* Swap the program's write callback for the tee, and back. */
 int xfer_tee_begin(const struct shim_curl *api, struct xfer *x, int may_hold);
@@ -253,12 +258,6 @@ void shim_learn(const struct shim_curl *api, CURL *e, const struct xfer *x,
 /* May a refused transfer be sent again (the shared retry budget)? */
 int shim_retry_take(const struct xfer *x);
 
-/* The ledger's clock: CLOCK_BOOTTIME, in nanoseconds. */
-int64_t shim_now(void);
-
-/* Make fork() wait until no thread holds mu, and leave it unlocked in
- * the child.  Idempotent per mutex; at most 8 mutexes. */
-void shim_fork_guard(pthread_mutex_t *mu);
 
 /* ---- messages ----------------------------------------------------------- */
 

@@ -1,7 +1,11 @@
 /*
  * xfer.c - the shim's state for each easy handle: what the program set
- * (curl_easy_setopt), and the tee that reads a response's usage without
- * disturbing the program's own write callback.
+ * (recorded by the curl_easy_setopt hook in easy.c), and the tee that
+ * reads a response's usage without disturbing the program's own write
+ * callback (its buffers: tee.c).
+ *
+ * A leaf: it calls libcurl (curlapi.c) and the fork guard (guard.c),
+ * never the multi or policy parts; the hooks call it.
  *
  * Options are passed through untouched except while a matched transfer
  * is in progress: then the shim's write callback (and, for a refused
@@ -10,7 +14,6 @@
  * that never reach a matched host are never altered.
  */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +35,7 @@ static size_t bucket_of(const void *e)
 	return (size_t)(v >> 40) & (NBUCKET - 1);
 }
 
-static void program_defaults(struct xfer *x)
+void xfer_defaults(struct xfer *x)
 {
 	x->fields = NULL;
 	x->fields_size = -1;
@@ -60,7 +63,7 @@ struct xfer *xfer_get(CURL *e, int create)
 		;
 	if (!x && create && (x = calloc(1, sizeof *x))) {
 		x->e = e;
-		program_defaults(x);
+		xfer_defaults(x);
 		x->hnext = buckets[b];
 		buckets[b] = x;
 	}
@@ -117,263 +120,6 @@ void xfer_body(const struct xfer *x, uint64_t *bytes, int64_t *max_tokens)
 	}
 }
 
-/* COPYPOSTFIELDS: libcurl copies the data and the caller may free it
- * right after, so it is read now. */
-static void note_copy(struct xfer *x, const char *data)
-{
-	uint64_t m;
-
-	x->fields = NULL;
-	x->copied = 1;
-	x->copied_bytes = x->fields_size >= 0 ? (uint64_t)x->fields_size :
-		data ? strlen(data) : 0;
-	x->copied_max = data && jscan_max_tokens(data, (size_t)x->copied_bytes, &m) ?
-		(int64_t)m : -1;
-	x->body = SHIM_BODY_FIELDS;
-}
-
-/* ---- curl_easy_setopt ----------------------------------------------------- */
-
-/* Options whose value is long. */
-static CURLcode set_long(const struct shim_curl *a, CURL *e, CURLoption o, long v)
-{
-	CURLcode rc = a->easy_setopt(e, o, v);
-	struct xfer *x;
-
-	if (rc != CURLE_OK)
-		return rc;
-	switch (o) {
-	case CURLOPT_POSTFIELDSIZE: case CURLOPT_POST: case CURLOPT_HTTPGET:
-	case CURLOPT_NOBODY: case CURLOPT_UPLOAD: case CURLOPT_PORT:
-		break;
-	default:
-		return rc;
-	}
-	if (!(x = xfer_get(e, 1)))
-		return rc;
-	if (o == CURLOPT_POSTFIELDSIZE)
-		x->fields_size = v;
-	else if (o == CURLOPT_PORT)
-		x->port = v > 0 && v < 65536 ? (unsigned)v : 0;
-	else if (o == CURLOPT_POST)
-		x->body = !v ? SHIM_BODY_NONE : x->fields || x->copied ?
-			SHIM_BODY_FIELDS : SHIM_BODY_STREAM;
-	else if (o == CURLOPT_UPLOAD)
-		x->body = v ? SHIM_BODY_STREAM : SHIM_BODY_NONE;
-	else if (v)             /* HTTPGET, NOBODY */
-		x->body = SHIM_BODY_NONE;
-	return rc;
-}
-
-/* Options whose value is a data pointer. */
-static CURLcode set_ptr(const struct shim_curl *a, CURL *e, CURLoption o, void *v)
-{
-	struct xfer *x;
-	CURLcode rc;
-
-	switch (o) {
-	case CURLOPT_POSTFIELDS: case CURLOPT_COPYPOSTFIELDS: case CURLOPT_WRITEDATA:
-	case CURLOPT_ERRORBUFFER: case CURLOPT_PREREQDATA: case CURLOPT_CURLU:
-	case CURLOPT_MIMEPOST:
-/* Deprecated, but programs still set it and its body cannot be re-sent. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-	case CURLOPT_HTTPPOST:
-#pragma GCC diagnostic pop
-		break;
-	default:
-		return a->easy_setopt(e, o, v);
-	}
-	x = xfer_get(e, 1);
-	/* While ours are installed, the program's are kept for later. */
-	if (x && o == CURLOPT_WRITEDATA && x->tee_on) {
-		x->wdata = v;
-		return CURLE_OK;
-	}
-	if (x && o == CURLOPT_PREREQDATA && x->abort_on) {
-		x->prereq_data = v;
-		return CURLE_OK;
-	}
-	if ((rc = a->easy_setopt(e, o, v)) != CURLE_OK || !x)
-		return rc;
-	if (o == CURLOPT_POSTFIELDS) {
-		x->fields = v;
-		x->copied = 0;
-		x->body = v ? SHIM_BODY_FIELDS : SHIM_BODY_STREAM;
-	} else if (o == CURLOPT_COPYPOSTFIELDS) {
-		note_copy(x, v);
-	} else if (o == CURLOPT_WRITEDATA) {
-		x->wdata = v;
-	} else if (o == CURLOPT_ERRORBUFFER) {
-		x->errbuf = v;
-	} else if (o == CURLOPT_PREREQDATA) {
-		x->prereq_data = v;
-	} else if (o == CURLOPT_CURLU) {
-		x->curlu = v;
-	} else if (v) {         /* MIMEPOST, HTTPPOST */
-		x->body = SHIM_BODY_STREAM;
-	}
-	return rc;
-}
-
-typedef void (*any_fn)(void);
-
-/* Options whose value is a function pointer. */
-static CURLcode set_fn(const struct shim_curl *a, CURL *e, CURLoption o, any_fn v)
-{
-	struct xfer *x;
-	CURLcode rc;
-
-	if (o != CURLOPT_WRITEFUNCTION && o != CURLOPT_PREREQFUNCTION)
-		return a->easy_setopt(e, o, v);
-	x = xfer_get(e, 1);
-	if (x && o == CURLOPT_WRITEFUNCTION && x->tee_on) {
-		x->wfn = (curl_write_callback)v;
-		return CURLE_OK;
-	}
-	if (x && o == CURLOPT_PREREQFUNCTION && x->abort_on) {
-		x->prereq = (curl_prereq_callback)v;
-		return CURLE_OK;
-	}
-	if ((rc = a->easy_setopt(e, o, v)) != CURLE_OK || !x)
-		return rc;
-	if (o == CURLOPT_WRITEFUNCTION)
-		x->wfn = (curl_write_callback)v;
-	else
-		x->prereq = (curl_prereq_callback)v;
-	return rc;
-}
-
-/*
- * The argument is read with the type libcurl itself reads for the
- * option's range (long, pointer, function pointer, curl_off_t), so what
- * reaches libcurl is exactly what the program passed.
- */
-CURLcode curl_easy_setopt(CURL *e, CURLoption o, ...)
-{
-	const struct shim_curl *a = shim_curl();
-	CURLcode rc;
-	va_list ap;
-
-	if (!a) {
-		shim_no_curl("curl_easy_setopt");
-		return CURLE_FAILED_INIT;
-	}
-	va_start(ap, o);
-	if (o < CURLOPTTYPE_OBJECTPOINT) {
-		rc = set_long(a, e, o, va_arg(ap, long));
-	} else if (o < CURLOPTTYPE_FUNCTIONPOINT || o >= CURLOPTTYPE_BLOB) {
-		rc = set_ptr(a, e, o, va_arg(ap, void *));
-	} else if (o < CURLOPTTYPE_OFF_T) {
-		rc = set_fn(a, e, o, va_arg(ap, any_fn));
-	} else {
-		curl_off_t v = va_arg(ap, curl_off_t);
-		struct xfer *x;
-
-		rc = a->easy_setopt(e, o, v);
-		if (rc == CURLE_OK && o == CURLOPT_POSTFIELDSIZE_LARGE &&
-		    (x = xfer_get(e, 1)))
-			x->fields_size = v;
-	}
-	va_end(ap);
-	return rc;
-}
-
-/* ---- handle life ---------------------------------------------------------- */
-
-void curl_easy_reset(CURL *e)
-{
-	const struct shim_curl *a = shim_curl();
-	struct xfer *x;
-
-	if (!a) {
-		shim_no_curl("curl_easy_reset");
-		return;
-	}
-	a->easy_reset(e);
-	if ((x = xfer_get(e, 0))) {
-		program_defaults(x);
-		x->tee_on = x->abort_on = 0;   /* reset removed ours too */
-	}
-}
-
-/*
- * libcurl creates handles of its own (DNS-over-HTTPS) and frees them
- * without curl_easy_cleanup(); a new handle at such an address must not
- * inherit what the shim remembered about the old one.
- */
-CURL *curl_easy_init(void)
-{
-	const struct shim_curl *a = shim_curl();
-	struct xfer *x;
-	CURL *e;
-
-	if (!a) {
-		shim_no_curl("curl_easy_init");
-		return NULL;
-	}
-	if ((e = a->easy_init()) && (x = xfer_get(e, 0))) {
-		shim_multi_forget(x);
-		xfer_drop(e);
-	}
-	return e;
-}
-
-CURL *curl_easy_duphandle(CURL *e)
-{
-	const struct shim_curl *a = shim_curl();
-	struct xfer *x, *y;
-	CURL *d;
-
-	if (!a) {
-		shim_no_curl("curl_easy_duphandle");
-		return NULL;
-	}
-	if (!(d = a->easy_duphandle(e)))
-		return d;
-	xfer_drop(d);
-	if (!(x = xfer_get(e, 0)) || !(y = xfer_get(d, 1)))
-		return d;
-	y->fields = x->fields;
-	y->fields_size = x->fields_size;
-	y->copied = x->copied;
-	y->copied_bytes = x->copied_bytes;
-	y->copied_max = x->copied_max;
-	y->body = x->body;
-	y->wfn = x->wfn;
-	y->wdata = x->wdata;
-	y->errbuf = x->errbuf;
-	y->prereq = x->prereq;
-	y->prereq_data = x->prereq_data;
-	y->port = x->port;
-	/* The copy must not inherit callbacks that point at x. */
-	if (x->tee_on) {
-		a->easy_setopt(d, CURLOPT_WRITEFUNCTION, x->wfn);
-		a->easy_setopt(d, CURLOPT_WRITEDATA, x->wdata);
-	}
-	if (x->abort_on) {
-		a->easy_setopt(d, CURLOPT_PREREQFUNCTION, x->prereq);
-		a->easy_setopt(d, CURLOPT_PREREQDATA, x->prereq_data);
-	}
-	return d;
-}
-
-void curl_easy_cleanup(CURL *e)
-{
-	const struct shim_curl *a = shim_curl();
-	struct xfer *x;
-
-	if (!a) {
-		shim_no_curl("curl_easy_cleanup");
-		return;
-	}
-	if (e && (x = xfer_get(e, 0))) {
-		shim_multi_detach(a, x);        /* a transfer still in a multi */
-		xfer_drop(e);
-	}
-	a->easy_cleanup(e);
-}
-
 /* ---- the tee -------------------------------------------------------------- */
 
 static size_t prog_write(struct xfer *x, char *p, size_t size, size_t n)
@@ -381,47 +127,6 @@ static size_t prog_write(struct xfer *x, char *p, size_t size, size_t n)
 	if (x->wfn)
 		return x->wfn(p, size, n, x->wdata);
 	return fwrite(p, size, n, x->wdata ? (FILE *)x->wdata : stdout);
-}
-
-/* Keep the first SHIM_HEAD_MAX and the last SHIM_TAIL_MAX bytes.  The
- * tail buffer is twice that size so that bytes move once per SHIM_TAIL_MAX
- * appended, not at every write. */
-static void capture(struct shim_tee *t, const char *p, size_t len)
-{
-	size_t k;
-
-	if (t->nhead < SHIM_HEAD_MAX) {
-		k = len < SHIM_HEAD_MAX - t->nhead ? len : SHIM_HEAD_MAX - t->nhead;
-		memcpy(t->head + t->nhead, p, k);
-		t->nhead += k;
-	}
-	t->total += len;
-	if (len >= SHIM_TAIL_MAX) {
-		memcpy(t->tail, p + len - SHIM_TAIL_MAX, SHIM_TAIL_MAX);
-		t->ntail = SHIM_TAIL_MAX;
-		return;
-	}
-	if (t->ntail + len > sizeof t->tail) {
-		memmove(t->tail, t->tail + t->ntail - SHIM_TAIL_MAX, SHIM_TAIL_MAX);
-		t->ntail = SHIM_TAIL_MAX;
-	}
-	memcpy(t->tail + t->ntail, p, len);
-	t->ntail += len;
-}
-
-/* Hold back a refused response's body: the retry's replaces it. */
-static int hold(struct shim_tee *t, const char *p, size_t len)
-{
-	char *n;
-
-	if (t->nheld + len > SHIM_HELD_MAX)
-		return -1;
-	if (!(n = realloc(t->held, t->nheld + len)))
-		return -1;
-	memcpy(n + t->nheld, p, len);
-	t->held = n;
-	t->nheld += len;
-	return 0;
 }
 
 static void decide(struct xfer *x)
@@ -444,8 +149,8 @@ static size_t tee_write(char *p, size_t size, size_t n, void *ud)
 	if (!t->decided)
 		decide(x);
 	if (t->holding) {
-		if (hold(t, p, len) == 0) {
-			capture(t, p, len);
+		if (shim_tee_hold(t, p, len) == 0) {
+			shim_tee_capture(t, p, len);
 			return len;
 		}
 		/* Too big to hold: give it all to the program, retry no more. */
@@ -454,8 +159,8 @@ static size_t tee_write(char *p, size_t size, size_t n, void *ud)
 		xfer_tee_replay(x);
 	}
 	r = prog_write(x, p, size, n);
-	if (r == len)
-		capture(t, p, len);
+	if (r == len)           /* else an error, or a pause: sent again */
+		shim_tee_capture(t, p, len);
 	return r;
 }
 
@@ -463,14 +168,13 @@ int xfer_tee_begin(const struct shim_curl *api, struct xfer *x, int may_hold)
 {
 	struct shim_tee *t = x->tee;
 
-	if (!t && !(t = x->tee = malloc(sizeof *t)))
-		return -1;
-	t->nhead = t->ntail = 0;
-	t->total = 0;
-	t->decided = t->holding = 0;
-	t->may_hold = may_hold;
-	t->held = NULL;
-	t->nheld = 0;
+	if (!t) {
+		if (!(t = x->tee = malloc(sizeof *t)))
+			return -1;
+		t->held = NULL;
+	}
+	shim_tee_drop_held(t);
+	shim_tee_reset(t, may_hold);
 	if (api->easy_setopt(x->e, CURLOPT_WRITEFUNCTION, tee_write) != CURLE_OK ||
 	    api->easy_setopt(x->e, CURLOPT_WRITEDATA, x) != CURLE_OK) {
 		api->easy_setopt(x->e, CURLOPT_WRITEFUNCTION, x->wfn);
@@ -503,11 +207,8 @@ void xfer_tee_replay(struct xfer *x)
 			break;
 		off += k;
 	}
-	if (t) {
-		free(t->held);
-		t->held = NULL;
-		t->nheld = 0;
-	}
+	if (t)
+		shim_tee_drop_held(t);
 }
 
 /* ---- refusing a multi transfer -------------------------------------------- */
