@@ -12,28 +12,31 @@
  * a woken waiter tries again in a write transaction of its own, which
  * waits for that commit, so it sees the change.
  *
- * Who wakes whom (each row has a test, named after it):
+ * Who wakes whom.  Each row has a test in tests/test_wakeup.c named after
+ * it, but for the two marked otherwise:
  *
- *  state change                      words          who gets in       test
- *  --------------------------------  -------------  ----------------  -----------------------------
- *  slot released (release, cancel)   release        slot waiters      test_wait release_wakes_slot_waiter
- *  holder died (watcher's pidfd)     release        slot waiters      test_wait dead_holder_wakes_waiter
- *  holder died, unwatched (over      none: the      slot waiters      test_wait unwatched_death_costs_a_tick
- *   RC_WATCH_MAX holders, no pidfd)   tick retries
- *  ratectl_close() with leases held  release        slot waiters      test_wait close_wakes_slot_waiter
- *  reclaim freed dead slots          release        slot waiters      test_wait reclaim_wakes_slot_waiter
- *  reconcile refunded tokens         change         rate waiters      test_wait refund_wakes_rate_waiter
- *  reservation given back (undo)     change         rate waiters      test_wait undo_wakes_rate_waiter
- *  budget updated (ratectl_budget_   release,       all (reserved     test_wait update_wakes_waiters
- *   set on an existing budget)        change         keep their place)
- *  budget reset                      release,       all; reserved     test_wait reset_voids_reservations
- *                                     change, epoch  plan again
- *  budget deleted                    release,       all: they fail    test_wait delete_wakes_waiters
- *                                     change, epoch  RATECTL_ENOTFOUND
- *  cooldown begins                   change         reserved inside   test_wait cooldown_start_gives_back
- *                                                    it give back
- *  cooldown ends early               change         cooldown waiters  test_wait cooldown_end_wakes_waiters
- *  reboot                            header reset   (none survive)    test_ledger reboot_with_waiters
+ *  state change                    words           who gets in        test_wakeup ...
+ *  ------------------------------  --------------  -----------------  ------------------------------
+ *  slot released (release, an      release         slot waiters       release_wakes_slot_waiter
+ *   admission given up)
+ *  holder died (watcher's pidfd)   release         slot waiters       test_wait dead_holder_wakes_waiter
+ *  holder died unseen (over        none: the tick  slot waiters       unwatched_death_costs_a_tick
+ *   RC_WATCH_MAX holders, no        retries
+ *   pidfd_open)
+ *  ratectl_close(), leases held    release         slot waiters       close_wakes_slot_waiter
+ *  reclaim freed dead slots        release         slot waiters       reclaim_wakes_slot_waiter
+ *  reconcile refunded tokens       change          rate waiters       refund_wakes_rate_waiter
+ *  a reserved place given back     change          rate waiters       undo_wakes_rate_waiter
+ *  budget updated                  release,        all (reserved      update_wakes_waiters
+ *                                   change          keep their place)
+ *  budget reset                    release,        all; reserved      reset_voids_reservations
+ *                                   change, epoch   plan again
+ *  budget deleted                  release,        all: they fail     delete_wakes_waiters
+ *                                   change, epoch   RATECTL_ENOTFOUND
+ *  cooldown begins                 change          reserved inside    cooldown_start_gives_back
+ *                                                   it give back
+ *  cooldown ends early             change          cooldown waiters   cooldown_end_wakes_waiters
+ *  reboot                          header reset    none survive one   test_ledger reboot_with_waiters
  *
  * Nobody reserves a place during a cooldown: those waiters sleep on
  * change_seq until it ends or is ended, then line up.  So ending a pause
