@@ -37,7 +37,7 @@ err_has() { grep -q -- "$1" "$T/err"; }
 # status_is N DESCRIPTION: the last r's status was N.
 status_is() {
 	if [ "$S" -eq "$1" ]; then pass "$2"; else
-		fail "$2 (status $S, expected $1)"; sed 's/^/#   /' "$T/err"; fi
+		fail "$2 (status $S, expected $1)"; sed -n 's/^/#   /; 1,10p' "$T/err"; fi
 }
 # j FILE EXPR: a Python expression over the JSON document d in FILE.
 j() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
@@ -269,6 +269,14 @@ def drain(t):
             except OSError:
                 return
 drain(0.5)
+if sys.argv[2] == 'err':
+    # The ledger cannot be read: exit 1, the screen given back, and the
+    # message after that, where it stays visible.
+    st = os.waitpid(pid, 0)[1]
+    tail = out.rpartition(b'\x1b[?1049l')[2]
+    sys.exit(0 if os.waitstatus_to_exitcode(st) == 1 and
+             out.startswith(b'\x1b[?1049h') and
+             b'ratectl: watch: cannot read the budgets' in tail else 1)
 if sys.argv[2] == 'q':
     os.write(fd, b'q')
 else:
@@ -437,6 +445,73 @@ r show lb --json
 check "... every admission counted once" [ "$(j "$T/out" 'd["budget"]["counters"]["admitted"]')" -eq "$(wc -l <"$T/live.log")" ]
 check "... nothing left in flight" [ "$(j "$T/out" 'd["budget"]["inflight"] + d["budget"]["dead"]')" -eq 0 ]
 r check; status_is 0 "... and check finds nothing wrong"
+
+# ---- 20,000 budgets, 1024 descriptors: read-only commands read, or fail --------
+# A read-only command must never create a file, nor print a figure it
+# could not read.  20,001 budgets in their own ledger; one of them, last in
+# name order, has a slot held by `ratectl run`; then list, metrics, show,
+# watch and check under the usual limit of 1024 descriptors must report
+# that slot and that admission, and leave the leases directory as it was.
+M=$T/many
+"$PY" - "$T/many.conf" <<'EOF'
+import sys
+with open(sys.argv[1], 'w') as f:
+    for i in range(20000):
+        f.write('[b%05d]\nrequests = 1000/s\n' % i)
+    f.write('[zz-held]\nconcurrency = 4\n')
+EOF
+t0=$(date +%s%N)
+timeout 120 "$RC" --ledger "$M" apply "$T/many.conf" >"$T/out" 2>"$T/err"; S=$?
+status_is 0 "apply creates 20,001 budgets (in $(( ($(date +%s%N) - t0) / 1000000 )) ms)"
+"$RC" --ledger "$M" run zz-held -- sh -c 'echo $$ >"$0"; exec sleep 30' "$T/kid.held" &
+HOLDER=$!; PIDS="$PIDS $HOLDER"
+i=0
+while [ $i -lt 100 ] && ! grep -q '"inflight": 1' "$T/out"; do
+	sleep 0.05; i=$((i + 1))
+	timeout 20 "$RC" --ledger "$M" show zz-held --json >"$T/out" 2>/dev/null
+done
+check "ratectl run holds a slot of zz-held" grep -q '"inflight": 1' "$T/out"
+leases() { find "$M/leases" -type f | wc -l; }
+n0=$(leases)
+# m ARGS...: ratectl on that ledger with at most 1024 descriptors.
+m() {
+	( ulimit -n 1024 && exec timeout 60 "$RC" --ledger "$M" "$@" ) >"$T/out" 2>"$T/err"
+	S=$?
+}
+t0=$(date +%s%N)
+m list; status_is 0 "list of 20,001 budgets under ulimit -n 1024 (in $(( ($(date +%s%N) - t0) / 1000000 )) ms)"
+check "... shows the held slot in flight" grep -q '^zz-held .* 1/4 ' "$T/out"
+check "... and every budget" [ "$(grep -c '^b[0-9]' "$T/out")" -eq 20000 ]
+m list --json
+check "list --json reports it too" [ "$(j "$T/out" '[b["inflight"] for b in d["budgets"] if b["name"] == "zz-held"][0]')" = 1 ]
+m metrics; status_is 0 "metrics of 20,001 budgets under ulimit -n 1024"
+check "... reports the admission" grep -qx 'ratectl_admitted_total{budget="zz-held"} 1' "$T/out"
+check "... and the slot in flight" grep -qx 'ratectl_inflight{budget="zz-held"} 1' "$T/out"
+m show zz-held; status_is 0 "show under ulimit -n 1024"
+check "... agrees: 1 in flight" has "^in flight:  1 of 4"
+check "... and 1 admitted" has "^  admitted  *1$"
+m show b00042; status_is 0 "show of a budget never admitted"
+check "... reports 0 admitted" has "^  admitted  *0$"
+m watch --count 1; status_is 0 "watch under ulimit -n 1024"
+check "... shows the held slot in flight" grep -q ' zz-held .*in flight 1/4;' "$T/out"
+m check; status_is 0 "check of 20,001 budgets under ulimit -n 1024"
+check "... counts them all" has "20001 budgets, 0 problems"
+n1=$(leases)
+check "no read-only command created a lease file ($n0 before, $n1 after)" [ "$n1" -eq "$n0" ]
+kill -9 "$HOLDER" "$(cat "$T/kid.held")" 2>/dev/null; wait "$HOLDER" 2>/dev/null
+# A budget whose live state cannot be read (its lease file damaged) is an
+# error for every read-only command, never a row of zeros.
+lacks() { ! grep -q -- "$1" "$T/out"; }
+: >"$(find "$M/leases" -type f | head -n 1)"
+for c in list "list --json" metrics "show zz-held" "watch --count 1"; do
+	m $c; status_is 1 "$c with a damaged lease file fails"
+	check "... naming the file" err_has "lease file .*: damaged"
+	check "... and prints no figure for that budget" lacks zz-held
+done
+check "... and on a terminal says so after giving the screen back" \
+	env RATECTL_LEDGER="$M" timeout 10 "$PY" "$T/watchtty.py" "$RC" err
+m check; status_is 1 "check with a damaged lease file finds a problem"
+check "... naming the file" has "problem: lease file .*: damaged"
 
 # ---- check --repair -----------------------------------------------------------------
 # Damage every copy of the budget records' magic in the LMDB file.

@@ -155,7 +155,8 @@ static void check_ledger(struct check *k, const char *dir)
 	       RATECTL_FORMAT_VERSION);
 	if ((rc = ratectl_budget_foreach(k->c->h, check_budget, k)) != 0) {
 		k->damaged = rc == RATECTL_ECORRUPT;
-		report(k, 1, "%s (budgets after it were not checked)", ratectl_errmsg());
+		report(k, 1, "%s (budgets after it were not checked)",
+		       *ratectl_errmsg() ? ratectl_errmsg() : ratectl_strerror(rc));
 		return;
 	}
 	/* Leases from a second snapshot: foreach's callback runs inside a

@@ -62,6 +62,8 @@ void cli_err(const cli *c, const char *fmt, ...)
 /* Report library failure rc of `what` with ratectl_errmsg()'s detail;
  * returns the exit code (CLI_TEMPFAIL for RATECTL_ETIMEDOUT, else 1). */
 int cli_fail(const cli *c, int rc, const char *what);
+/* "out of memory" on stderr; returns CLI_ERROR. */
+int cli_oom(const cli *c);
 /* Print the command's usage line to stderr; returns CLI_USAGE. */
 int cli_usage(const cli *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -84,8 +86,11 @@ int cli_open_dir(cli *c, const char *dir);
 /* The ledger directory that cli_open() would use, into buf. */
 int cli_ledger_dir(const cli *c, char *buf, size_t len);
 
-/* Every budget, from one snapshot, in name order; free with free(). */
+/* Every budget, from one snapshot, in name order; free with free().
+ * Opens the ledger; a failure is reported and returned as an exit code. */
 int cli_snapshot(cli *c, ratectl_budget_info **out, size_t *n);
+/* The same on an open ledger, silently: 0 or the library's code. */
+int cli_budgets(cli *c, ratectl_budget_info **out, size_t *n);
 /* The leases of budget name (recorded, alive or dead); free with free(). */
 int cli_leases(cli *c, const char *name, ratectl_lease_info **out, size_t *n);
 
@@ -108,12 +113,14 @@ const char *fmt_avail(char buf[FMT_LONG], const ratectl_limit_state *s);
 
 /*
  * An aligned table: cells are added left to right, row by row, and
- * printed with each column as wide as its widest cell.
+ * printed with each column as wide as its widest cell.  If the table or
+ * any cell could not be allocated, table_print() prints nothing and
+ * returns -ENOMEM (else 0): a partial table would misplace figures.
  */
 typedef struct table table;
 table *table_new(unsigned ncols);
 void table_cell(table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void table_print(const table *t, FILE *f, const char *indent);
+int table_print(const table *t, FILE *f, const char *indent);
 void table_free(table *t);
 
 /* ---- json.c --------------------------------------------------------------- */

@@ -5,6 +5,7 @@
  * Counts are truncated, never rounded up: "1999 of 2000 available" must
  * not read as "2k/2k", which would look full.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,7 @@ struct table {
 	unsigned ncols;
 	size_t ncells, cap;
 	char **cells;
+	int lost;                  /* a cell could not be allocated */
 };
 
 table *table_new(unsigned ncols)
@@ -150,22 +152,27 @@ void table_cell(table *t, const char *fmt, ...)
 	va_list ap;
 	char *s = NULL;
 
-	/* A table that could not be allocated prints nothing rather than
-	 * failing the command: the data was read, only its display is lost. */
-	if (!t)
+	/* A cell lost would shift every later one into the wrong column, or
+	 * show a blank for a figure: table_print() then prints nothing and
+	 * says so. */
+	if (!t || t->lost)
 		return;
 	if (t->ncells == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 32;
 		char **v = realloc(t->cells, cap * sizeof *v);
 
-		if (!v)
+		if (!v) {
+			t->lost = 1;
 			return;
+		}
 		t->cells = v;
 		t->cap = cap;
 	}
 	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
+	if (vasprintf(&s, fmt, ap) < 0) {
 		s = NULL;
+		t->lost = 1;
+	}
 	va_end(ap);
 	t->cells[t->ncells++] = s;
 }
@@ -180,13 +187,13 @@ static size_t width(const char *s)
 	return w;
 }
 
-void table_print(const table *t, FILE *f, const char *indent)
+int table_print(const table *t, FILE *f, const char *indent)
 {
 	size_t w[16] = { 0 }, i;
 	unsigned col;
 
-	if (!t || t->ncols == 0 || t->ncols > 16)
-		return;
+	if (!t || t->lost || t->ncols == 0 || t->ncols > 16)
+		return -ENOMEM;
 	for (i = 0; i < t->ncells; i++)
 		if (width(t->cells[i]) > w[i % t->ncols])
 			w[i % t->ncols] = width(t->cells[i]);
@@ -203,6 +210,7 @@ void table_print(const table *t, FILE *f, const char *indent)
 		else
 			fputc('\n', f);
 	}
+	return 0;
 }
 
 void table_free(table *t)

@@ -5,6 +5,10 @@
  * Times are integer nanoseconds ("_ns" fields) so that nothing is lost to
  * floating point; counts are integers.  jansson's integers are signed 64
  * bits: counters beyond 2^63 (never reached in practice) are clamped.
+ *
+ * Every builder returns NULL if any part of it could not be built: a
+ * document with a budget, limit or lease silently missing would be read
+ * as the truth.  json_print() reports the NULL.
  */
 #include <stdio.h>
 
@@ -40,18 +44,33 @@ static json_t *json_counters(const ratectl_counters *k)
 	                 "retries", jint(k->retries));
 }
 
+/* Append v (stolen; NULL when it could not be built) to array a: a, or
+ * NULL with both freed (jansson frees v when the append fails). */
+static json_t *append(json_t *a, json_t *v)
+{
+	if (!a) {
+		json_decref(v);
+		return NULL;
+	}
+	if (json_array_append_new(a, v) != 0) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
 static json_t *json_leases(const ratectl_lease_info *l, size_t n)
 {
 	json_t *a = json_array();
 	size_t i;
 
 	for (i = 0; a && i < n; i++)
-		json_array_append_new(a, json_pack("{s:I, s:I, s:b, s:I, s:o}",
-		                                   "slot", (json_int_t)l[i].slot,
-		                                   "pid", (json_int_t)l[i].pid,
-		                                   "alive", l[i].alive,
-		                                   "age_ns", (json_int_t)l[i].age_ns,
-		                                   "tokens", jint(l[i].tokens)));
+		a = append(a, json_pack("{s:I, s:I, s:b, s:I, s:o}",
+		                        "slot", (json_int_t)l[i].slot,
+		                        "pid", (json_int_t)l[i].pid,
+		                        "alive", l[i].alive,
+		                        "age_ns", (json_int_t)l[i].age_ns,
+		                        "tokens", jint(l[i].tokens)));
 	return a;
 }
 
@@ -64,7 +83,8 @@ json_t *json_budget(const ratectl_budget_info *in, const ratectl_lease_info *lea
 	unsigned i;
 
 	for (i = 0; limits && i < in->config.nlimits; i++)
-		json_array_append_new(limits, json_limit(&in->state[i]));
+		limits = append(limits, json_limit(&in->state[i]));
+	/* "o" with a NULL value fails the pack, which frees the others. */
 	b = json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 	              "name", in->name,
 	              "limits", limits,
@@ -75,8 +95,11 @@ json_t *json_budget(const ratectl_budget_info *in, const ratectl_lease_info *lea
 	              "jitter_ns", (json_int_t)in->config.jitter_ns,
 	              "batch_share", (json_int_t)in->config.batch_share,
 	              "counters", json_counters(&in->counters));
-	if (b && leases)
-		json_object_set_new(b, "leases", json_leases(leases, nleases));
+	if (b && leases && json_object_set_new(b, "leases",
+	                                       json_leases(leases, nleases)) != 0) {
+		json_decref(b);
+		return NULL;
+	}
 	return b;
 }
 
@@ -94,11 +117,16 @@ json_t *json_list(const cli *c, const ratectl_budget_info *v, size_t n)
 	size_t i;
 
 	for (i = 0; a && i < n; i++)
-		json_array_append_new(a, json_budget(&v[i], NULL, 0));
-	if (root && a && json_object_set_new(root, "budgets", a) == 0)
-		return root;
-	json_decref(root);
-	return NULL;
+		a = append(a, json_budget(&v[i], NULL, 0));
+	if (!root) {
+		json_decref(a);
+		return NULL;
+	}
+	if (json_object_set_new(root, "budgets", a) != 0) {     /* frees a */
+		json_decref(root);
+		return NULL;
+	}
+	return root;
 }
 
 int json_print(const cli *c, json_t *j)

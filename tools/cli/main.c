@@ -196,8 +196,9 @@ int main(int argc, char **argv)
 	rc = c.cmd->fn(&c, argc, argv);
 	if (c.h)
 		ratectl_close(c.h);
-	/* `ratectl metrics > file` on a full disk must not exit 0. */
-	if (fflush(stdout) != 0 && rc == CLI_OK) {
+	/* `ratectl metrics > file` on a full disk must not exit 0.  A write
+	 * that failed before this flush left its mark in the error flag. */
+	if ((fflush(stdout) != 0 || ferror(stdout)) && rc == CLI_OK) {
 		fprintf(stderr, "ratectl: %s: cannot write output\n", c.cmd->name);
 		rc = CLI_ERROR;
 	}

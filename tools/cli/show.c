@@ -73,16 +73,18 @@ void show_summary_row(table *t, const ratectl_budget_info *in)
 	table_cell(t, "%s", in->cooldown_ns ? fmt_dur(cd, in->cooldown_ns) : "-");
 }
 
-static void list_table(const ratectl_budget_info *v, size_t n)
+static int list_table(const cli *c, const ratectl_budget_info *v, size_t n)
 {
 	table *t = table_new(5);
 	size_t i;
+	int rc;
 
 	show_summary_header(t);
 	for (i = 0; i < n; i++)
 		show_summary_row(t, &v[i]);
-	table_print(t, stdout, "");
+	rc = table_print(t, stdout, "");
 	table_free(t);
+	return rc == 0 ? CLI_OK : cli_oom(c);
 }
 
 int cmd_list(cli *c, int argc, char **argv)
@@ -112,7 +114,7 @@ int cmd_list(cli *c, int argc, char **argv)
 		printf("no budgets in ledger %s; create one with `ratectl set` or "
 		       "`ratectl apply`\n", ratectl_path(c->h));
 	else
-		list_table(v, n);
+		rc = list_table(c, v, n);
 	free(v);
 	return rc;
 }
@@ -141,15 +143,16 @@ static void show_head(const ratectl_budget_info *in, const char *ledger)
 	       in->config.batch_share);
 }
 
-static void show_limits(const ratectl_budget_info *in)
+static int show_limits(const ratectl_budget_info *in)
 {
 	char a[FMT_LEN], b[FMT_LEN], d[FMT_LEN], p[FMT_LEN];
 	table *t;
 	unsigned i;
+	int rc;
 
 	if (in->config.nlimits == 0) {
 		printf("\nno rate limits (concurrency only)\n");
-		return;
+		return 0;
 	}
 	t = table_new(5);
 	table_cell(t, "LIMIT");
@@ -168,20 +171,22 @@ static void show_limits(const ratectl_budget_info *in)
 		table_cell(t, "%s", s->until_full_ns ? fmt_dur(d, s->until_full_ns) : "full");
 	}
 	putchar('\n');
-	table_print(t, stdout, "");
+	rc = table_print(t, stdout, "");
 	table_free(t);
+	return rc;
 }
 
 /* Dead holders are listed too: the operator asking "who holds the slots?"
  * needs to see the pid that died as much as the ones that live. */
-static void show_leases(const ratectl_lease_info *l, size_t n)
+static int show_leases(const ratectl_lease_info *l, size_t n)
 {
 	char a[FMT_LEN], b[FMT_LEN];
 	table *t;
 	size_t i;
+	int rc;
 
 	if (n == 0)
-		return;
+		return 0;
 	t = table_new(5);
 	table_cell(t, "SLOT");
 	table_cell(t, "PID");
@@ -196,8 +201,9 @@ static void show_leases(const ratectl_lease_info *l, size_t n)
 		table_cell(t, "%s", fmt_count(b, l[i].tokens));
 	}
 	putchar('\n');
-	table_print(t, stdout, "");
+	rc = table_print(t, stdout, "");
 	table_free(t);
+	return rc;
 }
 
 static void show_counters(const ratectl_counters *k)
@@ -247,14 +253,18 @@ int cmd_show(cli *c, int argc, char **argv)
 		return rc;
 	if (json) {
 		root = json_envelope(c);
-		if (root)
-			json_object_set_new(root, "budget", json_budget(&in, l, n));
+		if (root && json_object_set_new(root, "budget",
+		                                json_budget(&in, l, n)) != 0) {
+			json_decref(root);
+			root = NULL;    /* json_print() reports it */
+		}
 		rc = json_print(c, root);
 	} else {
 		show_head(&in, ratectl_path(c->h));
-		show_limits(&in);
-		show_leases(l, n);
-		show_counters(&in.counters);
+		if (show_limits(&in) != 0 || show_leases(l, n) != 0)
+			rc = cli_oom(c);
+		else
+			show_counters(&in.counters);
 	}
 	free(l);
 	return rc;

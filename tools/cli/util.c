@@ -45,6 +45,12 @@ int cli_fail(const cli *c, int rc, const char *what)
 	return rc == RATECTL_ETIMEDOUT ? CLI_TEMPFAIL : CLI_ERROR;
 }
 
+int cli_oom(const cli *c)
+{
+	cli_err(c, "out of memory");
+	return CLI_ERROR;
+}
+
 int cli_usage(const cli *c, const char *fmt, ...)
 {
 	const char *u = c->cmd->help;
@@ -164,21 +170,34 @@ static int snap_add(const ratectl_budget_info *info, void *ctx)
 	return 0;
 }
 
-int cli_snapshot(cli *c, ratectl_budget_info **out, size_t *n)
+int cli_budgets(cli *c, ratectl_budget_info **out, size_t *n)
 {
 	struct snap s = { NULL, 0, 0 };
 	int rc;
 
 	*out = NULL;
 	*n = 0;
-	if ((rc = cli_open(c)) != 0)
-		return rc;
+	/* All or nothing: a budget whose state could not be read fails the
+	 * whole snapshot, rather than showing as zeros among the others. */
 	if ((rc = ratectl_budget_foreach(c->h, snap_add, &s)) != 0) {
 		free(s.v);
-		return cli_fail(c, rc, "cannot read the budgets");
+		return rc;
 	}
 	*out = s.v;
 	*n = s.n;
+	return 0;
+}
+
+int cli_snapshot(cli *c, ratectl_budget_info **out, size_t *n)
+{
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if ((rc = cli_open(c)) != 0)
+		return rc;
+	if ((rc = cli_budgets(c, out, n)) != 0)
+		return cli_fail(c, rc, "cannot read the budgets");
 	return 0;
 }
 

@@ -48,6 +48,9 @@ struct watch {
 	ratectl_budget_info *prev; /* last refresh, for the per-second rates */
 	size_t nprev;
 	int64_t prev_t;
+	char err[512];             /* why a refresh failed, printed once the
+	                              terminal is back: on the alternate screen
+	                              it would vanish with it */
 };
 
 static int64_t mono_ns(void)
@@ -137,14 +140,15 @@ static const char *per_s(char buf[FMT_LEN], uint64_t now, const uint64_t *was,
 	return buf;
 }
 
-static void draw_screen(struct watch *w, const ratectl_budget_info *v, size_t n,
-                        int64_t dt)
+static int draw_screen(struct watch *w, const ratectl_budget_info *v, size_t n,
+                       int64_t dt)
 {
 	char a[FMT_LEN], r[FMT_LEN];
 	char stamp[32];
 	time_t now = time(NULL);
 	table *t = table_new(7);
 	size_t i;
+	int rc;
 
 	strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&now));
 	fputs("\033[H\033[2J", stdout);
@@ -162,10 +166,11 @@ static void draw_screen(struct watch *w, const ratectl_budget_info *v, size_t n,
 		table_cell(t, "%s", per_s(r, v[i].counters.refused,
 		                          p ? &p->counters.refused : NULL, dt));
 	}
-	table_print(t, stdout, "");
+	rc = table_print(t, stdout, "");
 	table_free(t);
 	if (n == 0)
 		printf("no budgets\n");
+	return rc;
 }
 
 static void draw_lines(struct watch *w, const ratectl_budget_info *v, size_t n,
@@ -193,22 +198,31 @@ static void draw_lines(struct watch *w, const ratectl_budget_info *v, size_t n,
 		printf("%s no budgets\n", stamp);
 }
 
-/* One refresh: snapshot, keep NAME only if given, draw. */
+/* One refresh: snapshot, keep NAME only if given, draw.  0, or
+ * CLI_ERROR with w->err set. */
 static int refresh(struct watch *w)
 {
 	ratectl_budget_info *v;
 	size_t n, i, k = 0;
 	int64_t t = mono_ns();
+	const char *detail;
 	int rc;
 
-	if ((rc = cli_snapshot(w->c, &v, &n)) != 0)
-		return rc;
+	if ((rc = cli_budgets(w->c, &v, &n)) != 0) {
+		detail = ratectl_errmsg();
+		snprintf(w->err, sizeof w->err, "cannot read the budgets: %s",
+		         detail && *detail ? detail : ratectl_strerror(rc));
+		return CLI_ERROR;
+	}
 	for (i = 0; i < n; i++)
 		if (!w->name || strcmp(v[i].name, w->name) == 0)
 			v[k++] = v[i];
-	if (w->screen)
-		draw_screen(w, v, k, w->prev ? t - w->prev_t : 0);
-	else
+	if (w->screen && draw_screen(w, v, k, w->prev ? t - w->prev_t : 0) != 0) {
+		snprintf(w->err, sizeof w->err, "out of memory");
+		free(v);
+		return CLI_ERROR;
+	}
+	if (!w->screen)
 		draw_lines(w, v, k, w->prev ? t - w->prev_t : 0);
 	fflush(stdout);
 	free(w->prev);
@@ -296,5 +310,7 @@ int cmd_watch(cli *c, int argc, char **argv)
 	}
 	term_leave(&w);
 	free(w.prev);
+	if (rc != 0)
+		cli_err(c, "%s", w.err);
 	return rc;
 }
