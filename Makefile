@@ -115,6 +115,13 @@ $(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) -lcmocka $(TEST_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
 
+# The shim's pure parts in-process (no libcurl, no LD_PRELOAD), so that
+# the sanitizer builds run them.
+SHIM_PURE_OBJ := $(addprefix $(B)/obj/tools/preload/,tee.o hdr.o msg.o jscan.o)
+$(B)/tests/test_preload: tests/test_preload.c $(SHIM_PURE_OBJ) $(STATIC) $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests -Itools/preload $(ALL_CFLAGS) -o $@ $< $(SHIM_PURE_OBJ) $(STATIC) -lcmocka $(LIB_LIBS) -lm $(LDFLAGS)
+
 # Per-program extra libraries: PROG_LIBS_<name>.
 PROG_LIBS_shim_client = -lcurl
 PROG_LIBS_shim_dlopen = -ldl

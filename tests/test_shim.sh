@@ -407,7 +407,8 @@ check "anthropic-ratelimit-tokens-remaining + RFC 3339 reset tighten tokens ($a 
 	[ "${a:-999999}" -le 110 ]
 # Recorded header sets: each header describes one window (per minute for
 # OpenAI, Azure OpenAI and Anthropic; w= for the IETF draft) and tightens
-# only that limit: the daily limit of the same dimension stays untouched.
+# only that limit: neither the daily limit of the same dimension nor the
+# per-second one (the shortest period) is touched.
 # rawresp FILE HEADER...: a 200 with those headers and an OpenAI usage body.
 rawresp() {
 	f=$1; shift
@@ -437,8 +438,8 @@ rawresp "$T/h.ietf" 'RateLimit-Policy: "burst";q=100;w=60, "tokens-min";q=200000
 	'RateLimit: "burst";r=50;t=30, "tokens-min";r=190000;t=3'
 for v in openai azure anthropic ietf; do
 	raw h$v "$T/h.$v"
-	conf ch$v '[fake]' "match = 127.0.0.1:$PORT" 'tokens = 200000/min, 2000000/day' \
-		'requests = 100/min, 100000/day'
+	conf ch$v '[fake]' "match = 127.0.0.1:$PORT" 'tokens = 10000/s, 200000/min, 2000000/day' \
+		'requests = 10/s, 100/min, 100000/day'
 	under ch$v lh$v "$P/shim_client" -d "$BODY" "$URL/v1/chat/completions" \
 		> "$T/ch$v.out" 2>"$T/ch$v.err"
 	m=$(peek lh$v fake tokens_avail_60s)
@@ -446,6 +447,8 @@ for v in openai azure anthropic ietf; do
 	check "$v headers, 190000 tokens left: the per-minute limit tightened ($m <= 194000), the daily one untouched ($d >= 1999900)" \
 		sh -c '[ "${1:-999999}" -le 194000 ] && [ "${2:-0}" -ge 1999900 ]' _ "$m" "$d"
 done
+# The same budget has a per-second tokens limit: the shortest period is
+# not the window the headers describe.
 rq=$(peek lhietf fake requests_avail_60s)
 rd=$(peek lhietf fake requests_avail_86400s)
 check "IETF RateLimit \"burst\";r=50 with policy w=60: requests per minute $rq <= 51, per day $rd >= 99999" \

@@ -44,9 +44,11 @@ int shim_hdr_count(const char *s, uint64_t *v)
 	while (*s == ' ' || *s == '\t')
 		s++;
 	for (; *s >= '0' && *s <= '9'; s++, digits++) {
-		if (x > (UINT64_MAX - 9) / 10)
+		uint64_t d = (uint64_t)(*s - '0');
+
+		if (x > (UINT64_MAX - d) / 10)
 			return -1;
-		x = x * 10 + (uint64_t)(*s - '0');
+		x = x * 10 + d;
 	}
 	while (*s == ' ' || *s == '\t')
 		s++;

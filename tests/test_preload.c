@@ -1,0 +1,599 @@
+/*
+ * test_preload.c - the preload shim's pure parts in-process (no libcurl,
+ * no LD_PRELOAD), so that ASan and UBSan see them: the tee's buffers
+ * (tee.c), providers' rate-limit headers (hdr.c), refusal messages
+ * (msg.c) and the JSON scanner (jscan.c).  Every fixed buffer is tried at
+ * its size - 1, size, size + 1 and 10 x size; bodies are fed in pieces of
+ * many sizes, short ones at every split.
+ */
+#include <curl/curl.h>          /* CURL_ERROR_SIZE only: nothing is linked */
+
+#include "testutil.h"
+#include "http.h"
+#include "jscan.h"
+
+static const size_t pieces[] = {
+	1, 2, 7, 100, 2047, 2048, 2049, 4095, 4096, 8191, 8192, 8193, 16384, 65536,
+};
+#define NPIECES (sizeof pieces / sizeof pieces[0])
+
+/* A body of n deterministic bytes, in a block of exactly n (ASan). */
+static char *body(size_t n, unsigned seed)
+{
+	char *p = malloc(n ? n : 1);
+	size_t i;
+
+	assert_non_null(p);
+	for (i = 0; i < n; i++)
+		p[i] = (char)('a' + (i * 7 + seed) % 26);
+	return p;
+}
+
+static struct shim_tee *tee_new(void)
+{
+	struct shim_tee *t = malloc(sizeof *t);
+
+	assert_non_null(t);
+	memset(t, 0x5a, sizeof *t);
+	shim_tee_reset(t, 0);
+	return t;
+}
+
+/* Feed p[0..n) in pieces cycling from piece index k0; check the head and
+ * the tail against the body and the fields after the buffers. */
+static void feed_check(const char *p, size_t n, unsigned k0)
+{
+	struct shim_tee *t = tee_new();
+	size_t off = 0, k = k0, tn;
+	const char *tail;
+
+	while (off < n) {
+		size_t len = pieces[k++ % NPIECES];
+
+		if (len > n - off)
+			len = n - off;
+		shim_tee_capture(t, p + off, len);
+		off += len;
+		assert_true(t->ntail <= sizeof t->tail);
+	}
+	assert_int_equal(t->total, n);
+	assert_int_equal(t->nhead, n < SHIM_HEAD_MAX ? n : SHIM_HEAD_MAX);
+	assert_memory_equal(t->head, p, t->nhead ? t->nhead : 1 - (n == 0));
+	tail = shim_tee_tail(t, &tn);
+	assert_int_equal(tn, n < SHIM_TAIL_MAX ? n : SHIM_TAIL_MAX);
+	if (tn)
+		assert_memory_equal(tail, p + n - tn, tn);
+	assert_null(t->held);           /* nothing written past the buffers */
+	assert_int_equal(t->holding, 0);
+	free(t);
+}
+
+static void test_tee_buffers_at_their_sizes(void **state)
+{
+	const size_t sizes[] = {
+		0, 1, SHIM_HEAD_MAX - 1, SHIM_HEAD_MAX, SHIM_HEAD_MAX + 1, 10 * SHIM_HEAD_MAX,
+		SHIM_TAIL_MAX - 1, SHIM_TAIL_MAX, SHIM_TAIL_MAX + 1, 2 * SHIM_TAIL_MAX - 1,
+		2 * SHIM_TAIL_MAX, 2 * SHIM_TAIL_MAX + 1, 10 * SHIM_TAIL_MAX, 1 << 20,
+	};
+	unsigned i, k;
+
+	(void)state;
+	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		char *p = body(sizes[i], i);
+
+		for (k = 0; k < NPIECES; k++)
+			feed_check(p, sizes[i], k);
+		free(p);
+	}
+}
+
+/* The crash of issue 9: a tail one byte short of full, then more. */
+static void test_tee_tail_nearly_full_then_more(void **state)
+{
+	const size_t first[] = { 1, SHIM_TAIL_MAX - 1, SHIM_TAIL_MAX, SHIM_TAIL_MAX + 1 };
+	const size_t then[] = { 1, 100, SHIM_TAIL_MAX - 1, SHIM_TAIL_MAX, SHIM_TAIL_MAX + 1 };
+	unsigned i, j, r;
+
+	(void)state;
+	for (i = 0; i < 4; i++)
+		for (j = 0; j < 5; j++) {
+			size_t n = first[i] + 3 * then[j];
+			char *p = body(n, i + j);
+			struct shim_tee *t = tee_new();
+			size_t tn;
+			const char *tail;
+
+			shim_tee_capture(t, p, first[i]);
+			for (r = 0; r < 3; r++)
+				shim_tee_capture(t, p + first[i] + r * then[j], then[j]);
+			tail = shim_tee_tail(t, &tn);
+			assert_int_equal(tn, n < SHIM_TAIL_MAX ? n : SHIM_TAIL_MAX);
+			assert_memory_equal(tail, p + n - tn, tn);
+			assert_int_equal(t->total, n);
+			free(t);
+			free(p);
+		}
+}
+
+static void test_tee_held_at_its_size(void **state)
+{
+	const size_t sizes[] = { SHIM_HELD_MAX - 1, SHIM_HELD_MAX, SHIM_HELD_MAX + 1,
+	                         10 * SHIM_HELD_MAX };
+	unsigned i, k;
+
+	(void)state;
+	for (i = 0; i < 4; i++)
+		for (k = 0; k < NPIECES; k += 3) {
+			size_t n = sizes[i], off = 0, kk = k;
+			char *p = body(n, i);
+			struct shim_tee *t = tee_new();
+			int refused = 0;
+
+			while (off < n && !refused) {
+				size_t len = pieces[kk++ % NPIECES];
+
+				len = len > n - off ? n - off : len;
+				if (shim_tee_hold(t, p + off, len) != 0)
+					refused = 1;
+				else
+					off += len;
+				assert_true(t->nheld <= SHIM_HELD_MAX);
+			}
+			assert_int_equal(refused, n > SHIM_HELD_MAX);
+			assert_int_equal(t->nheld, off);
+			assert_memory_equal(t->held, p, off);
+			shim_tee_drop_held(t);
+			assert_null(t->held);
+			assert_int_equal(t->nheld, 0);
+			free(t);
+			free(p);
+		}
+}
+
+/* ---- usage from bodies and streams ---------------------------------------- */
+
+struct sb {
+	char *p;
+	size_t n;
+};
+
+static void sb_add(struct sb *b, const char *s)
+{
+	size_t k = strlen(s);
+
+	b->p = realloc(b->p, b->n + k + 1);
+	assert_non_null(b->p);
+	memcpy(b->p + b->n, s, k + 1);
+	b->n += k;
+}
+
+/* An SSE stream of at least n bytes, as the providers send it. */
+static struct sb stream(int anthropic, int with_usage, size_t n)
+{
+	struct sb b = { NULL, 0 };
+	char line[512];
+	unsigned i;
+
+	if (anthropic)
+		sb_add(&b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
+		       "{\"id\":\"m\",\"usage\":{\"input_tokens\":1234,\"output_tokens\":1}}}\n\n");
+	for (i = 0; b.n < n; i++) {
+		/* text that looks like usage, escaped as JSON strings carry it */
+		snprintf(line, sizeof line, anthropic ?
+		         "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+		         "\"delta\":{\"text\":\"w%u {\\\"usage\\\":{\\\"input_tokens\\\":9}}\"}}\n\n" :
+		         "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"w%u "
+		         "{\\\"usage\\\":{\\\"total_tokens\\\":9}}\"}}],\"usage\":null}\n\n", i);
+		sb_add(&b, line);
+	}
+	if (anthropic)
+		sb_add(&b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":"
+		       "{\"output_tokens\":4321}}\n\nevent: message_stop\ndata: "
+		       "{\"type\":\"message_stop\"}\n\n");
+	else if (with_usage)
+		sb_add(&b, "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":"
+		       "1000,\"completion_tokens\":555,\"total_tokens\":1555}}\n\ndata: [DONE]\n\n");
+	else
+		sb_add(&b, "data: [DONE]\n\n");
+	return b;
+}
+
+static int usage_of(const char *p, size_t n, unsigned k0, uint64_t *tokens)
+{
+	struct shim_tee *t = tee_new();
+	size_t off = 0, k = k0;
+	int found;
+
+	while (off < n) {
+		size_t len = pieces[k++ % NPIECES];
+
+		len = len > n - off ? n - off : len;
+		shim_tee_capture(t, p + off, len);
+		off += len;
+	}
+	found = shim_tee_usage(t, tokens);
+	free(t);
+	return found;
+}
+
+static void test_usage_of_streams(void **state)
+{
+	const size_t sizes[] = { 100, SHIM_TAIL_MAX - 1, SHIM_TAIL_MAX + 1, 100 << 10, 1 << 20 };
+	unsigned i, k;
+	uint64_t v;
+
+	(void)state;
+	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		struct sb o = stream(0, 1, sizes[i]), a = stream(1, 1, sizes[i]),
+			  none = stream(0, 0, sizes[i]);
+
+		for (k = 0; k < NPIECES; k++) {
+			v = 0;
+			assert_int_equal(usage_of(o.p, o.n, k, &v), 1);
+			assert_int_equal(v, 1555);
+			v = 0;
+			assert_int_equal(usage_of(a.p, a.n, k, &v), 1);
+			assert_int_equal(v, 1234 + 4321);
+			assert_int_equal(usage_of(none.p, none.n, k, &v), 0);
+		}
+		free(o.p);
+		free(a.p);
+		free(none.p);
+	}
+}
+
+/* A short body cut in two at every place gives the same answer. */
+static void test_usage_at_every_split(void **state)
+{
+	struct sb a = stream(1, 1, 600);
+	size_t cut;
+	uint64_t v;
+
+	(void)state;
+	for (cut = 0; cut <= a.n; cut++) {
+		struct shim_tee *t = tee_new();
+
+		shim_tee_capture(t, a.p, cut);
+		shim_tee_capture(t, a.p + cut, a.n - cut);
+		v = 0;
+		assert_int_equal(shim_tee_usage(t, &v), 1);
+		assert_int_equal(v, 1234 + 4321);
+		free(t);
+	}
+	free(a.p);
+}
+
+/* ---- the JSON scanner's limits ------------------------------------------- */
+
+static void test_jscan_limits(void **state)
+{
+	static const char *const keys[17] = {
+		"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9",
+		"k10", "k11", "k12", "k13", "k14", "k15", "k16",
+	};
+	char text[256], num[64];
+	uint64_t out[17], v;
+	const uint64_t vals[] = { JSCAN_INT_MAX - 1, JSCAN_INT_MAX, JSCAN_INT_MAX + 1,
+	                          10 * JSCAN_INT_MAX };
+	unsigned i;
+
+	(void)state;
+	snprintf(text, sizeof text, "{\"k15\":5,\"k0\":1}");
+	assert_int_equal(jscan_members(text, strlen(text), keys, 15, out), 1u);
+	assert_int_equal(jscan_members(text, strlen(text), keys, 16, out), 1u | 1u << 15);
+	assert_int_equal(out[15], 5);
+	assert_int_equal(jscan_members(text, strlen(text), keys, 17, out), 0);  /* > 16 keys */
+	for (i = 0; i < 4; i++) {
+		snprintf(num, sizeof num, "{\"max_tokens\":%llu}", (unsigned long long)vals[i]);
+		assert_int_equal(jscan_max_tokens(num, strlen(num), &v), 1);
+		assert_int_equal(v, vals[i] < JSCAN_INT_MAX ? vals[i] : JSCAN_INT_MAX);
+	}
+	/* 10x the digits of any count */
+	memset(text, '9', 200);
+	memcpy(text, "{\"max_tokens\":", 14);
+	memcpy(text + 200, "}", 2);
+	assert_int_equal(jscan_max_tokens(text, strlen(text), &v), 1);
+	assert_int_equal(v, JSCAN_INT_MAX);
+}
+
+/* ---- headers ------------------------------------------------------------- */
+
+struct hdrs {
+	const char *const *kv;          /* name, value, ..., NULL */
+};
+
+static const char *get(void *ctx, const char *name)
+{
+	const struct hdrs *h = ctx;
+	const char *const *p;
+
+	for (p = h->kv; *p; p += 2)
+		if (strcasecmp(p[0], name) == 0)
+			return p[1];
+	return NULL;
+}
+
+#define NOW (1764460800LL * SEC)        /* 2025-11-30T00:00:00Z */
+
+static size_t windows(const char *const *kv, ratectl_window *w)
+{
+	struct hdrs h = { kv };
+
+	memset(w, 0, sizeof *w * SHIM_HDR_WINDOWS);
+	return shim_hdr_windows(get, &h, NOW, w, SHIM_HDR_WINDOWS);
+}
+
+static void test_headers_openai_azure(void **state)
+{
+	static const char *const openai[] = {
+		"x-ratelimit-limit-requests", "10000", "x-ratelimit-limit-tokens", "200000",
+		"x-ratelimit-remaining-requests", "9999", "x-ratelimit-remaining-tokens", "190000",
+		"x-ratelimit-reset-requests", "6ms", "x-ratelimit-reset-tokens", "3s", NULL,
+	};
+	static const char *const azure[] = {
+		"x-ratelimit-remaining-requests", "1199", "x-ratelimit-remaining-tokens", "190000",
+		"x-ratelimit-limit-tokens", "-1", NULL,
+	};
+	ratectl_window w[SHIM_HDR_WINDOWS];
+
+	(void)state;
+	assert_int_equal(windows(openai, w), 2);
+	assert_int_equal(w[0].dim, RATECTL_REQUESTS);
+	assert_int_equal(w[0].remaining, 9999);
+	assert_int_equal(w[0].limit, 10000);
+	assert_int_equal(w[0].reset_ns, 6 * MSEC);
+	assert_int_equal(w[0].window_ns, 60 * SEC);
+	assert_int_equal(w[1].dim, RATECTL_TOKENS);
+	assert_int_equal(w[1].remaining, 190000);
+	assert_int_equal(w[1].limit, 200000);
+	assert_int_equal(w[1].reset_ns, 3 * SEC);
+	assert_int_equal(windows(azure, w), 2);
+	assert_int_equal(w[1].remaining, 190000);
+	assert_int_equal(w[1].limit, 0);        /* "-1": unknown */
+	assert_int_equal(w[1].reset_ns, 0);
+	assert_int_equal(w[1].window_ns, 60 * SEC);
+}
+
+static void test_headers_anthropic(void **state)
+{
+	static const char *const full[] = {
+		"anthropic-ratelimit-requests-limit", "4000",
+		"anthropic-ratelimit-requests-remaining", "3999",
+		"anthropic-ratelimit-requests-reset", "2025-11-30T00:00:01Z",
+		"anthropic-ratelimit-tokens-limit", "200000",
+		"anthropic-ratelimit-tokens-remaining", "190000",
+		"anthropic-ratelimit-tokens-reset", "2025-11-30T00:00:03Z",
+		"anthropic-ratelimit-input-tokens-remaining", "1",
+		"anthropic-ratelimit-output-tokens-remaining", "2", NULL,
+	};
+	static const char *const split[] = {
+		"anthropic-ratelimit-input-tokens-limit", "160000",
+		"anthropic-ratelimit-input-tokens-remaining", "150000",
+		"anthropic-ratelimit-input-tokens-reset", "2025-11-30T00:00:03Z",
+		"anthropic-ratelimit-output-tokens-limit", "40000",
+		"anthropic-ratelimit-output-tokens-remaining", "39000",
+		"anthropic-ratelimit-output-tokens-reset", "2025-11-29T23:59:00Z", NULL,
+	};
+	ratectl_window w[SHIM_HDR_WINDOWS];
+
+	(void)state;
+	/* With a plain tokens header, input and output are not read. */
+	assert_int_equal(windows(full, w), 2);
+	assert_int_equal(w[0].reset_ns, 1 * SEC);
+	assert_int_equal(w[1].dim, RATECTL_TOKENS);
+	assert_int_equal(w[1].remaining, 190000);
+	assert_int_equal(w[1].limit, 200000);
+	assert_int_equal(w[1].reset_ns, 3 * SEC);
+	assert_int_equal(windows(split, w), 2);
+	assert_int_equal(w[0].dim, RATECTL_TOKENS);
+	assert_int_equal(w[0].remaining, 150000);
+	assert_int_equal(w[1].remaining, 39000);
+	assert_int_equal(w[1].reset_ns, 0);     /* in the past: full now */
+}
+
+static void test_headers_ietf(void **state)
+{
+	static const char *const one[] = {
+		"RateLimit-Policy", "\"burst\";q=100;w=60, \"tokens-daily\";q=2000000;w=86400",
+		"RateLimit", "\"burst\";r=50;t=30, \"tokens-daily\";r=1900000;t=3600", NULL,
+	};
+	static const char *const nopolicy[] = { "RateLimit", "\"x\";r=7;t=2", NULL };
+	static const char *const odd[] = {
+		"RateLimit-Policy", ";;;,,\"\\\"q\";q=;w=abc, tok;q=99999999999999999999",
+		"RateLimit", "\"p\";r=-1, \"p\";r=0, \"p\";t=5, \"unterminated", NULL,
+	};
+	ratectl_window w[SHIM_HDR_WINDOWS];
+
+	(void)state;
+	assert_int_equal(windows(one, w), 2);
+	assert_int_equal(w[0].dim, RATECTL_REQUESTS);
+	assert_int_equal(w[0].remaining, 50);
+	assert_int_equal(w[0].limit, 100);
+	assert_int_equal(w[0].window_ns, 60 * SEC);
+	assert_int_equal(w[0].reset_ns, 30 * SEC);
+	assert_int_equal(w[1].dim, RATECTL_TOKENS);
+	assert_int_equal(w[1].window_ns, 86400 * SEC);
+	assert_int_equal(windows(nopolicy, w), 1);
+	assert_int_equal(w[0].window_ns, 0);    /* unknown: the library picks */
+	assert_int_equal(windows(odd, w), 0);
+}
+
+static void test_headers_untrusted(void **state)
+{
+	static const char *const bad[] = {
+		"x-ratelimit-remaining-requests", "-1", "x-ratelimit-reset-requests", "1s",
+		"x-ratelimit-remaining-tokens", "lots",
+		"anthropic-ratelimit-requests-remaining", "0",      /* no reset */
+		"anthropic-ratelimit-tokens-remaining", "18446744073709551616", NULL,
+	};
+	ratectl_window w[SHIM_HDR_WINDOWS];
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(windows(bad, w), 0);
+	assert_int_equal(shim_hdr_count(" 18446744073709551615\t", &v), 0);
+	assert_true(v == UINT64_MAX);
+	assert_int_equal(shim_hdr_count("18446744073709551616", &v), -1);
+	assert_int_equal(shim_hdr_count("", &v), -1);
+	assert_int_equal(shim_hdr_count("1 2", &v), -1);
+}
+
+/* A value of n bytes: digits (a count) of that length, in a block of n+1. */
+static char *digits(size_t n)
+{
+	char *p = malloc(n + 1);
+
+	assert_non_null(p);
+	memset(p, ' ', n);
+	if (n)
+		p[n - 1] = '7';
+	p[n] = '\0';
+	return p;
+}
+
+static void test_header_value_buffer(void **state)
+{
+	const size_t sizes[] = { SHIM_HDR_VALUE_MAX - 1, SHIM_HDR_VALUE_MAX,
+	                         SHIM_HDR_VALUE_MAX + 1, 10 * SHIM_HDR_VALUE_MAX };
+	struct shim_hdr_copies *c = malloc(sizeof *c);
+	unsigned i, r;
+
+	(void)state;
+	assert_non_null(c);
+	c->next = 0;
+	for (i = 0; i < 4; i++) {
+		char *v = digits(sizes[i]);
+		const char *const kv[] = { "x-ratelimit-remaining-tokens", v,
+		                           "x-ratelimit-reset-tokens", "1s", NULL };
+		ratectl_window w[SHIM_HDR_WINDOWS];
+		int fits = sizes[i] <= SHIM_HDR_VALUE_MAX;
+
+		for (r = 0; r < 2 * SHIM_HDR_KEEP; r++) {
+			const char *k = shim_hdr_keep(c, v);
+
+			if (fits) {
+				assert_non_null(k);
+				assert_string_equal(k, v);
+			} else {
+				assert_null(k);
+			}
+		}
+		assert_null(shim_hdr_keep(c, NULL));
+		/* windows() reads values directly here: any length parses */
+		assert_int_equal(windows(kv, w), 1);
+		assert_int_equal(w[0].remaining, 7);
+		free(v);
+	}
+	free(c);
+}
+
+static void test_ietf_name_and_list_sizes(void **state)
+{
+	const size_t sizes[] = { SHIM_HDR_NAME_MAX - 1, SHIM_HDR_NAME_MAX,
+	                         SHIM_HDR_NAME_MAX + 1, 10 * SHIM_HDR_NAME_MAX };
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		char *name = malloc(sizes[i] + 1), *pol, *cur;
+		ratectl_window w[SHIM_HDR_WINDOWS];
+
+		assert_non_null(name);
+		memset(name, 'n', sizes[i]);
+		name[sizes[i]] = '\0';
+		assert_true(asprintf(&pol, "\"%s\";q=100;w=60", name) > 0);
+		assert_true(asprintf(&cur, "\"%s\";r=5;t=1", name) > 0);
+		{
+			const char *const kv[] = { "RateLimit-Policy", pol, "RateLimit", cur, NULL };
+
+			assert_int_equal(windows(kv, w), 1);
+			assert_int_equal(w[0].window_ns, 60 * SEC);   /* matched */
+			assert_int_equal(w[0].remaining, 5);
+		}
+		free(pol);
+		free(cur);
+		free(name);
+	}
+	/* Lists of SHIM_HDR_WINDOWS - 1 to 10 x items: at most cap windows. */
+	for (i = SHIM_HDR_WINDOWS - 1; i <= 10 * SHIM_HDR_WINDOWS; i += i < SHIM_HDR_WINDOWS + 1 ? 1 : 10 * SHIM_HDR_WINDOWS) {
+		char *cur = malloc(16 * i + 1);
+		size_t off = 0;
+		unsigned k;
+		ratectl_window w[SHIM_HDR_WINDOWS];
+
+		assert_non_null(cur);
+		for (k = 0; k < i; k++)
+			off += (size_t)sprintf(cur + off, "%s\"p%u\";r=%u;t=1", k ? ", " : "", k, k + 1);
+		{
+			const char *const kv[] = { "RateLimit", cur, NULL };
+
+			assert_int_equal(windows(kv, w), i < SHIM_HDR_WINDOWS ? i : SHIM_HDR_WINDOWS);
+		}
+		free(cur);
+	}
+}
+
+/* ---- refusal messages ---------------------------------------------------- */
+
+static void test_refusal_buffer(void **state)
+{
+	/* Budget names that make the message size - 1, size, size + 1 and 10x
+	 * size long without the cut. */
+	char probe[4 * CURL_ERROR_SIZE];
+	size_t base, want[4] = { CURL_ERROR_SIZE - 1, CURL_ERROR_SIZE, CURL_ERROR_SIZE + 1,
+	                         10 * CURL_ERROR_SIZE };
+	unsigned i;
+
+	(void)state;
+	base = strlen(shim_refusal_toobig(probe, sizeof probe, "", "tokens", 20019, 1000));
+	for (i = 0; i < 4; i++) {
+		size_t nl = want[i] - base;
+		char *name = malloc(nl + 1), *buf = malloc(CURL_ERROR_SIZE), *full;
+
+		assert_non_null(name);
+		assert_non_null(buf);
+		memset(name, 'b', nl);
+		name[nl] = '\0';
+		full = malloc(want[i] + 1);
+		assert_non_null(full);
+		assert_int_equal(strlen(shim_refusal_toobig(full, want[i] + 1, name, "tokens",
+		                                            20019, 1000)), want[i]);
+		shim_refusal_toobig(buf, CURL_ERROR_SIZE, name, "tokens", 20019, 1000);
+		assert_int_equal(strlen(buf), want[i] < CURL_ERROR_SIZE ? want[i] : CURL_ERROR_SIZE - 1);
+		assert_memory_equal(buf, full, strlen(buf));
+		shim_refusal_timeout(buf, CURL_ERROR_SIZE, name, 60 * SEC);
+		assert_true(strlen(buf) < CURL_ERROR_SIZE);
+		shim_refusal_closed(buf, CURL_ERROR_SIZE, "b", name);   /* why cut at 120 */
+		assert_true(strlen(buf) < CURL_ERROR_SIZE);
+		free(full);
+		free(buf);
+		free(name);
+	}
+	assert_string_equal(shim_refusal_toobig(probe, sizeof probe, "big", "tokens", 20019, 1000),
+	                    "ratectl: budget 'big': this request needs 20019 tokens, more than "
+	                    "the burst of 1000: it can never be admitted; lower its max_tokens "
+	                    "or raise the burst");
+	assert_string_equal(shim_refusal_timeout(probe, sizeof probe, "slow", SEC),
+	                    "ratectl: budget 'slow' was not available within 1s");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tee_buffers_at_their_sizes),
+		cmocka_unit_test(test_tee_tail_nearly_full_then_more),
+		cmocka_unit_test(test_tee_held_at_its_size),
+		cmocka_unit_test(test_usage_of_streams),
+		cmocka_unit_test(test_usage_at_every_split),
+		cmocka_unit_test(test_jscan_limits),
+		cmocka_unit_test(test_headers_openai_azure),
+		cmocka_unit_test(test_headers_anthropic),
+		cmocka_unit_test(test_headers_ietf),
+		cmocka_unit_test(test_headers_untrusted),
+		cmocka_unit_test(test_header_value_buffer),
+		cmocka_unit_test(test_ietf_name_and_list_sizes),
+		cmocka_unit_test(test_refusal_buffer),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
