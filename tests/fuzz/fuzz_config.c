@@ -1,8 +1,9 @@
-// fuzz-sources: -Itools/common tools/common/config.c tools/common/config_keys.c lib/admit.c lib/budget.c lib/clock.c lib/fork.c lib/gcra.c lib/lease.c lib/ledger.c lib/wait.c -linih -llmdb -lpthread
+// fuzz-sources: -Itools/common tools/common/config.c tools/common/config_keys.c lib/admit.c lib/budget.c lib/clock.c lib/fork.c lib/gcra.c lib/lease.c lib/ledger.c lib/meta.c lib/record.c lib/wait.c -linih -llmdb -lpthread
 /*
  * fuzz_config.c - the config file loader (inih plus ratectl's own key
- * parsing) and the match-rule parser, on any bytes.  The loader reads a
- * path, so the input goes through a memfd.
+ * parsing) and the match-rule parser, on any bytes.  The bytes go both
+ * through a file (a memfd, read by rc_conf_load()) and straight to
+ * rc_conf_parse(): the two must agree, and every refusal must say why.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,24 +18,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char path[64], err[512], *s;
-	rc_conf *conf = NULL;
+	char path[64], err[512], err2[512], *s;
+	rc_conf *conf = NULL, *conf2 = NULL;
+	int fd, rc, rc2;
 	rc_match m;
-	int fd;
 
 	fd = memfd_create("ratectl-fuzz.conf", MFD_CLOEXEC);
 	if (fd < 0)
 		return 0;
 	if (write(fd, data, size) == (ssize_t)size) {
 		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-		err[0] = '\0';
-		if (rc_conf_load(&conf, path, err, sizeof err) == 0) {
-			if (conf->nbudgets > 0)
-				(void)rc_conf_match(conf, "api.openai.com", 443, "/v1/chat");
-			rc_conf_free(conf);
-		} else if (err[0] == '\0') {
-			abort();        /* every refusal says why */
-		}
+		err[0] = err2[0] = '\0';
+		rc = rc_conf_load(&conf, path, err, sizeof err);
+		rc2 = rc_conf_parse(&conf2, path, (const char *)data, size, err2,
+		                    sizeof err2);
+		if (rc != rc2 || (rc == 0) != (conf != NULL) ||
+		    (rc == 0 && conf->nbudgets != conf2->nbudgets) ||
+		    (rc != 0 && (err[0] == '\0' || strcmp(err, err2) != 0)))
+			abort();
+		if (rc == 0 && conf->nbudgets > 0)
+			(void)rc_conf_match(conf, "api.openai.com", 443, "/v1/chat");
+		rc_conf_free(conf);
+		rc_conf_free(conf2);
 	}
 	close(fd);
 	if ((s = malloc(size + 1)) != NULL) {
