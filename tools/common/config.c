@@ -66,6 +66,7 @@ const rc_conf_budget *rc_conf_match(const rc_conf *conf, const char *host,
 
 struct parse {
 	rc_conf *conf;
+	size_t cap;                /* of conf->budgets */
 	char *pos, *end;           /* the rest of the text; *end is '\0' */
 	unsigned line;
 	rc_conf_budget *cur;       /* section being read; NULL before the first */
@@ -124,12 +125,69 @@ static int section_end(struct parse *p)
 	return 0;
 }
 
+/*
+ * A file of 1 MiB holds tens of thousands of sections: finding a repeated
+ * name by scanning the ones before, and growing the array one budget at a
+ * time, would be quadratic (minutes under ASan for 20,000).  So names go
+ * into an open-addressing hash, and the array grows by half each time.
+ */
+static size_t name_hash(const char *s)
+{
+	size_t h = 2166136261u;    /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* The slot of name in conf->index: where it is, or the free one it would
+ * take.  The index is kept over twice as large as the budgets. */
+static uint32_t *index_slot(const rc_conf *conf, const char *name)
+{
+	size_t i = name_hash(name) & (conf->icap - 1);
+
+	while (conf->index[i] && strcmp(conf->budgets[conf->index[i] - 1].name, name))
+		i = (i + 1) & (conf->icap - 1);
+	return &conf->index[i];
+}
+
+/* Room for one more budget, in the array and in the index. */
+static int budgets_grow(struct parse *p)
+{
+	size_t n = p->conf->nbudgets, i, icap;
+	rc_conf_budget *nb;
+	uint32_t *ni, *old;
+
+	if (n == UINT32_MAX - 1)
+		return -ENOMEM;
+	if (n == p->cap) {
+		/* p->cur, the section being read, is the last one: moved too. */
+		p->cap = p->cap ? p->cap + p->cap / 2 : 8;
+		if (!(nb = realloc(p->conf->budgets, p->cap * sizeof *nb)))
+			return -ENOMEM;
+		p->conf->budgets = nb;
+		if (p->cur)
+			p->cur = &nb[n - 1];
+	}
+	if (2 * (n + 1) < p->conf->icap)
+		return 0;
+	icap = p->conf->icap ? 2 * p->conf->icap : 16;
+	if (!(ni = calloc(icap, sizeof *ni)))
+		return -ENOMEM;
+	old = p->conf->index;
+	p->conf->index = ni;
+	p->conf->icap = icap;
+	for (i = 0; i < n; i++)
+		*index_slot(p->conf, p->conf->budgets[i].name) = (uint32_t)i + 1;
+	free(old);
+	return 0;
+}
+
 static int section_start(struct parse *p, const char *line)
 {
 	const char *end = strchr(line, ']'), *s = line + 1;
 	char name[RATECTL_NAME_MAX + 8];
-	rc_conf_budget *nb;
-	size_t i;
+	uint32_t *slot;
 
 	if (!end)
 		return perr(p, p->line, "no ']' after the section name");
@@ -141,17 +199,15 @@ static int section_start(struct parse *p, const char *line)
 	snprintf(name, sizeof name, "%.*s", (int)(end - s), s);
 	if (ratectl_name_check(name) != 0)
 		return perr(p, p->line, "section [%s]: %s", name, ratectl_errmsg());
-	for (i = 0; i < p->conf->nbudgets; i++)
-		if (strcmp(p->conf->budgets[i].name, name) == 0)
-			return perr(p, p->line, "section [%s] appears twice (first on "
-			            "line %u)", name, p->conf->budgets[i].line);
+	if (budgets_grow(p) != 0)
+		return perr(p, p->line, "out of memory");
+	if (*(slot = index_slot(p->conf, name)) != 0)
+		return perr(p, p->line, "section [%s] appears twice (first on "
+		            "line %u)", name, p->conf->budgets[*slot - 1].line);
 	if (p->cur && section_end(p) != 0)
 		return RATECTL_EBADCONFIG;
-	nb = realloc(p->conf->budgets, (p->conf->nbudgets + 1) * sizeof *nb);
-	if (!nb)
-		return perr(p, p->line, "out of memory");
-	p->conf->budgets = nb;
-	p->cur = &nb[p->conf->nbudgets++];
+	p->cur = &p->conf->budgets[p->conf->nbudgets++];
+	*slot = (uint32_t)p->conf->nbudgets;
 	rc_conf_budget_init(p->cur, name);
 	p->cur->line = p->line;
 	p->nseen = 0;
@@ -454,6 +510,7 @@ void rc_conf_free(rc_conf *conf)
 	if (!conf)
 		return;
 	free(conf->budgets);
+	free(conf->index);
 	free(conf);
 }
 
@@ -466,10 +523,9 @@ const char *rc_conf_default_path(void)
 
 const rc_conf_budget *rc_conf_find(const rc_conf *conf, const char *name)
 {
-	size_t i;
+	uint32_t i;
 
-	for (i = 0; conf && i < conf->nbudgets; i++)
-		if (strcmp(conf->budgets[i].name, name) == 0)
-			return &conf->budgets[i];
-	return NULL;
+	if (!conf || conf->icap == 0 || (i = *index_slot(conf, name)) == 0)
+		return NULL;
+	return &conf->budgets[i - 1];
 }

@@ -60,6 +60,8 @@ typedef struct rc_conf {
 	char path[4096];
 	rc_conf_budget *budgets;
 	size_t nbudgets;
+	uint32_t *index;           /* for rc_conf_find(): a hash of the names, */
+	size_t icap;               /* budget i + 1 or 0; a power of two */
 } rc_conf;
 
 /*
