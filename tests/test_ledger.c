@@ -6,11 +6,14 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "testutil.h"
+#include "../lib/internal.h"
 
 typedef struct fixture {
 	char *path;
@@ -548,6 +551,287 @@ static void test_group_sharing(void **state)
 	ratectl_close(h);
 }
 
+/* ---- what issue reports found: debt, reboots, forks, many budgets ------ */
+
+/* Ending a cooldown early keeps the debt of admissions: a daily limit
+ * with 900 of 1000 used has about 100 left, not 999. */
+static void test_cooldown_end_keeps_debt(void **state)
+{
+	fixture *f = *state;
+	ratectl_budget b = RATECTL_BUDGET_INIT;
+	ratectl_cost c = { 1, 900, RATECTL_INTERACTIVE };
+	ratectl_budget_info info;
+	ratectl_lease l;
+	int64_t wait;
+
+	b.nlimits = 1;
+	b.limits[0] = (ratectl_limit){ RATECTL_TOKENS, 1000, 86400 * SEC, 0 };
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	assert_int_equal(ratectl_try(f->h, "b", &c, &l, NULL), 0);
+	ratectl_release(f->h, &l, RATECTL_UNKNOWN);
+	assert_int_equal(ratectl_cooldown(f->h, "b", 30 * SEC), 0);
+	f->clk.now += SEC;
+	assert_int_equal(ratectl_cooldown(f->h, "b", 0), 0);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	assert_int_equal(info.cooldown_ns, 0);
+	assert_int_equal(info.state[0].available, 100);
+	c.tokens = 999;
+	assert_int_equal(ratectl_try(f->h, "b", &c, &l, &wait), RATECTL_ELIMITED);
+	assert_true(wait > 3600 * SEC);
+	c.tokens = 100;
+	assert_int_equal(ratectl_try(f->h, "b", &c, &l, NULL), 0);
+	/* and "cooldown 0" with none under way changes nothing */
+	assert_int_equal(ratectl_budget_reset(f->h, "b"), 0);
+	assert_int_equal(ratectl_cooldown(f->h, "b", 0), 0);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	assert_int_equal(info.state[0].available, 1000);
+}
+
+/* Real usage far over the estimate and the burst is charged in full. */
+static void test_reconcile_debit_in_full(void **state)
+{
+	fixture *f = *state;
+	ratectl_budget b = RATECTL_BUDGET_INIT;
+	ratectl_cost c = { 1, 1000, RATECTL_INTERACTIVE };
+	ratectl_budget_info info;
+	ratectl_lease l;
+
+	b.nlimits = 1;
+	b.limits[0] = (ratectl_limit){ RATECTL_TOKENS, 10000, 60 * SEC, 1000 };
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	assert_int_equal(ratectl_try(f->h, "b", &c, &l, NULL), 0);
+	assert_int_equal(ratectl_release(f->h, &l, 20000), 0);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	/* 20,000 tokens at 10,000/min: two minutes to repay */
+	assert_int_equal(info.state[0].until_full_ns, 120 * SEC);
+	assert_int_equal(info.state[0].available, 0);
+	/* an absurd report saturates, never wraps around to "full" */
+	assert_int_equal(ratectl_try(f->h, "b", &c, &l, NULL), RATECTL_ELIMITED);
+	f->clk.now += 120 * SEC;
+	assert_int_equal(ratectl_try(f->h, "b", &c, &l, NULL), 0);
+	assert_int_equal(ratectl_release(f->h, &l, UINT64_MAX - 1), 0);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	assert_int_equal(info.state[0].available, 0);
+	assert_true(info.state[0].until_full_ns > 100LL * 365 * 86400 * SEC);
+}
+
+/* The lease header as the previous boot left it. */
+static rc_lease_hdr *map_hdr(const char *path, uint32_t id, int *fd)
+{
+	char p[600];
+	void *m;
+
+	snprintf(p, sizeof p, "%s/leases/%u", path, id);
+	*fd = open(p, O_RDWR);
+	assert_true(*fd >= 0);
+	m = mmap(NULL, RC_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	assert_true(m != MAP_FAILED);
+	return m;
+}
+
+/* A disk ledger rebooted with a cooldown, a batch reservation and a
+ * watcher (a live pid) in its lease file: after the reboot acquire
+ * returns, and nothing of the old boot's waiting remains. */
+static void test_reboot_with_waiters(void **state)
+{
+	fixture *f = *state;
+	ratectl_budget b = budget_simple(10, 10, 4);
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE }, batch = { 1, 0, RATECTL_BATCH };
+	ratectl_budget_info info;
+	ratectl_lease l;
+	rc_lease_hdr *hd;
+	int i, fd, status;
+	pid_t pid;
+
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(ratectl_try(f->h, "b", &c, &l, NULL), 0);
+		ratectl_release(f->h, &l, RATECTL_UNKNOWN);
+	}
+	/* a batch place reserved ahead, then a long cooldown */
+	assert_int_equal(ratectl_acquire(f->h, "b", &batch, &l, 10 * SEC), 0);
+	ratectl_release(f->h, &l, RATECTL_UNKNOWN);
+	assert_int_equal(ratectl_cooldown(f->h, "b", 10 * SEC), 0);
+	hd = map_hdr(f->path, 1, &fd);
+	hd->watcher = 1;            /* a pid that lives: init */
+	hd->waiters = 3;
+	hd->cwaiters = 2;
+	ratectl_close(f->h);
+	/* New boot, 20 s after the old one's last moment. */
+	f->clk.realtime += f->clk.now + 20 * SEC - 5 * SEC;
+	f->clk.now = 5 * SEC;
+	f->h = open_with(f, "boot-b");
+	assert_int_equal(hd->watcher, 0);
+	assert_int_equal(hd->waiters, 0);
+	assert_int_equal(hd->cwaiters, 0);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	/* the 10 s cooldown ended while the host was down */
+	assert_int_equal(info.cooldown_ns, 0);
+	assert_true(hd->cooldown_until <= f->clk.now);
+	if ((pid = fork()) == 0) {
+		alarm(10);      /* the bug: cancel and retry forever */
+		if (ratectl_acquire(f->h, "b", &c, &l, 60 * SEC) != 0)
+			_exit(1);
+		if (ratectl_acquire(f->h, "b", &batch, &l, 60 * SEC) != 0)
+			_exit(2);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	munmap(hd, RC_HDR_SIZE);
+	close(fd);
+}
+
+/* An NTP step forward later in the boot forgives no debt at the reboot. */
+static void test_reboot_after_clock_step(void **state)
+{
+	fixture *f = *state;
+	ratectl_budget b = RATECTL_BUDGET_INIT;
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_budget_info info;
+	ratectl_lease l;
+	int i;
+
+	b.nlimits = 1;
+	b.limits[0] = (ratectl_limit){ RATECTL_REQUESTS, 60, 60 * SEC, 0 };
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	for (i = 0; i < 60; i++) {
+		assert_int_equal(ratectl_try(f->h, "b", &c, &l, NULL), 0);
+		ratectl_release(f->h, &l, RATECTL_UNKNOWN);
+	}
+	/* The wall clock was 30 s behind; NTP steps it; the ledger hears of
+	 * it at the next change (here a cooldown on another budget). */
+	f->clk.realtime += 30 * SEC;
+	assert_int_equal(ratectl_budget_set(f->h, "other", &b, 0), 0);
+	ratectl_close(f->h);
+	f->clk.realtime += f->clk.now + 20 * SEC - 5 * SEC;
+	f->clk.now = 5 * SEC;
+	f->h = open_with(f, "boot-b");
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	assert_int_equal(info.state[0].available, 20);     /* not 50 */
+}
+
+/* A forked child closing the handle it inherited (atexit) leaves the
+ * parent's slots as they are. */
+static void test_child_close_keeps_parent_slots(void **state)
+{
+	fixture *f = *state;
+	ratectl_budget b = budget_simple(1000, 1000, 2);
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_budget_info info;
+	ratectl_lease l;
+	int status;
+	pid_t pid;
+
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	assert_int_equal(ratectl_try(f->h, "b", &c, &l, NULL), 0);
+	if ((pid = fork()) == 0) {
+		ratectl_close(f->h);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	assert_int_equal(info.inflight, 1);
+	assert_int_equal(info.dead, 0);
+	assert_int_equal(ratectl_release(f->h, &l, RATECTL_UNKNOWN), 0);
+}
+
+static int count_admitted(const ratectl_budget_info *info, void *ctx)
+{
+	unsigned *n = ctx;
+
+	n[0] += info->counters.admitted == 1;
+	n[1] += info->inflight;
+	return 0;
+}
+
+static unsigned count_files(const char *path)
+{
+	char cmd[700];
+	unsigned n = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof cmd, "ls '%s/leases' | wc -l", path);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%u", &n), 1);
+	pclose(p);
+	return n;
+}
+
+/* Reading many budgets keeps no descriptor per budget, creates no file,
+ * and reports what it reads, or fails: never a silent zero. */
+static void test_read_many_budgets(void **state)
+{
+	fixture *f = *state;
+	ratectl_budget b = budget_simple(1000, 1000, 2);
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	char name[32];
+	int i, status, p[2];
+	unsigned files;
+	pid_t holder, reader;
+
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof name, "b%03d", i);
+		assert_int_equal(ratectl_budget_set(f->h, name, &b, 0), 0);
+	}
+	assert_int_equal(ratectl_budget_set(f->h, "never", &b, 0), 0);
+	assert_int_equal(pipe(p), 0);
+	if ((holder = fork()) == 0) {
+		ratectl_lease l;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);       /* never outlives the test */
+		for (i = 0; i < 300; i++) {
+			snprintf(name, sizeof name, "b%03d", i);
+			if (ratectl_try(f->h, name, &c, &l, NULL) != 0)
+				_exit(1);
+			if (i < 299)
+				ratectl_release(f->h, &l, RATECTL_UNKNOWN);
+		}
+		if (write(p[1], "h", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	{
+		char x;
+		assert_int_equal(read(p[0], &x, 1), 1);
+	}
+	files = count_files(f->path);
+	assert_int_equal(files, 300);
+
+	if ((reader = fork()) == 0) {
+		struct rlimit rl = { 64, 64 };
+		ratectl_budget_info info;
+		ratectl_lease_info li[2];
+		unsigned n[2] = { 0, 0 };
+		size_t nl;
+
+		ratectl_close(f->h);
+		setrlimit(RLIMIT_NOFILE, &rl);
+		f->h = open_with(f, "boot-a");      /* the same boot */
+		if (ratectl_budget_foreach(f->h, count_admitted, n) != 0)
+			_exit(11);
+		if (n[0] != 300 || n[1] != 1)
+			_exit(12);
+		if (ratectl_budget_get(f->h, "b299", &info) != 0 || info.inflight != 1 ||
+		    ratectl_budget_get(f->h, "never", &info) != 0 ||
+		    info.counters.admitted != 0)
+			_exit(13);
+		if (ratectl_leases(f->h, "b299", li, 2, &nl) != 0 || nl != 1 || !li[0].alive ||
+		    ratectl_leases(f->h, "never", li, 2, &nl) != 0 || nl != 0)
+			_exit(14);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(reader, &status, 0), reader);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(count_files(f->path), files);     /* "never" has none */
+	kill(holder, SIGKILL);
+	waitpid(holder, &status, 0);
+}
+
 /* ---- fork and threads ---------------------------------------------------- */
 
 static void test_fork_children_use_parent_handle(void **state)
@@ -677,6 +961,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_group_sharing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_children_use_parent_handle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads_share_handle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cooldown_end_keeps_debt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconcile_debit_in_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reboot_with_waiters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reboot_after_clock_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_child_close_keeps_parent_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_many_budgets, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
