@@ -177,7 +177,12 @@ int ratectl_default_dir(char *buf, size_t len);
  */
 int ratectl_open(ratectl **out, const char *dir, const ratectl_options *opts);
 
-/* Close a handle.  Leases still held are released without a count. */
+/*
+ * Close a handle.  Leases still held are released without a count, and
+ * the processes waiting for their slots are woken.  In a child that
+ * inherited the handle across fork() (an atexit handler, say), closing it
+ * leaves the parent's leases alone.
+ */
 void ratectl_close(ratectl *h);
 
 /* The ledger directory of h (owned by h). */
@@ -279,14 +284,19 @@ int ratectl_budget_reset(ratectl *h, const char *name);
 
 /*
  * Pause budget `name` for every process until now + duration_ns
- * (0 ends a cooldown now).  A new end replaces the current one only if it
- * is later, unless duration_ns is 0.  A cooldown follows a refusal by the
- * provider, whose bucket is then empty, so when it ends every limit
- * restarts empty (at most 60 s of its rate short: a daily budget is not
- * lost) and refills at its rate, and the waiters are released in order,
- * the first of them spread over the budget's jitter window: the provider
- * sees a steady rate, not a burst.  Waiters that had reserved a time
- * inside the new cooldown go back in line after it.
+ * (0 ends a cooldown under way now; with none under way it changes
+ * nothing).  A new end replaces the current one only if it is later,
+ * unless duration_ns is 0.  A cooldown follows a refusal by the provider,
+ * whose bucket is then empty, so when it ends every limit restarts empty
+ * (at most 60 s of its rate short: a daily budget is not lost) and
+ * refills at its rate, the first admissions spread over the budget's
+ * jitter window: the provider sees a steady rate, not a burst.  That
+ * empty bucket is the pause's own debt and all of it: ending a pause
+ * early drops it and keeps every debt of admissions and reconciles.
+ * Waiters that had reserved a time inside the new cooldown give it back
+ * at once; nobody reserves during a cooldown: those who ask wait for its
+ * end (or its early end, which wakes them) and then line up, in no
+ * particular order among themselves.
  */
 int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns);
 
@@ -370,12 +380,21 @@ typedef struct ratectl_budget_info {
 	ratectl_counters counters;
 } ratectl_budget_info;
 
-/* Fill *out with budget `name`'s configuration and live state. */
+/*
+ * Fill *out with budget `name`'s configuration and live state.  Reading
+ * creates no file and keeps no descriptor open.  A live state that cannot
+ * be read (a damaged lease file, no descriptor left) is an error, never
+ * reported as zeros: RATECTL_ECORRUPT, -EMFILE and other -errno, with
+ * ratectl_errmsg() naming the file.
+ */
 int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out);
 
 /*
  * Call fn for each budget, in name order, from one consistent snapshot.
- * Stops early and returns fn's value when fn returns non-zero.
+ * Stops early and returns fn's value when fn returns non-zero, or the
+ * error of a budget whose state cannot be read (as ratectl_budget_get();
+ * fn is not called for it).  Descriptors used stay constant however many
+ * budgets there are.
  */
 int ratectl_budget_foreach(ratectl *h,
                            int (*fn)(const ratectl_budget_info *info, void *ctx),
@@ -473,7 +492,10 @@ int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *c,
 /*
  * Release a lease: free its in-flight slot and, when actual_tokens is not
  * RATECTL_UNKNOWN, correct the token charge by (actual - estimated) on
- * every token limit: a refund or an extra debit.  The lease is cleared.
+ * every token limit: a refund or an extra debit.  A debit is charged in
+ * full, however far past a limit's burst (the next admissions wait until
+ * it is repaid; a debt saturates at about 146 years instead of wrapping).
+ * A refund wakes the waiters it may let in.  The lease is cleared.
  * Returns 0, RATECTL_EBADLEASE (not held, or released twice),
  * RATECTL_EFORKED (taken by another process), or a ledger error (the slot
  * is freed even then).
