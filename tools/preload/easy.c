@@ -20,8 +20,6 @@
 #define BACKOFF_BASE_NS (500 * SHIM_NS_PER_MS)
 #define BACKOFF_CAP_NS (30 * SHIM_NS_PER_S)
 
-__thread int shim_in_easy;
-
 /* COPYPOSTFIELDS: libcurl copies the data and the caller may free it
  * right after, so it is read now. */
 static void note_copy(struct xfer *x, const char *data)

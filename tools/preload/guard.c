@@ -13,6 +13,9 @@
 
 #include "shim.h"
 
+/* Set by easy.c around the real curl_easy_perform, read by multi.c. */
+__thread int shim_in_easy;
+
 int64_t shim_clock_ns(clockid_t id)
 {
 	struct timespec ts;
