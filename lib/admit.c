@@ -33,10 +33,9 @@ struct admit_ctx {
 /* Decide and charge, on a record already read: 0, or why not. */
 static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 {
+	rc_lease_hdr *hd = c->lf->hdr;
 	unsigned i;
 	int rc;
-
-	rc_lease_hdr *hd = c->lf->hdr;
 
 	c->id = rec->id;
 	c->cooldown_until = rec->sched.cooldown_until;

@@ -283,7 +283,7 @@ static int cooldown_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 		return 0;
 	/* Ending a cooldown early releases its waiters spread out too. */
 	ratectl__gcra_cooldown(rec->lim, rec->nlimits, &rec->sched, until, jitter);
-	return wake_budget(h, rec->id, RC_WAKE_RATE, until);
+	return wake_budget(h, rec->id, RC_WAKE_RATE | RC_WAKE_RESERVED, until);
 }
 
 int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns)

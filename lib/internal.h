@@ -248,8 +248,9 @@ int ratectl__slot_is_ours(const rc_lfile *lf, uint32_t i);
 /* What changed, for ratectl__wake() (the table in wait.c). */
 enum {
 	RC_WAKE_SLOTS = 1,         /* a slot may be free */
-	RC_WAKE_RATE = 2,          /* the budget's schedule or limits changed */
-	RC_WAKE_VOID = 4           /* reservations are void: plan again */
+	RC_WAKE_RATE = 2,          /* capacity may be free: waiters with no place */
+	RC_WAKE_RESERVED = 4,      /* a cooldown: waiters asleep on a place look */
+	RC_WAKE_VOID = 8           /* reservations are void: everyone plans again */
 };
 void ratectl__wake(rc_lfile *lf, int what);
 /* Sleep until a slot may be free (a release, a holder's death, a change),

@@ -7,7 +7,11 @@
  * batch request beyond its share, anyone during a cooldown) and waiters
  * asleep on a reserved place.  A state change bumps the words it concerns
  * and wakes their sleepers; a sleeper compares the word before sleeping,
- * so a change between its decision and its sleep is never missed.  Every
+ * so a change between its decision and its sleep is never missed.  On
+ * change_seq, waiters asleep on a reserved place are woken only by what
+ * can concern a place (a cooldown, a void: "all" below), not by refunds
+ * and updates, which only rate waiters with no place can use (futex
+ * bitsets).  Every
  * change that is made inside a write transaction wakes before the commit:
  * a woken waiter tries again in a write transaction of its own, which
  * waits for that commit, so it sees the change.
@@ -33,9 +37,9 @@
  *                                   change, epoch   plan again
  *  budget deleted                  release,        all: they fail     delete_wakes_waiters
  *                                   change, epoch   RATECTL_ENOTFOUND
- *  cooldown begins                 change          reserved inside    cooldown_start_gives_back
+ *  cooldown begins                 change (all)    reserved inside    cooldown_start_gives_back
  *                                                   it give back
- *  cooldown ends early             change          cooldown waiters   cooldown_end_wakes_waiters
+ *  cooldown ends early             change (all)    cooldown waiters   cooldown_end_wakes_waiters
  *  reboot                          header reset    none survive one   test_ledger reboot_with_waiters
  *
  * Nobody reserves a place during a cooldown: those waiters sleep on
@@ -79,40 +83,60 @@
 #define RC_WATCH_MAX 256
 #define RC_TICK_NS 1000000000LL
 
-static int futex_wait(uint32_t *word, uint32_t val, int64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+/* Who sleeps on change_seq, as futex bitset masks: a refund wakes only
+ * those it may let in, not every waiter asleep on a place it holds. */
+#define RC_BIT_RATE 1u          /* no place reserved: any change may help */
+#define RC_BIT_RESERVED 2u      /* asleep on a place: cooldowns and voids */
+#define RC_BIT_ANY 0xffffffffu
 
-	if (syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, NULL, 0) == 0)
+static int futex_wait(uint32_t *word, uint32_t val, int64_t ns, uint32_t mask)
+{
+	struct timespec ts;
+	int64_t nsec;
+
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	nsec = ts.tv_nsec + ns % 1000000000;
+	ts.tv_sec += (time_t)(ns / 1000000000 + nsec / 1000000000);
+	ts.tv_nsec = (long)(nsec % 1000000000);
+	if (syscall(SYS_futex, word, FUTEX_WAIT_BITSET, val, &ts, NULL, mask) == 0)
 		return 0;
 	return errno == EINTR ? -EINTR : 0;    /* EAGAIN, ETIMEDOUT: look again */
 }
 
-static void wake_word(uint32_t *word, uint32_t *sleepers)
+static void wake_word(uint32_t *word, uint32_t *sleepers, uint32_t mask)
 {
 	__atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(sleepers, __ATOMIC_SEQ_CST) > 0)
-		syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+		syscall(SYS_futex, word, FUTEX_WAKE_BITSET, INT_MAX, NULL, NULL, mask);
 }
 
 void ratectl__wake(rc_lfile *lf, int what)
 {
+	uint32_t mask = 0;
+
 	if (what & RC_WAKE_VOID)
 		__atomic_add_fetch(&lf->hdr->epoch, 1, __ATOMIC_SEQ_CST);
 	if (what & (RC_WAKE_SLOTS | RC_WAKE_VOID))
-		wake_word(&lf->hdr->release_seq, &lf->hdr->waiters);
+		wake_word(&lf->hdr->release_seq, &lf->hdr->waiters, RC_BIT_ANY);
 	if (what & (RC_WAKE_RATE | RC_WAKE_VOID))
-		wake_word(&lf->hdr->change_seq, &lf->hdr->cwaiters);
+		mask |= RC_BIT_RATE;
+	if (what & (RC_WAKE_RESERVED | RC_WAKE_VOID))
+		mask |= RC_BIT_RESERVED;
+	if (mask)
+		wake_word(&lf->hdr->change_seq, &lf->hdr->cwaiters, mask);
 }
 
-/* Sleep on word until it moves from seq, `ns` pass, or a signal. */
-static int sleep_on(uint32_t *word, uint32_t *sleepers, uint32_t seq, int64_t ns)
+/* Sleep on word until it moves from seq and a wake-up for mask comes,
+ * `ns` pass, or a signal. */
+static int sleep_on(uint32_t *word, uint32_t *sleepers, uint32_t seq, int64_t ns,
+                    uint32_t mask)
 {
 	int rc = 0;
 
 	__atomic_add_fetch(sleepers, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(word, __ATOMIC_SEQ_CST) == seq)
-		rc = futex_wait(word, seq, ns);
+		rc = futex_wait(word, seq, ns, mask);
 	__atomic_sub_fetch(sleepers, 1, __ATOMIC_SEQ_CST);
 	return rc;
 }
@@ -259,7 +283,8 @@ int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline,
 	if (now >= until)
 		return 0;
 	watch_take(h, lf, watching);
-	return sleep_on(&lf->hdr->release_seq, &lf->hdr->waiters, seq, until - now);
+	return sleep_on(&lf->hdr->release_seq, &lf->hdr->waiters, seq, until - now,
+	                RC_BIT_ANY);
 }
 
 int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until)
@@ -270,7 +295,8 @@ int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until)
 		return ratectl__sleep_until(h, until);
 	if (until <= now)
 		return 0;
-	return sleep_on(&lf->hdr->change_seq, &lf->hdr->cwaiters, seq, until - now);
+	return sleep_on(&lf->hdr->change_seq, &lf->hdr->cwaiters, seq, until - now,
+	                RC_BIT_RATE);
 }
 
 int ratectl__reserved_wait(ratectl *h, rc_lfile *lf, int64_t t_adm,
@@ -294,7 +320,8 @@ int ratectl__reserved_wait(ratectl *h, rc_lfile *lf, int64_t t_adm,
 		if (h->clock.sleep_until)
 			rc = ratectl__sleep_until(h, t_adm);
 		else
-			rc = sleep_on(&hd->change_seq, &hd->cwaiters, seq, t_adm - now);
+			rc = sleep_on(&hd->change_seq, &hd->cwaiters, seq, t_adm - now,
+			              RC_BIT_RESERVED);
 		if (rc != 0)
 			return rc;
 	}
