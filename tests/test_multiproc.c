@@ -134,10 +134,65 @@ static void test_sixteen_processes_within_bound(void **state)
 	tmp_ledger_rm(path);
 }
 
+/* Cooldowns begun and ended early, again and again, while 16 processes
+ * admit: no window ever passes more than the bound. */
+static void test_cooldowns_ended_early_within_bound(void **state)
+{
+	char *path = tmp_ledger();
+	struct shared *s = shared_map();
+	ratectl_budget b = RATECTL_BUDGET_INIT;
+	uint64_t req_total;
+	int64_t worst_r, t_end;
+	adm_rec *req;
+	uint32_t i, n;
+	pid_t pid[NPROC];
+	ratectl *h;
+	int status, k = 0;
+
+	(void)state;
+	b.nlimits = 2;
+	b.limits[0] = (ratectl_limit){ RATECTL_REQUESTS, 400, SEC, 20 };
+	b.limits[1] = (ratectl_limit){ RATECTL_TOKENS, 1000000, SEC, 100000 };
+	b.jitter_ns = 10 * MSEC;
+	assert_int_equal(ratectl_open(&h, path, NULL), 0);
+	assert_int_equal(ratectl_budget_set(h, "shared", &b, 0), 0);
+	t_end = mono() + 2500 * MSEC;
+	for (i = 0; i < NPROC; i++)
+		if ((pid[i] = fork()) == 0)
+			worker_bound(path, s, (int)i, t_end);
+	/* the load: a pause of 300 ms, ended after 30 to 120 ms */
+	while (mono() < t_end - 200 * MSEC) {
+		struct timespec a = { 0, (30 + 30 * (k++ % 4)) * MSEC }, gap = { 0, 80 * MSEC };
+
+		assert_int_equal(ratectl_cooldown(h, "shared", 300 * MSEC), 0);
+		nanosleep(&a, NULL);
+		assert_int_equal(ratectl_cooldown(h, "shared", 0), 0);
+		nanosleep(&gap, NULL);
+	}
+	for (i = 0; i < NPROC; i++) {
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	n = s->n;
+	assert_true(n > 100 && n < MAX_REC);
+	req = malloc(n * sizeof *req);
+	for (i = 0; i < n; i++)
+		req[i] = (adm_rec){ s->t[i], 1 };
+	worst_r = bound_worst_excess(req, n, SEC / 400, 20 * (SEC / 400), &req_total);
+	printf("# %u admissions, %d cooldowns ended early: worst excess %lld ns "
+	       "(%.1f requests)\n", n, k, (long long)worst_r, (double)worst_r / (SEC / 400));
+	assert_true(worst_r <= 0);
+	free(req);
+	ratectl_close(h);
+	munmap(s, sizeof *s);
+	tmp_ledger_rm(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sixteen_processes_within_bound),
+		cmocka_unit_test(test_cooldowns_ended_early_within_bound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
