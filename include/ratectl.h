@@ -91,13 +91,14 @@ extern "C" {
 	XX(FORKED, 12, "lease or handle belongs to another process")              \
 	XX(BADLEASE, 13, "lease is not held")                                     \
 	XX(LMDB, 14, "unexpected LMDB error")                                     \
-	XX(PARSE, 15, "cannot parse value")
+	XX(PARSE, 15, "cannot parse value")                                       \
+	XX(PENDING, 16, "waiting: look again at the time given or when its fd is readable")
 
 typedef enum {
 #define RATECTL__ERRDEF(name, off, desc) RATECTL_E##name = RATECTL_ERR_BASE - (off),
 	RATECTL_ERRNO_MAP(RATECTL__ERRDEF)
 #undef RATECTL__ERRDEF
-	RATECTL_ERR_LAST = RATECTL_ERR_BASE - 16
+	RATECTL_ERR_LAST = RATECTL_ERR_BASE - 17
 } ratectl_errno;
 
 /*
@@ -486,6 +487,73 @@ int ratectl_try(ratectl *h, const char *name, const ratectl_cost *c,
  */
 int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *c,
                     ratectl_lease *lease, int64_t timeout_ns);
+
+/* ---- event loops ------------------------------------------------------ */
+
+/*
+ * For event loops (asyncio, Node, libuv, epoll), which cannot park a
+ * thread per waiter: a reservation that never blocks.  It either admits
+ * at once or takes the caller's place in line, as ratectl_acquire() does
+ * (so order across processes is kept), and says when to look again: at
+ * at_ns on the caller's own timer, or earlier when fd becomes readable.
+ *
+ * The struct lives in the caller's memory (any number of them), starts
+ * zeroed or from RATECTL_RESERVATION_INIT, and must not be copied while
+ * pending.  Its private part is the library's.
+ */
+#define RATECTL_RESERVATION_VERSION 1
+
+typedef struct ratectl_reservation {
+	unsigned version;          /* RATECTL_RESERVATION_VERSION */
+	ratectl_lease lease;       /* held once admitted: give to ratectl_release() */
+	int64_t at_ns;             /* while pending: look again at this ratectl_now() */
+	int fd;                    /* ... or when this is readable; -1: the time only */
+	uint64_t priv[40];
+} ratectl_reservation;
+
+#define RATECTL_RESERVATION_INIT { RATECTL_RESERVATION_VERSION, { 0 }, 0, -1, { 0 } }
+
+/*
+ * Ask for cost c in budget `name`, never blocking.  Returns:
+ *   0                  admitted now: r->lease is held.
+ *   RATECTL_EPENDING   waiting.  A place in the schedule is reserved (and
+ *                      an in-flight slot with it) when the budget's rate
+ *                      is the reason; for a slot, or during a cooldown,
+ *                      the request waits for a change.  Call
+ *                      ratectl_reserve_poll() at r->at_ns or when r->fd is
+ *                      readable, whichever comes first.
+ *   RATECTL_ETOOBIG, RATECTL_ENOTFOUND and the other errors of ratectl_try().
+ * r->fd is the handle's one event descriptor (an inotify instance, the
+ * same for every reservation of the handle): poll it for reading, and on
+ * readiness call ratectl_events_drain() once, then poll every pending
+ * reservation whose budget may have changed (or all of them).  A slot
+ * waiter also gets at_ns one second ahead: a missed event costs at most
+ * that, as in ratectl_acquire().
+ */
+int ratectl_reserve(ratectl *h, const char *name, const ratectl_cost *c,
+                    ratectl_reservation *r);
+
+/*
+ * Look again at a pending reservation: 0 (admitted: r->lease is held),
+ * RATECTL_EPENDING (r->at_ns and r->fd updated), or an error, after which
+ * r is not pending (RATECTL_ENOTFOUND: the budget was deleted).  A place
+ * voided meanwhile (reset) or overtaken by a cooldown is taken again.
+ * Cheap when it is not time yet: no transaction.
+ */
+int ratectl_reserve_poll(ratectl *h, ratectl_reservation *r);
+
+/*
+ * Give up a pending reservation: its slot is released and its place
+ * given back as an interrupted ratectl_acquire() gives it back.  Nothing
+ * to do for one that was admitted (release its lease) or failed.
+ */
+void ratectl_reserve_cancel(ratectl *h, ratectl_reservation *r);
+
+/*
+ * Read and discard what made the handle's event descriptor readable.
+ * Returns how many budgets changed, or -errno.
+ */
+int ratectl_events_drain(ratectl *h);
 
 #define RATECTL_UNKNOWN UINT64_MAX
 

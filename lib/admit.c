@@ -7,7 +7,11 @@
  * fsync, no second transaction, no allocation.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -167,7 +171,8 @@ static void grant(ratectl *h, struct admit_ctx *c, ratectl_lease *lease)
 {
 	lease->magic = RC_LEASE_HELD;
 	lease->budget_id = c->id;
-	strcpy(lease->name, c->name);
+	if (lease->name != c->name)
+		strcpy(lease->name, c->name);
 	lease->slot = c->slot;
 	lease->pid = h->pid;
 	lease->tokens = c->cost->tokens;
@@ -358,4 +363,230 @@ int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens)
 	c.now = ratectl_now(h);
 	c.lf = lf;
 	return ratectl__write(h, reconcile_op, &c);
+}
+
+/* ---- reservations for event loops ---------------------------------------- */
+
+/* How often a reservation waiting for a slot looks again regardless. */
+#define RC_RESV_TICK_NS 1000000000LL
+
+static rc_resv *resv_of(ratectl_reservation *r)
+{
+	return (rc_resv *)(void *)r->priv;
+}
+
+/* The handle's inotify descriptor, watching lf's file: -1 if none can be
+ * had (then the caller has at_ns only, which the tick bounds). */
+static int events_watch(ratectl *h, rc_lfile *lf)
+{
+	char path[PATH_MAX];
+
+	pthread_mutex_lock(&h->mu);
+	if (h->ifd < 0)
+		h->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	pthread_mutex_unlock(&h->mu);
+	if (h->ifd < 0)
+		return -1;
+	snprintf(path, sizeof path, "%s/leases/%u", h->path, lf->id);
+	return inotify_add_watch(h->ifd, path, IN_MODIFY) < 0 ? -1 : h->ifd;
+}
+
+/* r is no longer pending: stop counting and watching for it. */
+static void resv_done(ratectl *h, ratectl_reservation *r, rc_lfile *lf)
+{
+	rc_resv *p = resv_of(r);
+
+	if (lf && p->counted)
+		__atomic_sub_fetch(&lf->hdr->ewaiters, 1, __ATOMIC_ACQ_REL);
+	if (lf && p->watching)
+		ratectl__slot_unwatch(h, lf, &p->watching);
+	p->counted = 0;
+	p->magic = 0;
+	r->fd = -1;
+}
+
+/* Pending on lf: counted there, watched, r->fd set. */
+static void resv_pend(ratectl *h, ratectl_reservation *r, rc_lfile *lf)
+{
+	rc_resv *p = resv_of(r);
+
+	if (!p->counted) {
+		__atomic_add_fetch(&lf->hdr->ewaiters, 1, __ATOMIC_ACQ_REL);
+		p->counted = 1;
+	}
+	p->magic = RC_RESV_MAGIC;
+	p->fork_gen = h->fork_gen;
+	r->fd = events_watch(h, lf);
+}
+
+/* One admission attempt for r, reserving any future time: 0 admitted,
+ * RATECTL_EPENDING, or an error (r then not pending). */
+static int resv_step(ratectl *h, ratectl_reservation *r)
+{
+	rc_resv *p = resv_of(r);
+	struct admit_ctx c = { .name = r->lease.name, .cost = &p->cost, .slot = -1 };
+	rc_lfile *old = p->id ? ratectl__lfile_find(h, p->id) : NULL;
+	int rc, pending;
+
+	c.now = ratectl_now(h);
+	c.latest = INT64_MAX;
+	rc = admit_write(h, &c);
+	pending = rc == 0 ? c.t_adm > c.now : rc == RATECTL_EINFLIGHT ||
+	          rc == RATECTL_ECOOLDOWN || rc == RATECTL_ELIMITED;
+	if (old && (!pending || old != c.lf))
+		resv_done(h, r, old);   /* not pending there any more */
+	if (!pending) {
+		if (rc == 0)
+			grant(h, &c, &r->lease);
+		return rc;
+	}
+	p->id = c.id;
+	p->slot = c.slot;
+	if (rc == 0) {                  /* a place, later */
+		p->state = RC_RS_PLACE;
+		p->t_adm = c.t_adm;
+		p->epoch = c.epoch;
+		p->cooldown_until = c.cooldown_until;
+		memcpy(p->before, c.before, sizeof p->before);
+		memcpy(p->after, c.after, sizeof p->after);
+		r->at_ns = c.t_adm;
+	} else {
+		p->state = RC_RS_WAIT;
+		if (rc == RATECTL_EINFLIGHT) {
+			r->at_ns = c.now + RC_RESV_TICK_NS;
+			ratectl__slot_watch(h, c.lf, &p->watching);
+		} else {
+			r->at_ns = rc == RATECTL_ECOOLDOWN ? c.cooldown_until : c.t_adm;
+		}
+	}
+	resv_pend(h, r, c.lf);
+	return RATECTL_EPENDING;
+}
+
+int ratectl_reserve(ratectl *h, const char *name, const ratectl_cost *c,
+                    ratectl_reservation *r)
+{
+	rc_resv *p;
+	int rc;
+
+	if (!r || r->version != RATECTL_RESERVATION_VERSION)
+		return ratectl__err(-EINVAL, "reserve: a reservation of version %d is "
+		                    "required", RATECTL_RESERVATION_VERSION);
+	p = resv_of(r);
+	if (p->magic == RC_RESV_MAGIC)
+		return ratectl__err(-EBUSY, "reserve: this reservation is pending; poll "
+		                    "or cancel it first");
+	if ((rc = admit_begin(h, name, c, &r->lease)) != 0)
+		return rc;
+	memset(p, 0, sizeof *p);
+	p->cost = *c;
+	p->slot = -1;
+	snprintf(r->lease.name, sizeof r->lease.name, "%s", name);
+	r->at_ns = 0;
+	r->fd = -1;
+	return resv_step(h, r);
+}
+
+/* The context a place was taken with, to grant or give it back. */
+static void resv_ctx(ratectl_reservation *r, rc_lfile *lf, struct admit_ctx *c)
+{
+	rc_resv *p = resv_of(r);
+
+	*c = (struct admit_ctx){ .name = r->lease.name, .cost = &p->cost, .lf = lf,
+	                         .id = p->id, .slot = p->slot, .t_adm = p->t_adm };
+	memcpy(c->before, p->before, sizeof c->before);
+	memcpy(c->after, p->after, sizeof c->after);
+}
+
+static int resv_check(ratectl *h, ratectl_reservation *r, rc_lfile **lf)
+{
+	rc_resv *p = resv_of(r);
+	int rc;
+
+	ratectl__err_clear();
+	if (!r || r->version != RATECTL_RESERVATION_VERSION || p->magic != RC_RESV_MAGIC)
+		return ratectl__err(RATECTL_EBADLEASE, "reservation is not pending");
+	if (p->fork_gen != __atomic_load_n(&ratectl__fork_gen, __ATOMIC_ACQUIRE))
+		return ratectl__err(RATECTL_EFORKED, "reservation of budget '%s' was "
+		                    "made by another process", r->lease.name);
+	if ((rc = ratectl__enter(h)) != 0)
+		return rc;
+	*lf = ratectl__lfile_find(h, p->id);
+	return *lf ? 0 : ratectl__err(RATECTL_EBADLEASE, "reservation: budget "
+	                               "'%s' is not open here", r->lease.name);
+}
+
+int ratectl_reserve_poll(ratectl *h, ratectl_reservation *r)
+{
+	rc_resv *p = resv_of(r);
+	struct admit_ctx c;
+	rc_lfile *lf;
+	int rc;
+
+	if ((rc = resv_check(h, r, &lf)) != 0)
+		return rc;
+	if (p->state == RC_RS_PLACE) {
+		rc_lease_hdr *hd = lf->hdr;
+
+		resv_ctx(r, lf, &c);
+		if (__atomic_load_n(&hd->epoch, __ATOMIC_SEQ_CST) != p->epoch) {
+			cancel(h, &c, 0);       /* void: nothing left to give back */
+			p->slot = -1;
+			return resv_step(h, r);
+		}
+		if (__atomic_load_n(&hd->cooldown_until, __ATOMIC_ACQUIRE) > p->t_adm &&
+		    p->cooldown_until <= p->t_adm) {
+			cancel(h, &c, 1);       /* a cooldown took its time */
+			p->slot = -1;
+			return resv_step(h, r);
+		}
+		if (ratectl_now(h) < p->t_adm) {
+			r->at_ns = p->t_adm;
+			return RATECTL_EPENDING;
+		}
+		resv_done(h, r, lf);
+		grant(h, &c, &r->lease);
+		return 0;
+	}
+	return resv_step(h, r);
+}
+
+void ratectl_reserve_cancel(ratectl *h, ratectl_reservation *r)
+{
+	rc_resv *p;
+	struct admit_ctx c;
+	rc_lfile *lf;
+
+	if (!r || resv_check(h, r, &lf) != 0)
+		return;
+	p = resv_of(r);
+	if (p->state == RC_RS_PLACE) {
+		resv_ctx(r, lf, &c);
+		cancel(h, &c, 1);
+	}
+	resv_done(h, r, lf);
+}
+
+int ratectl_events_drain(ratectl *h)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	int n = 0;
+
+	if (h->ifd < 0)
+		return 0;
+	for (;;) {
+		ssize_t got = read(h->ifd, buf, sizeof buf);
+		size_t off = 0;
+
+		if (got < 0)
+			return errno == EAGAIN ? n : -errno;
+		if (got == 0)
+			return n;
+		while (off + sizeof(struct inotify_event) <= (size_t)got) {
+			const struct inotify_event *e = (const void *)(buf + off);
+
+			off += sizeof *e + e->len;
+			n++;
+		}
+	}
 }

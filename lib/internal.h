@@ -113,6 +113,8 @@ typedef struct rc_lease_hdr {
 	uint32_t change_seq;       /* futex word: the budget changed (wait.c) */
 	uint32_t cwaiters;         /* threads sleeping on change_seq */
 	uint32_t epoch;            /* bumped when reservations are void */
+	uint32_t ewaiters;         /* pending ratectl_reserve()s, all processes */
+	uint32_t poke;             /* never changes: written to wake inotify */
 	uint32_t reserved2;
 } rc_lease_hdr;
 
@@ -166,7 +168,37 @@ struct ratectl {
 	size_t map_size;
 	ratectl_clock clock;
 	char boot_id[RC_BOOT_ID_LEN];
+	/* Event loops (ratectl_reserve): one inotify instance per handle and
+	 * process, watching the lease files of budgets with pending
+	 * reservations; created on first use under mu. */
+	int ifd;
 };
+
+/* ---- reservations (ratectl_reserve), in ratectl_reservation.priv ------ */
+
+#define RC_RESV_MAGIC 0x56534552u  /* "RESV" */
+
+enum { RC_RS_PLACE = 1, RC_RS_WAIT = 2 };
+
+typedef struct rc_resv {
+	uint32_t magic;            /* RC_RESV_MAGIC while pending */
+	uint32_t state;            /* RC_RS_PLACE: a place at t_adm; RC_RS_WAIT: none yet */
+	uint32_t id;               /* budget */
+	int32_t slot;              /* claimed with the place, or -1 */
+	uint32_t epoch;            /* the budget's when the place was taken */
+	uint32_t counted;          /* counted in that budget's ewaiters */
+	int watching;              /* this reservation watches for dead holders */
+	uint32_t reserved0;
+	uint64_t fork_gen;
+	ratectl_cost cost;
+	int64_t t_adm;
+	int64_t cooldown_until;
+	int64_t before[RATECTL_MAX_LIMITS];
+	int64_t after[RATECTL_MAX_LIMITS];
+} rc_resv;
+
+_Static_assert(sizeof(rc_resv) <= sizeof(((ratectl_reservation *)0)->priv),
+               "a reservation's state fits its private part");
 
 /* ---- ledger.c --------------------------------------------------------- */
 
@@ -264,7 +296,9 @@ int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline,
  * cooldown_until and epoch are what the caller saw when it reserved. */
 int ratectl__reserved_wait(ratectl *h, rc_lfile *lf, int64_t t_adm,
                            int64_t cooldown_until, uint32_t epoch);
-/* The caller is done waiting for slots: stop watching if it was. */
+/* Watch for dead holders of lf's slots (one thread per process and
+ * budget, shared by its waiters), and stop when done waiting. */
+void ratectl__slot_watch(ratectl *h, rc_lfile *lf, int *watching);
 void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf, int *watching);
 /* Sleep until the budget changes (change_seq moves from seq) or `until`. */
 int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until);

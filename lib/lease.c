@@ -199,6 +199,7 @@ int ratectl__lfile_reboot(ratectl *h, uint32_t id, int64_t cooldown_until)
 	__atomic_store_n(&lf->hdr->watcher, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&lf->hdr->waiters, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&lf->hdr->cwaiters, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&lf->hdr->ewaiters, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&lf->hdr->cooldown_until, cooldown_until, __ATOMIC_RELEASE);
 	ratectl__lfile_unpeek(&tmp, lf);
 	return 0;

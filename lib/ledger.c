@@ -324,6 +324,7 @@ int ratectl_open(ratectl **out, const char *dir, const ratectl_options *opts)
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_mutex_init(&h->files_mu, NULL);
 	h->refs = 1;
+	h->ifd = -1;
 	if (opts && opts->version >= 1) {
 		h->shared_group = opts->shared_group;
 		if (opts->clock)
@@ -375,6 +376,9 @@ int ratectl__enter(ratectl *h)
 			mdb_env_close(h->env);
 		h->env = NULL;
 		ratectl__lfile_close_all(h, 0);
+		if (h->ifd >= 0)        /* the parent's events are the parent's */
+			close(h->ifd);
+		h->ifd = -1;
 		snprintf(lease_dir, sizeof lease_dir, "%s/leases", h->path);
 		if (mkdir(lease_dir, h->shared_group ? 02770 : 0700) == 0) {
 			if (h->shared_group)
@@ -414,6 +418,8 @@ void ratectl_close(ratectl *h)
 	                         __atomic_load_n(&ratectl__fork_gen, __ATOMIC_ACQUIRE));
 	if (h->env)
 		mdb_env_close(h->env);
+	if (h->ifd >= 0)
+		close(h->ifd);
 	handle_free(h);
 }
 

@@ -61,6 +61,7 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -125,6 +126,15 @@ void ratectl__wake(rc_lfile *lf, int what)
 		mask |= RC_BIT_RESERVED;
 	if (mask)
 		wake_word(&lf->hdr->change_seq, &lf->hdr->cwaiters, mask);
+	/* Event loops wait on inotify, which a write to the file wakes (a
+	 * store through the mapping would not): write a byte that never
+	 * changes. */
+	if (__atomic_load_n(&lf->hdr->ewaiters, __ATOMIC_ACQUIRE) > 0 && lf->fd >= 0) {
+		uint32_t zero = 0;
+
+		if (pwrite(lf->fd, &zero, sizeof zero, offsetof(rc_lease_hdr, poke)) < 0)
+			(void)0;        /* the waiter's one-second look covers it */
+	}
 }
 
 /* Sleep on word until it moves from seq and a wake-up for mask comes,
@@ -233,7 +243,7 @@ static int pid_alive(int32_t pid)
 }
 
 /* Become the watcher if there is none (or it died); start the thread. */
-static void watch_take(ratectl *h, rc_lfile *lf, int *watching)
+void ratectl__slot_watch(ratectl *h, rc_lfile *lf, int *watching)
 {
 	int32_t w = __atomic_load_n(&lf->hdr->watcher, __ATOMIC_ACQUIRE);
 
@@ -282,7 +292,7 @@ int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline,
 		return ratectl__sleep_until(h, until);
 	if (now >= until)
 		return 0;
-	watch_take(h, lf, watching);
+	ratectl__slot_watch(h, lf, watching);
 	return sleep_on(&lf->hdr->release_seq, &lf->hdr->waiters, seq, until - now,
 	                RC_BIT_ANY);
 }
