@@ -488,6 +488,24 @@ int ratectl_try(ratectl *h, const char *name, const ratectl_cost *c,
 int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *c,
                     ratectl_lease *lease, int64_t timeout_ns);
 
+/*
+ * Admit cost c in n budgets at once (a per-model budget and the whole
+ * key's budget, say): in one transaction, all of them or none.  Each
+ * budget's limits see the full cost; all are charged at one admission
+ * time, the latest any of them needs.  names must be distinct, 1 <= n <=
+ * RATECTL_MANY_MAX.  leases[0..n) are filled in the order of names and
+ * are released one by one with ratectl_release() (each reconciles its own
+ * budget).  Returns and waits as ratectl_try() and ratectl_acquire(); a
+ * refusal, error or timeout leaves nothing charged in any budget.
+ */
+#define RATECTL_MANY_MAX 8
+
+int ratectl_try_many(ratectl *h, const char *const *names, unsigned n,
+                     const ratectl_cost *c, ratectl_lease *leases, int64_t *wait_ns);
+int ratectl_acquire_many(ratectl *h, const char *const *names, unsigned n,
+                         const ratectl_cost *c, ratectl_lease *leases,
+                         int64_t timeout_ns);
+
 /* ---- event loops ------------------------------------------------------ */
 
 /*

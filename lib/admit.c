@@ -34,11 +34,10 @@ struct admit_ctx {
 	int64_t after[RATECTL_MAX_LIMITS];
 };
 
-/* Decide and charge, on a record already read: 0, or why not. */
-static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
+/* Plan, on a record already read: c->t_adm, or why never or not now. */
+static int admit_plan(struct admit_ctx *c, rc_budget_rec *rec)
 {
 	rc_lease_hdr *hd = c->lf->hdr;
-	unsigned i;
 	int rc;
 
 	c->id = rec->id;
@@ -61,6 +60,15 @@ static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 	/* Nobody reserves during a cooldown: it may end early (wait.c). */
 	if (c->cooldown_until > c->now)
 		return RATECTL_ECOOLDOWN;
+	return 0;
+}
+
+/* Charge at c->t_adm (no earlier than the plan's): 0, or why not. */
+static int admit_charge(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
+{
+	unsigned i;
+	int rc;
+
 	if (c->t_adm > c->latest)
 		return RATECTL_ELIMITED;
 	/* Batch waits in line only within its guaranteed share; otherwise it
@@ -82,6 +90,14 @@ static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 		ratectl__batch_commit(rec->lim, rec->nlimits, &rec->sched, c->cost,
 		                      rec->batch_share, c->t_adm);
 	return 0;
+}
+
+/* Decide and charge, on a record already read: 0, or why not. */
+static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
+{
+	int rc = admit_plan(c, rec);
+
+	return rc != 0 ? rc : admit_charge(h, c, rec);
 }
 
 /* Not yet opened in this process: opening (and perhaps creating) the file
@@ -302,6 +318,249 @@ static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
 		if (rc < 0)
 			return rc;
 	}
+}
+
+/* ---- several budgets at once --------------------------------------------- */
+
+struct many_ctx {
+	unsigned n;
+	int64_t now, latest;
+	int which;                 /* the budget that refused or binds the time */
+	struct admit_ctx c[RATECTL_MANY_MAX];
+};
+
+static void many_unclaim(struct many_ctx *m)
+{
+	unsigned i;
+
+	for (i = 0; i < m->n; i++)
+		if (m->c[i].slot >= 0) {
+			ratectl__slot_release(m->c[i].lf, m->c[i].slot);
+			m->c[i].slot = -1;
+		}
+}
+
+/* Plan every budget, charge all at the latest time any needs, write all:
+ * one transaction, all or nothing. */
+static int many_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct many_ctx *m = arg;
+	rc_budget_rec rec[RATECTL_MANY_MAX];
+	int64_t t = 0;
+	unsigned i;
+	int rc = 0;
+
+	many_unclaim(m);        /* a previous attempt's commit failed */
+	for (i = 0; i < m->n && rc == 0; i++) {
+		struct admit_ctx *c = &m->c[i];
+
+		c->now = m->now;
+		c->latest = m->latest;
+		m->which = (int)i;
+		if ((rc = ratectl__rec_get(h, txn, c->name, &rec[i])) == 0 &&
+		    (rc = lease_file(h, c, rec[i].id)) == 0 &&
+		    (rc = admit_plan(c, &rec[i])) == 0 && c->t_adm > t)
+			t = c->t_adm;
+	}
+	for (i = 0; i < m->n && rc == 0; i++) {
+		if (m->c[i].t_adm == t)
+			m->which = (int)i;      /* the binding one, to wait on */
+		m->c[i].t_adm = t;
+	}
+	if (rc == 0 && t > m->latest)
+		rc = RATECTL_ELIMITED;
+	for (i = 0; i < m->n && rc == 0; i++)
+		if ((rc = admit_charge(h, &m->c[i], &rec[i])) != 0)
+			m->which = (int)i;
+	for (i = 0; i < m->n && rc == 0; i++)
+		rc = ratectl__rec_put(h, txn, m->c[i].name, &rec[i]);
+	if (rc != 0)
+		many_unclaim(m);
+	return rc;
+}
+
+static int many_write(ratectl *h, struct many_ctx *m)
+{
+	unsigned tries;
+	int rc;
+
+	for (tries = 0; tries < m->n + 4; tries++) {
+		struct admit_ctx *c;
+
+		rc = ratectl__write(h, many_op, m);
+		if (rc != 0)
+			many_unclaim(m);
+		if (rc != RC_NEED_LFILE)
+			return rc;
+		c = &m->c[m->which];
+		if ((rc = ratectl__lfile_get(h, c->id, &c->lf)) != 0)
+			return rc;
+	}
+	return ratectl__err(RATECTL_ELMDB, "budgets: lease files keep changing");
+}
+
+static int many_begin(ratectl *h, const char *const *names, unsigned n,
+                      const ratectl_cost *cost, ratectl_lease *leases,
+                      struct many_ctx *m)
+{
+	unsigned i, j;
+	int rc;
+
+	ratectl__err_clear();
+	if (!names || !cost || !leases || n < 1 || n > RATECTL_MANY_MAX)
+		return ratectl__err(-EINVAL, "admission: 1 to %d budgets, a cost and "
+		                    "as many leases", RATECTL_MANY_MAX);
+	for (i = 0; i < n; i++)
+		leases[i].magic = 0;
+	if ((rc = ratectl__enter(h)) != 0)
+		return rc;
+	memset(m, 0, sizeof *m);
+	m->n = n;
+	for (i = 0; i < n; i++) {
+		if ((rc = ratectl_name_check(names[i])) != 0)
+			return rc;
+		for (j = 0; j < i; j++)
+			if (strcmp(names[i], names[j]) == 0)
+				return ratectl__err(-EINVAL, "admission: budget '%s' named "
+				                    "twice", names[i]);
+		m->c[i] = (struct admit_ctx){ .name = names[i], .cost = cost, .slot = -1 };
+	}
+	return 0;
+}
+
+static void many_grant(ratectl *h, struct many_ctx *m, ratectl_lease *leases)
+{
+	unsigned i;
+
+	for (i = 0; i < m->n; i++)
+		grant(h, &m->c[i], &leases[i]);
+}
+
+int ratectl_try_many(ratectl *h, const char *const *names, unsigned n,
+                     const ratectl_cost *c, ratectl_lease *leases, int64_t *wait_ns)
+{
+	struct many_ctx m;
+	int rc;
+
+	if (wait_ns)
+		*wait_ns = 0;
+	if ((rc = many_begin(h, names, n, c, leases, &m)) != 0)
+		return rc;
+	m.now = m.latest = ratectl_now(h);
+	if ((rc = many_write(h, &m)) == 0) {
+		many_grant(h, &m, leases);
+		return 0;
+	}
+	if ((rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN) && wait_ns)
+		*wait_ns = m.c[m.which].t_adm - m.now;
+	if (m.c[m.which].lf && (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN ||
+	                        rc == RATECTL_EINFLIGHT))
+		ratectl__count(m.c[m.which].lf, RC_C_REFUSED, 1);
+	return rc;
+}
+
+/* Give every place back in one transaction (those not void). */
+static int many_undo_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct many_ctx *m = arg;
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < m->n; i++) {
+		struct admit_ctx *c = &m->c[i];
+		rc_budget_rec rec;
+
+		if (__atomic_load_n(&c->lf->hdr->epoch, __ATOMIC_SEQ_CST) != c->epoch)
+			continue;
+		if ((rc = ratectl__rec_get(h, txn, c->name, &rec)) == RATECTL_ENOTFOUND)
+			continue;
+		if (rc != 0)
+			return rc;
+		if (rec.id != c->id)
+			continue;
+		ratectl__gcra_undo(rec.lim, rec.nlimits, c->before, c->after);
+		ratectl__wake(c->lf, RC_WAKE_RATE);
+		if ((rc = ratectl__rec_put(h, txn, c->name, &rec)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Sleep until the place, on the binding budget's words; then every
+ * budget's place must still stand: 0, or > 0 to plan again, or -EINTR. */
+static int many_sleep(ratectl *h, struct many_ctx *m)
+{
+	struct admit_ctx *b = &m->c[m->which];
+	unsigned i;
+	int rc;
+
+	rc = ratectl__reserved_wait(h, b->lf, b->t_adm, b->cooldown_until, b->epoch);
+	for (i = 0; i < m->n && rc == 0; i++) {
+		struct admit_ctx *c = &m->c[i];
+
+		if (__atomic_load_n(&c->lf->hdr->epoch, __ATOMIC_SEQ_CST) != c->epoch ||
+		    (__atomic_load_n(&c->lf->hdr->cooldown_until, __ATOMIC_ACQUIRE) >
+		     c->t_adm && c->cooldown_until <= c->t_adm))
+			rc = 1;
+	}
+	return rc;
+}
+
+int ratectl_acquire_many(ratectl *h, const char *const *names, unsigned n,
+                         const ratectl_cost *cost, ratectl_lease *leases,
+                         int64_t timeout_ns)
+{
+	struct many_ctx m;
+	rc_lfile *watched = NULL;
+	int64_t deadline;
+	int rc, watching = 0;
+
+	if ((rc = many_begin(h, names, n, cost, leases, &m)) != 0)
+		return rc;
+	m.now = ratectl_now(h);
+	deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - m.now ?
+		INT64_MAX : m.now + timeout_ns;
+	for (;;) {
+		struct admit_ctx *w;
+
+		m.now = ratectl_now(h);
+		m.latest = deadline;
+		rc = many_write(h, &m);
+		w = &m.c[m.which];
+		if (rc == RATECTL_EINFLIGHT || rc == RATECTL_ELIMITED ||
+		    rc == RATECTL_ECOOLDOWN) {
+			if (m.now >= deadline) {
+				rc = timed_out(h, w, w->name);
+				break;
+			}
+			if (rc == RATECTL_EINFLIGHT) {
+				if (watching && watched != w->lf)
+					ratectl__slot_unwatch(h, watched, &watching);
+				watched = w->lf;
+				rc = ratectl__slot_wait(h, w->lf, w->seq, deadline, &watching);
+			} else {
+				int64_t until = rc == RATECTL_ECOOLDOWN ? w->cooldown_until
+				                                        : w->t_adm;
+
+				rc = ratectl__change_wait(h, w->lf, w->cseq,
+				                          until < deadline ? until : deadline);
+			}
+			if (rc == 0)
+				continue;
+			break;
+		}
+		if (rc != 0 || (rc = many_sleep(h, &m)) == 0)
+			break;
+		many_unclaim(&m);
+		ratectl__write(h, many_undo_op, &m);
+		if (rc < 0)
+			break;
+	}
+	if (watching)
+		ratectl__slot_unwatch(h, watched, &watching);
+	if (rc == 0)
+		many_grant(h, &m, leases);
+	return rc;
 }
 
 /* ---- release ------------------------------------------------------------- */
