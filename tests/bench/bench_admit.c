@@ -105,8 +105,33 @@ static void adm_op(void *arg)
 	BENCH_CHECK(ratectl_release(c->h, &lease, c->actual));
 }
 
-/* A ledger with the two budgets the rows use: "hot" (a requests and a
- * tokens limit, no cap) and "capped" (the same, at most 64 in flight). */
+/* The event-loop reservation, admitted at once, next to ratectl_try(). */
+static void reserve_op(void *arg)
+{
+	adm_ctx *c = arg;
+	ratectl_cost cost = { .requests = 1, .tokens = EST_TOKENS };
+	ratectl_reservation r = RATECTL_RESERVATION_INIT;
+
+	BENCH_CHECK(ratectl_reserve(c->h, c->name, &cost, &r));
+	BENCH_CHECK(ratectl_release(c->h, &r.lease, c->actual));
+}
+
+/* One cost in two budgets at once (a model's and its key's). */
+static void many_op(void *arg)
+{
+	static const char *const names[] = { "hot", "hot2" };
+	adm_ctx *c = arg;
+	ratectl_cost cost = { .requests = 1, .tokens = EST_TOKENS };
+	ratectl_lease lease[2];
+
+	BENCH_CHECK(ratectl_try_many(c->h, names, 2, &cost, lease, NULL));
+	BENCH_CHECK(ratectl_release(c->h, &lease[0], c->actual));
+	BENCH_CHECK(ratectl_release(c->h, &lease[1], c->actual));
+}
+
+/* A ledger with the budgets the rows use: "hot" and "hot2" (a requests
+ * and a tokens limit, no cap) and "capped" (the same, at most 64 in
+ * flight). */
 static ratectl *ledger_open(const char *dir)
 {
 	ratectl_budget hot = bench_budget_huge(0), capped = bench_budget_huge(64);
@@ -114,6 +139,7 @@ static ratectl *ledger_open(const char *dir)
 
 	BENCH_CHECK(ratectl_open(&h, dir, NULL));
 	BENCH_CHECK(ratectl_budget_set(h, "hot", &hot, 0));
+	BENCH_CHECK(ratectl_budget_set(h, "hot2", &hot, 0));
 	BENCH_CHECK(ratectl_budget_set(h, "capped", &capped, 0));
 	return h;
 }
@@ -128,7 +154,7 @@ static void latency_fs(const char *base, int disk, size_t ops, double timer)
 	floor_env fl;
 	ratectl *h;
 	adm_ctx hot, rec;
-	bench_variant v[3];
+	bench_variant v[5];
 	int j;
 
 	bench_tmpdir(dir, sizeof dir, base, disk ? "disk" : "tmpfs");
@@ -144,10 +170,14 @@ static void latency_fs(const char *base, int disk, size_t ops, double timer)
 	                        adm_op, &hot, ops, { 0, 0, 0, 0 } };
 	v[2] = (bench_variant){ "reconcile", "try + release(actual), 2 limits, cap 64",
 	                        adm_op, &rec, ops, { 0, 0, 0, 0 } };
-	bench_measure(v, 3, ROUNDS, timer);
+	v[3] = (bench_variant){ "reserve", "reserve (event loop) + release, at once",
+	                        reserve_op, &hot, ops, { 0, 0, 0, 0 } };
+	v[4] = (bench_variant){ "many2", "try_many + 2 releases, 2 budgets",
+	                        many_op, &hot, ops, { 0, 0, 0, 0 } };
+	bench_measure(v, 5, ROUNDS, timer);
 
 	printf("   %s (%s)\n", fs, base);
-	for (j = 0; j < 3; j++) {
+	for (j = 0; j < 5; j++) {
 		double ratio = v[j].st.median / v[0].st.median;
 		bench_row row = bench_row_begin("admission", v[j].key);
 
