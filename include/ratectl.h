@@ -546,7 +546,12 @@ typedef struct ratectl_reservation {
  * readiness call ratectl_events_drain() once, then poll every pending
  * reservation whose budget may have changed (or all of them).  A slot
  * waiter also gets at_ns one second ahead: a missed event costs at most
- * that, as in ratectl_acquire().
+ * that, as in ratectl_acquire().  A slot waiter's process runs the
+ * budget's dead-holder watcher thread (one per process and budget, as
+ * for ratectl_acquire()); rate waiters start no thread.  While any
+ * reservation is pending on a budget, anywhere, each wake-up on it costs
+ * one write() to its lease file; a process killed with reservations
+ * pending leaves that on until the next reboot.
  */
 int ratectl_reserve(ratectl *h, const char *name, const ratectl_cost *c,
                     ratectl_reservation *r);
