@@ -161,7 +161,8 @@ int ratectl__meta_init(ratectl *h, MDB_txn *txn, void *ctx)
 	return rc != 0 ? rc : meta_put(h, txn, &m);
 }
 
-int ratectl__meta_touch(ratectl *h, MDB_txn *txn)
+/* Sample the offset again and, when id is not NULL, take the next id. */
+static int meta_update(ratectl *h, MDB_txn *txn, uint32_t *id)
 {
 	rc_meta m;
 	int rc;
@@ -170,20 +171,18 @@ int ratectl__meta_touch(ratectl *h, MDB_txn *txn)
 		return rc == MDB_NOTFOUND ?
 			ratectl__err(RATECTL_ECORRUPT, "ledger %s: format record is "
 			             "missing", h->path) : rc;
+	if (id)
+		*id = m.next_id++;
 	meta_sample(h, &m);
 	return meta_put(h, txn, &m);
 }
 
+int ratectl__meta_touch(ratectl *h, MDB_txn *txn)
+{
+	return meta_update(h, txn, NULL);
+}
+
 int ratectl__meta_next_id(ratectl *h, MDB_txn *txn, uint32_t *id)
 {
-	rc_meta m;
-	int rc;
-
-	if ((rc = meta_get(h, txn, &m)) != 0)
-		return rc == MDB_NOTFOUND ?
-			ratectl__err(RATECTL_ECORRUPT, "ledger %s: format record is "
-			             "missing", h->path) : rc;
-	*id = m.next_id++;
-	meta_sample(h, &m);
-	return meta_put(h, txn, &m);
+	return meta_update(h, txn, id);
 }

@@ -15,51 +15,13 @@
 
 #include "testutil.h"
 
-static int64_t mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
-}
-
-typedef struct fixture {
-	char *path;
-	fake_clock clk;
-	ratectl_clock clock;
-	ratectl *h;
-} fixture;
-
-static int setup(void **state)
-{
-	fixture *f = calloc(1, sizeof *f);
-	ratectl_options o = RATECTL_OPTIONS_INIT;
-
-	f->path = tmp_ledger();
-	f->clk.now = 100 * SEC;
-	f->clock = (ratectl_clock){ fake_now, fake_sleep_until, NULL, NULL, &f->clk };
-	o.clock = &f->clock;
-	assert_int_equal(ratectl_open(&f->h, f->path, &o), 0);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	fixture *f = *state;
-
-	ratectl_close(f->h);
-	tmp_ledger_rm(f->path);
-	free(f);
-	return 0;
-}
 
 static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE };
 
 /* Admitted while the burst lasts, then a place and its time. */
 static void test_now_or_a_place(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget b = budget_simple(10, 2, 0);
 	ratectl_reservation r = RATECTL_RESERVATION_INIT;
 	int64_t t0 = f->clk.now;
@@ -96,7 +58,7 @@ static void test_now_or_a_place(void **state)
  * back, one with others behind it is skipped. */
 static void test_cancel_gives_back(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget b = budget_simple(10, 1, 0);
 	ratectl_reservation r[3] = { RATECTL_RESERVATION_INIT, RATECTL_RESERVATION_INIT,
 	                             RATECTL_RESERVATION_INIT };
@@ -126,7 +88,7 @@ static void test_cancel_gives_back(void **state)
  * waits for its end; a deleted budget ends the wait. */
 static void test_reset_cooldown_delete(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget b = budget_simple(1, 1, 0);
 	ratectl_reservation r = RATECTL_RESERVATION_INIT;
 	int64_t t0 = f->clk.now;
@@ -161,7 +123,7 @@ static void test_reset_cooldown_delete(void **state)
 /* A place holds its in-flight slot; cancelling frees it. */
 static void test_cancel_frees_slot(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget b = budget_simple(10, 1, 1);
 	ratectl_reservation r = RATECTL_RESERVATION_INIT;
 	ratectl_budget_info info;
@@ -376,10 +338,10 @@ static void test_thousand_waiters(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_now_or_a_place, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_gives_back, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reset_cooldown_delete, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_frees_slot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_now_or_a_place, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_gives_back, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_reset_cooldown_delete, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_frees_slot, clock_setup, clock_teardown),
 		cmocka_unit_test(test_slot_release_wakes_fd),
 		cmocka_unit_test(test_thousand_waiters),
 	};

@@ -12,41 +12,10 @@
 #include "bound.h"
 #include "testutil.h"
 
-typedef struct fixture {
-	char *path;
-	fake_clock clk;
-	ratectl_clock clock;
-	ratectl *h;
-} fixture;
-
-static int setup(void **state)
-{
-	fixture *f = calloc(1, sizeof *f);
-	ratectl_options o = RATECTL_OPTIONS_INIT;
-
-	f->path = tmp_ledger();
-	f->clk.now = 100 * SEC;
-	f->clock = (ratectl_clock){ fake_now, fake_sleep_until, NULL, NULL, &f->clk };
-	o.clock = &f->clock;
-	assert_int_equal(ratectl_open(&f->h, f->path, &o), 0);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	fixture *f = *state;
-
-	ratectl_close(f->h);
-	tmp_ledger_rm(f->path);
-	free(f);
-	return 0;
-}
-
 static const char *const both[] = { "model", "key" };
 static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE };
 
-static uint64_t avail(fixture *f, const char *name)
+static uint64_t avail(clock_fixture *f, const char *name)
 {
 	ratectl_budget_info info;
 
@@ -54,7 +23,7 @@ static uint64_t avail(fixture *f, const char *name)
 	return info.state[0].available;
 }
 
-static uint32_t inflight(fixture *f, const char *name)
+static uint32_t inflight(clock_fixture *f, const char *name)
 {
 	ratectl_budget_info info;
 
@@ -65,7 +34,7 @@ static uint32_t inflight(fixture *f, const char *name)
 /* A refusal by either budget charges neither. */
 static void test_all_or_nothing(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget m = budget_simple(10, 2, 0), k = budget_simple(10, 5, 0);
 	ratectl_lease l[2];
 	int64_t wait;
@@ -94,7 +63,7 @@ static void test_all_or_nothing(void **state)
 /* A slot missing in one budget: the other's slot is not kept. */
 static void test_slots_all_or_nothing(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget m = budget_simple(100, 100, 1), k = budget_simple(100, 100, 1);
 	ratectl_lease l[2], held;
 
@@ -116,7 +85,7 @@ static void test_slots_all_or_nothing(void **state)
  * reconciles each budget on its own. */
 static void test_acquire_waits_for_the_binding_one(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget m = RATECTL_BUDGET_INIT, k = RATECTL_BUDGET_INIT;
 	ratectl_cost c = { 1, 100, RATECTL_INTERACTIVE };
 	ratectl_lease l[2];
@@ -154,7 +123,7 @@ static void test_acquire_waits_for_the_binding_one(void **state)
 /* What can never pass, or does not exist, or is asked wrongly, says so. */
 static void test_errors(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget m = budget_simple(10, 2, 0), k = budget_simple(10, 5, 0);
 	ratectl_cost big = { 3, 0, RATECTL_INTERACTIVE };
 	const char *const twice[] = { "model", "model" };
@@ -187,13 +156,6 @@ struct shared {
 	struct { int64_t t; uint8_t a, b; } r[MAX_REC];
 };
 
-static int64_t mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
-}
 
 /* Workers 0-3 take both budgets at once, 4-5 "a" alone, 6-7 "b" alone. */
 static void worker(const char *path, struct shared *s, int idx, int64_t t_end)
@@ -291,10 +253,10 @@ static void test_processes_within_every_bound(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_all_or_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_slots_all_or_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_acquire_waits_for_the_binding_one, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_all_or_nothing, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_slots_all_or_nothing, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_acquire_waits_for_the_binding_one, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_errors, clock_setup, clock_teardown),
 		cmocka_unit_test(test_processes_within_every_bound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,13 +32,6 @@ static struct shared *shared_map(void)
 	return p;
 }
 
-static int64_t mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
-}
 
 static void worker_bound(const char *path, struct shared *s, int idx,
                          int64_t t_end)

@@ -11,50 +11,12 @@
 
 #include "testutil.h"
 
-static int64_t mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
-}
-
-typedef struct fixture {
-	char *path;
-	fake_clock clk;
-	ratectl_clock clock;
-	ratectl *h;
-} fixture;
-
-static int setup(void **state)
-{
-	fixture *f = calloc(1, sizeof *f);
-	ratectl_options o = RATECTL_OPTIONS_INIT;
-
-	f->path = tmp_ledger();
-	f->clk.now = 100 * SEC;
-	f->clock = (ratectl_clock){ fake_now, fake_sleep_until, NULL, NULL, &f->clk };
-	o.clock = &f->clock;
-	assert_int_equal(ratectl_open(&f->h, f->path, &o), 0);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	fixture *f = *state;
-
-	ratectl_close(f->h);
-	tmp_ledger_rm(f->path);
-	free(f);
-	return 0;
-}
 
 /* A waiter whose place is past its deadline reserves nothing: the next
  * asker's wait is what it would have been without it. */
 static void test_give_up_reserves_nothing(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget b = budget_simple(2, 1, 0);
 	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l;
@@ -75,7 +37,7 @@ static void test_give_up_reserves_nothing(void **state)
  * ask after it are scheduled behind it, however many there are. */
 static void test_large_request_not_starved(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget b = RATECTL_BUDGET_INIT;
 	ratectl_cost big = { 1, 900, RATECTL_INTERACTIVE }, small = { 1, 10, RATECTL_INTERACTIVE };
 	ratectl_lease l;
@@ -98,7 +60,7 @@ static void test_large_request_not_starved(void **state)
  * window, in order, not all at its end. */
 static void test_cooldown_releases_spread(void **state)
 {
-	fixture *f = *state;
+	clock_fixture *f = *state;
 	ratectl_budget b = budget_simple(100, 10, 0);
 	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
 	ratectl_lease l;
@@ -318,9 +280,9 @@ static void test_priority_share(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_give_up_reserves_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_large_request_not_starved, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cooldown_releases_spread, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_give_up_reserves_nothing, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_large_request_not_starved, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_cooldown_releases_spread, clock_setup, clock_teardown),
 		cmocka_unit_test(test_fifo_across_processes),
 		cmocka_unit_test(test_signal_interrupts_wait),
 		cmocka_unit_test(test_dead_holder_wakes_waiter),

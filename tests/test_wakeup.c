@@ -19,13 +19,6 @@
 
 #include "testutil.h"
 
-static int64_t mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
-}
 
 static void pause_ms(long ms)
 {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -85,6 +86,48 @@ static inline ratectl_budget budget_simple(uint64_t rps, uint64_t burst,
 	b.limits[0] = (ratectl_limit){ RATECTL_REQUESTS, rps, SEC, burst };
 	b.max_inflight = inflight;
 	return b;
+}
+
+/* The library's clock, for tests with real processes and real time. */
+static inline int64_t mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
+}
+
+/* A fresh ledger opened with the injected clock at 100 s: cmocka setup
+ * and teardown for tests whose logic runs on it. */
+typedef struct clock_fixture {
+	char *path;
+	fake_clock clk;
+	ratectl_clock clock;
+	ratectl *h;
+} clock_fixture;
+
+static inline int clock_setup(void **state)
+{
+	clock_fixture *f = calloc(1, sizeof *f);
+	ratectl_options o = RATECTL_OPTIONS_INIT;
+
+	f->path = tmp_ledger();
+	f->clk.now = 100 * SEC;
+	f->clock = (ratectl_clock){ fake_now, fake_sleep_until, NULL, NULL, &f->clk };
+	o.clock = &f->clock;
+	assert_int_equal(ratectl_open(&f->h, f->path, &o), 0);
+	*state = f;
+	return 0;
+}
+
+static inline int clock_teardown(void **state)
+{
+	clock_fixture *f = *state;
+
+	ratectl_close(f->h);
+	tmp_ledger_rm(f->path);
+	free(f);
+	return 0;
 }
 
 #endif
