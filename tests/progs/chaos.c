@@ -2,11 +2,15 @@
  * chaos - workers admit, hold and release against one budget while a
  * killer sends SIGKILL to random workers at random moments: inside LMDB
  * transactions, while waiting for their place or for a slot, while holding
- * a slot.  Afterwards it checks, from outside the library:
- *   - the in-flight cap was never exceeded (each holder marks the slot it
- *     was given in a shared table with a compare-and-swap: two live holders
- *     of one slot, or a slot out of range, is a violation);
- *   - admissions stayed within the GCRA bound on every limit;
+ * a slot.  Every other worker takes a second budget ("chaos2", a key's
+ * budget over the model's) in the same admission (ratectl_acquire_many),
+ * which must give both or neither.  Afterwards it checks, from outside
+ * the library:
+ *   - neither in-flight cap was ever exceeded (each holder marks the slot
+ *     it was given in a shared table with a compare-and-swap: two live
+ *     holders of one slot, or a slot out of range, is a violation), and a
+ *     two-budget admission holds a slot in each, at one admission time;
+ *   - admissions stayed within the GCRA bound on every limit of both;
  *   - the ledger opens, no slot is held, dead holders' records reclaim, and
  *     every slot can be taken again.
  * Prints its figures and exits 0 only if all violations are 0.
@@ -34,15 +38,20 @@
 #define RBURST 50
 #define TPS 20000
 #define TBURST 1000
+#define CAP2 2
+#define RPS2 1000
+#define RBURST2 20
 
 struct shared {
 	volatile int stop;
 	volatile int killing[MAXW];    /* being killed: its marks are moot */
 	volatile int owner[CAP];       /* slot -> worker index + 1 */
+	volatile int owner2[CAP2];     /* the same for chaos2 */
 	uint32_t violations;
-	uint64_t n;
+	uint64_t n, n2;
 	adm_rec req[MAX_REC];
 	adm_rec tok[MAX_REC];
+	adm_rec req2[MAX_REC];
 };
 
 static int64_t mono(void)
@@ -63,21 +72,36 @@ static void record(struct shared *s, const ratectl_lease *l, uint64_t tokens)
 	}
 }
 
-static void hold(struct shared *s, const ratectl_lease *l, int idx)
+/* Mark a slot's entry in an owner table as idx's: a live owner already
+ * there is a violation. */
+static void mark(struct shared *s, volatile int *owner, int idx)
 {
-	struct timespec t = { 0, (rand() % 300) * 1000 };
-	int prev = __sync_val_compare_and_swap(&s->owner[l->slot], 0, idx + 1);
+	int prev = __sync_val_compare_and_swap(owner, 0, idx + 1);
 
 	if (prev != 0 && !s->killing[prev - 1])
 		__atomic_add_fetch(&s->violations, 1, __ATOMIC_SEQ_CST);
-	s->owner[l->slot] = idx + 1;
+	*owner = idx + 1;
+}
+
+static void hold(struct shared *s, const ratectl_lease *l, const ratectl_lease *l2,
+                 int idx)
+{
+	struct timespec t = { 0, (rand() % 300) * 1000 };
+
+	mark(s, &s->owner[l->slot], idx);
+	if (l2)
+		mark(s, &s->owner2[l2->slot], idx);
 	nanosleep(&t, NULL);
+	if (l2)
+		__sync_val_compare_and_swap(&s->owner2[l2->slot], idx + 1, 0);
 	__sync_val_compare_and_swap(&s->owner[l->slot], idx + 1, 0);
 }
 
 static void worker(const char *path, struct shared *s, int idx)
 {
-	ratectl_lease l;
+	static const char *const both[] = { "chaos", "chaos2" };
+	ratectl_lease l[2];
+	int many = idx % 2;
 	ratectl *h;
 	int rc;
 
@@ -87,20 +111,30 @@ static void worker(const char *path, struct shared *s, int idx)
 	while (!s->stop) {
 		ratectl_cost c = { 1, 1 + (uint64_t)(rand() % 20), RATECTL_INTERACTIVE };
 
-		rc = ratectl_acquire(h, "chaos", &c, &l, SEC);
+		rc = many ? ratectl_acquire_many(h, both, 2, &c, l, SEC)
+		          : ratectl_acquire(h, "chaos", &c, &l[0], SEC);
 		if (rc == RATECTL_ETIMEDOUT)
 			continue;
 		if (rc != 0) {
 			fprintf(stderr, "chaos: worker %d: %s\n", idx, ratectl_errmsg());
 			_exit(4);
 		}
-		record(s, &l, c.tokens);
-		if (l.slot < 0 || l.slot >= CAP) {
+		record(s, &l[0], c.tokens);
+		if (l[0].slot < 0 || l[0].slot >= CAP ||
+		    (many && (l[1].slot < 0 || l[1].slot >= CAP2 ||
+		              l[1].start_ns != l[0].start_ns))) {
 			__atomic_add_fetch(&s->violations, 1, __ATOMIC_SEQ_CST);
 			_exit(5);
 		}
-		hold(s, &l, idx);
-		if (ratectl_release(h, &l, RATECTL_UNKNOWN) != 0)
+		if (many) {
+			uint64_t k = __atomic_fetch_add(&s->n2, 1, __ATOMIC_SEQ_CST);
+
+			if (k < MAX_REC)
+				s->req2[k] = (adm_rec){ l[1].start_ns, 1 };
+		}
+		hold(s, &l[0], many ? &l[1] : NULL, idx);
+		if (ratectl_release(h, &l[0], RATECTL_UNKNOWN) != 0 ||
+		    (many && ratectl_release(h, &l[1], RATECTL_UNKNOWN) != 0))
 			_exit(6);
 	}
 	ratectl_close(h);
@@ -139,6 +173,8 @@ static unsigned killer(const char *path, struct shared *s, pid_t *pid, int nw,
 		}
 		for (j = 0; j < CAP; j++)
 			__sync_val_compare_and_swap(&s->owner[j], i + 1, 0);
+		for (j = 0; j < CAP2; j++)
+			__sync_val_compare_and_swap(&s->owner2[j], i + 1, 0);
 		s->killing[i] = 0;
 		kills++;
 		pid[i] = spawn(path, s, i);
@@ -151,13 +187,15 @@ static int check_after(ratectl *h)
 {
 	ratectl_cost c = { 1, 1, RATECTL_INTERACTIVE };
 	ratectl_lease l[CAP + 1];
-	ratectl_budget_info info;
+	ratectl_budget_info info, info2;
 	unsigned slots = 0, readers = 0;
 	int i, bad = 0;
 
 	if (ratectl_budget_get(h, "chaos", &info) != 0 || info.inflight != 0)
 		bad++;
-	if (ratectl_reclaim(h, &slots, &readers) != 0 || slots != info.dead)
+	if (ratectl_budget_get(h, "chaos2", &info2) != 0 || info2.inflight != 0)
+		bad++;
+	if (ratectl_reclaim(h, &slots, &readers) != 0 || slots != info.dead + info2.dead)
 		bad++;
 	if (ratectl_budget_reset(h, "chaos") != 0)
 		bad++;
@@ -178,10 +216,16 @@ static int64_t check_bound(struct shared *s, uint64_t *admitted)
 	uint64_t n = s->n < MAX_REC ? s->n : MAX_REC, req, tok;
 	int64_t wr, wt, Tr = SEC / RPS, Tt = (SEC + TPS - 1) / TPS;
 
+	uint64_t n2 = s->n2 < MAX_REC ? s->n2 : MAX_REC, req2;
+	int64_t w2, T2 = SEC / RPS2;
+
 	wr = bound_worst_excess(s->req, n, Tr, RBURST * Tr, &req);
 	wt = bound_worst_excess(s->tok, n, Tt, TBURST * Tt, &tok);
+	w2 = bound_worst_excess(s->req2, n2, T2, RBURST2 * T2, &req2);
 	*admitted = req;
-	return wr > wt ? wr : wt;
+	if (wt > wr)
+		wr = wt;
+	return w2 > wr ? w2 : wr;
 }
 
 int main(int argc, char **argv)
@@ -225,6 +269,11 @@ int main(int argc, char **argv)
 	b.max_inflight = CAP;
 	if (ratectl_budget_set(h, "chaos", &b, 0) != 0)
 		return 1;
+	b.nlimits = 1;
+	b.limits[0] = (ratectl_limit){ RATECTL_REQUESTS, RPS2, SEC, RBURST2 };
+	b.max_inflight = CAP2;
+	if (ratectl_budget_set(h, "chaos2", &b, 0) != 0)
+		return 1;
 	srand((unsigned)getpid());
 	for (i = 0; i < nw; i++)
 		pid[i] = spawn(path, s, i);
@@ -237,9 +286,11 @@ int main(int argc, char **argv)
 	worst = check_bound(s, &admitted);
 	bad = check_after(h);
 	ratectl_close(h);
-	printf("chaos: %d workers, %d s: %u kills survived, %llu admissions, "
-	       "%u cap violations, %s GCRA bound (worst %lld ns), %d check failures\n",
-	       nw, seconds, kills, (unsigned long long)admitted, s->violations,
+	printf("chaos: %d workers, %d s: %u kills survived, %llu admissions (%llu in "
+	       "two budgets at once), %u cap violations, %s GCRA bound (worst %lld ns), "
+	       "%d check failures\n",
+	       nw, seconds, kills, (unsigned long long)admitted,
+	       (unsigned long long)s->n2, s->violations,
 	       worst <= 0 ? "within" : "OVER", (long long)worst, bad);
 	printf("chaos: ledger %s\n", path);
 	return s->violations == 0 && worst <= 0 && bad == 0 && kills > 0 ? 0 : 1;
