@@ -125,7 +125,6 @@ typedef struct rh_usage_parser {
 
 	/* SSE lines */
 	uint8_t sse, sstate, field_pos, cr_pending, ev_data, finished;
-	int final_rc;
 } rh_usage_parser;
 
 _Static_assert(sizeof(rh_usage_parser) <= 256, "the parser must stay small: it is the memory");
@@ -138,7 +137,8 @@ void rh_usage_init(rh_usage_parser *p, int sse);
  * terminated and is never read outside that range; len may be 0.
  * Returns 0, or a negative RH_USAGE_E* code (ESYNTAX in JSON mode,
  * EINVAL, EFINISHED) that every later call returns too, until init;
- * p->err_offset then says at which byte of the body.
+ * p->err_offset then says at which byte of the body (counted from the
+ * first byte fed).  RH_USAGE_ERANGE is not returned here: see finish.
  */
 int rh_usage_feed(rh_usage_parser *p, const char *data, size_t len);
 
