@@ -28,13 +28,23 @@ LIB_LIBS = -llmdb -pthread
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 
-# tools/common: what the command and the shim share (the config file).
-COMMON_SRC := $(wildcard tools/common/*.c)
-COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)
+# libratectl-http: the HTTP policy (include/ratectl_http.h), over libratectl.
+HVMAJ := $(shell sed -n 's/^\#define RATECTL_HTTP_VERSION_MAJOR //p' include/ratectl_http.h)
+HVMIN := $(shell sed -n 's/^\#define RATECTL_HTTP_VERSION_MINOR //p' include/ratectl_http.h)
+HVPAT := $(shell sed -n 's/^\#define RATECTL_HTTP_VERSION_PATCH //p' include/ratectl_http.h)
+HVERSION := $(HVMAJ).$(HVMIN).$(HVPAT)
+HSONAME := libratectl-http.so.$(HVMAJ)
+HTTP_SRC := $(wildcard lib/http/*.c)
+HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/obj/%.o)
+HTTP_SHARED = $(B)/libratectl-http.so.$(HVERSION)
+HTTP_STATIC = $(B)/libratectl-http.a
+HTTP_PC = $(B)/ratectl-http.pc
+HTTP_LIBS = -linih
+
 CLI_SRC := $(wildcard tools/cli/*.c)
-CLI_OBJ := $(CLI_SRC:%.c=$(B)/obj/%.o) $(COMMON_OBJ)
+CLI_OBJ := $(CLI_SRC:%.c=$(B)/obj/%.o)
 PRELOAD_SRC := $(wildcard tools/preload/*.c)
-PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/obj/%.o) $(COMMON_OBJ)
+PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/obj/%.o)
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
@@ -64,17 +74,20 @@ endif
 
 all: shared static pkgconfig $(PROGS)
 
-shared: $(B)/libratectl.so
-static: $(STATIC)
-pkgconfig: $(PC)
+shared: $(B)/libratectl.so $(B)/libratectl-http.so
+static: $(STATIC) $(HTTP_STATIC)
+pkgconfig: $(PC) $(HTTP_PC)
 
 deps:
 	@tools/deps.sh build
 
-# Tools see the public header and tools/common only, never lib/.
-$(B)/obj/tools/%.o: CPPFLAGS += -Itools/common
+# Tools see the public headers only, never lib/; except that the command
+# reads the config file through lib/http/conf.h (statically linked) until
+# ratectl_http.h grows a config API of its own.
+$(B)/obj/tools/cli/%.o: CPPFLAGS += -Ilib/http
 
-$(B)/obj/%.o: %.c include/ratectl.h $(wildcard lib/*.h) $(wildcard tools/*/*.h)
+$(B)/obj/%.o: %.c include/ratectl.h include/ratectl_http.h $(wildcard lib/*.h) \
+		$(wildcard lib/http/*.h) $(wildcard tools/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -c -o $@ $<
 
@@ -89,6 +102,25 @@ $(STATIC): $(LIB_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
 
+# libratectl-http exports ratectl_http_* only (lib/http/exports.map).
+$(HTTP_SHARED): $(HTTP_OBJ) $(B)/libratectl.so lib/http/exports.map
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(HSONAME) \
+	  -Wl,--version-script=lib/http/exports.map -o $@ $(HTTP_OBJ) \
+	  -L$(B) -lratectl $(HTTP_LIBS) $(LIB_LIBS) $(LDFLAGS)
+$(B)/$(HSONAME): $(HTTP_SHARED)
+	ln -sf libratectl-http.so.$(HVERSION) $@
+$(B)/libratectl-http.so: $(B)/$(HSONAME)
+	ln -sf $(HSONAME) $@
+$(HTTP_STATIC): $(HTTP_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+$(HTTP_PC): Makefile include/ratectl_http.h
+	@mkdir -p $(B)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
+	  'Name: ratectl-http' 'Description: the HTTP policy of ratectl, for any HTTP client' \
+	  'Version: $(HVERSION)' 'Requires: ratectl' 'Libs: -L$${libdir} -lratectl-http' \
+	  'Libs.private: -linih' 'Cflags: -I$${includedir}' > $@
+
 $(PC): Makefile include/ratectl.h
 	@mkdir -p $(B)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
@@ -97,16 +129,16 @@ $(PC): Makefile include/ratectl.h
 	  'Cflags: -I$${includedir}' > $@
 
 # Programs link the static library: they run from build/ without LD_LIBRARY_PATH.
-$(B)/ratectl: $(CLI_OBJ) $(STATIC)
-	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(STATIC) -linih -ljansson $(LIB_LIBS) $(LDFLAGS)
+$(B)/ratectl: $(CLI_OBJ) $(HTTP_STATIC) $(STATIC)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(HTTP_STATIC) $(STATIC) -linih -ljansson $(LIB_LIBS) $(LDFLAGS)
 $(B)/ratectl-fakeprov: $(B)/obj/tools/fakeprov.o
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lmicrohttpd -ljansson -lm $(LDFLAGS)
 # The shim never links libcurl: it finds the caller's at run time.  It
 # exports its hooks only (tools/preload/exports.map), nothing else into
 # the programs it is loaded into.
-$(B)/libratectl-preload.so: $(PRELOAD_OBJ) $(STATIC) tools/preload/exports.map
+$(B)/libratectl-preload.so: $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) tools/preload/exports.map
 	$(CC) $(ALL_CFLAGS) -shared -Wl,--version-script=tools/preload/exports.map \
-	  -o $@ $(PRELOAD_OBJ) $(STATIC) -linih -ldl $(LIB_LIBS) $(LDFLAGS)
+	  -o $@ $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) -linih -ldl $(LIB_LIBS) $(LDFLAGS)
 
 # Tests: one cmocka binary per tests/test_<area>.c, linked with the static
 # library.  Extra libraries per test: TEST_LIBS_<name>.
@@ -115,29 +147,36 @@ $(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) -lcmocka $(TEST_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
 
-# The shim's pure parts in-process (no libcurl, no LD_PRELOAD), so that
-# the sanitizer builds run them.
-SHIM_PURE_OBJ := $(addprefix $(B)/obj/tools/preload/,tee.o hdr.o msg.o jscan.o)
-$(B)/tests/test_preload: tests/test_preload.c $(SHIM_PURE_OBJ) $(STATIC) $(wildcard tests/*.h)
+# The policy's tests see its internals too (lib/http), and link it whole.
+$(B)/tests/test_http%: tests/test_http%.c $(HTTP_STATIC) $(STATIC) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests -Itools/preload $(ALL_CFLAGS) -o $@ $< $(SHIM_PURE_OBJ) $(STATIC) -lcmocka $(LIB_LIBS) -lm $(LDFLAGS)
+	$(CC) $(CPPFLAGS) -Itests -Ilib/http $(ALL_CFLAGS) -o $@ $< $(HTTP_STATIC) $(STATIC) -lcmocka $(HTTP_LIBS) $(LIB_LIBS) -lm $(LDFLAGS)
+
+# The shim's pure parts and the policy's in-process (no libcurl, no
+# LD_PRELOAD), so that the sanitizer builds run them.
+SHIM_PURE_OBJ := $(addprefix $(B)/obj/tools/preload/,tee.o)
+$(B)/tests/test_preload: tests/test_preload.c $(SHIM_PURE_OBJ) $(HTTP_STATIC) $(STATIC) $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests -Itools/preload -Ilib/http $(ALL_CFLAGS) -o $@ $< $(SHIM_PURE_OBJ) $(HTTP_STATIC) $(STATIC) -lcmocka $(HTTP_LIBS) $(LIB_LIBS) -lm $(LDFLAGS)
 
 # Per-program extra libraries: PROG_LIBS_<name>.
 PROG_LIBS_shim_client = -lcurl
 PROG_LIBS_shim_dlopen = -ldl
 $(B)/progs/%: tests/progs/%.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) $(PROG_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
+	$(CC) $(CPPFLAGS) -Itests -Ilib/http $(ALL_CFLAGS) -o $@ $< $(STATIC) $(PROG_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
 
 BENCH_LIBS_bench_alt = -lhiredis -lsqlite3
 BENCH_LIBS_bench_shim = -lcurl
-$(B)/bench/%: tests/bench/%.c $(STATIC) $(wildcard tests/bench/*.h)
+BENCH_LIBS_bench_http = $(HTTP_STATIC) -linih
+$(B)/bench/%: tests/bench/%.c $(STATIC) $(HTTP_STATIC) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(STATIC) $(BENCH_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
+	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(BENCH_LIBS_$*) $(STATIC) $(LIB_LIBS) -lm $(LDFLAGS)
 
 headercheck:
 	@mkdir -p $(B)
 	$(CC) -std=c99 -pedantic -Wall -Wextra -Werror -fsyntax-only -x c include/ratectl.h
+	$(CC) -std=c99 -pedantic -Wall -Wextra -Werror -Iinclude -fsyntax-only -x c include/ratectl_http.h
 	$(CC) -std=c99 -pedantic -Wall -Wextra -Werror -Iinclude -c -o $(B)/headercheck.o tests/headercheck.c
 
 test check: 
@@ -196,12 +235,14 @@ fuzz:
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
-	install -m 644 include/ratectl.h $(DESTDIR)$(INCDIR)/
-	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	install -m 644 include/ratectl.h include/ratectl_http.h $(DESTDIR)$(INCDIR)/
+	install -m 755 $(SHARED) $(HTTP_SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libratectl.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libratectl.so
-	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
-	install -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/
+	ln -sf libratectl-http.so.$(HVERSION) $(DESTDIR)$(LIBDIR)/$(HSONAME)
+	ln -sf $(HSONAME) $(DESTDIR)$(LIBDIR)/libratectl-http.so
+	install -m 644 $(STATIC) $(HTTP_STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(PC) $(HTTP_PC) $(DESTDIR)$(PKGCONFIGDIR)/
 	for p in $(filter-out %.so,$(PROGS)); do install -m 755 $$p $(DESTDIR)$(BINDIR)/; done
 	for p in $(filter %.so,$(PROGS)); do install -m 755 $$p $(DESTDIR)$(LIBDIR)/; done
 	for m in $(wildcard doc/*.[1-8]); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
@@ -210,6 +251,8 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/ratectl.h $(DESTDIR)$(LIBDIR)/libratectl.so* \
 	  $(DESTDIR)$(LIBDIR)/libratectl.a $(DESTDIR)$(PKGCONFIGDIR)/ratectl.pc \
+	  $(DESTDIR)$(INCDIR)/ratectl_http.h $(DESTDIR)$(LIBDIR)/libratectl-http.so* \
+	  $(DESTDIR)$(LIBDIR)/libratectl-http.a $(DESTDIR)$(PKGCONFIGDIR)/ratectl-http.pc \
 	  $(DESTDIR)$(LIBDIR)/libratectl-preload.so \
 	  $(DESTDIR)$(BINDIR)/ratectl $(DESTDIR)$(BINDIR)/ratectl-fakeprov
 	for m in $(wildcard doc/*.[1-8]); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
@@ -217,5 +260,5 @@ uninstall:
 clean:
 	rm -rf $(B) build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(HTTP_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d)
 

@@ -1,8 +1,10 @@
 /*
  * test_preload.c - the preload shim's pure parts in-process (no libcurl,
- * no LD_PRELOAD), so that ASan and UBSan see them: the tee's buffers
- * (tee.c), providers' rate-limit headers (hdr.c), refusal messages
- * (msg.c) and the JSON scanner (jscan.c).  Every fixed buffer is tried at
+ * no LD_PRELOAD), so that ASan and UBSan see them: the held body
+ * (tools/preload/tee.c) and the parts of libratectl-http it relied on:
+ * the head and tail kept of a body (lib/http/tee.c), providers'
+ * rate-limit headers (hdr.c), refusal messages (msg.c) and the JSON
+ * scanner (jscan.c).  Every fixed buffer is tried at
  * its size - 1, size, size + 1 and 10 x size; bodies are fed in pieces of
  * many sizes, short ones at every split.
  */
@@ -10,7 +12,7 @@
 
 #include "testutil.h"
 #include "http.h"
-#include "jscan.h"
+#include "rh.h"
 
 static const size_t pieces[] = {
 	1, 2, 7, 100, 2047, 2048, 2049, 4095, 4096, 8191, 8192, 8193, 16384, 65536,
@@ -29,6 +31,17 @@ static char *body(size_t n, unsigned seed)
 	return p;
 }
 
+/* The policy's head and tail (lib/http/tee.c), poisoned around. */
+static struct rh__tee *rtee_new(void)
+{
+	struct rh__tee *t = malloc(sizeof *t);
+
+	assert_non_null(t);
+	memset(t, 0x5a, sizeof *t);
+	rh__tee_reset(t);
+	return t;
+}
+
 static struct shim_tee *tee_new(void)
 {
 	struct shim_tee *t = malloc(sizeof *t);
@@ -43,7 +56,7 @@ static struct shim_tee *tee_new(void)
  * the tail against the body and the fields after the buffers. */
 static void feed_check(const char *p, size_t n, unsigned k0)
 {
-	struct shim_tee *t = tee_new();
+	struct rh__tee *t = rtee_new();
 	size_t off = 0, k = k0, tn;
 	const char *tail;
 
@@ -52,28 +65,26 @@ static void feed_check(const char *p, size_t n, unsigned k0)
 
 		if (len > n - off)
 			len = n - off;
-		shim_tee_capture(t, p + off, len);
+		rh__tee_capture(t, p + off, len);
 		off += len;
 		assert_true(t->ntail <= sizeof t->tail);
 	}
 	assert_int_equal(t->total, n);
-	assert_int_equal(t->nhead, n < SHIM_HEAD_MAX ? n : SHIM_HEAD_MAX);
+	assert_int_equal(t->nhead, n < RH_HEAD_MAX ? n : RH_HEAD_MAX);
 	assert_memory_equal(t->head, p, t->nhead ? t->nhead : 1 - (n == 0));
-	tail = shim_tee_tail(t, &tn);
-	assert_int_equal(tn, n < SHIM_TAIL_MAX ? n : SHIM_TAIL_MAX);
+	tail = rh__tee_tail(t, &tn);
+	assert_int_equal(tn, n < RH_TAIL_MAX ? n : RH_TAIL_MAX);
 	if (tn)
 		assert_memory_equal(tail, p + n - tn, tn);
-	assert_null(t->held);           /* nothing written past the buffers */
-	assert_int_equal(t->holding, 0);
 	free(t);
 }
 
 static void test_tee_buffers_at_their_sizes(void **state)
 {
 	const size_t sizes[] = {
-		0, 1, SHIM_HEAD_MAX - 1, SHIM_HEAD_MAX, SHIM_HEAD_MAX + 1, 10 * SHIM_HEAD_MAX,
-		SHIM_TAIL_MAX - 1, SHIM_TAIL_MAX, SHIM_TAIL_MAX + 1, 2 * SHIM_TAIL_MAX - 1,
-		2 * SHIM_TAIL_MAX, 2 * SHIM_TAIL_MAX + 1, 10 * SHIM_TAIL_MAX, 1 << 20,
+		0, 1, RH_HEAD_MAX - 1, RH_HEAD_MAX, RH_HEAD_MAX + 1, 10 * RH_HEAD_MAX,
+		RH_TAIL_MAX - 1, RH_TAIL_MAX, RH_TAIL_MAX + 1, 2 * RH_TAIL_MAX - 1,
+		2 * RH_TAIL_MAX, 2 * RH_TAIL_MAX + 1, 10 * RH_TAIL_MAX, 1 << 20,
 	};
 	unsigned i, k;
 
@@ -90,8 +101,8 @@ static void test_tee_buffers_at_their_sizes(void **state)
 /* The crash of issue 9: a tail one byte short of full, then more. */
 static void test_tee_tail_nearly_full_then_more(void **state)
 {
-	const size_t first[] = { 1, SHIM_TAIL_MAX - 1, SHIM_TAIL_MAX, SHIM_TAIL_MAX + 1 };
-	const size_t then[] = { 1, 100, SHIM_TAIL_MAX - 1, SHIM_TAIL_MAX, SHIM_TAIL_MAX + 1 };
+	const size_t first[] = { 1, RH_TAIL_MAX - 1, RH_TAIL_MAX, RH_TAIL_MAX + 1 };
+	const size_t then[] = { 1, 100, RH_TAIL_MAX - 1, RH_TAIL_MAX, RH_TAIL_MAX + 1 };
 	unsigned i, j, r;
 
 	(void)state;
@@ -99,15 +110,15 @@ static void test_tee_tail_nearly_full_then_more(void **state)
 		for (j = 0; j < 5; j++) {
 			size_t n = first[i] + 3 * then[j];
 			char *p = body(n, i + j);
-			struct shim_tee *t = tee_new();
+			struct rh__tee *t = rtee_new();
 			size_t tn;
 			const char *tail;
 
-			shim_tee_capture(t, p, first[i]);
+			rh__tee_capture(t, p, first[i]);
 			for (r = 0; r < 3; r++)
-				shim_tee_capture(t, p + first[i] + r * then[j], then[j]);
-			tail = shim_tee_tail(t, &tn);
-			assert_int_equal(tn, n < SHIM_TAIL_MAX ? n : SHIM_TAIL_MAX);
+				rh__tee_capture(t, p + first[i] + r * then[j], then[j]);
+			tail = rh__tee_tail(t, &tn);
+			assert_int_equal(tn, n < RH_TAIL_MAX ? n : RH_TAIL_MAX);
 			assert_memory_equal(tail, p + n - tn, tn);
 			assert_int_equal(t->total, n);
 			free(t);
@@ -200,7 +211,7 @@ static struct sb stream(int anthropic, int with_usage, size_t n)
 
 static int usage_of(const char *p, size_t n, unsigned k0, uint64_t *tokens)
 {
-	struct shim_tee *t = tee_new();
+	struct rh__tee *t = rtee_new();
 	size_t off = 0, k = k0;
 	int found;
 
@@ -208,17 +219,17 @@ static int usage_of(const char *p, size_t n, unsigned k0, uint64_t *tokens)
 		size_t len = pieces[k++ % NPIECES];
 
 		len = len > n - off ? n - off : len;
-		shim_tee_capture(t, p + off, len);
+		rh__tee_capture(t, p + off, len);
 		off += len;
 	}
-	found = shim_tee_usage(t, tokens);
+	found = rh__tee_usage(t, tokens);
 	free(t);
 	return found;
 }
 
 static void test_usage_of_streams(void **state)
 {
-	const size_t sizes[] = { 100, SHIM_TAIL_MAX - 1, SHIM_TAIL_MAX + 1, 100 << 10, 1 << 20 };
+	const size_t sizes[] = { 100, RH_TAIL_MAX - 1, RH_TAIL_MAX + 1, 100 << 10, 1 << 20 };
 	unsigned i, k;
 	uint64_t v;
 
@@ -251,12 +262,12 @@ static void test_usage_at_every_split(void **state)
 
 	(void)state;
 	for (cut = 0; cut <= a.n; cut++) {
-		struct shim_tee *t = tee_new();
+		struct rh__tee *t = rtee_new();
 
-		shim_tee_capture(t, a.p, cut);
-		shim_tee_capture(t, a.p + cut, a.n - cut);
+		rh__tee_capture(t, a.p, cut);
+		rh__tee_capture(t, a.p + cut, a.n - cut);
 		v = 0;
-		assert_int_equal(shim_tee_usage(t, &v), 1);
+		assert_int_equal(rh__tee_usage(t, &v), 1);
 		assert_int_equal(v, 1234 + 4321);
 		free(t);
 	}
@@ -273,27 +284,27 @@ static void test_jscan_limits(void **state)
 	};
 	char text[256], num[64];
 	uint64_t out[17], v;
-	const uint64_t vals[] = { JSCAN_INT_MAX - 1, JSCAN_INT_MAX, JSCAN_INT_MAX + 1,
-	                          10 * JSCAN_INT_MAX };
+	const uint64_t vals[] = { RH_JSCAN_INT_MAX - 1, RH_JSCAN_INT_MAX, RH_JSCAN_INT_MAX + 1,
+	                          10 * RH_JSCAN_INT_MAX };
 	unsigned i;
 
 	(void)state;
 	snprintf(text, sizeof text, "{\"k15\":5,\"k0\":1}");
-	assert_int_equal(jscan_members(text, strlen(text), keys, 15, out), 1u);
-	assert_int_equal(jscan_members(text, strlen(text), keys, 16, out), 1u | 1u << 15);
+	assert_int_equal(rh__jscan_members(text, strlen(text), keys, 15, out), 1u);
+	assert_int_equal(rh__jscan_members(text, strlen(text), keys, 16, out), 1u | 1u << 15);
 	assert_int_equal(out[15], 5);
-	assert_int_equal(jscan_members(text, strlen(text), keys, 17, out), 0);  /* > 16 keys */
+	assert_int_equal(rh__jscan_members(text, strlen(text), keys, 17, out), 0);  /* > 16 keys */
 	for (i = 0; i < 4; i++) {
 		snprintf(num, sizeof num, "{\"max_tokens\":%llu}", (unsigned long long)vals[i]);
-		assert_int_equal(jscan_max_tokens(num, strlen(num), &v), 1);
-		assert_int_equal(v, vals[i] < JSCAN_INT_MAX ? vals[i] : JSCAN_INT_MAX);
+		assert_int_equal(rh__jscan_max_tokens(num, strlen(num), &v), 1);
+		assert_int_equal(v, vals[i] < RH_JSCAN_INT_MAX ? vals[i] : RH_JSCAN_INT_MAX);
 	}
 	/* 10x the digits of any count */
 	memset(text, '9', 200);
 	memcpy(text, "{\"max_tokens\":", 14);
 	memcpy(text + 200, "}", 2);
-	assert_int_equal(jscan_max_tokens(text, strlen(text), &v), 1);
-	assert_int_equal(v, JSCAN_INT_MAX);
+	assert_int_equal(rh__jscan_max_tokens(text, strlen(text), &v), 1);
+	assert_int_equal(v, RH_JSCAN_INT_MAX);
 }
 
 /* ---- headers ------------------------------------------------------------- */
@@ -319,8 +330,8 @@ static size_t windows(const char *const *kv, ratectl_window *w)
 {
 	struct hdrs h = { kv };
 
-	memset(w, 0, sizeof *w * SHIM_HDR_WINDOWS);
-	return shim_hdr_windows(get, &h, NOW, w, SHIM_HDR_WINDOWS);
+	memset(w, 0, sizeof *w * RH_HDR_WINDOWS);
+	return rh__hdr_windows(get, &h, NOW, w, RH_HDR_WINDOWS);
 }
 
 static void test_headers_openai_azure(void **state)
@@ -334,7 +345,7 @@ static void test_headers_openai_azure(void **state)
 		"x-ratelimit-remaining-requests", "1199", "x-ratelimit-remaining-tokens", "190000",
 		"x-ratelimit-limit-tokens", "-1", NULL,
 	};
-	ratectl_window w[SHIM_HDR_WINDOWS];
+	ratectl_window w[RH_HDR_WINDOWS];
 
 	(void)state;
 	assert_int_equal(windows(openai, w), 2);
@@ -374,7 +385,7 @@ static void test_headers_anthropic(void **state)
 		"anthropic-ratelimit-output-tokens-remaining", "39000",
 		"anthropic-ratelimit-output-tokens-reset", "2025-11-29T23:59:00Z", NULL,
 	};
-	ratectl_window w[SHIM_HDR_WINDOWS];
+	ratectl_window w[RH_HDR_WINDOWS];
 
 	(void)state;
 	/* With a plain tokens header, input and output are not read. */
@@ -402,7 +413,7 @@ static void test_headers_ietf(void **state)
 		"RateLimit-Policy", ";;;,,\"\\\"q\";q=;w=abc, tok;q=99999999999999999999",
 		"RateLimit", "\"p\";r=-1, \"p\";r=0, \"p\";t=5, \"unterminated", NULL,
 	};
-	ratectl_window w[SHIM_HDR_WINDOWS];
+	ratectl_window w[RH_HDR_WINDOWS];
 
 	(void)state;
 	assert_int_equal(windows(one, w), 2);
@@ -426,16 +437,16 @@ static void test_headers_untrusted(void **state)
 		"anthropic-ratelimit-requests-remaining", "0",      /* no reset */
 		"anthropic-ratelimit-tokens-remaining", "18446744073709551616", NULL,
 	};
-	ratectl_window w[SHIM_HDR_WINDOWS];
+	ratectl_window w[RH_HDR_WINDOWS];
 	uint64_t v;
 
 	(void)state;
 	assert_int_equal(windows(bad, w), 0);
-	assert_int_equal(shim_hdr_count(" 18446744073709551615\t", &v), 0);
+	assert_int_equal(rh__hdr_count(" 18446744073709551615\t", &v), 0);
 	assert_true(v == UINT64_MAX);
-	assert_int_equal(shim_hdr_count("18446744073709551616", &v), -1);
-	assert_int_equal(shim_hdr_count("", &v), -1);
-	assert_int_equal(shim_hdr_count("1 2", &v), -1);
+	assert_int_equal(rh__hdr_count("18446744073709551616", &v), -1);
+	assert_int_equal(rh__hdr_count("", &v), -1);
+	assert_int_equal(rh__hdr_count("1 2", &v), -1);
 }
 
 /* A value of n bytes: digits (a count) of that length, in a block of n+1. */
@@ -453,9 +464,9 @@ static char *digits(size_t n)
 
 static void test_header_value_buffer(void **state)
 {
-	const size_t sizes[] = { SHIM_HDR_VALUE_MAX - 1, SHIM_HDR_VALUE_MAX,
-	                         SHIM_HDR_VALUE_MAX + 1, 10 * SHIM_HDR_VALUE_MAX };
-	struct shim_hdr_copies *c = malloc(sizeof *c);
+	const size_t sizes[] = { RH_HDR_VALUE_MAX - 1, RH_HDR_VALUE_MAX,
+	                         RH_HDR_VALUE_MAX + 1, 10 * RH_HDR_VALUE_MAX };
+	struct rh__hdr_copies *c = malloc(sizeof *c);
 	unsigned i, r;
 
 	(void)state;
@@ -465,11 +476,11 @@ static void test_header_value_buffer(void **state)
 		char *v = digits(sizes[i]);
 		const char *const kv[] = { "x-ratelimit-remaining-tokens", v,
 		                           "x-ratelimit-reset-tokens", "1s", NULL };
-		ratectl_window w[SHIM_HDR_WINDOWS];
-		int fits = sizes[i] <= SHIM_HDR_VALUE_MAX;
+		ratectl_window w[RH_HDR_WINDOWS];
+		int fits = sizes[i] <= RH_HDR_VALUE_MAX;
 
-		for (r = 0; r < 2 * SHIM_HDR_KEEP; r++) {
-			const char *k = shim_hdr_keep(c, v);
+		for (r = 0; r < 2 * RH_HDR_KEEP; r++) {
+			const char *k = rh__hdr_keep(c, v);
 
 			if (fits) {
 				assert_non_null(k);
@@ -478,7 +489,7 @@ static void test_header_value_buffer(void **state)
 				assert_null(k);
 			}
 		}
-		assert_null(shim_hdr_keep(c, NULL));
+		assert_null(rh__hdr_keep(c, NULL));
 		/* windows() reads values directly here: any length parses */
 		assert_int_equal(windows(kv, w), 1);
 		assert_int_equal(w[0].remaining, 7);
@@ -489,14 +500,14 @@ static void test_header_value_buffer(void **state)
 
 static void test_ietf_name_and_list_sizes(void **state)
 {
-	const size_t sizes[] = { SHIM_HDR_NAME_MAX - 1, SHIM_HDR_NAME_MAX,
-	                         SHIM_HDR_NAME_MAX + 1, 10 * SHIM_HDR_NAME_MAX };
+	const size_t sizes[] = { RH_HDR_NAME_MAX - 1, RH_HDR_NAME_MAX,
+	                         RH_HDR_NAME_MAX + 1, 10 * RH_HDR_NAME_MAX };
 	unsigned i;
 
 	(void)state;
 	for (i = 0; i < 4; i++) {
 		char *name = malloc(sizes[i] + 1), *pol, *cur;
-		ratectl_window w[SHIM_HDR_WINDOWS];
+		ratectl_window w[RH_HDR_WINDOWS];
 
 		assert_non_null(name);
 		memset(name, 'n', sizes[i]);
@@ -514,12 +525,12 @@ static void test_ietf_name_and_list_sizes(void **state)
 		free(cur);
 		free(name);
 	}
-	/* Lists of SHIM_HDR_WINDOWS - 1 to 10 x items: at most cap windows. */
-	for (i = SHIM_HDR_WINDOWS - 1; i <= 10 * SHIM_HDR_WINDOWS; i += i < SHIM_HDR_WINDOWS + 1 ? 1 : 10 * SHIM_HDR_WINDOWS) {
+	/* Lists of RH_HDR_WINDOWS - 1 to 10 x items: at most cap windows. */
+	for (i = RH_HDR_WINDOWS - 1; i <= 10 * RH_HDR_WINDOWS; i += i < RH_HDR_WINDOWS + 1 ? 1 : 10 * RH_HDR_WINDOWS) {
 		char *cur = malloc(16 * i + 1);
 		size_t off = 0;
 		unsigned k;
-		ratectl_window w[SHIM_HDR_WINDOWS];
+		ratectl_window w[RH_HDR_WINDOWS];
 
 		assert_non_null(cur);
 		for (k = 0; k < i; k++)
@@ -527,7 +538,7 @@ static void test_ietf_name_and_list_sizes(void **state)
 		{
 			const char *const kv[] = { "RateLimit", cur, NULL };
 
-			assert_int_equal(windows(kv, w), i < SHIM_HDR_WINDOWS ? i : SHIM_HDR_WINDOWS);
+			assert_int_equal(windows(kv, w), i < RH_HDR_WINDOWS ? i : RH_HDR_WINDOWS);
 		}
 		free(cur);
 	}
@@ -545,7 +556,7 @@ static void test_refusal_buffer(void **state)
 	unsigned i;
 
 	(void)state;
-	base = strlen(shim_refusal_toobig(probe, sizeof probe, "", "tokens", 20019, 1000));
+	base = strlen(rh__refusal_toobig(probe, sizeof probe, "", "tokens", 20019, 1000));
 	for (i = 0; i < 4; i++) {
 		size_t nl = want[i] - base;
 		char *name = malloc(nl + 1), *buf = malloc(CURL_ERROR_SIZE), *full;
@@ -556,24 +567,24 @@ static void test_refusal_buffer(void **state)
 		name[nl] = '\0';
 		full = malloc(want[i] + 1);
 		assert_non_null(full);
-		assert_int_equal(strlen(shim_refusal_toobig(full, want[i] + 1, name, "tokens",
+		assert_int_equal(strlen(rh__refusal_toobig(full, want[i] + 1, name, "tokens",
 		                                            20019, 1000)), want[i]);
-		shim_refusal_toobig(buf, CURL_ERROR_SIZE, name, "tokens", 20019, 1000);
+		rh__refusal_toobig(buf, CURL_ERROR_SIZE, name, "tokens", 20019, 1000);
 		assert_int_equal(strlen(buf), want[i] < CURL_ERROR_SIZE ? want[i] : CURL_ERROR_SIZE - 1);
 		assert_memory_equal(buf, full, strlen(buf));
-		shim_refusal_timeout(buf, CURL_ERROR_SIZE, name, 60 * SEC);
+		rh__refusal_timeout(buf, CURL_ERROR_SIZE, name, 60 * SEC);
 		assert_true(strlen(buf) < CURL_ERROR_SIZE);
-		shim_refusal_closed(buf, CURL_ERROR_SIZE, "b", name);   /* why cut at 120 */
+		rh__refusal_closed(buf, CURL_ERROR_SIZE, "b", name);   /* why cut at 120 */
 		assert_true(strlen(buf) < CURL_ERROR_SIZE);
 		free(full);
 		free(buf);
 		free(name);
 	}
-	assert_string_equal(shim_refusal_toobig(probe, sizeof probe, "big", "tokens", 20019, 1000),
+	assert_string_equal(rh__refusal_toobig(probe, sizeof probe, "big", "tokens", 20019, 1000),
 	                    "ratectl: budget 'big': this request needs 20019 tokens, more than "
 	                    "the burst of 1000: it can never be admitted; lower its max_tokens "
 	                    "or raise the burst");
-	assert_string_equal(shim_refusal_timeout(probe, sizeof probe, "slow", SEC),
+	assert_string_equal(rh__refusal_timeout(probe, sizeof probe, "slow", SEC),
 	                    "ratectl: budget 'slow' was not available within 1s");
 }
 

@@ -4,7 +4,7 @@
  * The file is read whole into memory first, and only then parsed: a
  * budget is deleted by `apply --prune` on the strength of a file that is
  * not in it, so a file that could not be read to its end (a read error,
- * a directory, a FIFO, a device, anything over RC_CONF_MAX_SIZE) must be
+ * a directory, a FIFO, a device, anything over RH_CONF_MAX_SIZE) must be
  * an error, never a short file.  The read is bounded: the type and size
  * are checked on the opened descriptor, and at most one byte more than
  * the limit is ever read, so /dev/zero or a file growing under us costs
@@ -34,12 +34,59 @@
 
 #include <ini.h>
 
-#include "config.h"
+#include "conf.h"
 
 /* ---- match rules ---------------------------------------------------------- */
 
-const rc_conf_budget *rc_conf_match(const rc_conf *conf, const char *host,
-                                    unsigned port, const char *path)
+/* Iterative, with one backtrack point: linear-ish, no recursion depth
+ * an adversarial pattern could exploit. */
+int rh__glob(const char *pat, const char *s)
+{
+	const char *star = NULL, *back = NULL;
+
+	while (*s) {
+		if (*pat == '*') {
+			star = pat++;
+			back = s;
+		} else if (*pat == *s) {
+			pat++;
+			s++;
+		} else if (star) {
+			pat = star + 1;
+			s = ++back;
+		} else {
+			return 0;
+		}
+	}
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
+}
+
+/* The budget's model and key conditions, when it has any. */
+static int extra_match(const rh__conf_budget *b, const char *model, const char *key_id)
+{
+	size_t i;
+	int ok;
+
+	if (b->nmodels) {
+		for (ok = 0, i = 0; model && i < b->nmodels && !ok; i++)
+			ok = rh__glob(b->models[i], model);
+		if (!ok)
+			return 0;
+	}
+	if (b->nkeys) {
+		for (ok = 0, i = 0; key_id && i < b->nkeys && !ok; i++)
+			ok = strcmp(b->keys[i], key_id) == 0;
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+const rh__conf_budget *rh__conf_match(const rh__conf *conf, const char *host,
+                                      unsigned port, const char *path,
+                                      const char *model, const char *key_id)
 {
 	size_t i, j;
 
@@ -48,14 +95,15 @@ const rc_conf_budget *rc_conf_match(const rc_conf *conf, const char *host,
 	if (!path)
 		path = "";
 	for (i = 0; i < conf->nbudgets; i++) {
-		const rc_conf_budget *b = &conf->budgets[i];
+		const rh__conf_budget *b = &conf->budgets[i];
 
 		for (j = 0; j < b->nmatch; j++) {
-			const rc_match *m = &b->match[j];
+			const rh__match *m = &b->match[j];
 
 			if (strcasecmp(m->host, host) == 0 &&
 			    (m->port == 0 || m->port == port) &&
-			    strncmp(path, m->path, strlen(m->path)) == 0)
+			    strncmp(path, m->path, strlen(m->path)) == 0 &&
+			    extra_match(b, model, key_id))
 				return b;
 		}
 	}
@@ -65,11 +113,11 @@ const rc_conf_budget *rc_conf_match(const rc_conf *conf, const char *host,
 /* ---- the file ------------------------------------------------------------ */
 
 struct parse {
-	rc_conf *conf;
+	rh__conf *conf;
 	size_t cap;                /* of conf->budgets */
 	char *pos, *end;           /* the rest of the text; *end is '\0' */
 	unsigned line;
-	rc_conf_budget *cur;       /* section being read; NULL before the first */
+	rh__conf_budget *cur;       /* section being read; NULL before the first */
 	struct {                   /* keys cur has set, and where */
 		char name[24];
 		unsigned line;
@@ -113,13 +161,13 @@ static unsigned seen_line(const struct parse *p, const char *key)
 /* A section is complete: bursts, and the rule that it must limit something. */
 static int section_end(struct parse *p)
 {
-	rc_conf_budget *cb = p->cur;
+	rh__conf_budget *cb = p->cur;
 	unsigned bl = seen_line(p, "burst");
 	char msg[512];
 
-	if (rc_conf_budget_finish(cb, msg, sizeof msg) != 0)
+	if (rh__conf_budget_finish(cb, msg, sizeof msg) != 0)
 		return perr(p, bl ? bl : cb->line, "[%s]: key 'burst': %s", cb->name, msg);
-	if (!rc_conf_budget_has_limit(cb))
+	if (!rh__conf_budget_has_limit(cb))
 		return perr(p, cb->line, "[%s]: no limit; give requests, tokens or "
 		            "concurrency", cb->name);
 	return 0;
@@ -142,7 +190,7 @@ static size_t name_hash(const char *s)
 
 /* The slot of name in conf->index: where it is, or the free one it would
  * take.  The index is kept over twice as large as the budgets. */
-static uint32_t *index_slot(const rc_conf *conf, const char *name)
+static uint32_t *index_slot(const rh__conf *conf, const char *name)
 {
 	size_t i = name_hash(name) & (conf->icap - 1);
 
@@ -155,7 +203,7 @@ static uint32_t *index_slot(const rc_conf *conf, const char *name)
 static int budgets_grow(struct parse *p)
 {
 	size_t n = p->conf->nbudgets, i, icap;
-	rc_conf_budget *nb;
+	rh__conf_budget *nb;
 	uint32_t *ni, *old;
 
 	if (n == UINT32_MAX - 1)
@@ -208,7 +256,7 @@ static int section_start(struct parse *p, const char *line)
 		return RATECTL_EBADCONFIG;
 	p->cur = &p->conf->budgets[p->conf->nbudgets++];
 	*slot = (uint32_t)p->conf->nbudgets;
-	rc_conf_budget_init(p->cur, name);
+	rh__conf_budget_init(p->cur, name);
 	p->cur->line = p->line;
 	p->nseen = 0;
 	return 0;
@@ -275,7 +323,7 @@ static int handler(void *user, const char *section, const char *name,
 		perr(p, p->line, "key '%s' before any [section]", name);
 		return 0;
 	}
-	if (!rc_conf_key_known(name)) {
+	if (!rh__conf_key_known(name)) {
 		perr(p, p->line, "[%s]: unknown key '%s'", p->cur->name, name);
 		return 0;
 	}
@@ -289,7 +337,7 @@ static int handler(void *user, const char *section, const char *name,
 		snprintf(p->seen[p->nseen].name, sizeof p->seen[0].name, "%s", name);
 		p->seen[p->nseen++].line = p->line;
 	}
-	if (rc_conf_budget_key(p->cur, name, value, msg, sizeof msg) != 0) {
+	if (rh__conf_budget_key(p->cur, name, value, msg, sizeof msg) != 0) {
 		perr(p, p->line, "[%s]: key '%s': %s", p->cur->name, name, msg);
 		return 0;
 	}
@@ -325,7 +373,7 @@ static int check_text(struct parse *p, const char *text, size_t len)
 }
 
 /* Parse text[0..len), which has a '\0' after it and is ours to cut up. */
-static int parse_buf(rc_conf **out, const char *name, char *text, size_t len,
+static int parse_buf(rh__conf **out, const char *name, char *text, size_t len,
                      char *err, size_t errlen)
 {
 	struct parse p = { .err = err, .errlen = errlen };
@@ -348,14 +396,14 @@ static int parse_buf(rc_conf **out, const char *name, char *text, size_t len,
 	if ((rc = check_text(&p, text, len)) == 0)
 		rc = parse_text(&p);
 	if (rc != 0) {
-		rc_conf_free(p.conf);
+		rh__conf_free(p.conf);
 		return rc;
 	}
 	*out = p.conf;
 	return 0;
 }
 
-int rc_conf_parse(rc_conf **out, const char *name, const char *text, size_t len,
+int rh__conf_parse(rh__conf **out, const char *name, const char *text, size_t len,
                   char *err, size_t errlen)
 {
 	char *buf;
@@ -406,15 +454,15 @@ static int read_all(int fd, const char *path, off_t st_size, char **out,
 
 	/* Room for the stated size and one byte more, to see it grow. */
 	if ((size_t)st_size >= cap)
-		cap = (size_t)st_size < RC_CONF_MAX_SIZE ? (size_t)st_size + 1 :
-		      RC_CONF_MAX_SIZE + 1;
+		cap = (size_t)st_size < RH_CONF_MAX_SIZE ? (size_t)st_size + 1 :
+		      RH_CONF_MAX_SIZE + 1;
 	if (!(buf = malloc(cap + 1)))
 		goto nomem;
 	for (;;) {
 		if (n == cap) {
-			if (cap > RC_CONF_MAX_SIZE)
+			if (cap > RH_CONF_MAX_SIZE)
 				break;
-			cap = cap <= RC_CONF_MAX_SIZE / 2 ? cap * 2 : RC_CONF_MAX_SIZE + 1;
+			cap = cap <= RH_CONF_MAX_SIZE / 2 ? cap * 2 : RH_CONF_MAX_SIZE + 1;
 			if (!(nb = realloc(buf, cap + 1)))
 				goto nomem;
 			buf = nb;
@@ -430,10 +478,10 @@ static int read_all(int fd, const char *path, off_t st_size, char **out,
 		}
 		n += (size_t)r;
 	}
-	if (n > RC_CONF_MAX_SIZE) {
+	if (n > RH_CONF_MAX_SIZE) {
 		rc = -EFBIG;
 		snprintf(err, errlen, "%s: larger than %d bytes (1 MiB), the most a "
-		         "config file may hold", path, RC_CONF_MAX_SIZE);
+		         "config file may hold", path, RH_CONF_MAX_SIZE);
 		goto fail;
 	}
 	buf[n] = '\0';
@@ -474,11 +522,11 @@ static int read_file(const char *path, char **out, size_t *len, char *err,
 		rc = RATECTL_EBADCONFIG;
 		snprintf(err, errlen, "%s: is %s, not a regular file; give the config "
 		         "file itself", path, file_type(st.st_mode));
-	} else if (st.st_size > RC_CONF_MAX_SIZE) {
+	} else if (st.st_size > RH_CONF_MAX_SIZE) {
 		rc = -EFBIG;
 		snprintf(err, errlen, "%s: %lld bytes, more than the %d bytes (1 MiB) "
 		         "a config file may hold", path, (long long)st.st_size,
-		         RC_CONF_MAX_SIZE);
+		         RH_CONF_MAX_SIZE);
 	} else if (fcntl(fd, F_SETFL, 0) != 0) {       /* blocking reads again */
 		rc = -errno;
 		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
@@ -489,7 +537,7 @@ static int read_file(const char *path, char **out, size_t *len, char *err,
 	return rc;
 }
 
-int rc_conf_load(rc_conf **out, const char *path, char *err, size_t errlen)
+int rh__conf_load(rh__conf **out, const char *path, char *err, size_t errlen)
 {
 	char *text;
 	size_t len;
@@ -497,7 +545,7 @@ int rc_conf_load(rc_conf **out, const char *path, char *err, size_t errlen)
 
 	*out = NULL;
 	if (!path)
-		path = rc_conf_default_path();
+		path = rh__conf_default_path();
 	if ((rc = read_file(path, &text, &len, err, errlen)) != 0)
 		return rc;
 	rc = parse_buf(out, path, text, len, err, errlen);
@@ -505,7 +553,7 @@ int rc_conf_load(rc_conf **out, const char *path, char *err, size_t errlen)
 	return rc;
 }
 
-void rc_conf_free(rc_conf *conf)
+void rh__conf_free(rh__conf *conf)
 {
 	if (!conf)
 		return;
@@ -514,14 +562,14 @@ void rc_conf_free(rc_conf *conf)
 	free(conf);
 }
 
-const char *rc_conf_default_path(void)
+const char *rh__conf_default_path(void)
 {
 	const char *env = getenv("RATECTL_CONFIG");
 
 	return env && *env ? env : "/etc/ratectl.conf";
 }
 
-const rc_conf_budget *rc_conf_find(const rc_conf *conf, const char *name)
+const rh__conf_budget *rh__conf_find(const rh__conf *conf, const char *name)
 {
 	uint32_t i;
 

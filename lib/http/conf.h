@@ -1,6 +1,7 @@
 /*
- * config.h - the ratectl config file (INI, parsed with inih), shared by the
- * `ratectl` command and the preload shim.  Built on the public header only.
+ * conf.h - the ratectl config file (INI, parsed with inih), inside
+ * libratectl-http; the `ratectl` command uses it too (through the static
+ * library).  Built on the public header only.
  *
  *   [openai]
  *   match       = api.openai.com          # host[:port][/path-prefix], several
@@ -11,36 +12,47 @@
  *
  * See doc/ratectl.conf.5 for every key.
  */
-#ifndef RATECTL_TOOLS_CONFIG_H
-#define RATECTL_TOOLS_CONFIG_H
+#ifndef RATECTL_HTTP_CONF_H
+#define RATECTL_HTTP_CONF_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ratectl.h"
 
-#define RC_CONF_MAX_MATCH 16
+#define RH_CONF_MAX_MATCH 16
+/* Per budget: model patterns ("gpt-4o*") and key ids (ratectl key-id). */
+#define RH_CONF_MAX_MODELS 8
+#define RH_CONF_MODEL_MAX 127
+#define RH_CONF_MAX_KEYS 8
+#define RH_KEY_ID_LEN 16
 
 /* The largest config file, in bytes (1 MiB; ratectl.conf(5)).  A file of
  * a thousand budgets is about 100 KiB; the cap is there so that a wrong
  * path (/dev/zero, a log file) fails at once, in bounded memory. */
-#define RC_CONF_MAX_SIZE (1024 * 1024)
+#define RH_CONF_MAX_SIZE (1024 * 1024)
 
 /* One match rule: host (lower-case), port (0: any), path prefix ("" any). */
-typedef struct rc_match {
+typedef struct rh__match {
 	char host[256];
 	unsigned port;
 	char path[256];
-} rc_match;
+} rh__match;
 
-enum { RC_ON_ERROR_OPEN = 0, RC_ON_ERROR_CLOSED = 1 };
+enum { RH_ON_ERROR_OPEN = 0, RH_ON_ERROR_CLOSED = 1 };
 
-typedef struct rc_conf_budget {
+typedef struct rh__conf_budget {
 	char name[RATECTL_NAME_MAX + 1];
 	ratectl_budget budget;         /* limits, concurrency, jitter */
-	rc_match match[RC_CONF_MAX_MATCH];
+	rh__match match[RH_CONF_MAX_MATCH];
 	size_t nmatch;
-	int on_error;                  /* RC_ON_ERROR_*; default open */
+	/* When given, the request's "model" must match one of models (glob,
+	 * '*' any run of bytes) and its key's id one of keys. */
+	char models[RH_CONF_MAX_MODELS][RH_CONF_MODEL_MAX + 1];
+	size_t nmodels;
+	char keys[RH_CONF_MAX_KEYS][RH_KEY_ID_LEN + 1];
+	size_t nkeys;
+	int on_error;                  /* RH_ON_ERROR_*; default open */
 	unsigned retries;              /* shim: re-sends after 429/503; 0 */
 	unsigned retry_percent;        /* retry budget, % of requests; 20 */
 	int64_t timeout_ns;            /* shim: longest wait to admit; 60 s */
@@ -48,76 +60,82 @@ typedef struct rc_conf_budget {
 	uint64_t default_max_tokens;   /* completion estimate when the body has
 	                                  no max_tokens; 0 */
 	unsigned line;                 /* line of the [section] */
-	/* How bursts were written, kept for rc_conf_budget_finish(): the
+	/* How bursts were written, kept for rh__conf_budget_finish(): the
 	 * section's `burst` as a duration or a count (both 0: none given), and
 	 * which limits named their own ("500/min burst 50"). */
 	int64_t burst_ns;
 	uint64_t burst_count;
 	uint8_t own_burst[RATECTL_MAX_LIMITS];
-} rc_conf_budget;
+} rh__conf_budget;
 
-typedef struct rc_conf {
+typedef struct rh__conf {
 	char path[4096];
-	rc_conf_budget *budgets;
+	rh__conf_budget *budgets;
 	size_t nbudgets;
-	uint32_t *index;           /* for rc_conf_find(): a hash of the names, */
+	uint32_t *index;           /* for rh__conf_find(): a hash of the names, */
 	size_t icap;               /* budget i + 1 or 0; a power of two */
-} rc_conf;
+} rh__conf;
 
 /*
- * Load and validate the config file at path (NULL: rc_conf_default_path()).
+ * Load and validate the config file at path (NULL: rh__conf_default_path()).
  * On error returns a negative code and writes into err (size errlen) a
  * message naming the file, line, key and what is wrong:
  *   "ratectl.conf:7: key 'tokens': '200000/fortnight': unknown unit ..."
  * Unknown keys and sections without limits are errors.  On success *out
- * is to be freed with rc_conf_free().
+ * is to be freed with rh__conf_free().
  *
  * The file is read whole before it is parsed, and anything short of that
  * is an error: -errno when it cannot be opened or a read fails (a read
  * error is never taken for the end of the file), RATECTL_EBADCONFIG when
  * it is not a regular file (a directory, FIFO, device or socket: checked
  * on the opened descriptor, which is opened without blocking) or holds a
- * NUL byte, -EFBIG when it is larger than RC_CONF_MAX_SIZE (at most that
+ * NUL byte, -EFBIG when it is larger than RH_CONF_MAX_SIZE (at most that
  * many bytes plus one are ever read).  So a caller may act on what the
  * file leaves out (apply --prune) only when this returned 0.
  */
-int rc_conf_load(rc_conf **out, const char *path, char *err, size_t errlen);
+int rh__conf_load(rh__conf **out, const char *path, char *err, size_t errlen);
 /* The same on text[0..len) in memory (which need not end in '\0'); name
  * stands for the file in messages. */
-int rc_conf_parse(rc_conf **out, const char *name, const char *text, size_t len,
+int rh__conf_parse(rh__conf **out, const char *name, const char *text, size_t len,
                   char *err, size_t errlen);
-void rc_conf_free(rc_conf *conf);
+void rh__conf_free(rh__conf *conf);
 
 /* $RATECTL_CONFIG, else /etc/ratectl.conf. */
-const char *rc_conf_default_path(void);
+const char *rh__conf_default_path(void);
 
 /* Budget `name` of conf, or NULL. */
-const rc_conf_budget *rc_conf_find(const rc_conf *conf, const char *name);
+const rh__conf_budget *rh__conf_find(const rh__conf *conf, const char *name);
 
 /*
  * One budget built from key = value pairs exactly as a section of the file
- * is (`ratectl set` uses this): rc_conf_budget_init(), then
- * rc_conf_budget_key() for each pair, then rc_conf_budget_finish(), which
+ * is (`ratectl set` uses this): rh__conf_budget_init(), then
+ * rh__conf_budget_key() for each pair, then rh__conf_budget_finish(), which
  * works out the limits' bursts.  Keys may not be repeated (except match:
  * the caller checks that).  On error both return RATECTL_EBADCONFIG and
  * write into err what is wrong with the value, without file or line:
  *   "rate '200000/fortnight': unknown unit 'fortnight' ..."
- * Neither requires the budget to have a limit: rc_conf_budget_has_limit().
+ * Neither requires the budget to have a limit: rh__conf_budget_has_limit().
  */
-void rc_conf_budget_init(rc_conf_budget *b, const char *name);
-int rc_conf_budget_key(rc_conf_budget *b, const char *key, const char *value,
+void rh__conf_budget_init(rh__conf_budget *b, const char *name);
+int rh__conf_budget_key(rh__conf_budget *b, const char *key, const char *value,
                        char *err, size_t errlen);
-int rc_conf_budget_finish(rc_conf_budget *b, char *err, size_t errlen);
-int rc_conf_budget_has_limit(const rc_conf_budget *b);
+int rh__conf_budget_finish(rh__conf_budget *b, char *err, size_t errlen);
+int rh__conf_budget_has_limit(const rh__conf_budget *b);
 /* 1 if key is a known key of a section, else 0. */
-int rc_conf_key_known(const char *key);
+int rh__conf_key_known(const char *key);
 
 /* Parse one "host[:port][/path-prefix]" (no scheme) into *m. 0 or -EINVAL. */
-int rc_match_parse(rc_match *m, const char *s);
+int rh__match_parse(rh__match *m, const char *s);
 
 /* First budget with a rule matching host, port and path, or NULL. Host is
- * compared case-insensitively; the path is a prefix match. */
-const rc_conf_budget *rc_conf_match(const rc_conf *conf, const char *host,
-                                    unsigned port, const char *path);
+ * compared case-insensitively; the path is a prefix match.  A budget that
+ * names models or keys matches only a request whose model (NULL: none)
+ * matches one of its patterns and whose key id (NULL: none) is one of its
+ * keys. */
+const rh__conf_budget *rh__conf_match(const rh__conf *conf, const char *host,
+                                      unsigned port, const char *path,
+                                      const char *model, const char *key_id);
+/* 1 when s matches glob pattern pat ('*': any run of bytes), else 0. */
+int rh__glob(const char *pat, const char *s);
 
 #endif

@@ -2,7 +2,7 @@
  * config_keys.c - the keys of a ratectl.conf section and their values
  * (see config.h and ratectl.conf(5)): rates, durations, counts, match
  * rules, and the bursts worked out from them.  config.c reads the file and
- * calls rc_conf_budget_key() for each key; `ratectl set` calls it for its
+ * calls rh__conf_budget_key() for each key; `ratectl set` calls it for its
  * options, so both accept exactly the same values.
  *
  * Values are parsed with the library's parsers (ratectl_parse_rate,
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
+#include "conf.h"
 
 #define NS_PER_S 1000000000LL
 #define JITTER_MAX (3600 * NS_PER_S)
@@ -130,7 +130,7 @@ static int all_digits(const char *s)
 /* ---- match rules --------------------------------------------------------- */
 
 /* The host of rule buf at *pp, lower-cased into m->host; *pp moves past it. */
-static int match_host(rc_match *m, const char *buf, const char **pp, char *err,
+static int match_host(rh__match *m, const char *buf, const char **pp, char *err,
                       size_t errlen)
 {
 	const char *p = *pp, *hs, *he, *q;
@@ -159,7 +159,7 @@ static int match_host(rc_match *m, const char *buf, const char **pp, char *err,
 	return 0;
 }
 
-static int match_parse(rc_match *m, const char *s, char *err, size_t errlen)
+static int match_parse(rh__match *m, const char *s, char *err, size_t errlen)
 {
 	char buf[600], num[16];
 	const char *p = buf, *q;
@@ -188,7 +188,7 @@ static int match_parse(rc_match *m, const char *s, char *err, size_t errlen)
 	return 0;
 }
 
-int rc_match_parse(rc_match *m, const char *s)
+int rh__match_parse(rh__match *m, const char *s)
 {
 	return match_parse(m, s, NULL, 0) == 0 ? 0 : -EINVAL;
 }
@@ -241,7 +241,7 @@ static int burst_of(const ratectl_limit *l, const char *s, uint64_t *out,
 	return 0;
 }
 
-static int limit_check(const rc_conf_budget *cb, const ratectl_limit *l,
+static int limit_check(const rh__conf_budget *cb, const ratectl_limit *l,
                        const char *item, char *err, size_t errlen)
 {
 	const ratectl_budget *b = &cb->budget;
@@ -264,7 +264,7 @@ static int limit_check(const rc_conf_budget *cb, const ratectl_limit *l,
 }
 
 /* One "RATE [burst B]" item of a requests or tokens list. */
-static int limit_add(rc_conf_budget *cb, ratectl_dim dim, const char *item,
+static int limit_add(rh__conf_budget *cb, ratectl_dim dim, const char *item,
                      char *err, size_t errlen)
 {
 	ratectl_limit l = { dim, 0, 0, 0 };
@@ -286,7 +286,7 @@ static int limit_add(rc_conf_budget *cb, ratectl_dim dim, const char *item,
 	return 0;
 }
 
-static int limits_add(rc_conf_budget *cb, ratectl_dim dim, const char *value,
+static int limits_add(rh__conf_budget *cb, ratectl_dim dim, const char *value,
                       char *err, size_t errlen)
 {
 	char item[256];
@@ -326,7 +326,7 @@ static const ratectl_limit *shortest(const ratectl_budget *b, ratectl_dim dim)
  * Longer limits keep the library's default (burst = count), which is how
  * providers count quotas.
  */
-static int section_burst(const rc_conf_budget *cb, const ratectl_limit *l,
+static int section_burst(const rh__conf_budget *cb, const ratectl_limit *l,
                          uint64_t *out, char *err, size_t errlen)
 {
 	const ratectl_limit *ref = shortest(&cb->budget, RATECTL_REQUESTS);
@@ -357,7 +357,7 @@ static int section_burst(const rc_conf_budget *cb, const ratectl_limit *l,
 	return 0;
 }
 
-int rc_conf_budget_finish(rc_conf_budget *cb, char *err, size_t errlen)
+int rh__conf_budget_finish(rh__conf_budget *cb, char *err, size_t errlen)
 {
 	unsigned i;
 	int rc;
@@ -376,16 +376,16 @@ int rc_conf_budget_finish(rc_conf_budget *cb, char *err, size_t errlen)
 	return 0;
 }
 
-int rc_conf_budget_has_limit(const rc_conf_budget *cb)
+int rh__conf_budget_has_limit(const rh__conf_budget *cb)
 {
 	return cb->budget.nlimits > 0 || cb->budget.max_inflight > 0;
 }
 
 /* ---- keys ---------------------------------------------------------------- */
 
-typedef int (*key_fn)(rc_conf_budget *cb, const char *v, char *err, size_t n);
+typedef int (*key_fn)(rh__conf_budget *cb, const char *v, char *err, size_t n);
 
-static int key_match(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_match(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	char item[600];
 	const char *p = v, *e;
@@ -396,8 +396,8 @@ static int key_match(rc_conf_budget *cb, const char *v, char *err, size_t n)
 		if (!e)
 			e = p + strlen(p);
 		trim_copy(item, sizeof item, p, e);
-		if (cb->nmatch >= RC_CONF_MAX_MATCH)
-			return errf(err, n, "more than %d match rules", RC_CONF_MAX_MATCH);
+		if (cb->nmatch >= RH_CONF_MAX_MATCH)
+			return errf(err, n, "more than %d match rules", RH_CONF_MAX_MATCH);
 		if ((rc = match_parse(&cb->match[cb->nmatch], item, err, n)) != 0)
 			return rc;
 		cb->nmatch++;
@@ -406,17 +406,65 @@ static int key_match(rc_conf_budget *cb, const char *v, char *err, size_t n)
 	return 0;
 }
 
-static int key_requests(rc_conf_budget *cb, const char *v, char *err, size_t n)
+/* model = gpt-4o*, o1-*: glob patterns of the request body's "model". */
+static int key_model(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char item[600];
+	const char *p = v, *e;
+
+	do {
+		e = strchr(p, ',');
+		if (!e)
+			e = p + strlen(p);
+		trim_copy(item, sizeof item, p, e);
+		if (cb->nmodels >= RH_CONF_MAX_MODELS)
+			return errf(err, n, "more than %d model patterns", RH_CONF_MAX_MODELS);
+		if (!item[0] || strlen(item) > RH_CONF_MODEL_MAX)
+			return errf(err, n, "model '%s': give 1 to %d bytes, '*' for any run",
+			            item, RH_CONF_MODEL_MAX);
+		snprintf(cb->models[cb->nmodels++], RH_CONF_MODEL_MAX + 1, "%s", item);
+		p = e + 1;
+	} while (*e);
+	return 0;
+}
+
+/* key = 3f2a...: key ids as `ratectl key-id` prints them, never keys. */
+static int key_key(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char item[600];
+	const char *p = v, *e;
+	size_t i;
+
+	do {
+		e = strchr(p, ',');
+		if (!e)
+			e = p + strlen(p);
+		trim_copy(item, sizeof item, p, e);
+		if (cb->nkeys >= RH_CONF_MAX_KEYS)
+			return errf(err, n, "more than %d keys", RH_CONF_MAX_KEYS);
+		for (i = 0; item[i] && strchr("0123456789abcdef", item[i]); i++)
+			;
+		if (i != RH_KEY_ID_LEN || item[i])
+			return errf(err, n, "key: not a key id (not shown: it may be a "
+			            "key); give %d hex digits as `ratectl key-id` prints "
+			            "them, never the key itself", RH_KEY_ID_LEN);
+		memcpy(cb->keys[cb->nkeys++], item, RH_KEY_ID_LEN + 1);
+		p = e + 1;
+	} while (*e);
+	return 0;
+}
+
+static int key_requests(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	return limits_add(cb, RATECTL_REQUESTS, v, err, n);
 }
 
-static int key_tokens(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_tokens(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	return limits_add(cb, RATECTL_TOKENS, v, err, n);
 }
 
-static int key_concurrency(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_concurrency(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	uint64_t x;
 	int rc = parse_uint(v, 0, RATECTL_MAX_INFLIGHT, &x, err, n);
@@ -425,7 +473,7 @@ static int key_concurrency(rc_conf_budget *cb, const char *v, char *err, size_t 
 	return rc;
 }
 
-static int key_burst(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_burst(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	if (all_digits(v))
 		return parse_uint(v, 1, UINT64_MAX, &cb->burst_count, err, n);
@@ -433,27 +481,27 @@ static int key_burst(rc_conf_budget *cb, const char *v, char *err, size_t n)
 	                 err, n);
 }
 
-static int key_jitter(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_jitter(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	return parse_dur(v, 0, JITTER_MAX, "0 .. 1h", &cb->budget.jitter_ns,
 	                 err, n);
 }
 
-static int key_on_error(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_on_error(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	char w[32];
 
 	trim_copy(w, sizeof w, v, v + strlen(v));
 	if (strcasecmp(w, "open") == 0)
-		cb->on_error = RC_ON_ERROR_OPEN;
+		cb->on_error = RH_ON_ERROR_OPEN;
 	else if (strcasecmp(w, "closed") == 0)
-		cb->on_error = RC_ON_ERROR_CLOSED;
+		cb->on_error = RH_ON_ERROR_CLOSED;
 	else
 		return errf(err, n, "'%s': expected open or closed", w);
 	return 0;
 }
 
-static int key_retries(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_retries(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	uint64_t x;
 	int rc = parse_uint(v, 0, 100, &x, err, n);
@@ -480,23 +528,23 @@ static int parse_percent(const char *v, uint64_t min, unsigned *out, char *err,
 	return rc;
 }
 
-static int key_retry_budget(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_retry_budget(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	return parse_percent(v, 0, &cb->retry_percent, err, n);
 }
 
-static int key_batch_share(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_batch_share(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	return parse_percent(v, 1, &cb->budget.batch_share, err, n);
 }
 
-static int key_timeout(rc_conf_budget *cb, const char *v, char *err, size_t n)
+static int key_timeout(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	return parse_dur(v, 0, RATECTL_PERIOD_MAX, "0 .. 1 day", &cb->timeout_ns,
 	                 err, n);
 }
 
-static int key_bytes_per_token(rc_conf_budget *cb, const char *v, char *err,
+static int key_bytes_per_token(rh__conf_budget *cb, const char *v, char *err,
                                size_t n)
 {
 	uint64_t x;
@@ -506,7 +554,7 @@ static int key_bytes_per_token(rc_conf_budget *cb, const char *v, char *err,
 	return rc;
 }
 
-static int key_default_max_tokens(rc_conf_budget *cb, const char *v, char *err,
+static int key_default_max_tokens(rh__conf_budget *cb, const char *v, char *err,
                                   size_t n)
 {
 	return parse_uint(v, 0, 1000000000, &cb->default_max_tokens, err, n);
@@ -517,6 +565,8 @@ static const struct key {
 	key_fn fn;
 } keys[] = {
 	{ "match", key_match },
+	{ "model", key_model },
+	{ "key", key_key },
 	{ "requests", key_requests },
 	{ "tokens", key_tokens },
 	{ "concurrency", key_concurrency },
@@ -542,25 +592,25 @@ static int key_index(const char *name)
 	return -1;
 }
 
-int rc_conf_key_known(const char *key)
+int rh__conf_key_known(const char *key)
 {
 	return key_index(key) >= 0;
 }
 
-void rc_conf_budget_init(rc_conf_budget *cb, const char *name)
+void rh__conf_budget_init(rh__conf_budget *cb, const char *name)
 {
 	static const ratectl_budget init = RATECTL_BUDGET_INIT;
 
 	memset(cb, 0, sizeof *cb);
 	snprintf(cb->name, sizeof cb->name, "%s", name);
 	cb->budget = init;
-	cb->on_error = RC_ON_ERROR_OPEN;
+	cb->on_error = RH_ON_ERROR_OPEN;
 	cb->retry_percent = 20;
 	cb->timeout_ns = 60 * NS_PER_S;
 	cb->bytes_per_token = 4;
 }
 
-int rc_conf_budget_key(rc_conf_budget *cb, const char *key, const char *value,
+int rh__conf_budget_key(rh__conf_budget *cb, const char *key, const char *value,
                        char *err, size_t errlen)
 {
 	int i = key_index(key);

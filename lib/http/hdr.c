@@ -2,7 +2,7 @@
  * hdr.c - what providers' rate-limit headers say, as ratectl_windows:
  * one window per header family and dimension, never applied beyond it
  * (ratectl_observe_window()).  Pure: header values in through a lookup
- * function, numbers out (see http.h).
+ * function, numbers out (see rh.h).
  *
  * Which dimension and window each describes:
  *   x-ratelimit-*-requests / -tokens (OpenAI, Azure OpenAI): requests /
@@ -22,7 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http.h"
+#include "rh.h"
 
 #define NS_PER_S 1000000000LL
 #define MINUTE_NS (60 * NS_PER_S)
@@ -31,12 +31,12 @@
 
 _Static_assert(SECONDS_MAX * NS_PER_S > 0 && SECONDS_MAX < INT64_MAX / NS_PER_S,
                "seconds in range convert to nanoseconds without overflow");
-_Static_assert(SHIM_HDR_NAME_MAX >= 1 && SHIM_HDR_VALUE_MAX >= 16, "usable sizes");
-_Static_assert(SHIM_HDR_KEEP >= 3, "read_family() holds three values at once");
-_Static_assert(sizeof ((struct shim_hdr_copies *)0)->buf[0] == SHIM_HDR_VALUE_MAX + 1,
-               "a value of SHIM_HDR_VALUE_MAX bytes and its NUL fit");
+_Static_assert(RH_HDR_NAME_MAX >= 1 && RH_HDR_VALUE_MAX >= 16, "usable sizes");
+_Static_assert(RH_HDR_KEEP >= 3, "read_family() holds three values at once");
+_Static_assert(sizeof ((struct rh__hdr_copies *)0)->buf[0] == RH_HDR_VALUE_MAX + 1,
+               "a value of RH_HDR_VALUE_MAX bytes and its NUL fit");
 
-int shim_hdr_count(const char *s, uint64_t *v)
+int rh__hdr_count(const char *s, uint64_t *v)
 {
 	uint64_t x = 0;
 	int digits = 0;
@@ -58,14 +58,14 @@ int shim_hdr_count(const char *s, uint64_t *v)
 	return 0;
 }
 
-const char *shim_hdr_keep(struct shim_hdr_copies *c, const char *v)
+const char *rh__hdr_keep(struct rh__hdr_copies *c, const char *v)
 {
 	size_t n;
 	char *b;
 
-	if (!v || (n = strnlen(v, SHIM_HDR_VALUE_MAX + 1)) > SHIM_HDR_VALUE_MAX)
+	if (!v || (n = strnlen(v, RH_HDR_VALUE_MAX + 1)) > RH_HDR_VALUE_MAX)
 		return NULL;
-	b = c->buf[c->next++ % SHIM_HDR_KEEP];
+	b = c->buf[c->next++ % RH_HDR_KEEP];
 	memcpy(b, v, n);
 	b[n] = '\0';
 	return b;
@@ -95,7 +95,7 @@ struct family {
 	int rfc3339;
 };
 
-static const char *get_part(shim_hdr_get get, void *ctx, const struct family *f,
+static const char *get_part(rh__hdr_get get, void *ctx, const struct family *f,
                             const char *dimname, const char *part)
 {
 	char name[96];
@@ -105,7 +105,7 @@ static const char *get_part(shim_hdr_get get, void *ctx, const struct family *f,
 	return k > 0 && (size_t)k < sizeof name ? get(ctx, name) : NULL;
 }
 
-static int read_family(shim_hdr_get get, void *ctx, int64_t wall_now_ns,
+static int read_family(rh__hdr_get get, void *ctx, int64_t wall_now_ns,
                        const struct family *f, const char *dimname, ratectl_dim dim,
                        ratectl_window *out, size_t cap, size_t *n)
 {
@@ -115,9 +115,9 @@ static int read_family(shim_hdr_get get, void *ctx, int64_t wall_now_ns,
 	uint64_t r, l = 0;
 	int64_t ns = -1, t;
 
-	if (!rem || shim_hdr_count(rem, &r) != 0)
+	if (!rem || rh__hdr_count(rem, &r) != 0)
 		return 0;
-	if (lim && shim_hdr_count(lim, &l) != 0)
+	if (lim && rh__hdr_count(lim, &l) != 0)
 		l = 0;
 	if (reset && !f->rfc3339 && ratectl_parse_go_duration(reset, &t) == 0)
 		ns = t;
@@ -132,7 +132,7 @@ static int read_family(shim_hdr_get get, void *ctx, int64_t wall_now_ns,
 /* ---- the IETF draft ------------------------------------------------------- */
 
 struct item {
-	char name[SHIM_HDR_NAME_MAX + 1];
+	char name[RH_HDR_NAME_MAX + 1];
 	int64_t p[4];           /* q w r t, -1 absent */
 };
 
@@ -154,13 +154,13 @@ static int64_t sf_int(const char **s, const char *end)
 
 /*
  * A structured-field list of the draft's shape, `"name";k=v;k=v, ...`,
- * read from the first SHIM_HDR_VALUE_MAX bytes of v into items[0..cap).
+ * read from the first RH_HDR_VALUE_MAX bytes of v into items[0..cap).
  * What does not parse ends the list; a member with an odd shape is
  * skipped to the next comma.
  */
 static size_t sf_list(const char *v, struct item *items, size_t cap)
 {
-	const char *s = v, *end = v + strnlen(v, SHIM_HDR_VALUE_MAX);
+	const char *s = v, *end = v + strnlen(v, RH_HDR_VALUE_MAX);
 	size_t n = 0;
 
 	while (s < end && n < cap) {
@@ -177,13 +177,13 @@ static size_t sf_list(const char *v, struct item *items, size_t cap)
 			for (s++; s < end && *s != '"'; s++) {
 				if (*s == '\\' && s + 1 < end)
 					s++;
-				if (k < SHIM_HDR_NAME_MAX)
+				if (k < RH_HDR_NAME_MAX)
 					it->name[k++] = *s;
 			}
 			s += s < end;
 		} else {
 			for (; s < end && *s != ';' && *s != ',' && *s != ' '; s++)
-				if (k < SHIM_HDR_NAME_MAX)
+				if (k < RH_HDR_NAME_MAX)
 					it->name[k++] = *s;
 		}
 		it->name[k] = '\0';
@@ -218,13 +218,13 @@ static int has_token(const char *name)
 	return strcasestr(name, "token") != NULL;
 }
 
-static void read_ietf(shim_hdr_get get, void *ctx, ratectl_window *out,
+static void read_ietf(rh__hdr_get get, void *ctx, ratectl_window *out,
                       size_t cap, size_t *n)
 {
-	struct item pol[SHIM_HDR_WINDOWS], cur[SHIM_HDR_WINDOWS];
+	struct item pol[RH_HDR_WINDOWS], cur[RH_HDR_WINDOWS];
 	const char *pv = get(ctx, "ratelimit-policy"), *cv = get(ctx, "ratelimit");
-	size_t np = pv ? sf_list(pv, pol, SHIM_HDR_WINDOWS) : 0;
-	size_t nc = cv ? sf_list(cv, cur, SHIM_HDR_WINDOWS) : 0;
+	size_t np = pv ? sf_list(pv, pol, RH_HDR_WINDOWS) : 0;
+	size_t nc = cv ? sf_list(cv, cur, RH_HDR_WINDOWS) : 0;
 	size_t i, j;
 
 	for (i = 0; i < nc; i++) {
@@ -246,7 +246,7 @@ static void read_ietf(shim_hdr_get get, void *ctx, ratectl_window *out,
 	}
 }
 
-size_t shim_hdr_windows(shim_hdr_get get, void *ctx, int64_t wall_now_ns,
+size_t rh__hdr_windows(rh__hdr_get get, void *ctx, int64_t wall_now_ns,
                         ratectl_window *out, size_t cap)
 {
 	static const struct family openai = { "x-ratelimit-%s-%s", 0, 0 };
@@ -265,4 +265,79 @@ size_t shim_hdr_windows(shim_hdr_get get, void *ctx, int64_t wall_now_ns,
 	}
 	read_ietf(get, ctx, out, cap, &n);
 	return n;
+}
+
+/* ---- the kept response headers -------------------------------------------- */
+
+const char *const rh__hdr_names[] = {
+	"retry-after", "retry-after-ms", "content-type",
+	"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+	"x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
+	"x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+	"anthropic-ratelimit-requests-limit", "anthropic-ratelimit-requests-remaining",
+	"anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-limit",
+	"anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-reset",
+	"anthropic-ratelimit-input-tokens-limit",
+	"anthropic-ratelimit-input-tokens-remaining",
+	"anthropic-ratelimit-input-tokens-reset",
+	"anthropic-ratelimit-output-tokens-limit",
+	"anthropic-ratelimit-output-tokens-remaining",
+	"anthropic-ratelimit-output-tokens-reset",
+	"ratelimit", "ratelimit-policy",
+	NULL
+};
+const size_t rh__hdr_nnames = sizeof rh__hdr_names / sizeof rh__hdr_names[0] - 1;
+
+_Static_assert(sizeof rh__hdr_names / sizeof rh__hdr_names[0] - 1 <= RH_HDR_SLOTS,
+               "a slot for every name read");
+_Static_assert(RH_HDR_ARENA < 65536, "arena offsets fit 16 bits");
+
+void rh__hdrs_reset(struct rh__hdrs *h)
+{
+	h->used = 0;
+	h->n = 0;
+}
+
+static int wanted(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < rh__hdr_nnames; i++)
+		if (strcasecmp(rh__hdr_names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+int rh__hdrs_add(struct rh__hdrs *h, const char *name, const char *value)
+{
+	size_t nl, vl;
+
+	if (!name || !value || !wanted(name))
+		return -1;
+	if (rh__hdrs_get(h, name))
+		return 0;               /* the first of repeated names wins */
+	nl = strlen(name);
+	vl = strnlen(value, RH_HDR_VALUE_MAX + 1);
+	if (vl > RH_HDR_VALUE_MAX || h->n >= RH_HDR_SLOTS ||
+	    nl + vl + 2 > RH_HDR_ARENA - h->used)
+		return -1;
+	h->slot[h->n].name = (uint16_t)h->used;
+	memcpy(h->arena + h->used, name, nl + 1);
+	h->used += nl + 1;
+	h->slot[h->n].value = (uint16_t)h->used;
+	memcpy(h->arena + h->used, value, vl);
+	h->arena[h->used + vl] = '\0';
+	h->used += vl + 1;
+	h->n++;
+	return 0;
+}
+
+const char *rh__hdrs_get(const struct rh__hdrs *h, const char *name)
+{
+	unsigned i;
+
+	for (i = 0; i < h->n; i++)
+		if (strcasecmp(h->arena + h->slot[i].name, name) == 0)
+			return h->arena + h->slot[i].value;
+	return NULL;
 }

@@ -55,7 +55,7 @@ static int read_uint(const char *p, const char *end, uint64_t *v, const char **a
 	const char *s = p;
 
 	while (p < end && *p >= '0' && *p <= '9') {
-		if (x < JSCAN_INT_MAX)
+		if (x < RH_JSCAN_INT_MAX)
 			x = x * 10 + (uint64_t)(*p - '0');
 		p++;
 	}
@@ -66,7 +66,7 @@ static int read_uint(const char *p, const char *end, uint64_t *v, const char **a
 			;
 	if (p == end || *p == 'e' || *p == 'E' || *p == '-' || *p == '+')
 		return 0;
-	*v = x < JSCAN_INT_MAX ? x : JSCAN_INT_MAX;
+	*v = x < RH_JSCAN_INT_MAX ? x : RH_JSCAN_INT_MAX;
 	*after = p;
 	return 1;
 }
@@ -82,7 +82,7 @@ static int key_index(const char *k, size_t klen, const char *const *keys,
 	return -1;
 }
 
-unsigned jscan_members(const char *text, size_t len, const char *const *keys,
+unsigned rh__jscan_members(const char *text, size_t len, const char *const *keys,
                        unsigned nkeys, uint64_t *out)
 {
 	const char *end = text + len;
@@ -124,17 +124,67 @@ unsigned jscan_members(const char *text, size_t len, const char *const *keys,
 	return found;
 }
 
-int jscan_max_tokens(const char *body, size_t len, uint64_t *max)
+int rh__jscan_max_tokens(const char *body, size_t len, uint64_t *max)
 {
-	static const char *const keys[] = { "max_tokens", "max_completion_tokens" };
-	uint64_t v[2] = { 0, 0 };
-	unsigned f = jscan_members(body, len, keys, 2, v);
+	static const char *const keys[] = {
+		"max_tokens", "max_completion_tokens", "max_output_tokens"
+	};
+	uint64_t v[3] = { 0, 0, 0 };
+	unsigned f = rh__jscan_members(body, len, keys, 3, v);
 
 	if (!f)
 		return 0;
-	/* Both present: the API takes one; charge the larger. */
+	/* Several present: the API takes one; charge the largest. */
 	*max = v[0] > v[1] ? v[0] : v[1];
+	*max = *max > v[2] ? *max : v[2];
 	return 1;
+}
+
+int rh__jscan_string(const char *text, size_t len, const char *key, char *out,
+                     size_t cap)
+{
+	const char *end = text + len;
+	const char *p = skip_blank(text, end);
+	size_t klen = strlen(key);
+	int depth = 1;
+
+	if (p == end || *p != '{' || cap == 0)
+		return 0;
+	for (p++; p < end;) {
+		const char *ks, *q, *vs;
+
+		if (*p != '"') {
+			if (*p == '{' || *p == '[')
+				depth++;
+			else if ((*p == '}' || *p == ']') && --depth == 0)
+				break;
+			p++;
+			continue;
+		}
+		ks = p + 1;
+		p = skip_string(p, end);
+		if (depth != 1 || p == end)
+			continue;
+		q = skip_blank(p, end);
+		if (q == end || *q != ':' || (size_t)(p - 1 - ks) != klen ||
+		    memcmp(ks, key, klen) != 0)
+			continue;
+		q = skip_blank(q + 1, end);
+		if (q == end || *q != '"')
+			return 0;
+		vs = q + 1;
+		p = skip_string(q, end);
+		if (p == end && p[-1] != '"')
+			return 0;       /* cut short */
+		/* A model name has no escapes; one that has any is not matched
+		 * rather than matched wrongly. */
+		if ((size_t)(p - 1 - vs) >= cap || memchr(vs, '\\', (size_t)(p - 1 - vs)))
+			return 0;
+		memcpy(out, vs, (size_t)(p - 1 - vs));
+		out[p - 1 - vs] = '\0';
+		return 1;
+	}
+	return 0;
 }
 
 /*
@@ -183,10 +233,10 @@ static unsigned usage_at(const char *s, size_t n, int first, uint64_t *v)
 	};
 	const char *o = find_usage(s, n, first);
 
-	return o ? jscan_members(o, (size_t)(s + n - o), keys, U_NKEYS, v) : 0;
+	return o ? rh__jscan_members(o, (size_t)(s + n - o), keys, U_NKEYS, v) : 0;
 }
 
-int jscan_usage(const char *head, size_t nhead, const char *tail, size_t ntail,
+int rh__jscan_usage(const char *head, size_t nhead, const char *tail, size_t ntail,
                 uint64_t *tokens)
 {
 	uint64_t v[U_NKEYS] = { 0 }, hv[U_NKEYS] = { 0 };

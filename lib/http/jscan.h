@@ -1,5 +1,5 @@
 /*
- * jscan.h - the few integers the shim reads from JSON: max_tokens in a
+ * jscan.h - the few values libratectl-http reads from JSON: max_tokens in a
  * request body, usage in a response.
  *
  * Why not a JSON library: the shim lives in the address space of arbitrary
@@ -11,8 +11,8 @@
  * and never allocates.  Inputs may be truncated or not JSON at all: the
  * scanner then finds nothing and never reads outside text[0..len).
  */
-#ifndef RATECTL_PRELOAD_JSCAN_H
-#define RATECTL_PRELOAD_JSCAN_H
+#ifndef RATECTL_HTTP_JSCAN_H
+#define RATECTL_HTTP_JSCAN_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +21,7 @@
 #pragma GCC visibility push(hidden)
 
 /* Values above this are taken as this (no request asks for more). */
-#define JSCAN_INT_MAX 1000000000000ULL
+#define RH_JSCAN_INT_MAX 1000000000000ULL
 
 /*
  * Integer members of the object that starts at the first non-blank byte
@@ -29,14 +29,23 @@
  * a non-negative integer value, out[i] is set.  Returns the bitmask of the
  * keys found (at most 16 keys).  Members of nested objects are skipped.
  */
-unsigned jscan_members(const char *text, size_t len, const char *const *keys,
+unsigned rh__jscan_members(const char *text, size_t len, const char *const *keys,
                        unsigned nkeys, uint64_t *out);
 
 /*
- * max_tokens or max_completion_tokens of a request body (the first found),
- * into *max.  Returns 1 when found, 0 otherwise.
+ * max_tokens, max_completion_tokens or max_output_tokens of a request
+ * body (the largest found) into *max.  Returns 1 when found, 0 otherwise.
  */
-int jscan_max_tokens(const char *body, size_t len, uint64_t *max);
+int rh__jscan_max_tokens(const char *body, size_t len, uint64_t *max);
+
+/*
+ * The string value of member key of the object at the start of
+ * text[0..len) (top level only), copied into out (cap bytes with the
+ * NUL).  Returns 1, or 0 when absent, not a string, cut short, longer
+ * than cap - 1 or holding an escape.
+ */
+int rh__jscan_string(const char *text, size_t len, const char *key, char *out,
+                     size_t cap);
 
 /*
  * Tokens a response reports using, from the first bytes (head) and the
@@ -46,7 +55,7 @@ int jscan_max_tokens(const char *body, size_t len, uint64_t *max);
  * last usage may carry only output_tokens and the input comes from the
  * first (message_start).  Returns 1 and *tokens, or 0 when no usage.
  */
-int jscan_usage(const char *head, size_t nhead, const char *tail, size_t ntail,
+int rh__jscan_usage(const char *head, size_t nhead, const char *tail, size_t ntail,
                 uint64_t *tokens);
 
 #pragma GCC visibility pop

@@ -1,9 +1,9 @@
-// fuzz-sources: -Itools/common tools/common/config.c tools/common/config_keys.c lib/admit.c lib/budget.c lib/clock.c lib/fork.c lib/gcra.c lib/lease.c lib/ledger.c lib/meta.c lib/record.c lib/wait.c -linih -llmdb -lpthread
+// fuzz-sources: -Ilib/http lib/http/conf.c lib/http/conf_keys.c lib/admit.c lib/budget.c lib/clock.c lib/fork.c lib/gcra.c lib/lease.c lib/ledger.c lib/meta.c lib/record.c lib/wait.c -linih -llmdb -lpthread
 /*
  * fuzz_config.c - the config file loader (inih plus ratectl's own key
  * parsing) and the match-rule parser, on any bytes.  The bytes go both
- * through a file (a memfd, read by rc_conf_load()) and straight to
- * rc_conf_parse(): the two must agree, and every refusal must say why.
+ * through a file (a memfd, read by rh__conf_load()) and straight to
+ * rh__conf_parse(): the two must agree, and every refusal must say why.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -12,16 +12,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "conf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char path[64], err[512], err2[512], *s;
-	rc_conf *conf = NULL, *conf2 = NULL;
+	rh__conf *conf = NULL, *conf2 = NULL;
 	int fd, rc, rc2;
-	rc_match m;
+	rh__match m;
 
 	fd = memfd_create("ratectl-fuzz.conf", MFD_CLOEXEC);
 	if (fd < 0)
@@ -29,23 +29,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (write(fd, data, size) == (ssize_t)size) {
 		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 		err[0] = err2[0] = '\0';
-		rc = rc_conf_load(&conf, path, err, sizeof err);
-		rc2 = rc_conf_parse(&conf2, path, (const char *)data, size, err2,
+		rc = rh__conf_load(&conf, path, err, sizeof err);
+		rc2 = rh__conf_parse(&conf2, path, (const char *)data, size, err2,
 		                    sizeof err2);
 		if (rc != rc2 || (rc == 0) != (conf != NULL) ||
 		    (rc == 0 && conf->nbudgets != conf2->nbudgets) ||
 		    (rc != 0 && (err[0] == '\0' || strcmp(err, err2) != 0)))
 			abort();
 		if (rc == 0 && conf->nbudgets > 0)
-			(void)rc_conf_match(conf, "api.openai.com", 443, "/v1/chat");
-		rc_conf_free(conf);
-		rc_conf_free(conf2);
+			(void)rh__conf_match(conf, "api.openai.com", 443, "/v1/chat", "gpt-4o-mini",
+			                     "0123456789abcdef");
+		rh__conf_free(conf);
+		rh__conf_free(conf2);
 	}
 	close(fd);
 	if ((s = malloc(size + 1)) != NULL) {
 		memcpy(s, data, size);
 		s[size] = '\0';
-		(void)rc_match_parse(&m, s);
+		(void)rh__match_parse(&m, s);
 		free(s);
 	}
 	return 0;

@@ -1,4 +1,4 @@
-// fuzz-sources: -Itools/preload tools/preload/jscan.c tools/preload/tee.c tools/preload/hdr.c
+// fuzz-sources: -Ilib/http lib/http/jscan.c lib/http/tee.c lib/http/hdr.c
 /*
  * fuzz_jscan.c - the shim's pure HTTP policy on any bytes: the JSON
  * scanner (request max_tokens, response usage), the tee fed the input in
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "rh.h"
 #include "jscan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,27 +42,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* An exact-size copy: any read past the end is caught by ASan. */
 	char *buf = malloc(size ? size : 1), *z = malloc(size + 1);
 	size_t half = size / 2, off = 0, i = 0;
-	struct shim_tee *t = malloc(sizeof *t);
-	ratectl_window w[SHIM_HDR_WINDOWS];
+	struct rh__tee *t = malloc(sizeof *t);
+	ratectl_window w[RH_HDR_WINDOWS];
 	struct vals vs = { { NULL } };
 	uint64_t v;
 
 	if (!buf || !z || !t)
 		goto out;
 	memcpy(buf, data, size);
-	(void)jscan_max_tokens(buf, size, &v);
-	(void)jscan_usage(buf, size, buf, size, &v);
-	(void)jscan_usage(buf, half, buf + half, size - half, &v);
+	(void)rh__jscan_max_tokens(buf, size, &v);
+	(void)rh__jscan_usage(buf, size, buf, size, &v);
+	(void)rh__jscan_usage(buf, half, buf + half, size - half, &v);
 	/* the tee: piece sizes from the bytes themselves, some large */
-	shim_tee_reset(t, 0);
+	rh__tee_reset(t);
 	while (off < size) {
 		size_t len = 1 + (size_t)(uint8_t)buf[off] * ((uint8_t)buf[off] & 1 ? 97 : 1);
 
 		len = len > size - off ? size - off : len;
-		shim_tee_capture(t, buf + off, len);
+		rh__tee_capture(t, buf + off, len);
 		off += len;
 	}
-	(void)shim_tee_usage(t, &v);
+	(void)rh__tee_usage(t, &v);
 	/* headers: NUL-separated values */
 	memcpy(z, data, size);
 	z[size] = '\0';
@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		vs.v[i] = z + off;
 		off += strlen(z + off) + 1;
 	}
-	(void)shim_hdr_windows(get, &vs, 1764460800LL * 1000000000LL, w, SHIM_HDR_WINDOWS);
+	(void)rh__hdr_windows(get, &vs, 1764460800LL * 1000000000LL, w, RH_HDR_WINDOWS);
 out:
 	free(t);
 	free(z);

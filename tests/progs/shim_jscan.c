@@ -1,6 +1,6 @@
 /*
  * shim_jscan - tests and a bounded fuzz of the preload shim's JSON scanner
- * (tools/preload/jscan.c, compiled in here), run by tests/test_shim.sh.
+ * (lib/http/jscan.c, compiled in here), run by tests/test_shim.sh.
  *
  *   1. known bodies and responses, with what must be read from them;
  *   2. generated request bodies: random members, strings full of quotes,
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../tools/preload/jscan.c"
+#include "../../lib/http/jscan.c"
 
 static int fails;
 static unsigned long long state = 88172645463325252ull;
@@ -42,7 +42,7 @@ static int max_of(const char *s, size_t len, uint64_t *v)
 	int r;
 
 	memcpy(copy, s, len);
-	r = jscan_max_tokens(copy, len, v);
+	r = rh__jscan_max_tokens(copy, len, v);
 	free(copy);
 	return r;
 }
@@ -54,7 +54,7 @@ static int usage_of(const char *s, uint64_t *v)
 	int r;
 
 	memcpy(copy, s, len);
-	r = jscan_usage(copy, len, copy, len, v);
+	r = rh__jscan_usage(copy, len, copy, len, v);
 	free(copy);
 	return r;
 }
@@ -75,7 +75,7 @@ static void known(void)
 		{ "[{\"max_tokens\":1}]", 0, 0 },
 		{ "max_tokens=5&x=1", 0, 0 },
 		{ "{\"a\\\\\":\"b\",\"max_tokens\":3}", 1, 3 },
-		{ "{\"max_tokens\":99999999999999999999999}", 1, JSCAN_INT_MAX },
+		{ "{\"max_tokens\":99999999999999999999999}", 1, RH_JSCAN_INT_MAX },
 		{ "", 0, 0 },
 	};
 	static const struct { const char *s; int found; uint64_t v; } resp[] = {

@@ -127,7 +127,7 @@ static void describe(const ratectl_budget *old, const ratectl_budget *new)
  * --dry-run goes through the same path and stops short of the write, so
  * that what it prints is what apply would do.
  */
-static int apply_one(cli *c, const rc_conf_budget *cb, int dry, struct tally *t)
+static int apply_one(cli *c, const rh__conf_budget *cb, int dry, struct tally *t)
 {
 	ratectl_budget_info in;
 	ratectl_budget was, want = normal(&cb->budget);
@@ -158,7 +158,7 @@ static int apply_one(cli *c, const rc_conf_budget *cb, int dry, struct tally *t)
 /* Delete the budgets of the ledger that conf does not name.  Runs after
  * every create and update succeeded: an apply that fails half way never
  * leaves the host with fewer budgets than it had. */
-static int prune(cli *c, const rc_conf *conf, int dry, struct tally *t)
+static int prune(cli *c, const rh__conf *conf, int dry, struct tally *t)
 {
 	ratectl_budget_info *v;
 	size_t n, i;
@@ -167,7 +167,7 @@ static int prune(cli *c, const rc_conf *conf, int dry, struct tally *t)
 	if ((rc = cli_snapshot(c, &v, &n)) != 0)
 		return rc;
 	for (i = 0; i < n && rc == 0; i++) {
-		if (rc_conf_find(conf, v[i].name))
+		if (rh__conf_find(conf, v[i].name))
 			continue;
 		if (!dry && (rc = ratectl_budget_delete(c->h, v[i].name)) != 0 &&
 		    rc != RATECTL_ENOTFOUND) {
@@ -192,7 +192,7 @@ int cmd_apply(cli *c, int argc, char **argv)
 	struct tally t = { 0, 0, 0, 0 };
 	int o, rc, dry = 0, do_prune = 0;
 	const char *path = c->config;
-	rc_conf *conf;
+	rh__conf *conf;
 	char err[1024];
 	size_t i;
 
@@ -210,8 +210,8 @@ int cmd_apply(cli *c, int argc, char **argv)
 		path = argv[optind];
 	/* The whole file is read and validated before the ledger is touched:
 	 * --prune acts on what the file leaves out, so a file that was not
-	 * read to its end must delete nothing (rc_conf_load() fails then). */
-	if ((rc = rc_conf_load(&conf, path, err, sizeof err)) != 0) {
+	 * read to its end must delete nothing (rh__conf_load() fails then). */
+	if ((rc = rh__conf_load(&conf, path, err, sizeof err)) != 0) {
 		cli_err(c, "%s", err);
 		return CLI_ERROR;
 	}
@@ -220,7 +220,7 @@ int cmd_apply(cli *c, int argc, char **argv)
 	if (do_prune && conf->nbudgets == 0) {
 		cli_err(c, "%s names no budget: --prune would delete every budget; "
 		        "refusing (delete them with `ratectl delete NAME`)", conf->path);
-		rc_conf_free(conf);
+		rh__conf_free(conf);
 		return CLI_ERROR;
 	}
 	if ((rc = cli_open(c)) == 0) {
@@ -233,7 +233,7 @@ int cmd_apply(cli *c, int argc, char **argv)
 		printf("%s: %u created, %u updated, %u deleted, %u unchanged%s\n",
 		       conf->path, t.created, t.updated, t.deleted, t.same,
 		       dry ? " (dry run: nothing was changed)" : "");
-	rc_conf_free(conf);
+	rh__conf_free(conf);
 	return rc;
 }
 
@@ -245,7 +245,7 @@ enum { SET_REQUESTS, SET_TOKENS, SET_CONCURRENCY, SET_JITTER, SET_BURST,
        SET_BATCH, SET_N };
 
 /* Keep what the options did not replace from the budget as it is. */
-static void merge(rc_conf_budget *cb, const ratectl_budget *old,
+static void merge(rh__conf_budget *cb, const ratectl_budget *old,
                   const int given[SET_N])
 {
 	unsigned i;
@@ -266,7 +266,7 @@ static void merge(rc_conf_budget *cb, const ratectl_budget *old,
 
 /* Parse set's options into cb, as the config keys they stand for;
  * -1 when --help was printed, else 0 or an exit code. */
-static int set_options(cli *c, int argc, char **argv, rc_conf_budget *cb,
+static int set_options(cli *c, int argc, char **argv, rh__conf_budget *cb,
                        int given[SET_N])
 {
 	static const struct option opts[] = {
@@ -292,7 +292,7 @@ static int set_options(cli *c, int argc, char **argv, rc_conf_budget *cb,
 			return cli_badopt(c, o, argv);
 		if (given[o]++)
 			return cli_usage(c, "--%s given twice", opts[o].name);
-		if (rc_conf_budget_key(cb, keys[o], optarg, err, sizeof err) != 0)
+		if (rh__conf_budget_key(cb, keys[o], optarg, err, sizeof err) != 0)
 			return cli_usage(c, "--%s: %s", opts[o].name, err);
 	}
 	if (optind + 1 != argc)
@@ -311,10 +311,10 @@ int cmd_set(cli *c, int argc, char **argv)
 	struct tally t = { 0, 0, 0, 0 };
 	int rc, given[SET_N] = { 0 };
 	ratectl_budget_info in;
-	rc_conf_budget cb;
+	rh__conf_budget cb;
 	char err[512];
 
-	rc_conf_budget_init(&cb, "");
+	rh__conf_budget_init(&cb, "");
 	if ((rc = set_options(c, argc, argv, &cb, given)) != 0)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = cli_open(c)) != 0)
@@ -324,9 +324,9 @@ int cmd_set(cli *c, int argc, char **argv)
 		return cli_fail(c, rc, cb.name);
 	if (rc == 0)
 		merge(&cb, &in.config, given);
-	if (rc_conf_budget_finish(&cb, err, sizeof err) != 0)
+	if (rh__conf_budget_finish(&cb, err, sizeof err) != 0)
 		return cli_usage(c, "--burst: %s", err);
-	if (!rc_conf_budget_has_limit(&cb))
+	if (!rh__conf_budget_has_limit(&cb))
 		return cli_usage(c, "a new budget needs --requests, --tokens or "
 		                 "--concurrency");
 	if ((rc = apply_one(c, &cb, 0, &t)) != 0)

@@ -193,7 +193,7 @@ static int aside_name(char *buf, size_t len, const char *dir)
 	return -EEXIST;
 }
 
-static int rebuild(cli *c, const char *dir, const rc_conf *conf)
+static int rebuild(cli *c, const char *dir, const rh__conf *conf)
 {
 	char aside[PATH_MAX];
 	struct stat st;
@@ -220,7 +220,7 @@ static int rebuild(cli *c, const char *dir, const rc_conf *conf)
 	if ((rc = cli_open(c)) != 0)
 		return rc;
 	for (i = 0; i < conf->nbudgets; i++) {
-		const rc_conf_budget *b = &conf->budgets[i];
+		const rh__conf_budget *b = &conf->budgets[i];
 
 		rc = ratectl_budget_set(c->h, b->name, &b->budget,
 		                        RATECTL_CREATE | RATECTL_EMPTY);
@@ -236,19 +236,19 @@ static int rebuild(cli *c, const char *dir, const rc_conf *conf)
 
 static int repair(cli *c, const char *dir, const char *path)
 {
-	rc_conf *conf;
+	rh__conf *conf;
 	char err[1024];
 	int rc;
 
 	if (!path)
-		path = c->config ? c->config : rc_conf_default_path();
-	if ((rc = rc_conf_load(&conf, path, err, sizeof err)) != 0) {
+		path = c->config ? c->config : rh__conf_default_path();
+	if ((rc = rh__conf_load(&conf, path, err, sizeof err)) != 0) {
 		cli_err(c, "--repair rebuilds the budgets from the config file, and "
 		        "needs one: %s; give it with --config FILE", err);
 		return CLI_ERROR;
 	}
 	rc = rebuild(c, dir, conf);
-	rc_conf_free(conf);
+	rh__conf_free(conf);
 	return rc;
 }
 

@@ -24,7 +24,7 @@
 
 #include <jansson.h>
 
-#include "config.h"
+#include "conf.h"
 #include "ratectl.h"
 
 /* Exit codes, documented in ratectl(1). */
@@ -42,7 +42,7 @@ typedef struct cli_cmd cli_cmd;
 
 typedef struct cli {
 	const char *ledger;        /* --ledger, or NULL: ratectl_default_dir() */
-	const char *config;        /* --config, or NULL: rc_conf_default_path() */
+	const char *config;        /* --config, or NULL: rh__conf_default_path() */
 	const cli_cmd *cmd;        /* the running command */
 	ratectl *h;                /* opened by cli_open(), closed by main */
 } cli;

@@ -17,21 +17,20 @@
 
 #include "shim.h"
 
-#define BACKOFF_BASE_NS (500 * SHIM_NS_PER_MS)
-#define BACKOFF_CAP_NS (30 * SHIM_NS_PER_S)
 
 /* COPYPOSTFIELDS: libcurl copies the data and the caller may free it
- * right after, so it is read now. */
+ * right after, so the shim keeps a copy too (the policy reads the model
+ * and max_tokens from it at the transfer).  Without memory only its size
+ * is known. */
 static void note_copy(struct xfer *x, const char *data)
 {
-	uint64_t m;
+	size_t n = x->fields_size >= 0 ? (size_t)x->fields_size : data ? strlen(data) : 0;
 
+	free(x->copy);
 	x->fields = NULL;
-	x->copied = 1;
-	x->copied_bytes = x->fields_size >= 0 ? (uint64_t)x->fields_size :
-		data ? strlen(data) : 0;
-	x->copied_max = data && jscan_max_tokens(data, (size_t)x->copied_bytes, &m) ?
-		(int64_t)m : -1;
+	x->ncopy = n;
+	if ((x->copy = malloc(n ? n : 1)) && data)
+		memcpy(x->copy, data, n);
 	x->body = SHIM_BODY_FIELDS;
 }
 
@@ -59,7 +58,7 @@ static CURLcode set_long(const struct shim_curl *a, CURL *e, CURLoption o, long 
 	else if (o == CURLOPT_PORT)
 		x->port = v > 0 && v < 65536 ? (unsigned)v : 0;
 	else if (o == CURLOPT_POST)
-		x->body = !v ? SHIM_BODY_NONE : x->fields || x->copied ?
+		x->body = !v ? SHIM_BODY_NONE : x->fields || x->copy ?
 			SHIM_BODY_FIELDS : SHIM_BODY_STREAM;
 	else if (o == CURLOPT_UPLOAD)
 		x->body = v ? SHIM_BODY_STREAM : SHIM_BODY_NONE;
@@ -77,7 +76,7 @@ static CURLcode set_ptr(const struct shim_curl *a, CURL *e, CURLoption o, void *
 	switch (o) {
 	case CURLOPT_POSTFIELDS: case CURLOPT_COPYPOSTFIELDS: case CURLOPT_WRITEDATA:
 	case CURLOPT_ERRORBUFFER: case CURLOPT_PREREQDATA: case CURLOPT_CURLU:
-	case CURLOPT_MIMEPOST:
+	case CURLOPT_MIMEPOST: case CURLOPT_HTTPHEADER:
 /* Deprecated, but programs still set it and its body cannot be re-sent. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
@@ -101,7 +100,8 @@ static CURLcode set_ptr(const struct shim_curl *a, CURL *e, CURLoption o, void *
 		return rc;
 	if (o == CURLOPT_POSTFIELDS) {
 		x->fields = v;
-		x->copied = 0;
+		free(x->copy);
+		x->copy = NULL;
 		x->body = v ? SHIM_BODY_FIELDS : SHIM_BODY_STREAM;
 	} else if (o == CURLOPT_COPYPOSTFIELDS) {
 		note_copy(x, v);
@@ -113,6 +113,8 @@ static CURLcode set_ptr(const struct shim_curl *a, CURL *e, CURLoption o, void *
 		x->prereq_data = v;
 	} else if (o == CURLOPT_CURLU) {
 		x->curlu = v;
+	} else if (o == CURLOPT_HTTPHEADER) {
+		x->headers = v;
 	} else if (v) {         /* MIMEPOST, HTTPPOST */
 		x->body = SHIM_BODY_STREAM;
 	}
@@ -239,9 +241,10 @@ CURL *curl_easy_duphandle(CURL *e)
 		return d;
 	y->fields = x->fields;
 	y->fields_size = x->fields_size;
-	y->copied = x->copied;
-	y->copied_bytes = x->copied_bytes;
-	y->copied_max = x->copied_max;
+	if (x->copy && (y->copy = malloc(x->ncopy ? x->ncopy : 1)))
+		memcpy(y->copy, x->copy, x->ncopy);
+	y->ncopy = x->ncopy;
+	y->headers = x->headers;
 	y->body = x->body;
 	y->wfn = x->wfn;
 	y->wdata = x->wdata;
@@ -306,26 +309,10 @@ static long status_of(const struct shim_curl *a, CURL *e)
 	return code;
 }
 
-/* A thread's own generator: the jitter needs spread, not quality. */
-static uint64_t rnd(void)
+/* The policy's backoff (full jitter); the cooldown the provider asked
+ * for is enforced by the next admission on top. */
+static void backoff(int64_t ns)
 {
-	static __thread uint64_t s;
-
-	if (!s)
-		s = (uint64_t)shim_now() ^ ((uint64_t)(uintptr_t)&s << 16) ^
-			0x9E3779B97F4A7C15ull;
-	s ^= s << 13;
-	s ^= s >> 7;
-	s ^= s << 17;
-	return s;
-}
-
-/* Full jitter: uniform in [0, min(cap, base * 2^attempt)).  The cooldown
- * the provider asked for is enforced by the next admission on top. */
-static void backoff(unsigned attempt)
-{
-	int64_t span = BACKOFF_BASE_NS << (attempt < 6 ? attempt : 6);
-	int64_t ns = (int64_t)(rnd() % (uint64_t)(span < BACKOFF_CAP_NS ? span : BACKOFF_CAP_NS));
 	struct timespec ts = { ns / SHIM_NS_PER_S, ns % SHIM_NS_PER_S };
 
 	while (nanosleep(&ts, &ts) != 0)
@@ -353,6 +340,7 @@ static CURLcode perform_matched(const struct shim_curl *a, struct xfer *x)
 
 	for (;;) {
 		int adm = shim_admit(x, 1, NULL), hold, tee;
+		int64_t again = -1;
 		long status;
 
 		if (adm == SHIM_REFUSE)
@@ -363,12 +351,13 @@ static CURLcode perform_matched(const struct shim_curl *a, struct xfer *x)
 		status = status_of(a, x->e);
 		if (adm == SHIM_ADMITTED) {
 			shim_learn(a, x->e, x, status);
-			shim_release(x, status);
+			again = shim_release(x, status, hold && refused_unseen(x, status, tee));
 		}
-		if (hold && refused_unseen(x, status, tee) && shim_retry_take(x)) {
+		if (again >= 0) {
 			xfer_tee_end(a, x);
 			shim_tee_drop_held(x->tee);
-			backoff(attempt++);
+			backoff(again);
+			attempt++;
 			continue;
 		}
 		if (tee)
@@ -391,9 +380,13 @@ CURLcode curl_easy_perform(CURL *e)
 	if (shim_in_easy)
 		return a->easy_perform(e);
 	x = xfer_get(e, 0);
-	if (!shim_match(a, e, x, &pol) || (!x && !(x = xfer_get(e, 1))))
+	if (!shim_match(a, e, x, &pol))
 		return pass(a, e);
-	x->pol = pol;
-	x->estimate = shim_estimate(&pol, x);
+	if (!x && !(x = xfer_get(e, 1))) {
+		shim_policy_drop(&pol);
+		return pass(a, e);
+	}
+	shim_policy_set(x, &pol);
+	x->estimate = shim_estimate(&x->pol, x);
 	return perform_matched(a, x);
 }

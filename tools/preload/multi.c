@@ -149,7 +149,7 @@ static void finish(const struct shim_curl *a, struct mstate *ms, struct xfer *x,
 	if (x->leased) {
 		if (sent)
 			shim_learn(a, x->e, x, status);
-		shim_release(x, status);
+		shim_release(x, status, 0);
 	}
 	xfer_tee_end(a, x);
 	if (x->abort_on) {
@@ -205,8 +205,7 @@ static void pump(const struct shim_curl *a, struct mstate *ms)
 		r = shim_admit(x, 0, &wait);
 		if (r == SHIM_WAIT && now - x->parked_at >= x->pol.timeout_ns) {
 			r = SHIM_REFUSE;
-			shim_refusal_timeout(x->refusal, sizeof x->refusal, x->pol.name,
-			                     x->pol.timeout_ns);
+			shim_refuse_timeout(x);
 		} else if (r == SHIM_WAIT && idle(ms)) {
 			r = shim_admit(x, 1, NULL);
 		}
@@ -258,11 +257,14 @@ CURLMcode curl_multi_add_handle(CURLM *m, CURL *e)
 	x = xfer_get(e, 0);
 	if (x && x->parked)
 		return CURLM_ADDED_ALREADY;     /* libcurl does not know it is */
-	if ((x && x->multi) || !shim_match(a, e, x, &pol) ||
-	    (!x && !(x = xfer_get(e, 1))) || !(ms = mstate_get(m, 1)))
+	if ((x && x->multi) || !shim_match(a, e, x, &pol))
 		return a->multi_add_handle(m, e);
-	x->pol = pol;
-	x->estimate = shim_estimate(&pol, x);
+	if ((!x && !(x = xfer_get(e, 1))) || !(ms = mstate_get(m, 1))) {
+		shim_policy_drop(&pol);
+		return a->multi_add_handle(m, e);
+	}
+	shim_policy_set(x, &pol);
+	x->estimate = shim_estimate(&x->pol, x);
 	park(ms, x);
 	if (ms->phead == x)
 		ms->next_try = 0;       /* first in line: try now */
@@ -418,7 +420,7 @@ void shim_multi_forget(struct xfer *x)
 	if (x->parked)
 		unpark(ms, x);
 	if (x->leased)
-		shim_release(x, 0);
+		shim_release(x, 0, 0);
 	if (x->active)
 		deactivate(ms, x);
 	x->multi = NULL;

@@ -1,18 +1,18 @@
 /*
  * shim.h - what the parts of the preload shim (libratectl-preload.so)
- * share.  Built on the public header and tools/common/config.h only.
+ * share.  Built on the public headers only: the HTTP policy (config,
+ * matching, estimates, learning, retries) is libratectl-http's, linked
+ * statically and hidden; the shim is the libcurl adapter over it.
  *
  *   curlapi.c  the libcurl the program really uses: resolution, dlopen
  *   got.c      redirecting a loaded object's GOT entries (RTLD_DEEPBIND)
  *   guard.c    the clocks, the fork guard of the shim's mutexes
  *   xfer.c     per-handle state and the tee (a leaf: calls no hook)
- *   policy.c   the config file, the ledger, admission, learning
+ *   policy.c   the adapter to libratectl-http: request, admission, response
  *   easy.c     the curl_easy_* hooks: setopt, handle life, perform, retries
  *   multi.c    the curl_multi_* hooks: admission with parking
- * and, pure (http.h: bytes in, numbers out, no libcurl types):
- *   tee.c      the first and last bytes of a response, a held body
- *   hdr.c      providers' rate-limit headers as windows
- *   jscan.c    the JSON scanner for max_tokens and usage
+ * and, pure (http.h: bytes in, no libcurl types):
+ *   tee.c      a refused body held back for a retry
  *
  * Calls go one way: easy.c, multi.c -> policy.c -> xfer.c -> curlapi.c,
  * guard.c, and the pure files.
@@ -37,7 +37,7 @@
 /*
  * Everything below, and the library and config functions the shim calls,
  * is hidden: the shim lives in other programs' global symbol scope, where
- * a ratectl_open or rc_conf_load of its own must not interpose on theirs
+ * a ratectl_open or rh__conf_load of its own must not interpose on theirs
  * (a program may link libratectl.so itself).  The linker gives a symbol
  * the most restrictive visibility of all its references, so declaring
  * them hidden here hides them in the shim.  Only the hooks (declared by
@@ -46,8 +46,7 @@
 #pragma GCC visibility push(hidden)
 
 #include "ratectl.h"
-#include "config.h"
-#include "jscan.h"
+#include "ratectl_http.h"
 #include "http.h"
 
 #define SHIM_NS_PER_S 1000000000LL
@@ -146,15 +145,13 @@ enum shim_body {
 	SHIM_BODY_STREAM           /* read callback, upload, MIME: cannot */
 };
 
-/* What one transfer is charged to, copied out of the config. */
+/* What one transfer is charged to: the policy's request and a copy of
+ * what the hooks read of it. */
 struct shim_policy {
+	ratectl_http_request *req; /* owned */
 	char name[RATECTL_NAME_MAX + 1];
-	int on_error;              /* RC_ON_ERROR_* */
 	unsigned retries;
-	unsigned retry_percent;
 	int64_t timeout_ns;
-	unsigned bytes_per_token;
-	uint64_t default_max_tokens;
 };
 
 /* The shim's state for one easy handle, created by the first option it
@@ -165,9 +162,9 @@ struct xfer {
 	/* what the program set */
 	const char *fields;        /* CURLOPT_POSTFIELDS, not owned */
 	curl_off_t fields_size;    /* -1: strlen */
-	int copied;                /* COPYPOSTFIELDS: scanned at setopt */
-	uint64_t copied_bytes;
-	int64_t copied_max;        /* max_tokens found in it, -1 none */
+	char *copy;                /* COPYPOSTFIELDS: our copy, owned */
+	size_t ncopy;
+	const struct curl_slist *headers;  /* CURLOPT_HTTPHEADER, not owned */
 	enum shim_body body;
 	curl_write_callback wfn;
 	void *wdata;
@@ -210,8 +207,9 @@ void xfer_tee_replay(struct xfer *x);
 int xfer_abort_begin(const struct shim_curl *api, struct xfer *x);
 void xfer_abort_end(const struct shim_curl *api, struct xfer *x);
 
-/* Request body facts for the estimate: bytes, and max_tokens (-1 none). */
-void xfer_body(const struct xfer *x, uint64_t *bytes, int64_t *max_tokens);
+/* The request body: in memory (*body, *len), or only its declared size
+ * (*body NULL, *size). */
+void xfer_body(const struct xfer *x, const void **body, size_t *len, uint64_t *size);
 
 /* ---- multi.c ------------------------------------------------------------ */
 
@@ -231,6 +229,11 @@ int shim_match(const struct shim_curl *api, CURL *e, const struct xfer *x,
 
 /* Estimated tokens of a transfer from its body. */
 uint64_t shim_estimate(const struct shim_policy *pol, const struct xfer *x);
+/* x is charged to pol from now (what it held before is freed). */
+void shim_policy_set(struct xfer *x, struct shim_policy *pol);
+void shim_policy_drop(struct shim_policy *pol);
+/* x waited past its timeout while parked: say so in x->refusal. */
+void shim_refuse_timeout(struct xfer *x);
 
 /* Outcomes of shim_admit(). */
 enum {
@@ -248,15 +251,15 @@ enum {
 int shim_admit(struct xfer *x, int block, int64_t *wait_ns);
 
 /* Release x's lease with the tokens the response reported (or the
- * estimate when it said nothing; 0 for a 429, or status < 0: not sent). */
-void shim_release(struct xfer *x, long status);
+ * estimate when it said nothing; 0 for a 429, or status < 0: not sent).
+ * When may_resend is set and the policy decides to retry, returns the
+ * backoff before sending again (>= 0), else -1. */
+int64_t shim_release(struct xfer *x, long status, int may_resend);
 
-/* Learn from a response's status and headers: cooldown, tightening. */
+/* Hand a response's status and headers to the policy (it learns from
+ * them at shim_release()). */
 void shim_learn(const struct shim_curl *api, CURL *e, const struct xfer *x,
                 long status);
-
-/* May a refused transfer be sent again (the shared retry budget)? */
-int shim_retry_take(const struct xfer *x);
 
 
 /* ---- messages ----------------------------------------------------------- */

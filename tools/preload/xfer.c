@@ -39,9 +39,10 @@ void xfer_defaults(struct xfer *x)
 {
 	x->fields = NULL;
 	x->fields_size = -1;
-	x->copied = 0;
-	x->copied_bytes = 0;
-	x->copied_max = -1;
+	free(x->copy);          /* NULL in a new one (calloc) */
+	x->copy = NULL;
+	x->ncopy = 0;
+	x->headers = NULL;
 	x->body = SHIM_BODY_NONE;
 	x->wfn = NULL;
 	x->wdata = stdout;      /* libcurl's default CURLOPT_WRITEDATA */
@@ -88,6 +89,8 @@ void xfer_drop(CURL *e)
 	if (x) {
 		free(x->tee ? x->tee->held : NULL);
 		free(x->tee);
+		free(x->copy);
+		shim_policy_drop(&x->pol);
 		free(x);
 	}
 }
@@ -101,22 +104,22 @@ static uint64_t fields_len(const struct xfer *x)
 	return x->fields ? strlen(x->fields) : 0;
 }
 
-void xfer_body(const struct xfer *x, uint64_t *bytes, int64_t *max_tokens)
+void xfer_body(const struct xfer *x, const void **body, size_t *len, uint64_t *size)
 {
-	uint64_t m;
-
-	*bytes = 0;
-	*max_tokens = -1;
+	*body = NULL;
+	*len = 0;
+	*size = 0;
 	if (x->body == SHIM_BODY_STREAM) {
 		/* Only its declared size is known. */
-		*bytes = x->fields_size > 0 ? (uint64_t)x->fields_size : 0;
-	} else if (x->body == SHIM_BODY_FIELDS && x->copied) {
-		*bytes = x->copied_bytes;
-		*max_tokens = x->copied_max;
-	} else if (x->body == SHIM_BODY_FIELDS && x->fields) {
-		*bytes = fields_len(x);
-		if (jscan_max_tokens(x->fields, (size_t)*bytes, &m))
-			*max_tokens = (int64_t)m;
+		*size = x->fields_size > 0 ? (uint64_t)x->fields_size : 0;
+	} else if (x->body == SHIM_BODY_FIELDS && x->copy) {
+		*body = x->copy;
+		*len = x->ncopy;
+	} else if (x->body == SHIM_BODY_FIELDS && !x->fields) {
+		*size = x->ncopy;       /* a copy we had no memory for */
+	} else if (x->body == SHIM_BODY_FIELDS) {
+		*body = x->fields;
+		*len = (size_t)fields_len(x);
 	}
 }
 
@@ -150,7 +153,7 @@ static size_t tee_write(char *p, size_t size, size_t n, void *ud)
 		decide(x);
 	if (t->holding) {
 		if (shim_tee_hold(t, p, len) == 0) {
-			shim_tee_capture(t, p, len);
+			ratectl_http_response_body(x->pol.req, p, len);
 			return len;
 		}
 		/* Too big to hold: give it all to the program, retry no more. */
@@ -160,7 +163,7 @@ static size_t tee_write(char *p, size_t size, size_t n, void *ud)
 	}
 	r = prog_write(x, p, size, n);
 	if (r == len)           /* else an error, or a pause: sent again */
-		shim_tee_capture(t, p, len);
+		ratectl_http_response_body(x->pol.req, p, len);
 	return r;
 }
 

@@ -1,0 +1,354 @@
+/*
+ * ratectl_http.h - the HTTP policy of ratectl, for any HTTP client.
+ *
+ * libratectl-http decides, once for every client (the libcurl preload
+ * shim, Python, Node), what ratectl does with an HTTP request to an LLM
+ * API: which budget of the config file (ratectl.conf(5)) it is charged
+ * to, what it is estimated to cost, its admission and release through
+ * libratectl, what the response teaches the ledger (429, Retry-After,
+ * providers' rate-limit headers, usage in a JSON or streamed body), and
+ * whether to send it again.  It takes plain data (strings, byte chunks,
+ * header name/value pairs) and hands back plain data, and never does
+ * HTTP itself: the caller's HTTP stack sends the request.
+ *
+ * One request, from any HTTP stack:
+ *
+ *   ratectl_http_request *req;
+ *   ratectl_http_outcome out;
+ *
+ *   ratectl_http_request_begin(&req, http, "POST", url, hdrs, nhdrs, body, len, 0);
+ *   if (!req)                              -> not ours: send it untouched
+ *   again:
+ *   rc = ratectl_http_admit(req, -1);      (or ratectl_http_try)
+ *   if (rc < 0)                            -> do not send: ratectl_http_request_why(),
+ *                                             or answer ratectl_http_local_response()
+ *   ... send; then for the response:
+ *   ratectl_http_response_status(req, 200);
+ *   ratectl_http_response_header(req, name, value);     for each header
+ *   ratectl_http_response_body(req, chunk, n);          for each chunk
+ *   ratectl_http_request_end(req, &out);
+ *   if (out.retry) { sleep out.retry_after_ns; goto again; }
+ *   ratectl_http_request_free(req);
+ *
+ * Conventions are those of ratectl.h: 0 or a negative code (-errno, the
+ * RATECTL_E* codes of ratectl.h, or the RATECTL_HTTP_E* codes below;
+ * ratectl_http_strerror() describes them all); outputs first; times in
+ * int64_t nanoseconds.
+ *
+ * Caveats
+ *   - Threads: a ratectl_http handle may be used by any number of threads
+ *     at once.  A request belongs to one thread at a time (the caller
+ *     serialises calls on one request).
+ *   - Fork: a handle may be used in a child after fork(); the library
+ *     keeps its own mutexes consistent across fork (pthread_atfork) and
+ *     libratectl reopens the ledger in the child.  A request admitted in
+ *     the parent belongs to the parent: in the child, free it without
+ *     using it (its lease is then left to the parent).
+ *   - The config file is looked at no more than once a second and reloaded
+ *     when it changed; a bad edit keeps the configuration in force and is
+ *     reported once through the notice callback.
+ *   - The ledger is opened at the first matched request (or given by the
+ *     caller).  A process that also uses libratectl directly must give its
+ *     handle in the options: LMDB forbids opening one environment twice in
+ *     a process.
+ *   - Key ids: a request's API key (the Authorization or x-api-key value)
+ *     is hashed on the caller's stack and forgotten; only its id (16 hex
+ *     digits of its SHA-256) is compared, and nothing stores or prints a key.
+ */
+#ifndef RATECTL_HTTP_H
+#define RATECTL_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratectl.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RATECTL_HTTP_VERSION_MAJOR 0
+#define RATECTL_HTTP_VERSION_MINOR 1
+#define RATECTL_HTTP_VERSION_PATCH 0
+#define RATECTL_HTTP_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------------- */
+/* Errors                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* Far from libratectl's range (RATECTL_ERR_BASE) and from any errno. */
+#define RATECTL_HTTP_ERR_BASE (-31100)
+
+/* XX(name, offset, description); the code is RATECTL_HTTP_ERR_BASE - offset. */
+#define RATECTL_HTTP_ERRNO_MAP(XX)                                              \
+	XX(RETRYBUDGET, 0, "retry past the host-wide retry budget: answer it locally") \
+	XX(STATE, 1, "call out of order for this request")
+
+typedef enum {
+#define RATECTL_HTTP__ERRDEF(name, off, desc) RATECTL_HTTP_E##name = RATECTL_HTTP_ERR_BASE - (off),
+	RATECTL_HTTP_ERRNO_MAP(RATECTL_HTTP__ERRDEF)
+#undef RATECTL_HTTP__ERRDEF
+	RATECTL_HTTP_ERR_LAST = RATECTL_HTTP_ERR_BASE - 2
+} ratectl_http_errno;
+
+/*
+ * ratectl_http_admit() and ratectl_http_try() return this (> 0, not an
+ * error) when the ledger cannot be used and the budget says on_error =
+ * open: send the request, unthrottled.
+ */
+#define RATECTL_HTTP_PASS 1
+
+/* Like ratectl_strerror(), for every code of both libraries.  Never NULL. */
+const char *ratectl_http_strerror(int code);
+
+/* ---------------------------------------------------------------------- */
+/* The handle                                                             */
+/* ---------------------------------------------------------------------- */
+
+typedef struct ratectl_http ratectl_http;
+
+/* Kinds of notices: things a program should be told once, on stderr or
+ * its log, which the library never prints itself. */
+enum {
+	RATECTL_HTTP_NOTICE_NOCONFIG = 1,  /* no config file: requests pass */
+	RATECTL_HTTP_NOTICE_BADCONFIG = 2, /* an edit with an error: kept the old */
+	RATECTL_HTTP_NOTICE_LEDGER = 3,    /* the ledger cannot be used */
+	RATECTL_HTTP_NOTICE_TOOBIG = 4     /* a request can never be admitted */
+};
+
+#define RATECTL_HTTP_OPTIONS_VERSION 1
+
+typedef struct ratectl_http_options {
+	unsigned version;          /* RATECTL_HTTP_OPTIONS_VERSION */
+	/* The config file: NULL for $RATECTL_CONFIG, else /etc/ratectl.conf. */
+	const char *config_path;
+	/* Or the config itself, text[0..len), never reloaded (tests, bindings
+	 * that hold it in memory).  Copied.  Used when not NULL. */
+	const char *config_text;
+	size_t config_len;
+	/* A ledger handle to use (not owned: close it after this handle), or
+	 * NULL to open ledger_dir (NULL: ratectl_default_dir()) at first use. */
+	ratectl *ledger;
+	const char *ledger_dir;
+	/* Called for each notice with a message, without any lock of the
+	 * library held, from the thread that ran into it; may be NULL. */
+	void (*notice)(void *ctx, int kind, const char *msg);
+	void *notice_ctx;
+} ratectl_http_options;
+
+#define RATECTL_HTTP_OPTIONS_INIT { RATECTL_HTTP_OPTIONS_VERSION, NULL, NULL, 0, NULL, NULL, NULL, NULL }
+
+/*
+ * A new handle.  Nothing is read or opened yet: the config at the first
+ * request, the ledger at the first matched one.  opts may be NULL.
+ * Returns 0 and *out, to be freed with ratectl_http_close(); -ENOMEM;
+ * -EINVAL for an unknown opts->version or a config_path longer than 4095;
+ * for config_text, RATECTL_EBADCONFIG (ratectl_errmsg() says where).
+ */
+int ratectl_http_open(ratectl_http **out, const ratectl_http_options *opts);
+
+/* Free h, closing the ledger it opened.  No request of h may be in use. */
+void ratectl_http_close(ratectl_http *h);
+
+/* ---------------------------------------------------------------------- */
+/* Requests                                                               */
+/* ---------------------------------------------------------------------- */
+
+typedef struct ratectl_http_header {
+	const char *name;          /* any case */
+	const char *value;         /* NUL-terminated */
+} ratectl_http_header;
+
+typedef struct ratectl_http_request ratectl_http_request;
+
+/*
+ * Look at a request about to be sent.  method ("POST"; NULL taken as
+ * "GET"), url (absolute: "https://api.openai.com/v1/chat/completions"),
+ * headers[0..nheaders) (may be NULL when 0), and the body when it is in
+ * memory, body[0..body_len); when it is not (a stream, an upload), body
+ * NULL and body_size its declared size (0 unknown): such a request is
+ * estimated from that size and never sent again by a retry decision.
+ *
+ * The URL's host, port and path select a budget by its match rules; the
+ * body's "model" and the key id of the Authorization / x-api-key header
+ * further select among budgets that name models or keys.  The estimate
+ * is max_tokens, max_completion_tokens or max_output_tokens of the body
+ * (default_max_tokens without) plus body bytes / bytes_per_token.  A
+ * request carrying x-stainless-retry-count > 0, or the same method, URL
+ * and body as a request that failed (408, 409, 429, 5xx, no answer)
+ * within the last minute, is a retry (see ratectl_http_admit()).
+ *
+ * Returns 0 and *out, to be freed with ratectl_http_request_free(), when a
+ * budget matches; 0 and *out = NULL when none does (the request is not
+ * ratectl's: send it untouched); -ENOMEM; -EINVAL.  Nothing is kept of
+ * method, url, headers or body after the call.  Costs a few hundred
+ * nanoseconds plus a pass over the body.
+ */
+int ratectl_http_request_begin(ratectl_http_request **out, ratectl_http *h,
+                               const char *method, const char *url,
+                               const ratectl_http_header *headers, size_t nheaders,
+                               const void *body, size_t body_len, uint64_t body_size);
+
+/* The most budgets one request is charged to. */
+#define RATECTL_HTTP_MAX_BUDGETS 4
+
+/* What a matched request is charged to and how it is handled. */
+typedef struct ratectl_http_info {
+	const char *budget;        /* the budget charged (== budgets[0]) */
+	const char *budgets[RATECTL_HTTP_MAX_BUDGETS];
+	unsigned nbudgets;         /* 1 today: see ratectl.conf(5), key */
+	uint64_t estimate;         /* tokens charged at admission */
+	int is_retry;              /* a retry of the SDK or the client */
+	unsigned retry_count;      /* its x-stainless-retry-count, else 0 or 1 */
+	int64_t timeout_ns;        /* the budget's timeout */
+	int on_error_closed;       /* 1: an unusable ledger refuses, 0: passes */
+	unsigned retries;          /* re-sends after 429/503 the budget allows */
+	unsigned retry_percent;    /* the retry budget, % of admissions */
+} ratectl_http_info;
+
+/* The request's info, owned by req, valid until it is freed.  Never NULL. */
+const ratectl_http_info *ratectl_http_request_info(const ratectl_http_request *req);
+
+/*
+ * Admit the request, waiting up to timeout_ns (< 0: the budget's timeout).
+ * Returns:
+ *   0                        admitted: send it; then ratectl_http_request_end()
+ *   RATECTL_HTTP_PASS        ledger unusable, on_error = open: send it
+ *   RATECTL_ETIMEDOUT        not admitted in time: do not send
+ *   RATECTL_ETOOBIG          the estimate exceeds a limit's burst: it never
+ *                            can be (a notice says so once): do not send
+ *   RATECTL_HTTP_ERETRYBUDGET  a retry, past the host-wide retry budget:
+ *                            do not send; answer the client with
+ *                            ratectl_http_local_response() (a 429 telling
+ *                            the SDK not to retry), so retries stop
+ *   other < 0                the ledger is unusable and on_error = closed
+ *                            (or -EINTR is never returned: signals are
+ *                            ridden out until the deadline)
+ * On every refusal ratectl_http_request_why() says why, for the caller's
+ * error message.  A request admitted already returns RATECTL_HTTP_ESTATE.
+ */
+int ratectl_http_admit(ratectl_http_request *req, int64_t timeout_ns);
+
+/*
+ * The same without blocking, for event loops: returns 0, RATECTL_HTTP_PASS
+ * or an error as ratectl_http_admit(), or RATECTL_ELIMITED /
+ * RATECTL_ECOOLDOWN with *wait_ns (may be NULL) the time after which it
+ * would be admitted if nobody else takes it (>= 1), or RATECTL_EINFLIGHT
+ * (every slot held; *wait_ns = 0: try again when a request ends).  A retry
+ * is charged to the retry budget once, at its first try.
+ */
+int ratectl_http_try(ratectl_http_request *req, int64_t *wait_ns);
+
+/* Why the last admission refused, "" when it did not.  Owned by req. */
+const char *ratectl_http_request_why(const ratectl_http_request *req);
+
+/* An answer made up locally, for RATECTL_HTTP_ERETRYBUDGET. */
+typedef struct ratectl_http_local {
+	int status;                    /* 429 */
+	ratectl_http_header headers[4];/* x-should-retry: false, retry-after,
+	                                  content-type, x-ratectl */
+	size_t nheaders;
+	const char *body;              /* an OpenAI-shaped JSON error */
+	size_t body_len;
+} ratectl_http_local;
+
+/*
+ * Fill *out with the answer to give the client instead of sending req;
+ * the strings are owned by req.  Returns 0, or RATECTL_HTTP_ESTATE when
+ * the last admission did not return RATECTL_HTTP_ERETRYBUDGET.
+ */
+int ratectl_http_local_response(const ratectl_http_request *req,
+                                ratectl_http_local *out);
+
+/* ---- the response: status, headers, body, in that order ------------------ */
+
+/* The response's status code (the final one, after redirects; 0 when no
+ * answer came).  Calling it again replaces the code. */
+int ratectl_http_response_status(ratectl_http_request *req, int status);
+
+/*
+ * One response header.  The library keeps what it reads (Retry-After,
+ * retry-after-ms, x-ratelimit-*, anthropic-ratelimit-*, RateLimit,
+ * RateLimit-Policy, Content-Type) in fixed space in req; a value longer
+ * than 1024 bytes is taken as absent; the first of repeated names wins.
+ * Returns 0.
+ */
+int ratectl_http_response_header(ratectl_http_request *req, const char *name,
+                                 const char *value);
+/* The same for headers[0..n). */
+int ratectl_http_response_headers(ratectl_http_request *req,
+                                  const ratectl_http_header *headers, size_t n);
+
+/* The header names the library reads, lower-case, NULL-terminated, *n of
+ * them (n may be NULL): for clients that look headers up by name.  Static. */
+const char *const *ratectl_http_header_names(size_t *n);
+
+/*
+ * len more bytes of the (decoded) response body, in any pieces: the usage
+ * it reports (OpenAI usage.total_tokens, Responses API input/output
+ * tokens, Anthropic message_start + message_delta in a stream) is read in
+ * fixed memory whatever the body's size.  Returns 0.
+ */
+int ratectl_http_response_body(ratectl_http_request *req, const void *data,
+                               size_t len);
+
+/* ---- the end of an attempt ------------------------------------------------ */
+
+typedef struct ratectl_http_outcome {
+	int status;                /* as given; -1 when none was (not sent) */
+	uint64_t tokens;           /* the tokens finally charged */
+	int usage_known;           /* 1: tokens is the usage the body reported */
+	int64_t cooldown_ns;       /* the pause put on the budget, 0 none */
+	unsigned windows;          /* rate-limit windows learned */
+	int retry;                 /* 1: send it again after retry_after_ns */
+	int64_t retry_after_ns;    /* full-jitter backoff; the next admission
+	                              also waits out the budget's cooldown */
+	unsigned attempt;          /* attempts so far, 1 for the first */
+} ratectl_http_outcome;
+
+/*
+ * End an attempt: learn from the response (a 429, or a 503 with a
+ * Retry-After, puts the budget into a host-wide cooldown of
+ * retry-after-ms, else Retry-After, else 1 s for a 429; each rate-limit
+ * header tightens the one limit of the window it describes), release the
+ * lease with the usage the body reported (the estimate stands without;
+ * a 429, or no status at all, is released as 0 tokens), and decide on a
+ * retry: a 429 or 503, when the budget allows `retries` and this is not
+ * past them, the body can be sent again and ratectl_retry_take() allows
+ * it.  To retry, call ratectl_http_admit() on req again after
+ * out->retry_after_ns: response state starts afresh.  out may be NULL.
+ * Returns 0, or RATECTL_HTTP_ESTATE when the request was not admitted
+ * (nor passed) since its last end.
+ */
+int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *out);
+
+/*
+ * Whether req can be sent again, for ratectl_http_request_end()'s retry
+ * decision (at begin: its body is in memory or it has none).  An adapter
+ * that let the client see part of a refused answer says 0 before ending.
+ */
+void ratectl_http_request_set_resendable(ratectl_http_request *req, int yes);
+
+/* Free req; a lease still held is released as never sent. */
+void ratectl_http_request_free(ratectl_http_request *req);
+
+/* ---------------------------------------------------------------------- */
+/* Key ids                                                                */
+/* ---------------------------------------------------------------------- */
+
+#define RATECTL_HTTP_KEY_ID_LEN 16
+
+/*
+ * The id of an API key as the config file names it (`key = ...`): the
+ * first 16 hex digits of the SHA-256 of the key, taken from
+ * key[0..len) without surrounding blanks or line ends and without a
+ * leading "Bearer " (so a key and its Authorization value have one id).
+ * Writes 17 bytes into out.  Returns 0, or -EINVAL for an empty key.
+ */
+int ratectl_http_key_id(char out[RATECTL_HTTP_KEY_ID_LEN + 1], const char *key,
+                        size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RATECTL_HTTP_H */

@@ -1,0 +1,466 @@
+/*
+ * request.c - one request through the policy: begin (match, estimate,
+ * is it a retry), admission (the retry budget first, then the ledger),
+ * the response (status, headers, body, kept in fixed space), and the end
+ * of an attempt (learn, release with the real usage, retry or not).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rh.h"
+
+#define COOLDOWN_DEFAULT_NS RH_NS_PER_S   /* a 429 that says nothing */
+#define COOLDOWN_MAX_NS (3600 * RH_NS_PER_S)
+#define MODEL_MAX 128
+
+enum { ST_BEGUN, ST_ADMITTED, ST_PASSED, ST_ENDED };
+
+struct ratectl_http_request {
+	ratectl_http *h;
+	struct rh__policy pol;
+	ratectl_http_info info;
+	uint64_t hash;             /* method, URL, body: rh__request_hash() */
+	int resendable;            /* the body is in memory, or there is none */
+	int state;                 /* ST_* */
+	int leased;
+	ratectl_lease lease;
+	int retry_charged;         /* the retry budget was charged for it */
+	int own_retry;             /* the next admission is a retry we decided */
+	int last_rc;               /* of the last admission */
+	unsigned attempt;          /* admissions so far */
+	int status, have_status;
+	char why[512];
+	char local_after[24];
+	char local_body[640];
+	struct rh__hdrs hdrs;
+	struct rh__tee tee;
+};
+
+/* ---- begin ---------------------------------------------------------------- */
+
+/* x-stainless-retry-count: the openai and anthropic SDKs' attempt number. */
+static unsigned sdk_retry_count(const ratectl_http_header *hd, size_t n)
+{
+	const char *v = rh__req_header(hd, n, "x-stainless-retry-count");
+	uint64_t c;
+
+	if (!v || rh__hdr_count(v, &c) != 0)
+		return 0;
+	return c > 1000 ? 1000 : (unsigned)c;
+}
+
+static uint64_t estimate(const struct rh__policy *pol, const void *body,
+                         size_t len, uint64_t size)
+{
+	uint64_t bytes = body ? len : size, max;
+	uint64_t prompt = bytes / pol->bytes_per_token + (bytes % pol->bytes_per_token != 0);
+
+	if (body && rh__jscan_max_tokens(body, len, &max))
+		return prompt + max;
+	return prompt + pol->default_max_tokens;
+}
+
+int ratectl_http_request_begin(ratectl_http_request **out, ratectl_http *h,
+                               const char *method, const char *url,
+                               const ratectl_http_header *headers, size_t nheaders,
+                               const void *body, size_t body_len, uint64_t body_size)
+{
+	char host[256], path[1024], model[MODEL_MAX], key[RH_KEY_ID_LEN + 1];
+	int have_model = 0, have_key;
+	struct rh__policy pol;
+	ratectl_http_request *r;
+	unsigned port, sdk;
+	uint64_t hash;
+
+	*out = NULL;
+	if (!h || !url)
+		return -EINVAL;
+	if (!method)
+		method = "GET";
+	if (rh__url_split(url, host, sizeof host, &port, path, sizeof path) != 0)
+		return 0;
+	if (body && body_len)
+		have_model = rh__jscan_string(body, body_len, "model", model, sizeof model);
+	have_key = rh__key_id_of(headers, nheaders, key);
+	if (!rh__policy_match(h, host, port, path, have_model ? model : NULL,
+	                      have_key ? key : NULL, &pol))
+		return 0;
+	if (!(r = malloc(sizeof *r)))
+		return -ENOMEM;
+	memset(r, 0, offsetof(struct ratectl_http_request, hdrs));
+	rh__hdrs_reset(&r->hdrs);
+	rh__tee_reset(&r->tee);
+	r->h = h;
+	r->pol = pol;
+	r->resendable = body != NULL || body_size == 0;
+	r->info.budget = r->info.budgets[0] = r->pol.name;
+	r->info.nbudgets = 1;
+	r->info.estimate = estimate(&pol, body, body_len, body_size);
+	r->info.timeout_ns = pol.timeout_ns;
+	r->info.on_error_closed = pol.on_error == RH_ON_ERROR_CLOSED;
+	r->info.retries = pol.retries;
+	r->info.retry_percent = pol.retry_percent;
+	hash = rh__request_hash(method, url, body, body ? body_len : 0);
+	r->hash = hash;
+	if ((sdk = sdk_retry_count(headers, nheaders)) > 0) {
+		r->info.is_retry = 1;
+		r->info.retry_count = sdk;
+	}
+	pthread_mutex_lock(&h->mu);
+	if (rh__seen_take(&h->seen, hash, rh__clock(CLOCK_MONOTONIC)) && !sdk) {
+		r->info.is_retry = 1;
+		r->info.retry_count = 1;
+	}
+	pthread_mutex_unlock(&h->mu);
+	*out = r;
+	return 0;
+}
+
+const ratectl_http_info *ratectl_http_request_info(const ratectl_http_request *req)
+{
+	return &req->info;
+}
+
+const char *ratectl_http_request_why(const ratectl_http_request *req)
+{
+	return req->why;
+}
+
+/* ---- admission ------------------------------------------------------------ */
+
+/* The ledger cannot be used: on_error decides. */
+static int unusable(ratectl_http_request *r, int rc, const char *why)
+{
+	if (r->pol.on_error == RH_ON_ERROR_CLOSED) {
+		rh__refusal_closed(r->why, sizeof r->why, r->pol.name, why);
+		rh__notice(r->h, RATECTL_HTTP_NOTICE_LEDGER, "ledger unusable: %s; budget "
+		           "'%s' has on_error = closed: its transfers fail", why, r->pol.name);
+		return rc < 0 ? rc : -EIO;
+	}
+	rh__notice(r->h, RATECTL_HTTP_NOTICE_LEDGER, "ledger unusable: %s; on_error = "
+	           "open: transfers pass through unthrottled", why);
+	r->state = ST_PASSED;
+	return RATECTL_HTTP_PASS;
+}
+
+/* A budget in the config but not yet in the ledger is created from it. */
+static int create_budget(ratectl_http_request *r, ratectl *l)
+{
+	ratectl_budget b;
+	int rc;
+
+	if ((rc = rh__conf_budget_of(r->h, r->pol.name, &b)) != 0)
+		return rc;
+	rc = ratectl_budget_set(l, r->pol.name, &b, RATECTL_CREATE);
+	return rc == RATECTL_EEXISTS ? 0 : rc;
+}
+
+/*
+ * The cost can never pass (RATECTL_ETOOBIG): name the limit it exceeds.
+ * The estimate is not cut to the burst: admitted at a discount, such
+ * requests would reach the provider at many times the budget.
+ */
+static int too_big(ratectl_http_request *r, ratectl *l, const ratectl_cost *c)
+{
+	ratectl_budget_info info;
+	uint64_t burst = 0, cost = 0;
+	const char *dim = "tokens";
+	unsigned i;
+
+	if (ratectl_budget_get(l, r->pol.name, &info) == 0)
+		for (i = 0; i < info.config.nlimits && !burst; i++) {
+			const ratectl_limit *lm = &info.state[i].limit;
+			uint64_t need = lm->dim == RATECTL_TOKENS ? c->tokens : c->requests;
+
+			if (need > lm->burst) {
+				burst = lm->burst;
+				cost = need;
+				dim = lm->dim == RATECTL_TOKENS ? "tokens" : "requests";
+			}
+		}
+	rh__refusal_toobig(r->why, sizeof r->why, r->pol.name, dim,
+	                   cost ? cost : c->tokens, burst);
+	rh__notice(r->h, RATECTL_HTTP_NOTICE_TOOBIG, "%s", r->why);
+	return RATECTL_ETOOBIG;
+}
+
+/* ratectl_acquire(), carrying on after signals until the deadline. */
+static int acquire(ratectl *l, ratectl_http_request *r, const ratectl_cost *c,
+                   int64_t timeout)
+{
+	int64_t deadline = ratectl_now(l) + timeout, left;
+	int rc;
+
+	do {
+		left = deadline - ratectl_now(l);
+		rc = ratectl_acquire(l, r->pol.name, c, &r->lease, left > 0 ? left : 0);
+	} while (rc == -EINTR && deadline > ratectl_now(l));
+	return rc == -EINTR ? RATECTL_ETIMEDOUT : rc;
+}
+
+/* A retry of the SDK's or the client's own: charged to the host-wide
+ * retry budget once; past it, the answer is a local 429. */
+static int charge_retry(ratectl_http_request *r, ratectl *l)
+{
+	ratectl_budget_info bi;
+	int64_t after = RH_NS_PER_S;
+	int rc;
+
+	r->retry_charged = 1;
+	rc = ratectl_retry_take(l, r->pol.name, r->pol.retry_percent);
+	if (rc == RATECTL_ENOTFOUND && create_budget(r, l) == 0)
+		rc = ratectl_retry_take(l, r->pol.name, r->pol.retry_percent);
+	if (rc != RATECTL_ELIMITED)
+		return 0;       /* allowed, or the ledger's trouble: admission says */
+	if (ratectl_budget_get(l, r->pol.name, &bi) == 0 && bi.cooldown_ns > after)
+		after = bi.cooldown_ns;
+	snprintf(r->local_after, sizeof r->local_after, "%lld",
+	         (long long)((after + RH_NS_PER_S - 1) / RH_NS_PER_S));
+	rh__refusal_retries(r->why, sizeof r->why, r->pol.name, r->pol.retry_percent);
+	snprintf(r->local_body, sizeof r->local_body, "{\"error\":{\"message\":\"%s\","
+	         "\"type\":\"rate_limit_error\",\"code\":\"ratectl_retry_budget\"}}\n",
+	         r->why);
+	return RATECTL_HTTP_ERETRYBUDGET;
+}
+
+static int admit(ratectl_http_request *r, int block, int64_t timeout, int64_t *wait_ns)
+{
+	ratectl_cost c = { 1, r->info.estimate, RATECTL_INTERACTIVE };
+	int created = 0, rc;
+	char why[512];
+	ratectl *l;
+
+	if (r->state == ST_ADMITTED || r->state == ST_PASSED)
+		return RATECTL_HTTP_ESTATE;
+	r->why[0] = '\0';
+	if (wait_ns)
+		*wait_ns = 0;
+	if (!(l = rh__ledger(r->h, why, sizeof why, &rc)))
+		return unusable(r, rc, why);
+	if (r->info.is_retry && !r->retry_charged && !r->own_retry &&
+	    (rc = charge_retry(r, l)) != 0)
+		return rc;
+	for (;;) {
+		rc = block ? acquire(l, r, &c, timeout < 0 ? r->pol.timeout_ns : timeout) :
+			ratectl_try(l, r->pol.name, &c, &r->lease, wait_ns);
+		if (rc == 0) {
+			r->leased = 1;
+			r->state = ST_ADMITTED;
+			r->own_retry = 0;
+			r->attempt++;
+			return 0;
+		}
+		if (rc == RATECTL_ENOTFOUND && !created++ && (rc = create_budget(r, l)) == 0)
+			continue;
+		if (rc == RATECTL_ETOOBIG)
+			return too_big(r, l, &c);
+		if (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN ||
+		    rc == RATECTL_EINFLIGHT)
+			return rc;
+		if (rc == RATECTL_ETIMEDOUT) {
+			rh__refusal_timeout(r->why, sizeof r->why, r->pol.name,
+			                    timeout < 0 ? r->pol.timeout_ns : timeout);
+			return rc;
+		}
+		snprintf(why, sizeof why, "%s", *ratectl_errmsg() ? ratectl_errmsg() :
+		         ratectl_strerror(rc));
+		return unusable(r, rc, why);
+	}
+}
+
+int ratectl_http_admit(ratectl_http_request *req, int64_t timeout_ns)
+{
+	return req->last_rc = admit(req, 1, timeout_ns, NULL);
+}
+
+int ratectl_http_try(ratectl_http_request *req, int64_t *wait_ns)
+{
+	return req->last_rc = admit(req, 0, 0, wait_ns);
+}
+
+int ratectl_http_local_response(const ratectl_http_request *req,
+                                ratectl_http_local *out)
+{
+	if (req->last_rc != RATECTL_HTTP_ERETRYBUDGET)
+		return RATECTL_HTTP_ESTATE;
+	memset(out, 0, sizeof *out);
+	out->status = 429;
+	out->headers[0].name = "x-should-retry";
+	out->headers[0].value = "false";
+	out->headers[1].name = "retry-after";
+	out->headers[1].value = req->local_after;
+	out->headers[2].name = "content-type";
+	out->headers[2].value = "application/json";
+	out->headers[3].name = "x-ratectl";
+	out->headers[3].value = "retry-budget";
+	out->nheaders = 4;
+	out->body = req->local_body;
+	out->body_len = strlen(req->local_body);
+	return 0;
+}
+
+/* ---- the response --------------------------------------------------------- */
+
+int ratectl_http_response_status(ratectl_http_request *req, int status)
+{
+	req->status = status;
+	req->have_status = 1;
+	return 0;
+}
+
+int ratectl_http_response_header(ratectl_http_request *req, const char *name,
+                                 const char *value)
+{
+	rh__hdrs_add(&req->hdrs, name, value);
+	return 0;
+}
+
+int ratectl_http_response_headers(ratectl_http_request *req,
+                                  const ratectl_http_header *headers, size_t n)
+{
+	size_t i;
+
+	for (i = 0; headers && i < n; i++)
+		rh__hdrs_add(&req->hdrs, headers[i].name, headers[i].value);
+	return 0;
+}
+
+const char *const *ratectl_http_header_names(size_t *n)
+{
+	if (n)
+		*n = rh__hdr_nnames;
+	return rh__hdr_names;
+}
+
+int ratectl_http_response_body(ratectl_http_request *req, const void *data,
+                               size_t len)
+{
+	if (data && len)
+		rh__tee_capture(&req->tee, data, len);
+	return 0;
+}
+
+/* ---- the end of an attempt ------------------------------------------------ */
+
+static const char *hget(void *ctx, const char *name)
+{
+	return rh__hdrs_get(ctx, name);
+}
+
+/* How long the provider asks us to wait: retry-after-ms, else Retry-After. */
+static int retry_after(const struct rh__hdrs *hd, int64_t *ns)
+{
+	const char *v = rh__hdrs_get(hd, "retry-after-ms");
+	uint64_t ms;
+
+	if (v && rh__hdr_count(v, &ms) == 0 && ms < (uint64_t)COOLDOWN_MAX_NS / RH_NS_PER_MS) {
+		*ns = (int64_t)ms * RH_NS_PER_MS;
+		return 0;
+	}
+	if ((v = rh__hdrs_get(hd, "retry-after")))
+		return ratectl_parse_retry_after(v, rh__clock(CLOCK_REALTIME), ns) == 0 ? 0 : -1;
+	return -1;
+}
+
+static void learn(ratectl_http_request *r, ratectl *l, ratectl_http_outcome *o)
+{
+	ratectl_window w[RH_HDR_WINDOWS];
+	int64_t wait;
+	size_t i, k;
+
+	if (r->status == 429 || r->status == 503) {
+		if (retry_after(&r->hdrs, &wait) != 0)
+			wait = r->status == 429 ? COOLDOWN_DEFAULT_NS : 0;
+		if (wait > COOLDOWN_MAX_NS)
+			wait = COOLDOWN_MAX_NS;
+		/* 0 would end a cooldown another process began */
+		if (wait > 0 && ratectl_cooldown(l, r->pol.name, wait) == 0)
+			o->cooldown_ns = wait;
+	}
+	k = rh__hdr_windows(hget, &r->hdrs, rh__clock(CLOCK_REALTIME), w, RH_HDR_WINDOWS);
+	for (i = 0; i < k; i++)
+		if (ratectl_observe_window(l, r->pol.name, &w[i], NULL) == 0)
+			o->windows++;
+}
+
+static int failed(int status)
+{
+	return status == 0 || status == 408 || status == 409 || status == 429 ||
+	       status >= 500;
+}
+
+int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *out)
+{
+	ratectl_http_outcome o;
+	ratectl *l = rh__ledger_now(req->h);
+	uint64_t used;
+
+	if (req->state != ST_ADMITTED && req->state != ST_PASSED)
+		return RATECTL_HTTP_ESTATE;
+	memset(&o, 0, sizeof o);
+	o.status = req->have_status ? req->status : -1;
+	o.attempt = req->attempt;
+	o.tokens = req->info.estimate;
+	if (o.status != 429 && o.status >= 0 && req->tee.total &&
+	    rh__tee_usage(&req->tee, &used)) {
+		o.tokens = used;        /* in full, however far above the estimate */
+		o.usage_known = 1;
+	}
+	if (o.status == 429 || o.status < 0)
+		o.tokens = 0;           /* refused, or never sent: nothing used */
+	if (req->leased && l) {
+		if (o.status >= 0)
+			learn(req, l, &o);
+		ratectl_release(l, &req->lease, o.usage_known || o.tokens == 0 ?
+		                o.tokens : RATECTL_UNKNOWN);
+	}
+	/* A failure is remembered so that the same request sent again is known
+	 * for a retry; an answer forgets it (a request sent again after its
+	 * retry succeeded is a new request). */
+	if (o.status >= 0) {
+		int64_t now = rh__clock(CLOCK_MONOTONIC);
+
+		pthread_mutex_lock(&req->h->mu);
+		if (failed(o.status))
+			rh__seen_put(&req->h->seen, req->hash, now);
+		else
+			rh__seen_take(&req->h->seen, req->hash, now);
+		pthread_mutex_unlock(&req->h->mu);
+	}
+	if (req->leased && (o.status == 429 || o.status == 503) && req->resendable &&
+	    req->attempt <= req->pol.retries && l &&
+	    ratectl_retry_take(l, req->pol.name, req->pol.retry_percent) == 0) {
+		o.retry = 1;
+		req->own_retry = 1;
+		pthread_mutex_lock(&req->h->mu);
+		o.retry_after_ns = rh__backoff(req->attempt - 1, rh__rand(&req->h->rnd));
+		pthread_mutex_unlock(&req->h->mu);
+	}
+	req->leased = 0;
+	req->state = ST_ENDED;
+	req->have_status = 0;
+	rh__hdrs_reset(&req->hdrs);
+	rh__tee_reset(&req->tee);
+	if (out)
+		*out = o;
+	return 0;
+}
+
+void ratectl_http_request_set_resendable(ratectl_http_request *req, int yes)
+{
+	req->resendable = yes != 0;
+}
+
+void ratectl_http_request_free(ratectl_http_request *req)
+{
+	ratectl *l;
+
+	if (!req)
+		return;
+	if (req->leased && (l = rh__ledger_now(req->h)))
+		ratectl_release(l, &req->lease, 0);
+	free(req);
+}

@@ -1,0 +1,247 @@
+/*
+ * rh.h - what the files of libratectl-http share (internal: rh__ names,
+ * never exported from libratectl-http.so; see lib/http/exports.map).
+ *
+ *   conf.c, conf_keys.c  the config file, ratectl.conf(5)     (conf.h)
+ *   jscan.c              integers from JSON: max_tokens, usage (jscan.h)
+ *   hdr.c                providers' rate-limit headers as windows
+ *   tee.c                the first and last bytes of a response body
+ *   msg.c                why a request is refused, in words
+ *   match.c              URL, model and key of a request; key ids
+ *   sha256.c             SHA-256 for key ids
+ *   retry.c              recognising retries, backoff, the local 429
+ *   handle.c             ratectl_http: config reloads, the ledger, fork
+ *   request.c            one request: begin, admit, response, end
+ *
+ * Calls go one way: request.c -> handle.c, retry.c, match.c -> the pure
+ * files (jscan, hdr, tee, msg, sha256, conf).
+ */
+#ifndef RATECTL_HTTP_RH_H
+#define RATECTL_HTTP_RH_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "ratectl.h"
+#include "ratectl_http.h"
+#include "conf.h"
+#include "jscan.h"
+
+#define RH_NS_PER_S 1000000000LL
+#define RH_NS_PER_MS 1000000LL
+
+/* ---- tee.c: the part of a response kept to find its usage --------------- */
+
+/*
+ * The first RH_HEAD_MAX and the last RH_TAIL_MAX bytes of a body,
+ * whatever its size and however it is cut into writes: usage is at the
+ * end of an OpenAI stream (the include_usage event) or body, an
+ * Anthropic stream has its input usage in message_start, at the head.
+ * The tail buffer is twice RH_TAIL_MAX so that bytes move once per
+ * RH_TAIL_MAX appended, not at every write.
+ */
+#define RH_HEAD_MAX 2048
+#define RH_TAIL_MAX 8192
+
+struct rh__tee {
+	char head[RH_HEAD_MAX];
+	size_t nhead;              /* <= RH_HEAD_MAX */
+	char tail[2 * RH_TAIL_MAX];
+	size_t ntail;              /* <= 2 * RH_TAIL_MAX; the last bytes */
+	uint64_t total;            /* bytes seen */
+};
+
+void rh__tee_reset(struct rh__tee *t);
+void rh__tee_capture(struct rh__tee *t, const char *p, size_t len);
+/* The last min(ntail, RH_TAIL_MAX) bytes of the body. */
+const char *rh__tee_tail(const struct rh__tee *t, size_t *n);
+/* Tokens the body reports using: 1 and *tokens, or 0. */
+int rh__tee_usage(const struct rh__tee *t, uint64_t *tokens);
+
+/* ---- hdr.c: providers' rate-limit headers ------------------------------- */
+
+/* The value of response header `name` (case-insensitive), or NULL. */
+typedef const char *(*rh__hdr_get)(void *ctx, const char *name);
+
+/* At most this many windows from one response. */
+#define RH_HDR_WINDOWS 8
+/* Longest policy name of an IETF RateLimit header that is compared;
+ * longer names are cut to it (and may then mix up two policies). */
+#define RH_HDR_NAME_MAX 64
+/* The longest header value read: a longer one is taken as absent (a
+ * cut number or list could say something the provider did not). */
+#define RH_HDR_VALUE_MAX 1024
+/* Values held at once by rh__hdr_windows() (limit, remaining, reset). */
+#define RH_HDR_KEEP 4
+
+/* Copies of header values, for a lookup whose values do not last. */
+struct rh__hdr_copies {
+	char buf[RH_HDR_KEEP][RH_HDR_VALUE_MAX + 1];
+	unsigned next;
+};
+
+/* v copied into the next of c's buffers (the oldest is reused), or NULL
+ * when v is NULL or longer than RH_HDR_VALUE_MAX. */
+const char *rh__hdr_keep(struct rh__hdr_copies *c, const char *v);
+
+/*
+ * The windows the headers describe, into out[0..cap): OpenAI's and Azure
+ * OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens} (per
+ * minute; reset a Go duration), Anthropic's anthropic-ratelimit-{requests,
+ * tokens,input-tokens,output-tokens}-{limit,remaining,reset} (per minute;
+ * reset an RFC 3339 time, against wall_now_ns, CLOCK_REALTIME), and the
+ * IETF draft's RateLimit-Policy + RateLimit.  See doc/http.md for the
+ * dimension each maps to.  Values that cannot be trusted (negative,
+ * garbage, 0 left with no reset) are skipped.  Returns how many.
+ */
+size_t rh__hdr_windows(rh__hdr_get get, void *ctx, int64_t wall_now_ns,
+                       ratectl_window *out, size_t cap);
+
+/* A count: optional blanks, digits, optional blanks; 0 or -1 (also on
+ * overflow). */
+int rh__hdr_count(const char *s, uint64_t *v);
+
+/* The response header names the policy reads (lower-case), NULL-ended. */
+extern const char *const rh__hdr_names[];
+extern const size_t rh__hdr_nnames;
+
+/*
+ * Response header values kept for one request: name and value copied
+ * into a fixed arena, first occurrence of a name wins.  Values longer
+ * than RH_HDR_VALUE_MAX are kept as absent; what does not fit the arena
+ * is dropped (RH_HDR_ARENA holds every wanted header at a typical size).
+ */
+#define RH_HDR_ARENA 4096
+#define RH_HDR_SLOTS 32
+
+struct rh__hdrs {
+	char arena[RH_HDR_ARENA];
+	size_t used;
+	struct { uint16_t name, value; } slot[RH_HDR_SLOTS];  /* arena offsets */
+	unsigned n;
+};
+
+void rh__hdrs_reset(struct rh__hdrs *h);
+/* Keep name: value when name is one the policy reads.  0, or -1 when it
+ * was dropped (too long, arena full). */
+int rh__hdrs_add(struct rh__hdrs *h, const char *name, const char *value);
+/* The kept value of name, or NULL. */
+const char *rh__hdrs_get(const struct rh__hdrs *h, const char *name);
+
+/* ---- msg.c: why a request is refused ------------------------------------ */
+
+/* Each writes a NUL-terminated message of at most n - 1 bytes into buf
+ * (cut when longer) and returns buf. */
+char *rh__refusal_toobig(char *buf, size_t n, const char *budget,
+                         const char *dim, uint64_t cost, uint64_t burst);
+char *rh__refusal_timeout(char *buf, size_t n, const char *budget,
+                          int64_t timeout_ns);
+char *rh__refusal_closed(char *buf, size_t n, const char *budget,
+                         const char *why);
+char *rh__refusal_retries(char *buf, size_t n, const char *budget,
+                          unsigned percent);
+
+/* ---- sha256.c ------------------------------------------------------------ */
+
+void rh__sha256(const void *data, size_t len, uint8_t out[32]);
+
+/* ---- match.c ------------------------------------------------------------- */
+
+/*
+ * scheme://[userinfo@]host[:port][/path][?query][#frag] into host (no
+ * brackets for IPv6), port (the scheme's default when absent) and path
+ * (no query).  A URL without a scheme is http, as libcurl guesses.
+ * Returns -1 for other schemes: only HTTP is ours.
+ */
+int rh__url_split(const char *u, char *host, size_t hl, unsigned *port,
+                  char *path, size_t pl);
+
+/* The request's key id (RH_KEY_ID_LEN hex digits + NUL) from its
+ * Authorization ("Bearer KEY") or x-api-key header: 1, or 0 when none. */
+int rh__key_id_of(const ratectl_http_header *h, size_t n,
+                  char out[RH_KEY_ID_LEN + 1]);
+
+/* The value of request header name (case-insensitive), or NULL. */
+const char *rh__req_header(const ratectl_http_header *h, size_t n, const char *name);
+
+/* ---- retry.c ------------------------------------------------------------- */
+
+/* Requests that failed lately (408, 409, 429, 5xx, no answer), by a hash
+ * of method, URL and body: a request seen here again within
+ * RH_SEEN_NS is a retry.  Fixed size: the oldest is overwritten. */
+#define RH_SEEN_SLOTS 1024
+#define RH_SEEN_NS (60 * RH_NS_PER_S)
+
+struct rh__seen {
+	uint64_t hash[RH_SEEN_SLOTS];
+	int64_t at[RH_SEEN_SLOTS];
+};
+
+uint64_t rh__request_hash(const char *method, const char *url, const void *body,
+                          size_t len);
+/* Was hash recorded within RH_SEEN_NS of now?  Then forget it (the next
+ * failure records it again). */
+int rh__seen_take(struct rh__seen *s, uint64_t hash, int64_t now);
+void rh__seen_put(struct rh__seen *s, uint64_t hash, int64_t now);
+
+/* Full jitter: uniform in [0, min(30 s, 0.5 s * 2^attempt)), from r. */
+int64_t rh__backoff(unsigned attempt, uint64_t r);
+/* A step of a xorshift generator; never returns 0 for *s != 0. */
+uint64_t rh__rand(uint64_t *s);
+
+/* ---- handle.c ------------------------------------------------------------ */
+
+/* What one request is charged to, copied out of the config. */
+struct rh__policy {
+	char name[RATECTL_NAME_MAX + 1];
+	int on_error;              /* RH_ON_ERROR_* */
+	unsigned retries;
+	unsigned retry_percent;
+	int64_t timeout_ns;
+	unsigned bytes_per_token;
+	uint64_t default_max_tokens;
+};
+
+struct ratectl_http {
+	pthread_mutex_t mu;        /* conf*, seen, rnd, ledger_next, ledger_why */
+	struct ratectl_http *next; /* the fork registry */
+	/* the config */
+	char path[4096];           /* "" with config text */
+	rh__conf *conf;
+	int conf_seen;
+	struct stat conf_st;
+	int64_t conf_next;
+	/* the ledger */
+	ratectl *ledger;           /* published atomically, kept till close */
+	int own_ledger;
+	char ledger_dir[4096];     /* "" default */
+	int64_t ledger_next;
+	int ledger_rc;             /* why the last open failed */
+	char ledger_why[512];
+	/* retries */
+	struct rh__seen seen;
+	uint64_t rnd;
+	/* notices */
+	void (*notice)(void *ctx, int kind, const char *msg);
+	void *notice_ctx;
+};
+
+/* Copy the budget matching host, port, path, model and key into *pol:
+ * 1, or 0 when none does.  Reloads the config when due. */
+int rh__policy_match(ratectl_http *h, const char *host, unsigned port,
+                     const char *path, const char *model, const char *key_id,
+                     struct rh__policy *pol);
+/* The budget configuration of name from the config: 0, or ENOTFOUND. */
+int rh__conf_budget_of(ratectl_http *h, const char *name, ratectl_budget *out);
+/* The ledger, opened at first use; NULL with why and *rc when unusable. */
+ratectl *rh__ledger(ratectl_http *h, char *why, size_t len, int *rc);
+/* The ledger when already open, else NULL (never opens). */
+ratectl *rh__ledger_now(ratectl_http *h);
+/* Tell the program, through the notice callback (no lock held). */
+void rh__notice(ratectl_http *h, int kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int64_t rh__clock(int clock_id);
+
+#endif
