@@ -84,8 +84,8 @@ int ratectl_http_key_id(char out[RATECTL_HTTP_KEY_ID_LEN + 1], const char *key,
 		s++;
 	while (e > s && is_blank(e[-1]))
 		e--;
-	if (e - s > 7 && strncasecmp(s, "Bearer ", 7) == 0)
-		for (s += 7; s < e && is_blank(*s); s++)
+	if (e - s >= 6 && strncasecmp(s, "Bearer", 6) == 0 && (e - s == 6 || is_blank(s[6])))
+		for (s += 6; s < e && is_blank(*s); s++)
 			;
 	if (s == e)
 		return -EINVAL;

@@ -1,0 +1,505 @@
+/*
+ * test_http.c - libratectl-http through its public API, with recorded
+ * requests, header sets and bodies of OpenAI (chat completions,
+ * responses, embeddings; JSON and streamed), Anthropic (messages, JSON
+ * and streamed) and Azure OpenAI; model and key matching; SDK retries
+ * against the retry budget; and the fixed buffers at their sizes.  Each
+ * test has its own ledger and an in-memory config.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "testutil.h"
+#include "ratectl_http.h"
+#include "rh.h"
+
+struct fx {
+	char *dir;
+	ratectl_http *h;
+};
+
+static const char conf_text[] =
+	"[gpt4o-k1]\n"
+	"match = api.openai.com/v1\n"
+	"model = gpt-4o*, o1-*\n"
+	"key = db567a0dd8d24a1a\n"      /* ratectl_http_key_id("sk-test-1") */
+	"requests = 100/min\n"
+	"tokens = 100000/min\n"
+	"retry_budget = 0%\n"
+	"[openai]\n"
+	"match = api.openai.com/v1\n"
+	"requests = 100/min\n"
+	"tokens = 100000/min\n"
+	"retries = 2\n"
+	"retry_budget = 100%\n"
+	"[anthropic]\n"
+	"match = api.anthropic.com/v1/messages\n"
+	"requests = 50/min\n"
+	"tokens = 40000/min\n"
+	"[azure]\n"
+	"match = myres.openai.azure.com\n"
+	"requests = 60/min\n"
+	"tokens = 60000/min\n";
+
+static int setup(void **state)
+{
+	ratectl_http_options o = RATECTL_HTTP_OPTIONS_INIT;
+	struct fx *f = calloc(1, sizeof *f);
+
+	f->dir = tmp_ledger();
+	o.config_text = conf_text;
+	o.config_len = sizeof conf_text - 1;
+	o.ledger_dir = f->dir;
+	assert_int_equal(ratectl_http_open(&f->h, &o), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	ratectl_http_close(f->h);
+	tmp_ledger_rm(f->dir);
+	free(f);
+	return 0;
+}
+
+/* One whole request: begin, admit, the response fed in pieces of `piece`
+ * bytes, end. */
+static ratectl_http_outcome run(ratectl_http *h, const char *url,
+                                const ratectl_http_header *rq, size_t nrq,
+                                const char *body, int status,
+                                const ratectl_http_header *rs, size_t nrs,
+                                const char *rbody, size_t piece, const char *budget)
+{
+	ratectl_http_request *r;
+	ratectl_http_outcome o;
+	size_t off = 0, n = rbody ? strlen(rbody) : 0;
+
+	assert_int_equal(ratectl_http_request_begin(&r, h, "POST", url, rq, nrq, body,
+	                                            body ? strlen(body) : 0, 0), 0);
+	assert_non_null(r);
+	assert_string_equal(ratectl_http_request_info(r)->budget, budget);
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	ratectl_http_response_status(r, status);
+	ratectl_http_response_headers(r, rs, nrs);
+	while (off < n) {
+		size_t k = n - off < piece ? n - off : piece;
+
+		ratectl_http_response_body(r, rbody + off, k);
+		off += k;
+	}
+	assert_int_equal(ratectl_http_request_end(r, &o), 0);
+	ratectl_http_request_free(r);
+	return o;
+}
+
+static const size_t pieces[] = { 1, 7, 100, 1 << 20 };
+
+/* ---- recorded exchanges --------------------------------------------------- */
+
+static const ratectl_http_header openai_hdrs[] = {
+	{ "x-ratelimit-limit-requests", "100" },
+	{ "x-ratelimit-remaining-requests", "99" },
+	{ "x-ratelimit-reset-requests", "600ms" },
+	{ "x-ratelimit-limit-tokens", "100000" },
+	{ "x-ratelimit-remaining-tokens", "99948" },
+	{ "x-ratelimit-reset-tokens", "31ms" },
+	{ "content-type", "application/json" },
+};
+
+static void test_openai_chat_json(void **state)
+{
+	struct fx *f = *state;
+	const char *body = "{\"model\":\"gpt-3.5-turbo\",\"max_tokens\":50,"
+	                   "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+	const char *resp = "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\","
+	                   "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+	                   "\"content\":\"Hello\"}}],\"usage\":{\"prompt_tokens\":9,"
+	                   "\"completion_tokens\":12,\"total_tokens\":21}}";
+	unsigned i;
+
+	for (i = 0; i < 4; i++) {
+		ratectl_http_outcome o = run(f->h, "https://api.openai.com/v1/chat/completions",
+		                             NULL, 0, body, 200, openai_hdrs, 7, resp,
+		                             pieces[i], "openai");
+
+		assert_int_equal(o.status, 200);
+		assert_int_equal(o.usage_known, 1);
+		assert_int_equal(o.tokens, 21);
+		assert_int_equal(o.windows, 2);
+		assert_int_equal(o.retry, 0);
+	}
+}
+
+static void test_openai_chat_stream(void **state)
+{
+	struct fx *f = *state;
+	const char *body = "{\"model\":\"gpt-3.5-turbo\",\"stream\":true,"
+	                   "\"stream_options\":{\"include_usage\":true},\"messages\":[]}";
+	const char *resp =
+		"data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"He\"}}],\"usage\":null}\n\n"
+		"data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"llo\"}}],\"usage\":null}\n\n"
+		"data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":8,"
+		"\"completion_tokens\":2,\"total_tokens\":10}}\n\n"
+		"data: [DONE]\n\n";
+	unsigned i;
+
+	for (i = 0; i < 4; i++) {
+		ratectl_http_outcome o = run(f->h, "https://api.openai.com/v1/chat/completions",
+		                             NULL, 0, body, 200, NULL, 0, resp, pieces[i], "openai");
+
+		assert_int_equal(o.usage_known, 1);
+		assert_int_equal(o.tokens, 10);
+	}
+}
+
+static void test_openai_responses_and_embeddings(void **state)
+{
+	struct fx *f = *state;
+	ratectl_http_outcome o;
+
+	o = run(f->h, "https://api.openai.com/v1/responses", NULL, 0,
+	        "{\"model\":\"gpt-4.1\",\"input\":\"hi\",\"max_output_tokens\":64}", 200,
+	        NULL, 0, "{\"id\":\"resp_1\",\"object\":\"response\",\"output\":[],"
+	        "\"usage\":{\"input_tokens\":36,\"output_tokens\":87,\"total_tokens\":123}}",
+	        5, "openai");
+	assert_int_equal(o.tokens, 123);
+	o = run(f->h, "https://api.openai.com/v1/embeddings", NULL, 0,
+	        "{\"model\":\"text-embedding-3-small\",\"input\":\"hello\"}", 200, NULL, 0,
+	        "{\"object\":\"list\",\"data\":[{\"embedding\":[0.1,0.2]}],"
+	        "\"usage\":{\"prompt_tokens\":5,\"total_tokens\":5}}", 3, "openai");
+	assert_int_equal(o.tokens, 5);
+}
+
+/* Resets are RFC 3339 times: 30 s from now, filled in at run time. */
+static char reset_at[32];
+static ratectl_http_header anthropic_hdrs[] = {
+	{ "anthropic-ratelimit-requests-limit", "50" },
+	{ "anthropic-ratelimit-requests-remaining", "49" },
+	{ "anthropic-ratelimit-requests-reset", reset_at },
+	{ "anthropic-ratelimit-tokens-limit", "40000" },
+	{ "anthropic-ratelimit-tokens-remaining", "39000" },
+	{ "anthropic-ratelimit-tokens-reset", reset_at },
+};
+
+static void test_anthropic_json_and_stream(void **state)
+{
+	struct fx *f = *state;
+	const ratectl_http_header rq[] = { { "x-api-key", "sk-ant-x" },
+	                                   { "anthropic-version", "2023-06-01" } };
+	const char *body = "{\"model\":\"claude-3-5-sonnet\",\"max_tokens\":1024,"
+	                   "\"messages\":[]}";
+	const char *stream =
+		"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\","
+		"\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n"
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+		"\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n"
+		"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
+		"{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n"
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+	ratectl_http_outcome o;
+	time_t t = time(NULL) + 30;
+	struct tm tm;
+	unsigned i;
+
+	strftime(reset_at, sizeof reset_at, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+	o = run(f->h, "https://api.anthropic.com/v1/messages", rq, 2, body, 200,
+	        anthropic_hdrs, 6, "{\"id\":\"msg_1\",\"type\":\"message\",\"content\":[],"
+	        "\"usage\":{\"input_tokens\":10,\"output_tokens\":20}}", 4, "anthropic");
+	assert_int_equal(o.tokens, 30);
+	assert_int_equal(o.windows, 2);
+	for (i = 0; i < 4; i++) {
+		o = run(f->h, "https://api.anthropic.com/v1/messages", rq, 2, body, 200,
+		        NULL, 0, stream, pieces[i], "anthropic");
+		assert_int_equal(o.usage_known, 1);
+		assert_int_equal(o.tokens, 25 + 15);
+	}
+}
+
+static void test_azure(void **state)
+{
+	struct fx *f = *state;
+	const ratectl_http_header rq[] = { { "api-key", "azkey" } };
+	ratectl_http_outcome o;
+
+	o = run(f->h, "https://myres.openai.azure.com/openai/deployments/gpt4/chat/"
+	        "completions?api-version=2024-06-01", rq, 1,
+	        "{\"messages\":[],\"max_tokens\":100}", 200, openai_hdrs, 6,
+	        "{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,"
+	        "\"total_tokens\":7}}", 2, "azure");
+	assert_int_equal(o.tokens, 7);
+	assert_int_equal(o.windows, 2);
+}
+
+/* ---- matching and estimates ----------------------------------------------- */
+
+static void test_key_id(void **state)
+{
+	char id[RATECTL_HTTP_KEY_ID_LEN + 1], id2[sizeof id];
+
+	(void)state;
+	/* FIPS 180-2: SHA-256("abc") = ba7816bf 8f01cfea ... */
+	assert_int_equal(ratectl_http_key_id(id, "abc", 3), 0);
+	assert_string_equal(id, "ba7816bf8f01cfea");
+	assert_int_equal(ratectl_http_key_id(id2, " Bearer abc\r\n", 13), 0);
+	assert_string_equal(id2, id);
+	/* 56 and 64 bytes: padding into a second block */
+	assert_int_equal(ratectl_http_key_id(id, "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56), 0);
+	assert_string_equal(id, "248d6a61d20638b8");
+	assert_int_equal(ratectl_http_key_id(id, "", 0), -EINVAL);
+	assert_int_equal(ratectl_http_key_id(id, "Bearer  ", 8), -EINVAL);
+	assert_int_equal(ratectl_http_key_id(id, "sk-test-1", 9), 0);
+	assert_string_equal(id, "db567a0dd8d24a1a");
+}
+
+static const char *budget_of(ratectl_http *h, const char *model, const char *auth)
+{
+	static char name[RATECTL_NAME_MAX + 1];
+	ratectl_http_header rq[1] = { { "Authorization", auth } };
+	ratectl_http_request *r;
+	char body[256];
+
+	snprintf(body, sizeof body, "{\"messages\":[],\"model\":\"%s\"}", model);
+	assert_int_equal(ratectl_http_request_begin(&r, h, "POST",
+	                 "https://api.openai.com/v1/chat/completions", rq, auth ? 1 : 0,
+	                 body, strlen(body), 0), 0);
+	if (!r)
+		return "";
+	snprintf(name, sizeof name, "%s", ratectl_http_request_info(r)->budget);
+	ratectl_http_request_free(r);
+	return name;
+}
+
+static void test_model_and_key(void **state)
+{
+	struct fx *f = *state;
+	ratectl_http_request *r;
+
+	assert_string_equal(budget_of(f->h, "gpt-4o-mini", "Bearer sk-test-1"), "gpt4o-k1");
+	assert_string_equal(budget_of(f->h, "o1-preview", "Bearer sk-test-1"), "gpt4o-k1");
+	assert_string_equal(budget_of(f->h, "gpt-4o", "Bearer sk-test-2"), "openai");
+	assert_string_equal(budget_of(f->h, "gpt-4o", NULL), "openai");
+	assert_string_equal(budget_of(f->h, "gpt-3.5-turbo", "Bearer sk-test-1"), "openai");
+	assert_string_equal(budget_of(f->h, "xgpt-4o", "Bearer sk-test-1"), "openai");
+	/* another host, another scheme: not ours */
+	assert_int_equal(ratectl_http_request_begin(&r, f->h, "GET",
+	                 "https://example.com/v1", NULL, 0, NULL, 0, 0), 0);
+	assert_null(r);
+	assert_int_equal(ratectl_http_request_begin(&r, f->h, "GET",
+	                 "ftp://api.openai.com/v1", NULL, 0, NULL, 0, 0), 0);
+	assert_null(r);
+	assert_int_equal(rh__glob("a*b*c", "aXXbYc"), 1);
+	assert_int_equal(rh__glob("a*b*c", "aXXbY"), 0);
+	assert_int_equal(rh__glob("*", ""), 1);
+	assert_int_equal(rh__glob("", "x"), 0);
+}
+
+static uint64_t estimate_of(ratectl_http *h, const char *body, uint64_t size)
+{
+	ratectl_http_request *r;
+	uint64_t e;
+
+	assert_int_equal(ratectl_http_request_begin(&r, h, "POST",
+	                 "https://api.openai.com/v1/chat/completions", NULL, 0, body,
+	                 body ? strlen(body) : 0, size), 0);
+	e = ratectl_http_request_info(r)->estimate;
+	ratectl_http_request_free(r);
+	return e;
+}
+
+static void test_estimates(void **state)
+{
+	struct fx *f = *state;
+
+	(void)state;
+	assert_int_equal(estimate_of(f->h, "{\"max_tokens\":100}", 0), 100 + 5);
+	assert_int_equal(estimate_of(f->h, "{\"max_completion_tokens\":7}  ", 0), 7 + 8);
+	assert_int_equal(estimate_of(f->h, "{\"max_output_tokens\":64}", 0), 64 + 6);
+	assert_int_equal(estimate_of(f->h, "{}", 0), 1);
+	assert_int_equal(estimate_of(f->h, NULL, 4001), 1001);  /* declared size */
+}
+
+/* ---- learning and retries ------------------------------------------------- */
+
+static void test_429_cooldown_and_own_retry(void **state)
+{
+	struct fx *f = *state;
+	const ratectl_http_header rs[] = { { "retry-after-ms", "1500" },
+	                                   { "retry-after", "9" } };
+	ratectl_http_request *r;
+	ratectl_http_outcome o;
+	ratectl_budget_info bi;
+	ratectl *l;
+
+	assert_int_equal(ratectl_http_request_begin(&r, f->h, "POST",
+	                 "https://api.openai.com/v1/chat/completions", NULL, 0, "{}", 2, 0), 0);
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	assert_int_equal(ratectl_http_admit(r, SEC), RATECTL_HTTP_ESTATE);
+	ratectl_http_response_status(r, 429);
+	ratectl_http_response_headers(r, rs, 2);
+	assert_int_equal(ratectl_http_request_end(r, &o), 0);
+	assert_int_equal(o.cooldown_ns, 1500 * MSEC);
+	assert_int_equal(o.tokens, 0);
+	assert_int_equal(o.retry, 1);           /* retries = 2 */
+	assert_true(o.retry_after_ns >= 0 && o.retry_after_ns < 500 * MSEC);
+	assert_int_equal(ratectl_http_request_end(r, &o), RATECTL_HTTP_ESTATE);
+	assert_int_equal(ratectl_open(&l, f->dir, NULL), 0);
+	assert_int_equal(ratectl_budget_get(l, "openai", &bi), 0);
+	assert_true(bi.cooldown_ns > 0 && bi.cooldown_ns <= 1500 * MSEC);
+	assert_int_equal(bi.counters.retries, 1);
+	ratectl_budget_reset(l, "openai");
+	ratectl_close(l);
+	/* the retry is admitted without charging the retry budget again */
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	ratectl_http_response_status(r, 200);
+	assert_int_equal(ratectl_http_request_end(r, &o), 0);
+	assert_int_equal(o.attempt, 2);
+	assert_int_equal(o.retry, 0);
+	ratectl_http_request_free(r);
+}
+
+/* x-stainless-retry-count > 0 is charged to the retry budget (0% here:
+ * one retry allowed by the allowance, the next answered locally). */
+static void test_sdk_retries_past_the_budget(void **state)
+{
+	struct fx *f = *state;
+	const char *body = "{\"model\":\"gpt-4o\",\"messages\":[]}";
+	ratectl_http_header rq[] = { { "authorization", "Bearer sk-test-1" },
+	                             { "x-stainless-retry-count", "0" } };
+	ratectl_http_request *r;
+	ratectl_http_local loc;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		rq[1].value = i == 0 ? "0" : i == 1 ? "1" : "2";
+		assert_int_equal(ratectl_http_request_begin(&r, f->h, "POST",
+		                 "https://api.openai.com/v1/chat/completions", rq, 2, body,
+		                 strlen(body), 0), 0);
+		assert_string_equal(ratectl_http_request_info(r)->budget, "gpt4o-k1");
+		assert_int_equal(ratectl_http_request_info(r)->is_retry, i > 0);
+		assert_int_equal(ratectl_http_request_info(r)->retry_count, (unsigned)i);
+		if (i < 2) {
+			assert_int_equal(ratectl_http_admit(r, SEC), 0);
+			assert_int_equal(ratectl_http_local_response(r, &loc), RATECTL_HTTP_ESTATE);
+			ratectl_http_response_status(r, 500);   /* 429 would pause it */
+			assert_int_equal(ratectl_http_request_end(r, NULL), 0);
+		} else {
+			assert_int_equal(ratectl_http_admit(r, SEC), RATECTL_HTTP_ERETRYBUDGET);
+			assert_non_null(strstr(ratectl_http_request_why(r), "retry budget"));
+			assert_int_equal(ratectl_http_local_response(r, &loc), 0);
+			assert_int_equal(loc.status, 429);
+			assert_string_equal(loc.headers[0].name, "x-should-retry");
+			assert_string_equal(loc.headers[0].value, "false");
+			assert_string_equal(loc.headers[1].name, "retry-after");
+			assert_true(atoi(loc.headers[1].value) >= 1);
+			assert_non_null(strstr(loc.body, "ratectl_retry_budget"));
+			assert_int_equal(ratectl_http_request_end(r, NULL), RATECTL_HTTP_ESTATE);
+		}
+		ratectl_http_request_free(r);
+	}
+}
+
+/* Without the SDK's header: the same request after a failure is a retry;
+ * after an answer it is a new request. */
+static void test_same_request_again(void **state)
+{
+	struct fx *f = *state;
+	const char *url = "https://api.openai.com/v1/chat/completions";
+	const char *body = "{\"messages\":[{\"content\":\"same\"}]}";
+	int status[] = { 500, 200, 200 }, retry[] = { 0, 1, 0 };
+	ratectl_http_request *r;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(ratectl_http_request_begin(&r, f->h, "POST", url, NULL, 0,
+		                 body, strlen(body), 0), 0);
+		assert_int_equal(ratectl_http_request_info(r)->is_retry, retry[i]);
+		assert_int_equal(ratectl_http_admit(r, SEC), 0);
+		ratectl_http_response_status(r, status[i]);
+		assert_int_equal(ratectl_http_request_end(r, NULL), 0);
+		ratectl_http_request_free(r);
+	}
+}
+
+/* ---- fixed buffers at size - 1, size, size + 1, 10 x ---------------------- */
+
+static void test_header_value_sizes(void **state)
+{
+	const size_t sizes[] = { RH_HDR_VALUE_MAX - 1, RH_HDR_VALUE_MAX,
+	                         RH_HDR_VALUE_MAX + 1, 10 * RH_HDR_VALUE_MAX };
+	struct rh__hdrs *h = malloc(sizeof *h);
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		char *v = malloc(sizes[i] + 1);
+
+		memset(v, '7', sizes[i]);
+		v[sizes[i]] = '\0';
+		rh__hdrs_reset(h);
+		assert_int_equal(rh__hdrs_add(h, "Retry-After", v), sizes[i] <= RH_HDR_VALUE_MAX ? 0 : -1);
+		if (sizes[i] <= RH_HDR_VALUE_MAX)
+			assert_string_equal(rh__hdrs_get(h, "retry-after"), v);
+		else
+			assert_null(rh__hdrs_get(h, "retry-after"));
+		free(v);
+	}
+	/* an unwanted name is not kept; the first of a repeated name wins */
+	rh__hdrs_reset(h);
+	assert_int_equal(rh__hdrs_add(h, "x-other", "1"), -1);
+	assert_int_equal(rh__hdrs_add(h, "retry-after", "1"), 0);
+	assert_int_equal(rh__hdrs_add(h, "RETRY-AFTER", "2"), 0);
+	assert_string_equal(rh__hdrs_get(h, "retry-after"), "1");
+	free(h);
+}
+
+/* The arena at its size: every wanted header at the longest value fits
+ * until the arena is full, and the one that does not fit is dropped whole. */
+static void test_header_arena_full(void **state)
+{
+	struct rh__hdrs *h = malloc(sizeof *h);
+	char v[RH_HDR_VALUE_MAX + 1];
+	size_t i, kept = 0, used = 0;
+
+	(void)state;
+	memset(v, '1', RH_HDR_VALUE_MAX);
+	v[RH_HDR_VALUE_MAX] = '\0';
+	rh__hdrs_reset(h);
+	for (i = 0; i < rh__hdr_nnames; i++) {
+		size_t need = strlen(rh__hdr_names[i]) + RH_HDR_VALUE_MAX + 2;
+		int fits = used + need <= RH_HDR_ARENA;
+
+		assert_int_equal(rh__hdrs_add(h, rh__hdr_names[i], v), fits ? 0 : -1);
+		if (fits) {
+			used += need;
+			kept++;
+		}
+		assert_true(h->used <= RH_HDR_ARENA);
+	}
+	assert_int_equal(h->n, kept);
+	assert_true(kept >= 3 && kept < rh__hdr_nnames);
+	free(h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_openai_chat_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_openai_chat_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_openai_responses_and_embeddings, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_anthropic_json_and_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_azure, setup, teardown),
+		cmocka_unit_test(test_key_id),
+		cmocka_unit_test_setup_teardown(test_model_and_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_estimates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_429_cooldown_and_own_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sdk_retries_past_the_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_request_again, setup, teardown),
+		cmocka_unit_test(test_header_value_sizes),
+		cmocka_unit_test(test_header_arena_full),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
