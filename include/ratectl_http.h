@@ -284,10 +284,21 @@ int ratectl_http_response_headers(ratectl_http_request *req,
 const char *const *ratectl_http_header_names(size_t *n);
 
 /*
- * len more bytes of the (decoded) response body, in any pieces: the usage
- * it reports (OpenAI usage.total_tokens, Responses API input/output
- * tokens, Anthropic message_start + message_delta in a stream) is read in
- * fixed memory whatever the body's size.  Returns 0.
+ * len more bytes of the (decoded) response body, in any pieces, after the
+ * headers: the usage it reports is read as it streams through, in fixed
+ * memory whatever the body's size and wherever the usage sits in it
+ * (nothing of the body is kept).  Only a top-level "usage" object counts
+ * (or one in a top-level "message" or "response": Anthropic's
+ * message_start, the Responses API's events); tokens are its
+ * total_tokens, else input + output (prompt_tokens / input_tokens plus
+ * completion_tokens / output_tokens), each field taking the last value
+ * the body gave: an Anthropic stream's input from message_start and
+ * output from its last message_delta.  The body is an event stream (SSE)
+ * when the Content-Type header says text/event-stream, JSON when it names
+ * a JSON type, and otherwise JSON when its first non-blank byte is '{' or
+ * '[', else SSE (the request's "stream": true is not consulted: a refused
+ * streaming request is answered in JSON).  A body cut short keeps the
+ * usage it reported before the cut.  Returns 0.
  */
 int ratectl_http_response_body(ratectl_http_request *req, const void *data,
                                size_t len);

@@ -173,6 +173,58 @@ static void test_openai_responses_and_embeddings(void **state)
 	assert_int_equal(o.tokens, 5);
 }
 
+/*
+ * Usage that sits in neither the first 2 KiB nor the last 8 KiB of a body
+ * (what the policy kept of a body before it read usage incrementally): a
+ * JSON answer with usage between 3 KiB of metadata and 16 KiB of content,
+ * and a stream whose usage event is followed by 10 KiB of keep-alive
+ * comments.  Fed in pieces of every size.
+ */
+static void test_usage_in_the_middle(void **state)
+{
+	struct fx *f = *state;
+	const char *body = "{\"model\":\"gpt-3.5-turbo\",\"max_tokens\":50,\"messages\":[]}";
+	const ratectl_http_header sse[] = { { "content-type", "text/event-stream" } };
+	size_t cap = 64 << 10, n;
+	char *json = malloc(cap), *stream = malloc(cap);
+	unsigned i, k;
+
+	n = (size_t)snprintf(json, cap, "{\"id\":\"chatcmpl-1\",\"system_fingerprint\":\"");
+	memset(json + n, 'f', 3 << 10);
+	n += 3 << 10;
+	n += (size_t)snprintf(json + n, cap - n, "\",\"usage\":{\"prompt_tokens\":9,"
+	                      "\"completion_tokens\":4000,\"total_tokens\":4009},"
+	                      "\"choices\":[{\"message\":{\"content\":\"");
+	memset(json + n, 'x', 16 << 10);
+	n += 16 << 10;
+	snprintf(json + n, cap - n, "\"}}]}");
+
+	n = (size_t)snprintf(stream, cap, "data: {\"choices\":[{\"delta\":{\"content\":\"");
+	memset(stream + n, 'y', 3 << 10);
+	n += 3 << 10;
+	n += (size_t)snprintf(stream + n, cap - n, "\"}}]}\n\n"
+	                      "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":8,"
+	                      "\"completion_tokens\":1200,\"total_tokens\":1208}}\n\n");
+	for (k = 0; k < 800; k++)
+		n += (size_t)snprintf(stream + n, cap - n, ": keep-alive\n\n");
+	snprintf(stream + n, cap - n, "data: [DONE]\n\n");
+	assert_true(strlen(json) > (3 << 10) + (16 << 10) && strlen(stream) > (13 << 10));
+
+	for (i = 0; i < 4; i++) {
+		ratectl_http_outcome o = run(f->h, "https://api.openai.com/v1/chat/completions",
+		                             NULL, 0, body, 200, NULL, 0, json, pieces[i], "openai");
+
+		assert_int_equal(o.usage_known, 1);
+		assert_int_equal(o.tokens, 4009);
+		o = run(f->h, "https://api.openai.com/v1/chat/completions", NULL, 0, body, 200,
+		        sse, 1, stream, pieces[i], "openai");
+		assert_int_equal(o.usage_known, 1);
+		assert_int_equal(o.tokens, 1208);
+	}
+	free(json);
+	free(stream);
+}
+
 /* Resets are RFC 3339 times: 30 s from now, filled in at run time. */
 static char reset_at[32];
 static ratectl_http_header anthropic_hdrs[] = {
@@ -489,6 +541,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_openai_chat_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_openai_chat_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_openai_responses_and_embeddings, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_usage_in_the_middle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_anthropic_json_and_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_azure, setup, teardown),
 		cmocka_unit_test(test_key_id),

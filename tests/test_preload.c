@@ -2,9 +2,9 @@
  * test_preload.c - the preload shim's pure parts in-process (no libcurl,
  * no LD_PRELOAD), so that ASan and UBSan see them: the held body
  * (tools/preload/tee.c) and the parts of libratectl-http it relied on:
- * the head and tail kept of a body (lib/http/tee.c), providers'
- * rate-limit headers (hdr.c), refusal messages (msg.c) and the JSON
- * scanner (jscan.c).  Every fixed buffer is tried at
+ * usage read from a body as it streams (lib/http/body.c over usage.c),
+ * providers' rate-limit headers (hdr.c), refusal messages (msg.c) and
+ * the JSON scanner (jscan.c).  Every fixed buffer is tried at
  * its size - 1, size, size + 1 and 10 x size; bodies are fed in pieces of
  * many sizes, short ones at every split.
  */
@@ -31,17 +31,6 @@ static char *body(size_t n, unsigned seed)
 	return p;
 }
 
-/* The policy's head and tail (lib/http/tee.c), poisoned around. */
-static struct rh__tee *rtee_new(void)
-{
-	struct rh__tee *t = malloc(sizeof *t);
-
-	assert_non_null(t);
-	memset(t, 0x5a, sizeof *t);
-	rh__tee_reset(t);
-	return t;
-}
-
 static struct shim_tee *tee_new(void)
 {
 	struct shim_tee *t = malloc(sizeof *t);
@@ -50,80 +39,6 @@ static struct shim_tee *tee_new(void)
 	memset(t, 0x5a, sizeof *t);
 	shim_tee_reset(t, 0);
 	return t;
-}
-
-/* Feed p[0..n) in pieces cycling from piece index k0; check the head and
- * the tail against the body and the fields after the buffers. */
-static void feed_check(const char *p, size_t n, unsigned k0)
-{
-	struct rh__tee *t = rtee_new();
-	size_t off = 0, k = k0, tn;
-	const char *tail;
-
-	while (off < n) {
-		size_t len = pieces[k++ % NPIECES];
-
-		if (len > n - off)
-			len = n - off;
-		rh__tee_capture(t, p + off, len);
-		off += len;
-		assert_true(t->ntail <= sizeof t->tail);
-	}
-	assert_int_equal(t->total, n);
-	assert_int_equal(t->nhead, n < RH_HEAD_MAX ? n : RH_HEAD_MAX);
-	assert_memory_equal(t->head, p, t->nhead ? t->nhead : 1 - (n == 0));
-	tail = rh__tee_tail(t, &tn);
-	assert_int_equal(tn, n < RH_TAIL_MAX ? n : RH_TAIL_MAX);
-	if (tn)
-		assert_memory_equal(tail, p + n - tn, tn);
-	free(t);
-}
-
-static void test_tee_buffers_at_their_sizes(void **state)
-{
-	const size_t sizes[] = {
-		0, 1, RH_HEAD_MAX - 1, RH_HEAD_MAX, RH_HEAD_MAX + 1, 10 * RH_HEAD_MAX,
-		RH_TAIL_MAX - 1, RH_TAIL_MAX, RH_TAIL_MAX + 1, 2 * RH_TAIL_MAX - 1,
-		2 * RH_TAIL_MAX, 2 * RH_TAIL_MAX + 1, 10 * RH_TAIL_MAX, 1 << 20,
-	};
-	unsigned i, k;
-
-	(void)state;
-	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-		char *p = body(sizes[i], i);
-
-		for (k = 0; k < NPIECES; k++)
-			feed_check(p, sizes[i], k);
-		free(p);
-	}
-}
-
-/* The crash of issue 9: a tail one byte short of full, then more. */
-static void test_tee_tail_nearly_full_then_more(void **state)
-{
-	const size_t first[] = { 1, RH_TAIL_MAX - 1, RH_TAIL_MAX, RH_TAIL_MAX + 1 };
-	const size_t then[] = { 1, 100, RH_TAIL_MAX - 1, RH_TAIL_MAX, RH_TAIL_MAX + 1 };
-	unsigned i, j, r;
-
-	(void)state;
-	for (i = 0; i < 4; i++)
-		for (j = 0; j < 5; j++) {
-			size_t n = first[i] + 3 * then[j];
-			char *p = body(n, i + j);
-			struct rh__tee *t = rtee_new();
-			size_t tn;
-			const char *tail;
-
-			rh__tee_capture(t, p, first[i]);
-			for (r = 0; r < 3; r++)
-				rh__tee_capture(t, p + first[i] + r * then[j], then[j]);
-			tail = rh__tee_tail(t, &tn);
-			assert_int_equal(tn, n < RH_TAIL_MAX ? n : RH_TAIL_MAX);
-			assert_memory_equal(tail, p + n - tn, tn);
-			assert_int_equal(t->total, n);
-			free(t);
-			free(p);
-		}
 }
 
 static void test_tee_held_at_its_size(void **state)
@@ -209,9 +124,22 @@ static struct sb stream(int anthropic, int with_usage, size_t n)
 	return b;
 }
 
-static int usage_of(const char *p, size_t n, unsigned k0, uint64_t *tokens)
+/* The policy's body scanner, poisoned around; content type ct (NULL: the
+ * body decides). */
+static struct rh__body *rbody_new(void)
 {
-	struct rh__tee *t = rtee_new();
+	struct rh__body *t = malloc(sizeof *t);
+
+	assert_non_null(t);
+	memset(t, 0x5a, sizeof *t);
+	rh__body_reset(t);
+	return t;
+}
+
+static int usage_of(const char *p, size_t n, unsigned k0, const char *ct,
+                    uint64_t *tokens)
+{
+	struct rh__body *t = rbody_new();
 	size_t off = 0, k = k0;
 	int found;
 
@@ -219,17 +147,18 @@ static int usage_of(const char *p, size_t n, unsigned k0, uint64_t *tokens)
 		size_t len = pieces[k++ % NPIECES];
 
 		len = len > n - off ? n - off : len;
-		rh__tee_capture(t, p + off, len);
+		rh__body_feed(t, ct, p + off, len);
 		off += len;
 	}
-	found = rh__tee_usage(t, tokens);
+	assert_int_equal(t->total, n);
+	found = rh__body_usage(t, tokens);
 	free(t);
 	return found;
 }
 
 static void test_usage_of_streams(void **state)
 {
-	const size_t sizes[] = { 100, RH_TAIL_MAX - 1, RH_TAIL_MAX + 1, 100 << 10, 1 << 20 };
+	const size_t sizes[] = { 100, 2047, 2049, 8191, 8193, 100 << 10, 1 << 20 };
 	unsigned i, k;
 	uint64_t v;
 
@@ -239,13 +168,15 @@ static void test_usage_of_streams(void **state)
 			  none = stream(0, 0, sizes[i]);
 
 		for (k = 0; k < NPIECES; k++) {
+			const char *ct = k % 2 ? "text/event-stream; charset=utf-8" : NULL;
+
 			v = 0;
-			assert_int_equal(usage_of(o.p, o.n, k, &v), 1);
+			assert_int_equal(usage_of(o.p, o.n, k, ct, &v), 1);
 			assert_int_equal(v, 1555);
 			v = 0;
-			assert_int_equal(usage_of(a.p, a.n, k, &v), 1);
+			assert_int_equal(usage_of(a.p, a.n, k, ct, &v), 1);
 			assert_int_equal(v, 1234 + 4321);
-			assert_int_equal(usage_of(none.p, none.n, k, &v), 0);
+			assert_int_equal(usage_of(none.p, none.n, k, ct, &v), 0);
 		}
 		free(o.p);
 		free(a.p);
@@ -262,12 +193,12 @@ static void test_usage_at_every_split(void **state)
 
 	(void)state;
 	for (cut = 0; cut <= a.n; cut++) {
-		struct rh__tee *t = rtee_new();
+		struct rh__body *t = rbody_new();
 
-		rh__tee_capture(t, a.p, cut);
-		rh__tee_capture(t, a.p + cut, a.n - cut);
+		rh__body_feed(t, NULL, a.p, cut);
+		rh__body_feed(t, NULL, a.p + cut, a.n - cut);
 		v = 0;
-		assert_int_equal(rh__tee_usage(t, &v), 1);
+		assert_int_equal(rh__body_usage(t, &v), 1);
 		assert_int_equal(v, 1234 + 4321);
 		free(t);
 	}
@@ -591,8 +522,6 @@ static void test_refusal_buffer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tee_buffers_at_their_sizes),
-		cmocka_unit_test(test_tee_tail_nearly_full_then_more),
 		cmocka_unit_test(test_tee_held_at_its_size),
 		cmocka_unit_test(test_usage_of_streams),
 		cmocka_unit_test(test_usage_at_every_split),

@@ -1,6 +1,6 @@
 /*
- * jscan.h - the few values libratectl-http reads from JSON: max_tokens in a
- * request body, usage in a response.
+ * jscan.h - the few values libratectl-http reads from a request's JSON
+ * body: max_tokens and model (a response's usage: usage.h).
  *
  * Why not a JSON library: the shim lives in the address space of arbitrary
  * programs (LD_PRELOAD), some of which carry their own, different version
@@ -46,17 +46,6 @@ int rh__jscan_max_tokens(const char *body, size_t len, uint64_t *max);
  */
 int rh__jscan_string(const char *text, size_t len, const char *key, char *out,
                      size_t cap);
-
-/*
- * Tokens a response reports using, from the first bytes (head) and the
- * last bytes (tail) of its body; when the body is short both hold all of
- * it.  OpenAI: usage.total_tokens (else prompt + completion tokens);
- * Anthropic: usage.input_tokens + usage.output_tokens, where a stream's
- * last usage may carry only output_tokens and the input comes from the
- * first (message_start).  Returns 1 and *tokens, or 0 when no usage.
- */
-int rh__jscan_usage(const char *head, size_t nhead, const char *tail, size_t ntail,
-                uint64_t *tokens);
 
 #pragma GCC visibility pop
 

@@ -36,7 +36,7 @@ struct ratectl_http_request {
 	char local_after[24];
 	char local_body[640];
 	struct rh__hdrs hdrs;
-	struct rh__tee tee;
+	struct rh__body body;
 };
 
 /* ---- begin ---------------------------------------------------------------- */
@@ -92,7 +92,7 @@ int ratectl_http_request_begin(ratectl_http_request **out, ratectl_http *h,
 		return -ENOMEM;
 	memset(r, 0, offsetof(struct ratectl_http_request, hdrs));
 	rh__hdrs_reset(&r->hdrs);
-	rh__tee_reset(&r->tee);
+	rh__body_reset(&r->body);
 	r->h = h;
 	r->pol = pol;
 	r->resendable = body != NULL || body_size == 0;
@@ -339,7 +339,8 @@ int ratectl_http_response_body(ratectl_http_request *req, const void *data,
                                size_t len)
 {
 	if (data && len)
-		rh__tee_capture(&req->tee, data, len);
+		rh__body_feed(&req->body, rh__hdrs_get(&req->hdrs, "content-type"),
+		              data, len);
 	return 0;
 }
 
@@ -404,8 +405,7 @@ int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *ou
 	o.status = req->have_status ? req->status : -1;
 	o.attempt = req->attempt;
 	o.tokens = req->info.estimate;
-	if (o.status != 429 && o.status >= 0 && req->tee.total &&
-	    rh__tee_usage(&req->tee, &used)) {
+	if (o.status != 429 && o.status >= 0 && rh__body_usage(&req->body, &used)) {
 		o.tokens = used;        /* in full, however far above the estimate */
 		o.usage_known = 1;
 	}
@@ -443,7 +443,7 @@ int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *ou
 	req->state = ST_ENDED;
 	req->have_status = 0;
 	rh__hdrs_reset(&req->hdrs);
-	rh__tee_reset(&req->tee);
+	rh__body_reset(&req->body);
 	if (out)
 		*out = o;
 	return 0;

@@ -3,9 +3,9 @@
  * never exported from libratectl-http.so; see lib/http/exports.map).
  *
  *   conf.c, conf_keys.c  the config file, ratectl.conf(5)     (conf.h)
- *   jscan.c              integers from JSON: max_tokens, usage (jscan.h)
+ *   jscan.c              max_tokens and model from a request body (jscan.h)
  *   hdr.c                providers' rate-limit headers as windows
- *   tee.c                the first and last bytes of a response body
+ *   body.c, usage.c      usage in a response body, JSON or SSE (usage.h)
  *   msg.c                why a request is refused, in words
  *   match.c              URL, model and key of a request; key ids
  *   sha256.c             SHA-256 for key ids
@@ -14,7 +14,7 @@
  *   request.c            one request: begin, admit, response, end
  *
  * Calls go one way: request.c -> handle.c, retry.c, match.c -> the pure
- * files (jscan, hdr, tee, msg, sha256, conf).
+ * files (jscan, hdr, body, usage, msg, sha256, conf).
  */
 #ifndef RATECTL_HTTP_RH_H
 #define RATECTL_HTTP_RH_H
@@ -28,37 +28,32 @@
 #include "ratectl_http.h"
 #include "conf.h"
 #include "jscan.h"
+#include "usage.h"
 
 #define RH_NS_PER_S 1000000000LL
 #define RH_NS_PER_MS 1000000LL
 
-/* ---- tee.c: the part of a response kept to find its usage --------------- */
+/* ---- body.c: the usage a response body reports ------------------------- */
 
 /*
- * The first RH_HEAD_MAX and the last RH_TAIL_MAX bytes of a body,
- * whatever its size and however it is cut into writes: usage is at the
- * end of an OpenAI stream (the include_usage event) or body, an
- * Anthropic stream has its input usage in message_start, at the head.
- * The tail buffer is twice RH_TAIL_MAX so that bytes move once per
- * RH_TAIL_MAX appended, not at every write.
+ * A body fed as it arrives, in pieces of any size, scanned for usage in
+ * fixed memory (rh_usage_parser, usage.h); JSON or SSE decided at its
+ * first non-blank byte from content_type (NULL: none) or the byte itself
+ * (see body.c).
  */
-#define RH_HEAD_MAX 2048
-#define RH_TAIL_MAX 8192
-
-struct rh__tee {
-	char head[RH_HEAD_MAX];
-	size_t nhead;              /* <= RH_HEAD_MAX */
-	char tail[2 * RH_TAIL_MAX];
-	size_t ntail;              /* <= 2 * RH_TAIL_MAX; the last bytes */
-	uint64_t total;            /* bytes seen */
+struct rh__body {
+	rh_usage_parser p;
+	int started;               /* the mode is chosen, p is initialised */
+	uint64_t total;            /* bytes fed */
 };
 
-void rh__tee_reset(struct rh__tee *t);
-void rh__tee_capture(struct rh__tee *t, const char *p, size_t len);
-/* The last min(ntail, RH_TAIL_MAX) bytes of the body. */
-const char *rh__tee_tail(const struct rh__tee *t, size_t *n);
-/* Tokens the body reports using: 1 and *tokens, or 0. */
-int rh__tee_usage(const struct rh__tee *t, uint64_t *tokens);
+void rh__body_reset(struct rh__body *b);
+void rh__body_feed(struct rh__body *b, const char *content_type, const char *p,
+                   size_t len);
+/* Tokens the body reports using: its total, else input + output (either
+ * alone counting as the sum), with *tokens and 1; 0 when none.  Ends the
+ * scan: feed no more until reset. */
+int rh__body_usage(struct rh__body *b, uint64_t *tokens);
 
 /* ---- hdr.c: providers' rate-limit headers ------------------------------- */
 

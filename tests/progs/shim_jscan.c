@@ -1,6 +1,7 @@
 /*
- * shim_jscan - tests and a bounded fuzz of the preload shim's JSON scanner
- * (lib/http/jscan.c, compiled in here), run by tests/test_shim.sh.
+ * shim_jscan - tests and a bounded fuzz of the policy's JSON scanners
+ * (lib/http/jscan.c, and usage.c through body.c, compiled in here), run
+ * by tests/test_shim.sh.
  *
  *   1. known bodies and responses, with what must be read from them;
  *   2. generated request bodies: random members, strings full of quotes,
@@ -17,6 +18,8 @@
 #include <string.h>
 
 #include "../../lib/http/jscan.c"
+#include "../../lib/http/usage.c"
+#include "../../lib/http/body.c"
 
 static int fails;
 static unsigned long long state = 88172645463325252ull;
@@ -54,7 +57,13 @@ static int usage_of(const char *s, uint64_t *v)
 	int r;
 
 	memcpy(copy, s, len);
-	r = rh__jscan_usage(copy, len, copy, len, v);
+	{
+		struct rh__body b;
+
+		rh__body_reset(&b);
+		rh__body_feed(&b, NULL, copy, len);
+		r = rh__body_usage(&b, v);
+	}
 	free(copy);
 	return r;
 }
