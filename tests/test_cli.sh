@@ -55,7 +55,7 @@ r --version; check "--version prints the version" has "ratectl [0-9]"
 r; status_is 2 "no command is a usage error"
 r frobnicate; status_is 2 "an unknown command is a usage error"
 ok=1
-for c in apply list show set delete reset cooldown reclaim check watch metrics run; do
+for c in apply list show set delete reset cooldown reclaim check watch metrics run key-id; do
 	r "$c" --help
 	[ "$S" -eq 0 ] && has "usage: ratectl $c" || { ok=0; echo "# $c --help"; }
 done
@@ -221,6 +221,72 @@ check "... naming it" err_has "duration '5 parsecs'"
 r cooldown nosuch 5s; status_is 1 "cooldown of an unknown budget fails"
 r delete delta; check "delete removes a budget" has "deleted delta"
 r delete delta; status_is 1 "delete of an unknown budget fails"
+
+# ---- key-id -----------------------------------------------------------------------
+# The id rule (ratectl.conf(5)): the first 16 hex digits of the SHA-256 of the
+# key, so sha256sum is the reference.  The key must never be echoed: every
+# case below, refusals included, is checked for it in output and errors.
+KEY='sk-proj-ratectlSECRETkey0123456789'
+want=$(printf %s "$KEY" | sha256sum | cut -c1-16)
+leak=0
+# kid INPUT-FILE: ratectl key-id < INPUT-FILE, then look for the key.
+kid() {
+	r key-id <"$1"
+	if grep -q SECRET "$T/out" "$T/err"; then leak=1; echo "# key echoed for $1"; fi
+}
+printf %s "$KEY" >"$T/k.raw"; kid "$T/k.raw"; status_is 0 "key-id reads a key from standard input"
+check "... and prints the id of the documented rule (sha256sum)" [ "$(cat "$T/out")" = "$want" ]
+printf '%s\n' "$KEY" >"$T/k.nl"; kid "$T/k.nl"
+check "... the same with a trailing newline" [ "$(cat "$T/out")" = "$want" ]
+printf 'Bearer %s\r\n' "$KEY" >"$T/k.bearer"; kid "$T/k.bearer"
+check "... and for its Authorization value (Bearer, CRLF)" [ "$(cat "$T/out")" = "$want" ]
+printf 'abc' >"$T/k.abc"; kid "$T/k.abc"
+check "... and the FIPS 180-2 vector of 'abc'" [ "$(cat "$T/out")" = ba7816bf8f01cfea ]
+: >"$T/k.empty"; kid "$T/k.empty"; status_is 2 "key-id of empty input is refused"
+check "... saying so" err_has "no key on standard input"
+printf ' \n' >"$T/k.blank"; kid "$T/k.blank"; status_is 2 "key-id of a blank line is refused"
+printf 'Bearer\n' >"$T/k.bare"; kid "$T/k.bare"; status_is 2 "key-id of a bare 'Bearer' is refused"
+printf '%s\n%s\n' "$KEY" "$KEY" >"$T/k.two"; kid "$T/k.two"; status_is 2 "key-id of two lines is refused"
+check "... saying one key at a time" err_has "one key at a time"
+{ printf %s "$KEY"; head -c 5000 /dev/zero | tr '\0' x; } >"$T/k.big"; kid "$T/k.big"
+status_is 2 "key-id of more than 4096 bytes is refused"
+check "... saying so" err_has "longer than 4096 bytes"
+head -c 4096 /dev/zero | tr '\0' x >"$T/k.max"; kid "$T/k.max"
+status_is 0 "key-id of exactly 4096 bytes is read"
+r key-id "$KEY" </dev/null; status_is 2 "key-id refuses a key given as an argument"
+check "... pointing to standard input" err_has "read from standard input"
+grep -q SECRET "$T/out" "$T/err" && leak=1
+r key-id --bogus"$KEY" </dev/null; status_is 2 "... and an option, without repeating it"
+grep -q SECRET "$T/out" "$T/err" && leak=1
+check "the key never appears in key-id's output or errors" [ $leak -eq 0 ]
+conf key.conf '[mine]' 'match = api.openai.com' "key = $want" 'requests = 10/s'
+r --ledger "$T/keyledger" apply --dry-run "$T/key.conf"
+status_is 0 "a config names the key by that id"
+# On a terminal: a prompt, no echo, the id.
+cat >"$T/keytty.py" <<'PYEOF'
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], 'key-id'])
+out = b''
+def drain(t):
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        if select.select([fd], [], [], 0.05)[0]:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                return
+drain(0.3)
+os.write(fd, sys.argv[2].encode() + b'\n')
+drain(0.5)
+st = os.waitpid(pid, 0)[1]
+sys.exit(0 if os.waitstatus_to_exitcode(st) == 0 and b'API key' in out and
+         sys.argv[3].encode() in out and b'SECRET' not in out else 1)
+PYEOF
+check "key-id on a terminal prompts, reads without echo and prints the id" \
+	timeout 10 "$PY" "$T/keytty.py" "$RC" "$KEY" "$want"
 
 # ---- run ------------------------------------------------------------------------
 r run beta -- sh -c 'exit 7'; status_is 7 "run exits with the command's status"

@@ -14,6 +14,7 @@
  *   watch.c    watch
  *   metrics.c  metrics (Prometheus text, or JSON)
  *   run.c      run
+ *   keyid.c    key-id
  */
 #ifndef RATECTL_CLI_H
 #define RATECTL_CLI_H
@@ -149,6 +150,7 @@ int cmd_reclaim(cli *c, int argc, char **argv);
 int cmd_watch(cli *c, int argc, char **argv);
 int cmd_metrics(cli *c, int argc, char **argv);
 int cmd_run(cli *c, int argc, char **argv);
+int cmd_key_id(cli *c, int argc, char **argv);
 
 /* show.c: the one-line summary used by list and watch. */
 void show_limits_cell(char *buf, size_t len, const ratectl_budget_info *in,

@@ -102,6 +102,18 @@ static const cli_cmd commands[] = {
 	  "node exporter textfile collector or an HTTP wrapper.\n"
 	  "\n"
 	  "  --json      the same data as JSON (as `list --json`)\n" },
+	{ "key-id", cmd_key_id, "the id of an API key, for a config `key =` rule",
+	  "usage: ratectl key-id < FILE\n"
+	  "\n"
+	  "Read one API key from standard input and print its id: the first 16\n"
+	  "hex digits of the SHA-256 of the key, without surrounding blanks or a\n"
+	  "leading \"Bearer \".  A ratectl.conf(5) `key =` rule names keys by it.\n"
+	  "The key is never taken as an argument (ps would show it) and never\n"
+	  "printed; on a terminal it is read without echo.  One trailing newline\n"
+	  "is dropped.  An empty key, several lines or more than 4096 bytes are\n"
+	  "refused (exit 2).\n"
+	  "\n"
+	  "  printf %s \"$OPENAI_API_KEY\" | ratectl key-id\n" },
 	{ "run", cmd_run, "run a command under a budget",
 	  "usage: ratectl run NAME [--tokens N] [--timeout DURATION] [--batch]\n"
 	  "                        -- COMMAND [ARGS...]\n"
