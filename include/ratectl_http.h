@@ -189,14 +189,26 @@ int ratectl_http_request_begin(ratectl_http_request **out, ratectl_http *h,
                                const ratectl_http_header *headers, size_t nheaders,
                                const void *body, size_t body_len, uint64_t body_size);
 
-/* The most budgets one request is charged to. */
-#define RATECTL_HTTP_MAX_BUDGETS 4
+/* The most budgets one request is charged to (RATECTL_MANY_MAX). */
+#define RATECTL_HTTP_MAX_BUDGETS 8
 
-/* What a matched request is charged to and how it is handled. */
+/*
+ * What a matched request is charged to and how it is handled.  A request
+ * goes to the first budget of the config whose match rules (and model
+ * and key conditions) it meets: `budget`, whose settings (timeout,
+ * on_error, retries, retry_budget, bytes_per_token, default_max_tokens)
+ * rule it, and to which what a response teaches (cooldowns, rate-limit
+ * windows) and the retry budget apply.  It is charged as well to the
+ * budgets that one names with `also` in ratectl.conf(5), and to those
+ * theirs name, depth first, each once: budgets[0..nbudgets), budget
+ * first.  Admission is one transaction in all of them (all or none:
+ * ratectl_try_many()), and the end of an attempt releases each with the
+ * same usage.
+ */
 typedef struct ratectl_http_info {
-	const char *budget;        /* the budget charged (== budgets[0]) */
+	const char *budget;        /* the budget matched (== budgets[0]) */
 	const char *budgets[RATECTL_HTTP_MAX_BUDGETS];
-	unsigned nbudgets;         /* 1 today: see ratectl.conf(5), key */
+	unsigned nbudgets;         /* 1 + those of `also`, <= 8 */
 	uint64_t estimate;         /* tokens charged at admission */
 	int is_retry;              /* a retry of the SDK or the client */
 	unsigned retry_count;      /* its x-stainless-retry-count, else 0 or 1 */

@@ -475,6 +475,184 @@ static void test_same_request_again(void **state)
 	}
 }
 
+/* ---- several budgets at once (also) --------------------------------------- */
+
+/* A per-model budget of key 1 that names the key's own budget, which names
+ * the organisation's: a gpt-4o request of key 1 is charged to all three. */
+static const char also_text[] =
+	"[k1-gpt4o]\n"
+	"match = api.openai.com/v1\n"
+	"model = gpt-4o*\n"
+	"key = db567a0dd8d24a1a\n"
+	"requests = 2/min\n"
+	"tokens = 100000/min\n"
+	"also = k1\n"
+	"[k1]\n"
+	"match = api.openai.com/v1\n"
+	"key = db567a0dd8d24a1a\n"
+	"requests = 3/min\n"
+	"tokens = 100000/min\n"
+	"also = org\n"
+	"[org]\n"
+	"match = api.openai.com\n"
+	"requests = 100/min\n"
+	"tokens = 100000/min\n";
+
+static int setup_also(void **state)
+{
+	ratectl_http_options o = RATECTL_HTTP_OPTIONS_INIT;
+	struct fx *f = calloc(1, sizeof *f);
+
+	f->dir = tmp_ledger();
+	o.config_text = also_text;
+	o.config_len = sizeof also_text - 1;
+	o.ledger_dir = f->dir;
+	assert_int_equal(ratectl_http_open(&f->h, &o), 0);
+	*state = f;
+	return 0;
+}
+
+static ratectl_http_request *begin_model(ratectl_http *h, const char *model)
+{
+	ratectl_http_header rq[1] = { { "Authorization", "Bearer sk-test-1" } };
+	ratectl_http_request *r;
+	char body[256];
+
+	snprintf(body, sizeof body, "{\"model\":\"%s\",\"max_tokens\":96,"
+	         "\"messages\":[]}", model);
+	assert_int_equal(ratectl_http_request_begin(&r, h, "POST",
+	                 "https://api.openai.com/v1/chat/completions", rq, 1, body,
+	                 strlen(body), 0), 0);
+	assert_non_null(r);
+	return r;
+}
+
+static ratectl_counters counters_of(ratectl *l, const char *name)
+{
+	ratectl_budget_info bi;
+
+	assert_int_equal(ratectl_budget_get(l, name, &bi), 0);
+	return bi.counters;
+}
+
+/* All or none: a request refused by one of its budgets leaves the others
+ * untouched; released and reconciled in each. */
+static void test_several_budgets_all_or_none(void **state)
+{
+	struct fx *f = *state;
+	const char *const names[] = { "k1-gpt4o", "k1", "org" };
+	const uint64_t admitted[][3] = {
+		{ 1, 1, 1 }, { 2, 2, 2 }, { 2, 2, 2 }, { 2, 3, 3 }, { 2, 3, 3 },
+	};
+	ratectl_http_request *r[5];
+	ratectl_http_outcome o;
+	const ratectl_http_info *in;
+	int64_t wait;
+	ratectl *l;
+	unsigned i, k;
+
+	r[0] = begin_model(f->h, "gpt-4o");
+	in = ratectl_http_request_info(r[0]);
+	assert_int_equal(in->nbudgets, 3);
+	assert_string_equal(in->budget, "k1-gpt4o");
+	for (k = 0; k < 3; k++)
+		assert_string_equal(in->budgets[k], names[k]);
+	assert_int_equal(ratectl_http_try(r[0], &wait), 0);
+	assert_int_equal(ratectl_open(&l, f->dir, NULL), 0);
+	/* gpt-4o: 2 pass, the third is refused by k1-gpt4o (2/min) and
+	 * charges neither k1 nor org; gpt-3.5 (k1 and org) takes k1's third,
+	 * then is refused by k1 and charges org nothing. */
+	for (i = 1; i < 5; i++) {
+		r[i] = begin_model(f->h, i < 3 ? "gpt-4o" : "gpt-3.5-turbo");
+		assert_int_equal(ratectl_http_request_info(r[i])->nbudgets, i < 3 ? 3 : 2);
+		assert_int_equal(ratectl_http_try(r[i], &wait),
+		                 i == 1 || i == 3 ? 0 : RATECTL_ELIMITED);
+		if (i == 2 || i == 4)
+			assert_true(wait >= 1);
+	}
+	for (k = 0; k < 3; k++)
+		assert_int_equal(counters_of(l, names[k]).admitted, admitted[4][k]);
+	assert_string_equal(ratectl_http_request_info(r[3])->budgets[1], "org");
+	/* the blocking admission too: nothing charged when it times out */
+	assert_int_equal(ratectl_http_admit(r[2], 10 * MSEC), RATECTL_ETIMEDOUT);
+	for (k = 0; k < 3; k++)
+		assert_int_equal(counters_of(l, names[k]).admitted, admitted[4][k]);
+	/* usage 10 reconciles every budget of the request; each was charged
+	 * the estimates of the requests it admitted */
+	ratectl_http_response_status(r[0], 200);
+	ratectl_http_response_body(r[0], "{\"usage\":{\"total_tokens\":10}}", 30);
+	assert_int_equal(ratectl_http_request_end(r[0], &o), 0);
+	assert_int_equal(o.tokens, 10);
+	for (k = 0; k < 3; k++) {
+		ratectl_counters c = counters_of(l, names[k]);
+
+		uint64_t e4 = ratectl_http_request_info(r[0])->estimate,
+			 e35 = ratectl_http_request_info(r[3])->estimate;
+
+		assert_int_equal(c.tokens_actual, 10);
+		assert_int_equal(c.tokens_reconciled, e4);
+		assert_int_equal(c.tokens_estimated, k == 0 ? 2 * e4 : 2 * e4 + e35);
+	}
+	for (i = 0; i < 5; i++)
+		ratectl_http_request_free(r[i]);       /* leases held: released */
+	for (k = 0; k < 3; k++) {
+		ratectl_budget_info bi;
+
+		assert_int_equal(ratectl_budget_get(l, names[k], &bi), 0);
+		assert_int_equal(bi.inflight, 0);
+	}
+	ratectl_close(l);
+}
+
+/* also names budgets of the file, not itself, at most 8 in all. */
+static void test_also_in_the_config(void **state)
+{
+	static const struct { const char *text, *err; } bad[] = {
+		{ "[a]\nrequests = 1/s\nalso = b\n", "c:3: [a]: key 'also': no budget [b]" },
+		{ "[a]\nrequests = 1/s\nalso = a\n", "c:3: [a]: key 'also': 'a' is this" },
+		{ "[a]\nrequests = 1/s\nalso = b, b\n[b]\nrequests = 1/s\n",
+		  "c:3: [a]: key 'also': 'b' is named twice" },
+		{ "[a]\nalso = b,c,d,e,f,g,h,i\nrequests = 1/s\n", "c:2: [a]: key 'also': "
+		  "more than 7 budgets" },
+		/* a chain of 9 */
+		{ "[a]\nrequests=1/s\nalso=b\n[b]\nrequests=1/s\nalso=c\n[c]\nrequests=1/s\n"
+		  "also=d\n[d]\nrequests=1/s\nalso=e\n[e]\nrequests=1/s\nalso=f\n[f]\n"
+		  "requests=1/s\nalso=g\n[g]\nrequests=1/s\nalso=h\n[h]\nrequests=1/s\n"
+		  "also=i\n[i]\nrequests=1/s\n", "c:3: [a]: key 'also': charges more than 8" },
+	};
+	const char *names[RATECTL_MANY_MAX], *no;
+	char err[512];
+	rh__conf *c;
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(rh__conf_parse(&c, "c", bad[i].text, strlen(bad[i].text),
+		                                err, sizeof err), RATECTL_EBADCONFIG);
+		if (strncmp(err, bad[i].err, strlen(bad[i].err)) != 0)
+			fail_msg("%s: got '%s'", bad[i].err, err);
+	}
+	/* a chain of 8, and a cycle: each budget once, depth first */
+	assert_int_equal(rh__conf_parse(&c, "c", bad[4].text, strlen(bad[4].text) - 20,
+	                                err, sizeof err), RATECTL_EBADCONFIG);
+	{
+		static const char ok[] = "[a]\nrequests=1/s\nalso=b, d\n[b]\nrequests=1/s\n"
+		                         "also=c\n[c]\nrequests=1/s\nalso=a\n[d]\nrequests=1/s\n";
+
+		assert_int_equal(rh__conf_parse(&c, "c", ok, sizeof ok - 1, err, sizeof err), 0);
+		assert_int_equal(rh__conf_charged(c, rh__conf_find(c, "a"), names,
+		                                  RATECTL_MANY_MAX, &no), 4);
+		assert_string_equal(names[0], "a");
+		assert_string_equal(names[1], "b");
+		assert_string_equal(names[2], "c");
+		assert_string_equal(names[3], "d");
+		assert_int_equal(rh__conf_charged(c, rh__conf_find(c, "c"), names,
+		                                  RATECTL_MANY_MAX, &no), 4);
+		assert_string_equal(names[3], "d");
+		rh__conf_free(c);
+	}
+}
+
 /* ---- fixed buffers at size - 1, size, size + 1, 10 x ---------------------- */
 
 static void test_header_value_sizes(void **state)
@@ -550,6 +728,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_429_cooldown_and_own_retry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sdk_retries_past_the_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_request_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_several_budgets_all_or_none, setup_also, teardown),
+		cmocka_unit_test(test_also_in_the_config),
 		cmocka_unit_test(test_header_value_sizes),
 		cmocka_unit_test(test_header_arena_full),
 	};

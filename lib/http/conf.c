@@ -84,6 +84,41 @@ static int extra_match(const rh__conf_budget *b, const char *model, const char *
 	return 1;
 }
 
+/* Depth first; each call adds a new name, so the depth is at most cap. */
+static int charged_add(const rh__conf *conf, const rh__conf_budget *b,
+                       const char **names, unsigned *n, unsigned cap,
+                       const char **bad)
+{
+	const rh__conf_budget *a;
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < *n; i++)
+		if (strcmp(names[i], b->name) == 0)
+			return 0;
+	if (*n >= cap)
+		return -E2BIG;
+	names[(*n)++] = b->name;
+	for (i = 0; i < b->nalso; i++) {
+		if (!(a = rh__conf_find(conf, b->also[i]))) {
+			*bad = b->also[i];
+			return RATECTL_ENOTFOUND;
+		}
+		if ((rc = charged_add(conf, a, names, n, cap, bad)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int rh__conf_charged(const rh__conf *conf, const rh__conf_budget *b,
+                     const char **names, unsigned cap, const char **bad)
+{
+	unsigned n = 0;
+	int rc = charged_add(conf, b, names, &n, cap, bad);
+
+	return rc ? rc : (int)n;
+}
+
 const rh__conf_budget *rh__conf_match(const rh__conf *conf, const char *host,
                                       unsigned port, const char *path,
                                       const char *model, const char *key_id)
@@ -341,6 +376,8 @@ static int handler(void *user, const char *section, const char *name,
 		perr(p, p->line, "[%s]: key '%s': %s", p->cur->name, name, msg);
 		return 0;
 	}
+	if (strcmp(name, "also") == 0)
+		p->cur->also_line = p->line;
 	return 1;
 }
 
@@ -372,6 +409,31 @@ static int check_text(struct parse *p, const char *text, size_t len)
 	            (size_t)(nul - bol) + 1);
 }
 
+/* Every `also` names a budget of the file, and no budget is charged
+ * with more than RATECTL_MANY_MAX in all: admission never finds out. */
+static int check_also(struct parse *p)
+{
+	const char *names[RATECTL_MANY_MAX], *bad = "";
+	size_t i;
+	int n;
+
+	for (i = 0; i < p->conf->nbudgets; i++) {
+		const rh__conf_budget *b = &p->conf->budgets[i];
+
+		if (!b->nalso)
+			continue;
+		n = rh__conf_charged(p->conf, b, names, RATECTL_MANY_MAX, &bad);
+		if (n == RATECTL_ENOTFOUND)
+			return perr(p, b->also_line, "[%s]: key 'also': no budget [%s] "
+			            "in the file", b->name, bad);
+		if (n < 0)
+			return perr(p, b->also_line, "[%s]: key 'also': charges more "
+			            "than %d budgets in all (with the budgets their own "
+			            "'also' names)", b->name, RATECTL_MANY_MAX);
+	}
+	return 0;
+}
+
 /* Parse text[0..len), which has a '\0' after it and is ours to cut up. */
 static int parse_buf(rh__conf **out, const char *name, char *text, size_t len,
                      char *err, size_t errlen)
@@ -393,8 +455,8 @@ static int parse_buf(rh__conf **out, const char *name, char *text, size_t len,
 	}
 	p.pos = text;
 	p.end = text + len;
-	if ((rc = check_text(&p, text, len)) == 0)
-		rc = parse_text(&p);
+	if ((rc = check_text(&p, text, len)) == 0 && (rc = parse_text(&p)) == 0)
+		rc = check_also(&p);
 	if (rc != 0) {
 		rh__conf_free(p.conf);
 		return rc;

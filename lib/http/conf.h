@@ -26,6 +26,9 @@
 #define RH_CONF_MODEL_MAX 127
 #define RH_CONF_MAX_KEYS 8
 #define RH_KEY_ID_LEN 16
+/* Per budget: the other budgets its requests are charged to as well
+ * (`also`); with theirs, at most RATECTL_MANY_MAX budgets in all. */
+#define RH_CONF_MAX_ALSO (RATECTL_MANY_MAX - 1)
 
 /* The largest config file, in bytes (1 MiB; ratectl.conf(5)).  A file of
  * a thousand budgets is about 100 KiB; the cap is there so that a wrong
@@ -52,6 +55,11 @@ typedef struct rh__conf_budget {
 	size_t nmodels;
 	char keys[RH_CONF_MAX_KEYS][RH_KEY_ID_LEN + 1];
 	size_t nkeys;
+	/* Budgets charged too, whatever their own match rules: checked to
+	 * exist once the whole file is read (rh__conf_charged()). */
+	char also[RH_CONF_MAX_ALSO][RATECTL_NAME_MAX + 1];
+	size_t nalso;
+	unsigned also_line;            /* of the `also` key, for messages */
 	int on_error;                  /* RH_ON_ERROR_*; default open */
 	unsigned retries;              /* shim: re-sends after 429/503; 0 */
 	unsigned retry_percent;        /* retry budget, % of requests; 20 */
@@ -135,6 +143,16 @@ int rh__match_parse(rh__match *m, const char *s);
 const rh__conf_budget *rh__conf_match(const rh__conf *conf, const char *host,
                                       unsigned port, const char *path,
                                       const char *model, const char *key_id);
+/*
+ * The budgets a request matched to b is charged to, into names[0..cap)
+ * (pointers into conf): b first, then each budget of its `also` followed
+ * by that budget's own (depth first), each once.  Returns how many, or
+ * RATECTL_ENOTFOUND when an `also` names no budget of conf (*bad: the
+ * name), -E2BIG when there are more than cap.
+ */
+int rh__conf_charged(const rh__conf *conf, const rh__conf_budget *b,
+                     const char **names, unsigned cap, const char **bad);
+
 /* 1 when s matches glob pattern pat ('*': any run of bytes), else 0. */
 int rh__glob(const char *pat, const char *s);
 

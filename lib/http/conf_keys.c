@@ -454,6 +454,33 @@ static int key_key(rh__conf_budget *cb, const char *v, char *err, size_t n)
 	return 0;
 }
 
+/* also = key-1, org: budgets charged as well (they exist: conf.c checks). */
+static int key_also(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char item[600];
+	const char *p = v, *e;
+	size_t i;
+
+	do {
+		e = strchr(p, ',');
+		if (!e)
+			e = p + strlen(p);
+		trim_copy(item, sizeof item, p, e);
+		if (cb->nalso >= RH_CONF_MAX_ALSO)
+			return errf(err, n, "more than %d budgets", RH_CONF_MAX_ALSO);
+		if (!item[0] || strlen(item) > RATECTL_NAME_MAX)
+			return errf(err, n, "'%s': give the name of another budget", item);
+		if (strcmp(item, cb->name) == 0)
+			return errf(err, n, "'%s' is this budget itself", item);
+		for (i = 0; i < cb->nalso; i++)
+			if (strcmp(cb->also[i], item) == 0)
+				return errf(err, n, "'%s' is named twice", item);
+		snprintf(cb->also[cb->nalso++], RATECTL_NAME_MAX + 1, "%s", item);
+		p = e + 1;
+	} while (*e);
+	return 0;
+}
+
 static int key_requests(rh__conf_budget *cb, const char *v, char *err, size_t n)
 {
 	return limits_add(cb, RATECTL_REQUESTS, v, err, n);
@@ -567,6 +594,7 @@ static const struct key {
 	{ "match", key_match },
 	{ "model", key_model },
 	{ "key", key_key },
+	{ "also", key_also },
 	{ "requests", key_requests },
 	{ "tokens", key_tokens },
 	{ "concurrency", key_concurrency },

@@ -199,8 +199,20 @@ static void conf_refresh_locked(ratectl_http *h, int *kind, char *msg, size_t le
 	h->conf = n;
 }
 
-static void policy_copy(struct rh__policy *p, const rh__conf_budget *b)
+static void policy_copy(struct rh__policy *p, const rh__conf *conf,
+                        const rh__conf_budget *b)
 {
+	const char *names[RATECTL_MANY_MAX], *bad;
+	int i, n = rh__conf_charged(conf, b, names, RATECTL_MANY_MAX, &bad);
+
+	/* A loaded config was checked: n < 1 cannot happen; b alone then. */
+	if (n < 1) {
+		names[0] = b->name;
+		n = 1;
+	}
+	for (i = 0; i < n; i++)
+		memcpy(p->names[i], names[i], sizeof p->names[i]);
+	p->n = (unsigned)n;
 	memcpy(p->name, b->name, sizeof p->name);
 	p->on_error = b->on_error;
 	p->retries = b->retries;
@@ -221,7 +233,7 @@ int rh__policy_match(ratectl_http *h, const char *host, unsigned port,
 	pthread_mutex_lock(&h->mu);
 	conf_refresh_locked(h, &kind, msg, sizeof msg);
 	if (h->conf && (b = rh__conf_match(h->conf, host, port, path, model, key_id)))
-		policy_copy(pol, b);
+		policy_copy(pol, h->conf, b);
 	pthread_mutex_unlock(&h->mu);
 	if (kind)
 		rh__notice(h, kind, "%s", msg);

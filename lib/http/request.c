@@ -18,6 +18,9 @@
 
 enum { ST_BEGUN, ST_ADMITTED, ST_PASSED, ST_ENDED };
 
+_Static_assert(RATECTL_HTTP_MAX_BUDGETS == RATECTL_MANY_MAX,
+               "info.budgets holds every budget one admission can charge");
+
 struct ratectl_http_request {
 	ratectl_http *h;
 	struct rh__policy pol;
@@ -25,8 +28,8 @@ struct ratectl_http_request {
 	uint64_t hash;             /* method, URL, body: rh__request_hash() */
 	int resendable;            /* the body is in memory, or there is none */
 	int state;                 /* ST_* */
-	int leased;
-	ratectl_lease lease;
+	int leased;                /* leases[0..pol.n) are held */
+	ratectl_lease leases[RATECTL_MANY_MAX];
 	int retry_charged;         /* the retry budget was charged for it */
 	int own_retry;             /* the next admission is a retry we decided */
 	int last_rc;               /* of the last admission */
@@ -72,7 +75,7 @@ int ratectl_http_request_begin(ratectl_http_request **out, ratectl_http *h,
 	int have_model = 0, have_key;
 	struct rh__policy pol;
 	ratectl_http_request *r;
-	unsigned port, sdk;
+	unsigned port, sdk, i;
 	uint64_t hash;
 
 	*out = NULL;
@@ -96,8 +99,10 @@ int ratectl_http_request_begin(ratectl_http_request **out, ratectl_http *h,
 	r->h = h;
 	r->pol = pol;
 	r->resendable = body != NULL || body_size == 0;
-	r->info.budget = r->info.budgets[0] = r->pol.name;
-	r->info.nbudgets = 1;
+	r->info.budget = r->pol.name;
+	for (i = 0; i < r->pol.n; i++)
+		r->info.budgets[i] = r->pol.names[i];
+	r->info.nbudgets = r->pol.n;
 	r->info.estimate = estimate(&pol, body, body_len, body_size);
 	r->info.timeout_ns = pol.timeout_ns;
 	r->info.on_error_closed = pol.on_error == RH_ON_ERROR_CLOSED;
@@ -146,16 +151,21 @@ static int unusable(ratectl_http_request *r, int rc, const char *why)
 	return RATECTL_HTTP_PASS;
 }
 
-/* A budget in the config but not yet in the ledger is created from it. */
-static int create_budget(ratectl_http_request *r, ratectl *l)
+/* Budgets in the config but not yet in the ledger are created from it. */
+static int create_budgets(ratectl_http_request *r, ratectl *l)
 {
 	ratectl_budget b;
+	unsigned i;
 	int rc;
 
-	if ((rc = rh__conf_budget_of(r->h, r->pol.name, &b)) != 0)
-		return rc;
-	rc = ratectl_budget_set(l, r->pol.name, &b, RATECTL_CREATE);
-	return rc == RATECTL_EEXISTS ? 0 : rc;
+	for (i = 0; i < r->pol.n; i++) {
+		if ((rc = rh__conf_budget_of(r->h, r->pol.names[i], &b)) != 0)
+			return rc;
+		rc = ratectl_budget_set(l, r->pol.names[i], &b, RATECTL_CREATE);
+		if (rc != 0 && rc != RATECTL_EEXISTS)
+			return rc;
+	}
+	return 0;
 }
 
 /*
@@ -167,38 +177,77 @@ static int too_big(ratectl_http_request *r, ratectl *l, const ratectl_cost *c)
 {
 	ratectl_budget_info info;
 	uint64_t burst = 0, cost = 0;
-	const char *dim = "tokens";
-	unsigned i;
+	const char *dim = "tokens", *name = r->pol.name;
+	unsigned i, k;
 
-	if (ratectl_budget_get(l, r->pol.name, &info) == 0)
-		for (i = 0; i < info.config.nlimits && !burst; i++) {
-			const ratectl_limit *lm = &info.state[i].limit;
-			uint64_t need = lm->dim == RATECTL_TOKENS ? c->tokens : c->requests;
+	for (k = 0; k < r->pol.n && !burst; k++)
+		if (ratectl_budget_get(l, r->pol.names[k], &info) == 0)
+			for (i = 0; i < info.config.nlimits && !burst; i++) {
+				const ratectl_limit *lm = &info.state[i].limit;
+				uint64_t need = lm->dim == RATECTL_TOKENS ? c->tokens :
+				                c->requests;
 
-			if (need > lm->burst) {
-				burst = lm->burst;
-				cost = need;
-				dim = lm->dim == RATECTL_TOKENS ? "tokens" : "requests";
+				if (need > lm->burst) {
+					burst = lm->burst;
+					cost = need;
+					dim = lm->dim == RATECTL_TOKENS ? "tokens" : "requests";
+					name = r->pol.names[k];
+				}
 			}
-		}
-	rh__refusal_toobig(r->why, sizeof r->why, r->pol.name, dim,
+	rh__refusal_toobig(r->why, sizeof r->why, name, dim,
 	                   cost ? cost : c->tokens, burst);
 	rh__notice(r->h, RATECTL_HTTP_NOTICE_TOOBIG, "%s", r->why);
 	return RATECTL_ETOOBIG;
 }
 
-/* ratectl_acquire(), carrying on after signals until the deadline. */
+/* The names of the budgets charged, for the _many calls. */
+static void names_of(const ratectl_http_request *r, const char **names)
+{
+	unsigned i;
+
+	for (i = 0; i < r->pol.n; i++)
+		names[i] = r->pol.names[i];
+}
+
+/* ratectl_acquire() (_many for several budgets: all or none), carrying
+ * on after signals until the deadline. */
 static int acquire(ratectl *l, ratectl_http_request *r, const ratectl_cost *c,
                    int64_t timeout)
 {
 	int64_t deadline = ratectl_now(l) + timeout, left;
+	const char *names[RATECTL_MANY_MAX];
 	int rc;
 
+	names_of(r, names);
 	do {
 		left = deadline - ratectl_now(l);
-		rc = ratectl_acquire(l, r->pol.name, c, &r->lease, left > 0 ? left : 0);
+		left = left > 0 ? left : 0;
+		rc = r->pol.n == 1 ?
+			ratectl_acquire(l, r->pol.name, c, &r->leases[0], left) :
+			ratectl_acquire_many(l, names, r->pol.n, c, r->leases, left);
 	} while (rc == -EINTR && deadline > ratectl_now(l));
 	return rc == -EINTR ? RATECTL_ETIMEDOUT : rc;
+}
+
+/* ratectl_try(), or ratectl_try_many(). */
+static int try_now(ratectl *l, ratectl_http_request *r, const ratectl_cost *c,
+                   int64_t *wait_ns)
+{
+	const char *names[RATECTL_MANY_MAX];
+
+	if (r->pol.n == 1)
+		return ratectl_try(l, r->pol.name, c, &r->leases[0], wait_ns);
+	names_of(r, names);
+	return ratectl_try_many(l, names, r->pol.n, c, r->leases, wait_ns);
+}
+
+/* Release every lease held, with tokens (RATECTL_UNKNOWN: the estimate). */
+static void release_all(ratectl_http_request *r, ratectl *l, uint64_t tokens)
+{
+	unsigned i;
+
+	for (i = 0; i < r->pol.n; i++)
+		ratectl_release(l, &r->leases[i], tokens);
 }
 
 /* A retry of the SDK's or the client's own: charged to the host-wide
@@ -211,7 +260,7 @@ static int charge_retry(ratectl_http_request *r, ratectl *l)
 
 	r->retry_charged = 1;
 	rc = ratectl_retry_take(l, r->pol.name, r->pol.retry_percent);
-	if (rc == RATECTL_ENOTFOUND && create_budget(r, l) == 0)
+	if (rc == RATECTL_ENOTFOUND && create_budgets(r, l) == 0)
 		rc = ratectl_retry_take(l, r->pol.name, r->pol.retry_percent);
 	if (rc != RATECTL_ELIMITED)
 		return 0;       /* allowed, or the ledger's trouble: admission says */
@@ -245,7 +294,7 @@ static int admit(ratectl_http_request *r, int block, int64_t timeout, int64_t *w
 		return rc;
 	for (;;) {
 		rc = block ? acquire(l, r, &c, timeout < 0 ? r->pol.timeout_ns : timeout) :
-			ratectl_try(l, r->pol.name, &c, &r->lease, wait_ns);
+			try_now(l, r, &c, wait_ns);
 		if (rc == 0) {
 			r->leased = 1;
 			r->state = ST_ADMITTED;
@@ -253,7 +302,7 @@ static int admit(ratectl_http_request *r, int block, int64_t timeout, int64_t *w
 			r->attempt++;
 			return 0;
 		}
-		if (rc == RATECTL_ENOTFOUND && !created++ && (rc = create_budget(r, l)) == 0)
+		if (rc == RATECTL_ENOTFOUND && !created++ && (rc = create_budgets(r, l)) == 0)
 			continue;
 		if (rc == RATECTL_ETOOBIG)
 			return too_big(r, l, &c);
@@ -414,8 +463,8 @@ int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *ou
 	if (req->leased && l) {
 		if (o.status >= 0)
 			learn(req, l, &o);
-		ratectl_release(l, &req->lease, o.usage_known || o.tokens == 0 ?
-		                o.tokens : RATECTL_UNKNOWN);
+		release_all(req, l, o.usage_known || o.tokens == 0 ?
+		            o.tokens : RATECTL_UNKNOWN);
 	}
 	/* A failure is remembered so that the same request sent again is known
 	 * for a retry; an answer forgets it (a request sent again after its
@@ -461,6 +510,6 @@ void ratectl_http_request_free(ratectl_http_request *req)
 	if (!req)
 		return;
 	if (req->leased && (l = rh__ledger_now(req->h)))
-		ratectl_release(l, &req->lease, 0);
+		release_all(req, l, 0);
 	free(req);
 }

@@ -188,9 +188,13 @@ uint64_t rh__rand(uint64_t *s);
 
 /* ---- handle.c ------------------------------------------------------------ */
 
-/* What one request is charged to, copied out of the config. */
+/* What one request is charged to, copied out of the config: the budget
+ * matched (name, == names[0]), whose settings below rule the request,
+ * and the budgets of its `also` (ratectl.conf(5)), charged with it. */
 struct rh__policy {
 	char name[RATECTL_NAME_MAX + 1];
+	char names[RATECTL_MANY_MAX][RATECTL_NAME_MAX + 1];
+	unsigned n;                /* 1 .. RATECTL_MANY_MAX */
 	int on_error;              /* RH_ON_ERROR_* */
 	unsigned retries;
 	unsigned retry_percent;
