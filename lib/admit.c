@@ -779,7 +779,7 @@ int ratectl_reserve_poll(ratectl *h, ratectl_reservation *r)
 {
 	rc_resv *p = resv_of(r);
 	struct admit_ctx c;
-	rc_lfile *lf;
+	rc_lfile *lf = NULL;
 	int rc;
 
 	if ((rc = resv_check(h, r, &lf)) != 0)
@@ -814,7 +814,7 @@ void ratectl_reserve_cancel(ratectl *h, ratectl_reservation *r)
 {
 	rc_resv *p;
 	struct admit_ctx c;
-	rc_lfile *lf;
+	rc_lfile *lf = NULL;
 
 	if (!r || resv_check(h, r, &lf) != 0)
 		return;

@@ -227,7 +227,7 @@ static const char *find_burst_word(const char *item)
 static int burst_of(const ratectl_limit *l, const char *s, uint64_t *out,
                     char *err, size_t errlen)
 {
-	int64_t ns;
+	int64_t ns = 0;
 	unsigned __int128 b;
 
 	if (all_digits(s))
@@ -422,7 +422,8 @@ static int key_model(rh__conf_budget *cb, const char *v, char *err, size_t n)
 		if (!item[0] || strlen(item) > RH_CONF_MODEL_MAX)
 			return errf(err, n, "model '%s': give 1 to %d bytes, '*' for any run",
 			            item, RH_CONF_MODEL_MAX);
-		snprintf(cb->models[cb->nmodels++], RH_CONF_MODEL_MAX + 1, "%s", item);
+		/* length checked above: copy it with its NUL */
+		memcpy(cb->models[cb->nmodels++], item, strlen(item) + 1);
 		p = e + 1;
 	} while (*e);
 	return 0;
@@ -475,7 +476,8 @@ static int key_also(rh__conf_budget *cb, const char *v, char *err, size_t n)
 		for (i = 0; i < cb->nalso; i++)
 			if (strcmp(cb->also[i], item) == 0)
 				return errf(err, n, "'%s' is named twice", item);
-		snprintf(cb->also[cb->nalso++], RATECTL_NAME_MAX + 1, "%s", item);
+		/* length checked above: copy it with its NUL */
+		memcpy(cb->also[cb->nalso++], item, strlen(item) + 1);
 		p = e + 1;
 	} while (*e);
 	return 0;
