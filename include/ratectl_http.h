@@ -19,7 +19,9 @@
  *   ratectl_http_request_begin(&req, http, "POST", url, hdrs, nhdrs, body, len, 0);
  *   if (!req)                              -> not ours: send it untouched
  *   again:
- *   rc = ratectl_http_admit(req, -1);      (or ratectl_http_try)
+ *   rc = ratectl_http_admit(req, -1);      (or ratectl_http_try, or
+ *                                             ratectl_http_reserve in an
+ *                                             event loop)
  *   if (rc < 0)                            -> do not send: ratectl_http_request_why(),
  *                                             or answer ratectl_http_local_response()
  *   ... send; then for the response:
@@ -251,6 +253,74 @@ int ratectl_http_admit(ratectl_http_request *req, int64_t timeout_ns);
  */
 int ratectl_http_try(ratectl_http_request *req, int64_t *wait_ns);
 
+/* ---- admission for event loops ------------------------------------------- */
+
+/* When to look at a pending request again (ratectl_http_reserve()). */
+typedef struct ratectl_http_wait {
+	int64_t wait_ns;           /* after this long (from the call), at the latest */
+	int fd;                    /* or when this is readable; -1: the time only */
+	int fifo;                  /* 1: a place in line is kept (one budget);
+	                              0: a hint only (several budgets) */
+} ratectl_http_wait;
+
+/*
+ * Admit req without ever blocking, keeping its turn: for asyncio, Node
+ * and other event loops, which cannot park a thread per waiting request.
+ * timeout_ns (< 0: the budget's timeout) bounds the wait, as for
+ * ratectl_http_admit().  Returns:
+ *   0                   admitted: send it; then the response calls and
+ *                       ratectl_http_request_end(), as after admit
+ *   RATECTL_EPENDING    not yet.  Call ratectl_http_reserve_poll() after
+ *                       w->wait_ns, or as soon as w->fd is readable
+ *                       (then call ratectl_http_events_drain() once for
+ *                       the handle, and poll every pending request of it,
+ *                       or at least those of the budgets that changed);
+ *                       or give up with ratectl_http_reserve_cancel()
+ *   RATECTL_ETIMEDOUT   it cannot be admitted within timeout_ns: nothing
+ *                       was reserved; do not send
+ *   and RATECTL_HTTP_PASS, RATECTL_ETOOBIG, RATECTL_HTTP_ERETRYBUDGET or
+ *   an error, as ratectl_http_admit() returns them.
+ *
+ * Order: a request charged to one budget takes its place in that
+ * budget's schedule, as ratectl_acquire() does (ratectl_reserve()), so
+ * requests of all processes and threads, blocking or not, are admitted
+ * in the order they asked (w->fifo = 1); w->fd is the ledger handle's
+ * one event descriptor, the same for every request of h.  A request
+ * charged to several budgets (`also`) has no place in line: libratectl
+ * has no reservation across budgets, so it is tried again after the
+ * budgets' own wait hint (ratectl_http_try()'s), or every 50 ms while
+ * in-flight slots are the reason, with w->fd = -1 and w->fifo = 0: it may
+ * be overtaken, and may overtake.
+ *
+ * A pending request holds no lease; on its budget it costs what a pending
+ * ratectl_reserve() costs (see ratectl.h).  Only ratectl_http_reserve_poll(),
+ * ratectl_http_reserve_cancel() and ratectl_http_request_free() may be
+ * called on it; the others return RATECTL_HTTP_ESTATE.  w may be NULL.
+ */
+int ratectl_http_reserve(ratectl_http_request *req, int64_t timeout_ns,
+                         ratectl_http_wait *w);
+
+/*
+ * Look again at a pending request: 0 (admitted), RATECTL_EPENDING (*w
+ * updated), RATECTL_ETIMEDOUT (its timeout passed: its place is given
+ * back, as ratectl_reserve_cancel() gives it), or an error after which it
+ * is no longer pending (RATECTL_ENOTFOUND: its budget was deleted); the
+ * last two leave req as before ratectl_http_reserve(): reserve it again,
+ * or free it.  Cheap when it is not its time yet.  RATECTL_HTTP_ESTATE
+ * when req is not pending.
+ */
+int ratectl_http_reserve_poll(ratectl_http_request *req, ratectl_http_wait *w);
+
+/* Give up waiting: the place is given back as an interrupted
+ * ratectl_http_admit() gives it back.  Nothing to do when req is not
+ * pending.  ratectl_http_request_free() cancels too. */
+void ratectl_http_reserve_cancel(ratectl_http_request *req);
+
+/* Read what made the event descriptor of h readable; call it once per
+ * readiness, before polling.  Returns how many budgets changed (0 when no
+ * ledger is open yet), or -errno. */
+int ratectl_http_events_drain(ratectl_http *h);
+
 /* Why the last admission refused, "" when it did not.  Owned by req. */
 const char *ratectl_http_request_why(const ratectl_http_request *req);
 
@@ -352,7 +422,8 @@ int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *ou
  */
 void ratectl_http_request_set_resendable(ratectl_http_request *req, int yes);
 
-/* Free req; a lease still held is released as never sent. */
+/* Free req; a lease still held is released as never sent, a pending
+ * request cancelled. */
 void ratectl_http_request_free(ratectl_http_request *req);
 
 /* ---------------------------------------------------------------------- */

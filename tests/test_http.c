@@ -653,6 +653,200 @@ static void test_also_in_the_config(void **state)
 	}
 }
 
+/* ---- admission for event loops -------------------------------------------- */
+
+static const char ev_text[] =
+	"[ev]\n"
+	"match = ev.test/one\n"
+	"requests = 10/s burst 1\n"
+	"[slots]\n"
+	"match = ev.test/slots\n"
+	"concurrency = 1\n"
+	"[ev-a]\n"
+	"match = ev.test/two\n"
+	"requests = 100/s burst 1\n"
+	"also = ev-b\n"
+	"[ev-b]\n"
+	"match = ev.test/b\n"
+	"requests = 10/s burst 1\n";
+
+/* The policy over a ledger on the injected clock (testutil.h). */
+struct evfx {
+	clock_fixture *c;
+	ratectl_http *h;
+};
+
+static int setup_ev(void **state)
+{
+	ratectl_http_options o = RATECTL_HTTP_OPTIONS_INIT;
+	struct evfx *f = calloc(1, sizeof *f);
+	void *cs;
+
+	clock_setup(&cs);
+	f->c = cs;
+	o.config_text = ev_text;
+	o.config_len = sizeof ev_text - 1;
+	o.ledger = f->c->h;
+	assert_int_equal(ratectl_http_open(&f->h, &o), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown_ev(void **state)
+{
+	struct evfx *f = *state;
+	void *cs = f->c;
+
+	ratectl_http_close(f->h);
+	clock_teardown(&cs);
+	free(f);
+	return 0;
+}
+
+static ratectl_http_request *begin_at(ratectl_http *h, const char *path)
+{
+	ratectl_http_request *r;
+	char url[128];
+
+	snprintf(url, sizeof url, "http://ev.test%s", path);
+	assert_int_equal(ratectl_http_request_begin(&r, h, "GET", url, NULL, 0, NULL, 0, 0), 0);
+	assert_non_null(r);
+	return r;
+}
+
+static void end_ok(ratectl_http_request *r)
+{
+	ratectl_http_response_status(r, 200);
+	assert_int_equal(ratectl_http_request_end(r, NULL), 0);
+}
+
+/* One budget: admitted now, or a place in line kept in order, its time
+ * and the event descriptor; a blocking try cannot jump the line; cancel
+ * gives the last place back; a timeout that cannot be met reserves
+ * nothing. */
+static void test_reserve_in_order(void **state)
+{
+	struct evfx *f = *state;
+	fake_clock *clk = &f->c->clk;
+	ratectl_http_request *r[8];
+	ratectl_http_wait w;
+	int64_t t0 = clk->now, wait;
+	unsigned i;
+
+	for (i = 0; i < 8; i++)
+		r[i] = begin_at(f->h, "/one");
+	assert_int_equal(ratectl_http_reserve(r[0], SEC, &w), 0);
+	assert_int_equal(ratectl_http_reserve(r[0], SEC, &w), RATECTL_HTTP_ESTATE);
+	end_ok(r[0]);
+	for (i = 1; i <= 3; i++) {
+		assert_int_equal(ratectl_http_reserve(r[i], SEC, &w), RATECTL_EPENDING);
+		assert_int_equal(w.wait_ns, i * 100 * MSEC);
+		assert_true(w.fd >= 0);
+		assert_int_equal(w.fifo, 1);
+	}
+	/* pending: only poll, cancel and free */
+	assert_int_equal(ratectl_http_admit(r[1], 0), RATECTL_HTTP_ESTATE);
+	assert_int_equal(ratectl_http_request_end(r[1], NULL), RATECTL_HTTP_ESTATE);
+	/* the places are taken: a try waits behind them */
+	assert_int_equal(ratectl_http_try(r[4], &wait), RATECTL_ELIMITED);
+	assert_int_equal(wait, 400 * MSEC);
+	assert_true(ratectl_http_events_drain(f->h) >= 0);
+	assert_int_equal(ratectl_http_reserve_poll(r[1], &w), RATECTL_EPENDING);
+	clk->now = t0 + 100 * MSEC;
+	assert_int_equal(ratectl_http_reserve_poll(r[2], &w), RATECTL_EPENDING);
+	assert_int_equal(w.wait_ns, 100 * MSEC);
+	assert_int_equal(ratectl_http_reserve_poll(r[1], &w), 0);
+	assert_int_equal(ratectl_http_reserve_poll(r[1], &w), RATECTL_HTTP_ESTATE);
+	end_ok(r[1]);
+	/* the last place cancelled is given back to the next */
+	ratectl_http_reserve_cancel(r[3]);
+	ratectl_http_reserve_cancel(r[3]);
+	assert_int_equal(ratectl_http_reserve(r[5], SEC, &w), RATECTL_EPENDING);
+	assert_int_equal(w.wait_ns, 200 * MSEC);
+	/* 50 ms cannot be met (the next place is 300 ms away): nothing kept */
+	assert_int_equal(ratectl_http_reserve(r[6], 50 * MSEC, &w), RATECTL_ETIMEDOUT);
+	assert_non_null(strstr(ratectl_http_request_why(r[6]), "ev"));
+	assert_int_equal(ratectl_http_reserve(r[7], SEC, &w), RATECTL_EPENDING);
+	assert_int_equal(w.wait_ns, 300 * MSEC);
+	clk->now = t0 + 400 * MSEC;
+	assert_int_equal(ratectl_http_reserve_poll(r[2], &w), 0);
+	assert_int_equal(ratectl_http_reserve_poll(r[5], &w), 0);
+	assert_int_equal(ratectl_http_reserve_poll(r[7], &w), 0);
+	for (i = 0; i < 8; i++)
+		ratectl_http_request_free(r[i]);
+	{
+		ratectl_budget_info bi;
+
+		assert_int_equal(ratectl_budget_get(f->c->h, "ev", &bi), 0);
+		assert_int_equal(bi.counters.admitted, 5);
+	}
+}
+
+/* A slot: the wait is bounded by the timeout, and the place given back
+ * when it passes; a release lets the next one in. */
+static void test_reserve_slot_and_timeout(void **state)
+{
+	struct evfx *f = *state;
+	fake_clock *clk = &f->c->clk;
+	ratectl_http_request *a = begin_at(f->h, "/slots"), *b = begin_at(f->h, "/slots");
+	ratectl_http_wait w;
+	ratectl_budget_info bi;
+
+	assert_int_equal(ratectl_http_reserve(a, -1, &w), 0);
+	assert_int_equal(ratectl_http_reserve(b, 300 * MSEC, &w), RATECTL_EPENDING);
+	assert_int_equal(w.wait_ns, 300 * MSEC);        /* the deadline, before the tick */
+	assert_true(w.fd >= 0);
+	clk->now += 300 * MSEC;
+	assert_int_equal(ratectl_http_reserve_poll(b, &w), RATECTL_ETIMEDOUT);
+	assert_non_null(strstr(ratectl_http_request_why(b), "slots"));
+	assert_int_equal(ratectl_http_reserve_poll(b, &w), RATECTL_HTTP_ESTATE);
+	/* again, and this time the slot comes free */
+	assert_int_equal(ratectl_http_reserve(b, 10 * SEC, &w), RATECTL_EPENDING);
+	end_ok(a);
+	assert_true(ratectl_http_events_drain(f->h) >= 0);
+	assert_int_equal(ratectl_http_reserve_poll(b, &w), 0);
+	assert_int_equal(ratectl_budget_get(f->c->h, "slots", &bi), 0);
+	assert_int_equal(bi.inflight, 1);
+	ratectl_http_request_free(b);
+	ratectl_http_request_free(a);
+	assert_int_equal(ratectl_budget_get(f->c->h, "slots", &bi), 0);
+	assert_int_equal(bi.inflight, 0);
+}
+
+/* Several budgets: no place in line, the budgets' hint; all or none. */
+static void test_reserve_several_budgets(void **state)
+{
+	struct evfx *f = *state;
+	fake_clock *clk = &f->c->clk;
+	ratectl_http_request *a = begin_at(f->h, "/two"), *b = begin_at(f->h, "/two");
+	ratectl_http_wait w;
+	ratectl_budget_info bi;
+
+	assert_int_equal(ratectl_http_request_info(a)->nbudgets, 2);
+	assert_int_equal(ratectl_http_reserve(a, SEC, &w), 0);
+	assert_int_equal(ratectl_http_reserve(b, SEC, &w), RATECTL_EPENDING);
+	assert_int_equal(w.fifo, 0);
+	assert_int_equal(w.fd, -1);
+	assert_int_equal(w.wait_ns, 100 * MSEC);        /* ev-b: 10/s */
+	assert_int_equal(ratectl_budget_get(f->c->h, "ev-a", &bi), 0);
+	assert_int_equal(bi.counters.admitted, 1);      /* nothing charged */
+	clk->now += 50 * MSEC;
+	assert_int_equal(ratectl_http_reserve_poll(b, &w), RATECTL_EPENDING);
+	assert_int_equal(w.wait_ns, 50 * MSEC);
+	clk->now += 50 * MSEC;
+	assert_int_equal(ratectl_http_reserve_poll(b, &w), 0);
+	assert_int_equal(ratectl_budget_get(f->c->h, "ev-a", &bi), 0);
+	assert_int_equal(bi.counters.admitted, 2);
+	assert_int_equal(ratectl_budget_get(f->c->h, "ev-b", &bi), 0);
+	assert_int_equal(bi.counters.admitted, 2);
+	/* a timeout the hint says cannot be met */
+	ratectl_http_request_free(b);
+	b = begin_at(f->h, "/two");
+	assert_int_equal(ratectl_http_reserve(b, 10 * MSEC, &w), RATECTL_ETIMEDOUT);
+	ratectl_http_request_free(b);
+	ratectl_http_request_free(a);
+}
+
 /* ---- fixed buffers at size - 1, size, size + 1, 10 x ---------------------- */
 
 static void test_header_value_sizes(void **state)
@@ -730,6 +924,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_same_request_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_budgets_all_or_none, setup_also, teardown),
 		cmocka_unit_test(test_also_in_the_config),
+		cmocka_unit_test_setup_teardown(test_reserve_in_order, setup_ev, teardown_ev),
+		cmocka_unit_test_setup_teardown(test_reserve_slot_and_timeout, setup_ev, teardown_ev),
+		cmocka_unit_test_setup_teardown(test_reserve_several_budgets, setup_ev, teardown_ev),
 		cmocka_unit_test(test_header_value_sizes),
 		cmocka_unit_test(test_header_arena_full),
 	};

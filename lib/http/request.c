@@ -16,7 +16,14 @@
 #define COOLDOWN_MAX_NS (3600 * RH_NS_PER_S)
 #define MODEL_MAX 128
 
-enum { ST_BEGUN, ST_ADMITTED, ST_PASSED, ST_ENDED };
+enum { ST_BEGUN, ST_ADMITTED, ST_PASSED, ST_ENDED, ST_PENDING };
+
+/* How admit() admits: waiting, trying once, or taking a place in line. */
+enum { M_BLOCK, M_TRY, M_RESERVE };
+
+/* Several budgets have no reservation of their own: a pending request
+ * blocked by in-flight slots tries again this often. */
+#define MANY_SLOT_POLL_NS (50 * RH_NS_PER_MS)
 
 _Static_assert(RATECTL_HTTP_MAX_BUDGETS == RATECTL_MANY_MAX,
                "info.budgets holds every budget one admission can charge");
@@ -30,6 +37,10 @@ struct ratectl_http_request {
 	int state;                 /* ST_* */
 	int leased;                /* leases[0..pol.n) are held */
 	ratectl_lease leases[RATECTL_MANY_MAX];
+	/* ST_PENDING (ratectl_http_reserve()): one budget's place in line,
+	 * or, for several, when to try again; the deadline on ratectl_now(). */
+	ratectl_reservation res;
+	int64_t retry_at, deadline, timeout;
 	int retry_charged;         /* the retry budget was charged for it */
 	int own_retry;             /* the next admission is a retry we decided */
 	int last_rc;               /* of the last admission */
@@ -275,32 +286,75 @@ static int charge_retry(ratectl_http_request *r, ratectl *l)
 	return RATECTL_HTTP_ERETRYBUDGET;
 }
 
-static int admit(ratectl_http_request *r, int block, int64_t timeout, int64_t *wait_ns)
+static int is_wait(int rc)
+{
+	return rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN || rc == RATECTL_EINFLIGHT;
+}
+
+/*
+ * The event loop's first step: admitted now, refused at once when the
+ * budget says it cannot be had before the deadline (nothing reserved, as
+ * ratectl_acquire() does), else pending: one budget takes its place in
+ * line (ratectl_reserve()); several only note when to try again.
+ */
+static int reserve_first(ratectl *l, ratectl_http_request *r, const ratectl_cost *c)
+{
+	int64_t hint = 0, now = ratectl_now(l);
+	int rc = try_now(l, r, c, &hint);
+
+	if (!is_wait(rc))
+		return rc;
+	if (hint > r->deadline - now)
+		return RATECTL_ETIMEDOUT;
+	if (r->pol.n > 1) {
+		r->retry_at = now + (hint ? hint : MANY_SLOT_POLL_NS);
+		return RATECTL_EPENDING;
+	}
+	r->res = (ratectl_reservation)RATECTL_RESERVATION_INIT;
+	rc = ratectl_reserve(l, r->pol.name, c, &r->res);
+	if (rc == 0)
+		r->leases[0] = r->res.lease;
+	return rc;
+}
+
+static int admitted(ratectl_http_request *r)
+{
+	r->leased = 1;
+	r->state = ST_ADMITTED;
+	r->own_retry = 0;
+	r->attempt++;
+	return 0;
+}
+
+static int admit(ratectl_http_request *r, int mode, int64_t timeout, int64_t *wait_ns)
 {
 	ratectl_cost c = { 1, r->info.estimate, RATECTL_INTERACTIVE };
 	int created = 0, rc;
 	char why[512];
 	ratectl *l;
 
-	if (r->state == ST_ADMITTED || r->state == ST_PASSED)
+	if (r->state == ST_ADMITTED || r->state == ST_PASSED || r->state == ST_PENDING)
 		return RATECTL_HTTP_ESTATE;
 	r->why[0] = '\0';
 	if (wait_ns)
 		*wait_ns = 0;
+	if (timeout < 0)
+		timeout = r->pol.timeout_ns;
 	if (!(l = rh__ledger(r->h, why, sizeof why, &rc)))
 		return unusable(r, rc, why);
 	if (r->info.is_retry && !r->retry_charged && !r->own_retry &&
 	    (rc = charge_retry(r, l)) != 0)
 		return rc;
+	r->timeout = timeout;
+	r->deadline = ratectl_now(l) + timeout;
 	for (;;) {
-		rc = block ? acquire(l, r, &c, timeout < 0 ? r->pol.timeout_ns : timeout) :
-			try_now(l, r, &c, wait_ns);
-		if (rc == 0) {
-			r->leased = 1;
-			r->state = ST_ADMITTED;
-			r->own_retry = 0;
-			r->attempt++;
-			return 0;
+		rc = mode == M_BLOCK ? acquire(l, r, &c, timeout) :
+		     mode == M_TRY ? try_now(l, r, &c, wait_ns) : reserve_first(l, r, &c);
+		if (rc == 0)
+			return admitted(r);
+		if (rc == RATECTL_EPENDING) {
+			r->state = ST_PENDING;
+			return rc;
 		}
 		if (rc == RATECTL_ENOTFOUND && !created++ && (rc = create_budgets(r, l)) == 0)
 			continue;
@@ -310,8 +364,7 @@ static int admit(ratectl_http_request *r, int block, int64_t timeout, int64_t *w
 		    rc == RATECTL_EINFLIGHT)
 			return rc;
 		if (rc == RATECTL_ETIMEDOUT) {
-			rh__refusal_timeout(r->why, sizeof r->why, r->pol.name,
-			                    timeout < 0 ? r->pol.timeout_ns : timeout);
+			rh__refusal_timeout(r->why, sizeof r->why, r->pol.name, timeout);
 			return rc;
 		}
 		snprintf(why, sizeof why, "%s", *ratectl_errmsg() ? ratectl_errmsg() :
@@ -322,12 +375,105 @@ static int admit(ratectl_http_request *r, int block, int64_t timeout, int64_t *w
 
 int ratectl_http_admit(ratectl_http_request *req, int64_t timeout_ns)
 {
-	return req->last_rc = admit(req, 1, timeout_ns, NULL);
+	return req->last_rc = admit(req, M_BLOCK, timeout_ns, NULL);
 }
 
 int ratectl_http_try(ratectl_http_request *req, int64_t *wait_ns)
 {
-	return req->last_rc = admit(req, 0, 0, wait_ns);
+	return req->last_rc = admit(req, M_TRY, 0, wait_ns);
+}
+
+/* ---- admission for event loops ---------------------------------------------- */
+
+static void fill_wait(const ratectl_http_request *r, ratectl *l, ratectl_http_wait *w)
+{
+	int64_t now = ratectl_now(l), at = r->pol.n == 1 ? r->res.at_ns : r->retry_at;
+
+	if (!w)
+		return;
+	if (at > r->deadline)
+		at = r->deadline;
+	w->wait_ns = at > now ? at - now : 0;
+	w->fd = r->pol.n == 1 ? r->res.fd : -1;
+	w->fifo = r->pol.n == 1;
+}
+
+int ratectl_http_reserve(ratectl_http_request *req, int64_t timeout_ns,
+                         ratectl_http_wait *w)
+{
+	ratectl *l;
+	int rc;
+
+	if (w) {
+		w->wait_ns = 0;
+		w->fd = -1;
+		w->fifo = req->pol.n == 1;
+	}
+	rc = req->last_rc = admit(req, M_RESERVE, timeout_ns, NULL);
+	if (rc == RATECTL_EPENDING && (l = rh__ledger_now(req->h)))
+		fill_wait(req, l, w);
+	return rc;
+}
+
+/* One more try, for several budgets: 0, RATECTL_EPENDING, or an error. */
+static int many_poll(ratectl_http_request *r, ratectl *l)
+{
+	ratectl_cost c = { 1, r->info.estimate, RATECTL_INTERACTIVE };
+	int64_t hint = 0;
+	int rc = try_now(l, r, &c, &hint);
+
+	if (!is_wait(rc))
+		return rc;
+	r->retry_at = ratectl_now(l) + (hint ? hint : MANY_SLOT_POLL_NS);
+	return RATECTL_EPENDING;
+}
+
+int ratectl_http_reserve_poll(ratectl_http_request *req, ratectl_http_wait *w)
+{
+	ratectl *l = rh__ledger_now(req->h);
+	int rc;
+
+	if (req->state != ST_PENDING || !l)
+		return RATECTL_HTTP_ESTATE;
+	rc = req->pol.n == 1 ? ratectl_reserve_poll(l, &req->res) : many_poll(req, l);
+	if (rc == 0) {
+		if (req->pol.n == 1)
+			req->leases[0] = req->res.lease;
+		return req->last_rc = admitted(req);
+	}
+	if (rc == RATECTL_EPENDING && ratectl_now(l) < req->deadline) {
+		fill_wait(req, l, w);
+		return req->last_rc = rc;
+	}
+	if (rc == RATECTL_EPENDING) {
+		if (req->pol.n == 1)
+			ratectl_reserve_cancel(l, &req->res);
+		rh__refusal_timeout(req->why, sizeof req->why, req->pol.name, req->timeout);
+		rc = RATECTL_ETIMEDOUT;
+	} else {
+		snprintf(req->why, sizeof req->why, "%s", *ratectl_errmsg() ?
+		         ratectl_errmsg() : ratectl_strerror(rc));
+	}
+	req->state = ST_BEGUN;
+	return req->last_rc = rc;
+}
+
+void ratectl_http_reserve_cancel(ratectl_http_request *req)
+{
+	ratectl *l = rh__ledger_now(req->h);
+
+	if (req->state != ST_PENDING)
+		return;
+	if (req->pol.n == 1 && l)
+		ratectl_reserve_cancel(l, &req->res);
+	req->state = ST_BEGUN;
+}
+
+int ratectl_http_events_drain(ratectl_http *h)
+{
+	ratectl *l = rh__ledger_now(h);
+
+	return l ? ratectl_events_drain(l) : 0;
 }
 
 int ratectl_http_local_response(const ratectl_http_request *req,
@@ -509,6 +655,7 @@ void ratectl_http_request_free(ratectl_http_request *req)
 
 	if (!req)
 		return;
+	ratectl_http_reserve_cancel(req);
 	if (req->leased && (l = rh__ledger_now(req->h)))
 		release_all(req, l, 0);
 	free(req);
