@@ -228,11 +228,13 @@ chaos:
 	@$(MAKE) --no-print-directory all $(B)/progs/chaos
 	@CHAOS_WORKERS=$(CHAOS_WORKERS) CHAOS_SECONDS=$(CHAOS_SECONDS) B=$(B) sh tests/test_chaos.sh
 
-# libFuzzer targets (clang), each for FUZZ_SECONDS.
+# libFuzzer targets (clang), each for FUZZ_SECONDS; FUZZ_TARGETS="jscan
+# http_match" runs those only (default: every tests/fuzz/fuzz_*.c).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 fuzz:
 	@tools/deps.sh fuzz
-	@B=$(B) tests/fuzz/run.sh $(FUZZ_SECONDS)
+	@B=$(B) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)

@@ -1,6 +1,7 @@
 #!/bin/sh
-# run.sh SECONDS - build every tests/fuzz/fuzz_<name>.c as a libFuzzer
-# target into ${B:-build}/fuzz/ and run each for SECONDS seconds.
+# run.sh SECONDS [NAME...] - build every tests/fuzz/fuzz_<name>.c (or the
+# NAMEs given) as a libFuzzer target into ${B:-build}/fuzz/ and run each
+# for SECONDS seconds.
 #
 # A target links lib/parse.c and lib/error.c, plus any sources it names in
 # a comment line of its own:
@@ -12,12 +13,13 @@
 set -eu
 
 usage() {
-	echo "usage: tests/fuzz/run.sh SECONDS" >&2
+	echo "usage: tests/fuzz/run.sh SECONDS [NAME...]" >&2
 	exit 2
 }
 
-[ $# -eq 1 ] || usage
+[ $# -ge 1 ] || usage
 secs=$1
+shift
 case $secs in
 '' | *[!0-9]* | 0) usage ;;
 esac
@@ -81,8 +83,15 @@ run_target() {
 
 status=0
 found=0
-for src in tests/fuzz/fuzz_*.c; do
-	[ -e "$src" ] || continue
+# shellcheck disable=SC2046 # splitting wanted: the targets named
+[ $# -gt 0 ] && set -- $(printf 'tests/fuzz/fuzz_%s.c ' "$@")
+[ $# -gt 0 ] || set -- tests/fuzz/fuzz_*.c
+for src in "$@"; do
+	if [ ! -e "$src" ]; then
+		echo "run.sh: no target $src" >&2
+		status=1
+		continue
+	fi
 	found=1
 	run_target "$src" || status=1
 done
