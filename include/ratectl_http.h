@@ -145,7 +145,9 @@ typedef struct ratectl_http_options {
  * request, the ledger at the first matched one.  opts may be NULL.
  * Returns 0 and *out, to be freed with ratectl_http_close(); -ENOMEM;
  * -EINVAL for an unknown opts->version or a config_path longer than 4095;
- * for config_text, RATECTL_EBADCONFIG (ratectl_errmsg() says where).
+ * for config_text, RATECTL_EBADCONFIG (the notice callback, when given,
+ * is told where, as RATECTL_HTTP_NOTICE_BADCONFIG; or check the text
+ * first with ratectl_http_config_parse()).
  */
 int ratectl_http_open(ratectl_http **out, const ratectl_http_options *opts);
 
@@ -425,6 +427,70 @@ void ratectl_http_request_set_resendable(ratectl_http_request *req, int yes);
 /* Free req; a lease still held is released as never sent, a pending
  * request cancelled. */
 void ratectl_http_request_free(ratectl_http_request *req);
+
+/* ---------------------------------------------------------------------- */
+/* The config file, for tools                                             */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * The config file (ratectl.conf(5)) as libratectl-http reads it, for
+ * programs that show, check or apply it (`ratectl apply`, `check
+ * --repair`): loaded and checked whole, then its budgets read one by one
+ * in the order of the file.  A loaded config is read-only: any number of
+ * threads may read it at once.
+ */
+typedef struct ratectl_http_config ratectl_http_config;
+
+/* One budget of a config; the strings are owned by the config. */
+typedef struct ratectl_http_config_budget {
+	const char *name;          /* the section's name */
+	ratectl_budget budget;     /* its limits, bursts worked out, for
+	                              ratectl_budget_set() */
+	const char *match;         /* "api.openai.com, [::1]:8080/v1": host (IPv6
+	                              in brackets), :port when one is given,
+	                              path prefix; "" when none */
+	const char *models;        /* "gpt-4o*, o1-*", or "" */
+	const char *keys;          /* key ids, "3f2a9c0d1e4b5a67, ...", or "" */
+	const char *also;          /* "key1, org", or "" */
+	unsigned line;             /* of the [section] */
+} ratectl_http_config_budget;
+
+/*
+ * Load and check the config file at path (NULL: $RATECTL_CONFIG, else
+ * /etc/ratectl.conf, see ratectl_http_config_default_path()).  Returns 0
+ * and *out, to be freed with ratectl_http_config_free(); or, with *out
+ * NULL and a message in err[0..errlen) (may be NULL) naming the file,
+ * line, section and key ("ratectl.conf:7: [openai]: key 'tokens': ..."):
+ * RATECTL_EBADCONFIG, -errno when it cannot be opened or read to its end,
+ * -EFBIG above 1 MiB, -ENOMEM.  A config is used only when all of it was
+ * read and is valid, so a caller may act on what the file leaves out.
+ */
+int ratectl_http_config_load(ratectl_http_config **out, const char *path,
+                             char *err, size_t errlen);
+
+/* The same for the text[0..len) of a config in memory (no NUL needed);
+ * name stands for the file in messages (NULL: "config"). */
+int ratectl_http_config_parse(ratectl_http_config **out, const char *name,
+                              const char *text, size_t len, char *err,
+                              size_t errlen);
+
+/* How many budgets c has (0 for NULL). */
+size_t ratectl_http_config_count(const ratectl_http_config *c);
+
+/* Budget i (0 <= i < count, in the order of the file) of c into *out:
+ * 0, or -EINVAL. */
+int ratectl_http_config_get(const ratectl_http_config *c, size_t i,
+                            ratectl_http_config_budget *out);
+
+/* The index of the budget called name: 0 and *index (may be NULL), or
+ * RATECTL_ENOTFOUND. */
+int ratectl_http_config_find(const ratectl_http_config *c, const char *name,
+                             size_t *index);
+
+/* $RATECTL_CONFIG when set and not empty, else "/etc/ratectl.conf". */
+const char *ratectl_http_config_default_path(void);
+
+void ratectl_http_config_free(ratectl_http_config *c);
 
 /* ---------------------------------------------------------------------- */
 /* Key ids                                                                */

@@ -847,6 +847,87 @@ static void test_reserve_several_budgets(void **state)
 	ratectl_http_request_free(a);
 }
 
+/* ---- the config through the public header ---------------------------------- */
+
+static void keep_notice(void *ctx, int kind, const char *msg)
+{
+	assert_int_equal(kind, RATECTL_HTTP_NOTICE_BADCONFIG);
+	snprintf(ctx, 512, "%s", msg);
+}
+
+static void test_config_api(void **state)
+{
+	static const char text[] =
+		"[a]\n"
+		"match = API.example.com, [::1]:8080/v1 , h:443\n"
+		"match = other.example\n"
+		"model = gpt-4o*, o1-*\n"
+		"key = db567a0dd8d24a1a\n"
+		"requests = 10/s\n"
+		"also = b\n"
+		"\n"
+		"[b]\n"
+		"tokens = 1000/min\n";
+	ratectl_http_config *c;
+	ratectl_http_config_budget b;
+	char err[512], path[] = "/tmp/ratectl-conf-XXXXXX";
+	size_t i;
+	int fd;
+
+	(void)state;
+	assert_int_equal(ratectl_http_config_parse(&c, "t.conf", text, sizeof text - 1,
+	                                           err, sizeof err), 0);
+	assert_int_equal(ratectl_http_config_count(c), 2);
+	assert_int_equal(ratectl_http_config_get(c, 0, &b), 0);
+	assert_string_equal(b.name, "a");
+	assert_string_equal(b.match, "api.example.com, [::1]:8080/v1, h:443, other.example");
+	assert_string_equal(b.models, "gpt-4o*, o1-*");
+	assert_string_equal(b.keys, "db567a0dd8d24a1a");
+	assert_string_equal(b.also, "b");
+	assert_int_equal(b.line, 1);
+	assert_int_equal(b.budget.nlimits, 1);
+	assert_int_equal(b.budget.limits[0].count, 10);
+	assert_int_equal(ratectl_http_config_get(c, 1, &b), 0);
+	assert_string_equal(b.name, "b");
+	assert_string_equal(b.match, "");
+	assert_string_equal(b.also, "");
+	assert_int_equal(b.line, 9);
+	assert_int_equal(ratectl_http_config_get(c, 2, &b), -EINVAL);
+	assert_int_equal(ratectl_http_config_find(c, "b", &i), 0);
+	assert_int_equal(i, 1);
+	assert_int_equal(ratectl_http_config_find(c, "z", &i), RATECTL_ENOTFOUND);
+	ratectl_http_config_free(c);
+	ratectl_http_config_free(NULL);
+
+	/* from a file; errors name the file and line */
+	assert_true((fd = mkstemp(path)) >= 0);
+	assert_int_equal(write(fd, strstr(text, "[b]"), 22), 22);
+	close(fd);
+	assert_int_equal(ratectl_http_config_load(&c, path, err, sizeof err), 0);
+	assert_int_equal(ratectl_http_config_count(c), 1);
+	ratectl_http_config_free(c);
+	assert_int_equal(ratectl_http_config_parse(&c, "t.conf", "[a]\nx = 1\n", 10,
+	                                           err, sizeof err), RATECTL_EBADCONFIG);
+	assert_null(c);
+	assert_string_equal(err, "t.conf:2: [a]: unknown key 'x'");
+	unlink(path);
+	assert_true(ratectl_http_config_load(&c, path, err, sizeof err) == -ENOENT);
+	assert_non_null(strstr(err, path));
+	/* a handle over a bad config text says where, through its notices */
+	{
+		ratectl_http_options o = RATECTL_HTTP_OPTIONS_INIT;
+		ratectl_http *h;
+
+		err[0] = '\0';
+		o.config_text = "[a]\nx = 1\n";
+		o.config_len = 10;
+		o.notice = keep_notice;
+		o.notice_ctx = err;
+		assert_int_equal(ratectl_http_open(&h, &o), RATECTL_EBADCONFIG);
+		assert_string_equal(err, "config:2: [a]: unknown key 'x'");
+	}
+}
+
 /* ---- fixed buffers at size - 1, size, size + 1, 10 x ---------------------- */
 
 static void test_header_value_sizes(void **state)
@@ -924,6 +1005,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_same_request_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_budgets_all_or_none, setup_also, teardown),
 		cmocka_unit_test(test_also_in_the_config),
+		cmocka_unit_test(test_config_api),
 		cmocka_unit_test_setup_teardown(test_reserve_in_order, setup_ev, teardown_ev),
 		cmocka_unit_test_setup_teardown(test_reserve_slot_and_timeout, setup_ev, teardown_ev),
 		cmocka_unit_test_setup_teardown(test_reserve_several_budgets, setup_ev, teardown_ev),

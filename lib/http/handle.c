@@ -113,6 +113,11 @@ int ratectl_http_open(ratectl_http **out, const ratectl_http_options *opts)
 		rc = rh__conf_parse(&h->conf, "config", opts->config_text,
 		                    opts->config_len, err, sizeof err);
 		if (rc != 0) {
+			/* libratectl's ratectl_errmsg() is not ours to set:
+			 * the notice callback hears where the error is. */
+			if (h->notice)
+				h->notice(h->notice_ctx, RATECTL_HTTP_NOTICE_BADCONFIG, err);
+			pthread_mutex_destroy(&h->mu);
 			free(h);
 			return rc;
 		}

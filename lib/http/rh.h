@@ -3,6 +3,7 @@
  * never exported from libratectl-http.so; see lib/http/exports.map).
  *
  *   conf.c, conf_keys.c  the config file, ratectl.conf(5)     (conf.h)
+ *   config.c             the config through the public header, for tools
  *   jscan.c              max_tokens and model from a request body (jscan.h)
  *   hdr.c                providers' rate-limit headers as windows
  *   body.c, usage.c      usage in a response body, JSON or SSE (usage.h)
