@@ -62,10 +62,12 @@ run bench_admit 120
 run bench_alt 120
 run bench_accuracy $((secs + 60))
 run bench_memory 120
+run bench_shim 300
+run bench_http 120
 for f in "$B"/bench/bench_*; do
 	# A benchmark added later runs too, after these.
 	case "$f" in
-	*/bench_admit|*/bench_alt|*/bench_accuracy|*/bench_memory) ;;
+	*/bench_admit|*/bench_alt|*/bench_accuracy|*/bench_memory|*/bench_shim|*/bench_http) ;;
 	*) [ -f "$f" ] && [ -x "$f" ] && run "$(basename "$f")" 300 ;;
 	esac
 done
