@@ -173,14 +173,11 @@ static void test_signal_interrupts_wait(void **state)
 		int64_t t0;
 
 		assert_int_equal(read(p[0], &x, 1), 1);
-		/* the child is about to wait ~1 s; interrupt it while it does */
-		while (ratectl_try(h, "b", &c, &l, &wait) == RATECTL_ELIMITED && wait > SEC)
-			;
+		/* the child waits ~1 s for its place; interrupt it while it does */
+		until_blocked(pid);
+		assert_int_equal(ratectl_try(h, "b", &c, &l, &wait), RATECTL_ELIMITED);
+		assert_true(wait > SEC);        /* its place is reserved ahead of ours */
 		t0 = mono();
-		{
-			struct timespec tick = { 0, 50 * MSEC };
-			nanosleep(&tick, NULL);
-		}
 		kill(pid, SIGUSR1);
 		assert_int_equal(waitpid(pid, &status, 0), pid);
 		assert_true(WIFEXITED(status));

@@ -73,37 +73,6 @@ static pid_t waiter(const char *path, const char *name, ratectl_cost c,
 	return pid;
 }
 
-/* Until pid is blocked in a sleep of the library (bounded: 5 s). */
-static void until_blocked(pid_t pid)
-{
-	int64_t end = mono() + 5 * SEC;
-	char path[64], buf[128];
-	int seen = 0;
-
-	snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-	while (mono() < end) {
-		int fd = open(path, O_RDONLY), n;
-		long nr = -1;
-
-		assert_true(fd >= 0);
-		n = (int)read(fd, buf, sizeof buf - 1);
-		close(fd);
-		if (n > 0) {
-			buf[n] = '\0';
-			nr = strtol(buf, NULL, 10);
-		}
-		/* three looks in a row, 2 ms apart: not a passing lock */
-		if (nr == SYS_futex || nr == SYS_clock_nanosleep)
-			seen++;
-		else
-			seen = 0;
-		if (seen == 3)
-			return;
-		pause_ms(2);
-	}
-	fail_msg("process %d never blocked", (int)pid);
-}
-
 /* The waiter's exit, within limit_ns (then it is killed: a failure). */
 static void reap(pid_t pid, int64_t limit_ns)
 {

@@ -2,6 +2,7 @@
 #ifndef RATECTL_TESTUTIL_H
 #define RATECTL_TESTUTIL_H
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -128,6 +130,43 @@ static inline int clock_teardown(void **state)
 	tmp_ledger_rm(f->path);
 	free(f);
 	return 0;
+}
+
+/* Until pid is blocked in a sleep of the library: the kernel shows it in
+ * futex or clock_nanosleep (/proc/PID/syscall) three looks in a row, 2 ms
+ * apart: a state, not a guess of time.  Bounded: 5 s. */
+static inline void until_blocked(pid_t pid)
+{
+	int64_t end = mono() + 5 * SEC;
+	char path[64], buf[128];
+	int seen = 0;
+
+	snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+	while (mono() < end) {
+		int fd = open(path, O_RDONLY), n;
+		long nr = -1;
+
+		assert_true(fd >= 0);
+		n = (int)read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n > 0) {
+			buf[n] = '\0';
+			nr = strtol(buf, NULL, 10);
+		}
+		/* three looks in a row, 2 ms apart: not a passing lock */
+		if (nr == SYS_futex || nr == SYS_clock_nanosleep)
+			seen++;
+		else
+			seen = 0;
+		if (seen == 3)
+			return;
+		{
+			struct timespec two = { 0, 2 * MSEC };
+
+			nanosleep(&two, NULL);
+		}
+	}
+	fail_msg("process %d never blocked", (int)pid);
 }
 
 #endif
