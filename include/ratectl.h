@@ -351,6 +351,14 @@ typedef struct ratectl_window {
 int ratectl_observe_window(ratectl *h, const char *name, const ratectl_window *w,
                            int *changed);
 
+/*
+ * The same for the n windows of one response (at most 2 *
+ * RATECTL_MAX_LIMITS), in one transaction; *changed (may be NULL) counts
+ * the limits tightened.  n == 0 does nothing.
+ */
+int ratectl_observe_windows(ratectl *h, const char *name, const ratectl_window *w,
+                            size_t n, int *changed);
+
 /* Live state of one limit. */
 typedef struct ratectl_limit_state {
 	ratectl_limit limit;       /* burst filled in */

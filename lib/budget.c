@@ -209,7 +209,9 @@ struct mod_ctx {
 	int64_t now;
 	int64_t arg;
 	const ratectl_window *window;
+	size_t nwindows;
 	int changed;
+	int no_touch;              /* per response: leave the wall-clock sample */
 };
 
 static int mod_one(ratectl *h, MDB_txn *txn, struct mod_ctx *c, const char *name)
@@ -236,7 +238,7 @@ static int mod_op(ratectl *h, MDB_txn *txn, void *arg)
 	struct mod_ctx *c = arg;
 	int rc;
 
-	if ((rc = ratectl__meta_touch(h, txn)) != 0)
+	if (!c->no_touch && (rc = ratectl__meta_touch(h, txn)) != 0)
 		return rc;
 	if (c->name)
 		return mod_one(h, txn, c, c->name);
@@ -298,29 +300,56 @@ int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns)
 
 static int observe_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 {
-	int i = ratectl__gcra_window_match(rec->lim, rec->nlimits, c->window);
+	size_t k;
 
 	(void)h;
-	c->changed = i >= 0 && ratectl__gcra_tighten(&rec->lim[i], c->window->remaining,
-	                                             c->window->reset_ns, c->now);
+	c->changed = 0;
+	for (k = 0; k < c->nwindows; k++) {
+		const ratectl_window *w = &c->window[k];
+		int i = ratectl__gcra_window_match(rec->lim, rec->nlimits, w);
+
+		if (i >= 0 && ratectl__gcra_tighten(&rec->lim[i], w->remaining,
+		                                    w->reset_ns, c->now))
+			c->changed++;
+	}
 	return c->changed ? 0 : 1;      /* nothing to write: abort */
+}
+
+int ratectl_observe_windows(ratectl *h, const char *name, const ratectl_window *w,
+                            size_t n, int *changed)
+{
+	struct mod_ctx c = { .name = name, .fn = observe_fn, .window = w,
+	                     .nwindows = n, .no_touch = 1 };
+	size_t k;
+	int rc;
+
+	if (changed)
+		*changed = 0;
+	if (!name || (!w && n > 0) || n > RATECTL_MAX_LIMITS * 2)
+		return ratectl__err(-EINVAL, "observe: bad arguments");
+	for (k = 0; k < n; k++)
+		if (w[k].version != RATECTL_WINDOW_VERSION ||
+		    (w[k].dim != RATECTL_REQUESTS && w[k].dim != RATECTL_TOKENS) ||
+		    w[k].reset_ns < 0 || w[k].window_ns < 0)
+			return ratectl__err(-EINVAL, "observe: window %zu: bad values", k);
+	if (n == 0)
+		return 0;
+	rc = modify(h, &c);
+	if (changed)
+		*changed = c.changed;
+	return rc;
 }
 
 int ratectl_observe_window(ratectl *h, const char *name, const ratectl_window *w,
                            int *changed)
 {
-	struct mod_ctx c = { .name = name, .fn = observe_fn, .window = w };
-	int rc;
+	int n = 0, rc;
 
-	if (changed)
-		*changed = 0;
-	if (!name || !w || w->version != RATECTL_WINDOW_VERSION ||
-	    (w->dim != RATECTL_REQUESTS && w->dim != RATECTL_TOKENS) ||
-	    w->reset_ns < 0 || w->window_ns < 0)
+	if (!w)
 		return ratectl__err(-EINVAL, "observe: bad arguments");
-	rc = modify(h, &c);
+	rc = ratectl_observe_windows(h, name, w, 1, &n);
 	if (changed)
-		*changed = c.changed;
+		*changed = n > 0;
 	return rc;
 }
 

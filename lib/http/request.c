@@ -565,7 +565,7 @@ static void learn(ratectl_http_request *r, ratectl *l, ratectl_http_outcome *o)
 {
 	ratectl_window w[RH_HDR_WINDOWS];
 	int64_t wait;
-	size_t i, k;
+	size_t k;
 
 	if (r->status == 429 || r->status == 503) {
 		if (retry_after(&r->hdrs, &wait) != 0)
@@ -577,9 +577,9 @@ static void learn(ratectl_http_request *r, ratectl *l, ratectl_http_outcome *o)
 			o->cooldown_ns = wait;
 	}
 	k = rh__hdr_windows(hget, &r->hdrs, rh__clock(CLOCK_REALTIME), w, RH_HDR_WINDOWS);
-	for (i = 0; i < k; i++)
-		if (ratectl_observe_window(l, r->pol.name, &w[i], NULL) == 0)
-			o->windows++;
+	/* every window of the response in one transaction */
+	if (k > 0 && ratectl_observe_windows(l, r->pol.name, w, k, NULL) == 0)
+		o->windows = (unsigned)k;
 }
 
 static int failed(int status)
