@@ -1,0 +1,124 @@
+"""Helpers for the transport, Celery, gunicorn and example tests.
+
+The fake provider (build/ratectl-fakeprov) is the referee: it is started
+on a free loopback port (--port 0 --port-file, as tests/test_shim.sh
+does), bounded by --max-seconds, and its GET /stats says how many
+requests it answered and how many it refused with 429.  The ledger is
+read back with `build/ratectl show NAME --json`, a separate program, so
+the tests do not judge the library with the library.
+"""
+import json
+import os
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+TOP = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+BUILD = os.path.join(TOP, os.environ.get("B") or "build")
+FAKEPROV = os.path.join(BUILD, "ratectl-fakeprov")
+RATECTL = os.path.join(BUILD, "ratectl")
+PYLIB = os.path.join(TOP, "lib", "python")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+
+
+def wait_for(pred, timeout=10.0, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+class FakeProvider:
+    """A running ratectl-fakeprov; ``url`` is http://127.0.0.1:PORT."""
+
+    def __init__(self, tmp, *args, max_seconds=90):
+        self.tmp = tmp
+        port_file = os.path.join(tmp, "fakeprov-%d.port" % id(self))
+        self.log = os.path.join(tmp, "fakeprov-%d.log" % id(self))
+        self.proc = subprocess.Popen(
+            [FAKEPROV, "--port", "0", "--port-file", port_file, "--quiet",
+             "--max-seconds", str(max_seconds), "--log", self.log] + [str(a) for a in args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def port():
+            try:
+                with open(port_file) as f:
+                    return f.read().strip()
+            except OSError:
+                return None
+        p = wait_for(port, 10)
+        if not p:
+            self.stop()
+            raise RuntimeError("fakeprov did not start: %s" % self.proc.stderr.read())
+        self.port = int(p)
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def stats(self):
+        with urllib.request.urlopen(self.url + "/stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.stop()
+
+
+def write_config(path, port, name="fake", *lines):
+    """A config whose one budget [name] matches the provider's port."""
+    with open(path, "w") as f:
+        f.write("[%s]\nmatch = 127.0.0.1:%d\n" % (name, port))
+        for line in lines:
+            f.write(line + "\n")
+    return path
+
+
+def show(ledger, budget):
+    """The budget as `ratectl show NAME --json` prints it (the "budget" object)."""
+    out = subprocess.run([RATECTL, "--ledger", ledger, "show", budget, "--json"],
+                         check=True, capture_output=True, timeout=10).stdout
+    return json.loads(out)["budget"]
+
+
+def env_with(**kw):
+    """os.environ plus PYTHONPATH=lib/python and the given variables."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PYLIB + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for k, v in kw.items():
+        env[k] = str(v)
+    return env
+
+
+def tmpdir():
+    return tempfile.mkdtemp(prefix="ratectl-py-")
+
+
+def chat_body(max_tokens=100, stream=False, include_usage=False, model="gpt-4o-mini"):
+    b = {"model": model, "max_tokens": max_tokens,
+         "messages": [{"role": "user", "content": "hello"}]}
+    if stream:
+        b["stream"] = True
+        if include_usage:
+            b["stream_options"] = {"include_usage": True}
+    return json.dumps(b).encode()
+
+
+def provider_tokens(body):
+    """The tokens the fake provider reports for a request body."""
+    b = json.loads(body)
+    return -(-len(body) // 4) + -(-int(b.get("max_tokens", 0)) // 2)
