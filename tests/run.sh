@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run every test: the cmocka binaries in $B/tests/ and the shell tests
 # tests/test_*.sh (which print "ok - ..." / "not ok - ..." lines, and
-# "ok - ... # SKIP why").  Each suite is bounded in time.  Closes with
+# "ok - ... # SKIP why"), then the Python tests in tests/python (pytest).
+# Each suite is bounded in time.  Closes with
 # "tests: N passed, M failed, K skipped".
 # Usage: tests/run.sh [NAME-FILTER]
 set -u
@@ -52,6 +53,43 @@ for t in tests/test_*.sh; do
 	[ -f "$t" ] || continue
 	run_suite "$(basename "$t")" sh "$t"
 done
+
+# The Python package's tests (pytest, Debian's /usr/bin/python3), counted
+# from pytest's closing line ("N failed, M passed, K skipped in ..").
+# Skipped under a sanitizer: the libraries are sanitizer builds there and
+# a Python process does not load the sanitizer's runtime first.
+run_pytest() {
+	name=python
+	case "$name" in *"$filter"*) ;; *) return ;; esac
+	echo "== $name"
+	if [ -n "${RATECTL_SANITIZER:-}" ]; then
+		echo "ok - python tests # SKIP sanitizer build ($RATECTL_SANITIZER)"
+		skipped=$((skipped + 1))
+		return
+	fi
+	PYTHONPATH=lib/python${PYTHONPATH:+:$PYTHONPATH} PYTHONDONTWRITEBYTECODE=1 \
+	timeout -k 5 "$limit" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+		tests/python >"$log" 2>&1
+	rc=$?
+	cat "$log"
+	last=$(grep -E '^=* ?[0-9]+ (passed|failed|skipped|error|errors|deselected|xfailed|xpassed|warnings?)[ ,]' "$log" | tail -n 1)
+	count() { echo "$last" | grep -oE "[0-9]+ $1" | sed 's/ .*//' | head -n 1; }
+	p=$(count passed)
+	f=$(count failed)
+	e=$(count 'errors?')
+	s=$(count skipped)
+	p=${p:-0}
+	f=$((${f:-0} + ${e:-0}))
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1     # no test ran (5), crashed, timed out, or pytest missing
+		echo "!! $name exited with status $rc"
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	skipped=$((skipped + ${s:-0}))
+	[ "$f" -eq 0 ] || bad_suites="$bad_suites $name"
+}
+run_pytest
 
 [ -z "$bad_suites" ] || echo "failing suites:$bad_suites"
 echo "tests: $passed passed, $failed failed, $skipped skipped"

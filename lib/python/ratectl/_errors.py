@@ -59,14 +59,33 @@ for _name, _off in _HTTP_TABLE:
 
 
 class Limited(globals()["Limited"]):  # noqa: F811 - adds .wait
-    """Refused by a rate limit; ``wait`` is the seconds until it would pass."""
+    """Refused by a rate limit; ``wait`` is the seconds until it would pass.
+
+    ``Cooldown`` and ``InFlight`` are refusals too and subclass it, so
+    ``except ratectl.Limited`` catches every refusal of ``try_acquire``.
+    """
 
     def __init__(self, message, code=None, wait=None):
         super().__init__(message, code)
         self.wait = wait
 
 
-CODES[Limited.code] = Limited
+class InFlight(Limited):
+    """Every in-flight slot of the budget is held; ``wait`` is None (it
+    depends on the holders)."""
+
+    code = RATECTL_ERR_BASE - 1
+
+
+class Cooldown(Limited):
+    """The budget is cooling down after the provider refused; ``wait`` is
+    the seconds until it ends."""
+
+    code = RATECTL_ERR_BASE - 2
+
+
+for _cls in (Limited, InFlight, Cooldown):
+    CODES[_cls.code] = _cls
 
 
 def raise_for(rc, wait=None):
@@ -76,8 +95,8 @@ def raise_for(rc, wait=None):
     text = detail.decode("utf-8", "replace") or \
         (lib.ratectl_strerror(rc) or b"").decode("utf-8", "replace")
     cls = CODES.get(rc)
-    if cls is Limited:
-        raise Limited(text, rc, wait)
+    if cls is not None and issubclass(cls, Limited):
+        raise cls(text, rc, wait)
     if cls is not None:
         raise cls(text, rc)
     if -4096 < rc < 0:

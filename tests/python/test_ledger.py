@@ -1,0 +1,352 @@
+"""ratectl.Ledger against a private ledger: budgets, admission, leases,
+errors, fork, signals and a holder killed with SIGKILL."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+import ratectl
+from ratectl import ledger as L_mod
+
+from conftest import TOP, spawn
+
+
+# ---- the C structs as the compiler lays them out ---------------------------
+
+LAYOUT_C = r"""
+#include <stddef.h>
+#include <stdio.h>
+#include "ratectl.h"
+#define S(t) printf("%s size %zu\n", #t, sizeof(t))
+#define O(t, f) printf("%s.%s %zu\n", #t, #f, offsetof(t, f))
+int main(void) {
+    S(ratectl_limit); O(ratectl_limit, count); O(ratectl_limit, period_ns); O(ratectl_limit, burst);
+    S(ratectl_budget); O(ratectl_budget, limits); O(ratectl_budget, max_inflight);
+    O(ratectl_budget, jitter_ns); O(ratectl_budget, batch_share);
+    S(ratectl_limit_state); O(ratectl_limit_state, available); O(ratectl_limit_state, until_full_ns);
+    S(ratectl_counters);
+    S(ratectl_budget_info); O(ratectl_budget_info, config); O(ratectl_budget_info, state);
+    O(ratectl_budget_info, inflight); O(ratectl_budget_info, dead);
+    O(ratectl_budget_info, cooldown_ns); O(ratectl_budget_info, counters);
+    S(ratectl_cost); O(ratectl_cost, tokens); O(ratectl_cost, priority);
+    S(ratectl_lease); O(ratectl_lease, name); O(ratectl_lease, slot); O(ratectl_lease, pid);
+    O(ratectl_lease, tokens); O(ratectl_lease, start_ns); O(ratectl_lease, fork_gen);
+    S(ratectl_reservation); O(ratectl_reservation, lease); O(ratectl_reservation, at_ns);
+    O(ratectl_reservation, fd); O(ratectl_reservation, priv);
+    S(ratectl_lease_info); O(ratectl_lease_info, age_ns); O(ratectl_lease_info, tokens);
+    return 0;
+}
+"""
+
+PY_STRUCTS = {
+    "ratectl_limit": L_mod._Limit, "ratectl_budget": L_mod._Budget,
+    "ratectl_limit_state": L_mod._LimitState, "ratectl_counters": L_mod._Counters,
+    "ratectl_budget_info": L_mod._BudgetInfo, "ratectl_cost": L_mod._Cost,
+    "ratectl_lease": L_mod._Lease, "ratectl_reservation": L_mod._Reservation,
+    "ratectl_lease_info": L_mod._LeaseInfo,
+}
+
+
+def test_struct_layouts_match_the_header():
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler to compare the struct layouts with")
+    d = tempfile.mkdtemp()
+    try:
+        src, exe = os.path.join(d, "layout.c"), os.path.join(d, "layout")
+        with open(src, "w") as f:
+            f.write(LAYOUT_C)
+        subprocess.run([cc, "-I", os.path.join(TOP, "include"), "-o", exe, src], check=True)
+        out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
+    finally:
+        shutil.rmtree(d)
+    checked = 0
+    for line in out.splitlines():
+        key, value = line.rsplit(" ", 1)
+        value = int(value)
+        if key.endswith(" size"):
+            cls = PY_STRUCTS[key[:-5]]
+            assert __import__("ctypes").sizeof(cls) == value, key
+        else:
+            t, field = key.split(".")
+            assert getattr(PY_STRUCTS[t], field).offset == value, key
+        checked += 1
+    assert checked >= 38
+
+
+# ---- budgets -----------------------------------------------------------------
+
+def test_set_budget_and_budgets(ledger):
+    ledger.set("openai", requests="500/min", tokens=["90000/min", "2,000,000/day"],
+               concurrency=8, jitter=0.5, batch_share=20)
+    ledger.set("other", requests=(10, 1, 3))
+    b = ledger.budget("openai")
+    assert b.name == "openai"
+    assert [(x.dim, x.count, x.period) for x in b.limits] == [
+        ("requests", 500, 60.0), ("tokens", 90000, 60.0), ("tokens", 2000000, 86400.0)]
+    assert b.limits[0].burst == 500 and b.limits[0].available == 500
+    assert b.concurrency == 8 and b.jitter == 0.5 and b.batch_share == 20
+    assert b.inflight == 0 and b.cooldown == 0.0 and b.counters.admitted == 0
+    o = ledger.budget("other")
+    assert o.limits[0].burst == 3 and o.concurrency == 0
+    assert [x.name for x in ledger.budgets()] == ["openai", "other"]
+    # update keeps the budget; create refuses an existing one
+    ledger.set("other", requests="20/s", update=True)
+    assert ledger.budget("other").limits[0].count == 20
+    with pytest.raises(ratectl.Exists):
+        ledger.set("other", requests="20/s", create=True)
+    ledger.delete("other")
+    with pytest.raises(ratectl.NotFound):
+        ledger.budget("other")
+    with pytest.raises(ratectl.NotFound):
+        ledger.set("nope", requests="1/s", update=True)
+
+
+def test_cooldown_and_reset(ledger):
+    ledger.set("b", requests="10/min")
+    ledger.cooldown("b", 30)
+    assert 29 < ledger.budget("b").cooldown <= 30
+    with pytest.raises(ratectl.Cooldown) as e:
+        ledger.try_acquire("b")
+    assert isinstance(e.value, ratectl.Limited)
+    # when it ends, the limit restarts empty: 30 s + one request's 6 s
+    assert 35 < e.value.wait <= 36.01
+    ledger.reset("b")
+    assert ledger.budget("b").cooldown == 0
+    ledger.try_acquire("b").release()
+    for _ in range(9):
+        ledger.try_acquire("b").release()
+    assert ledger.budget("b").limits[0].available == 0
+    ledger.reset()
+    assert ledger.budget("b").limits[0].available == 10
+
+
+def test_parsers():
+    assert ratectl.parse_rate("500/min") == (500, 60.0)
+    assert ratectl.parse_rate(" 5 per hour ") == (5, 3600.0)
+    assert ratectl.parse_duration("250ms") == 0.25
+    with pytest.raises(ratectl.ParseError) as e:
+        ratectl.parse_rate("fast")
+    assert str(e.value)  # the library's detail
+
+
+def test_bad_names_and_configs(ledger):
+    with pytest.raises(ratectl.BadName):
+        ledger.set("-bad", requests="1/s")
+    with pytest.raises(ratectl.BadConfig):
+        ledger.set("b", requests=(0, 1))
+    with pytest.raises(ratectl.ParseError):
+        ledger.set("b", tokens="lots")
+    with pytest.raises(ValueError):
+        ledger.try_acquire("b", priority="urgent")
+
+
+# ---- admission ---------------------------------------------------------------
+
+def test_try_acquire_refusals(ledger):
+    ledger.set("r", requests=(2, 1), tokens="1000/min")
+    a = ledger.try_acquire("r", tokens=10)
+    b = ledger.try_acquire("r", tokens=10)
+    with pytest.raises(ratectl.Limited) as e:
+        ledger.try_acquire("r", tokens=10)
+    assert type(e.value) is ratectl.Limited
+    assert 0 < e.value.wait <= 0.5 + 1e-6
+    assert e.value.code == ratectl.Limited.code
+    a.release()
+    b.release()
+    with pytest.raises(ratectl.TooBig) as e:
+        ledger.try_acquire("r", tokens=5000)
+    assert "5000" in str(e.value)
+    with pytest.raises(ratectl.NotFound) as e:
+        ledger.try_acquire("missing")
+    assert "missing" in str(e.value)
+
+
+def test_inflight_refusal_and_slots(ledger):
+    ledger.set("c", requests="1000/s", concurrency=2)
+    a = ledger.try_acquire("c")
+    b = ledger.try_acquire("c")
+    assert {a.slot, b.slot} == {0, 1}
+    with pytest.raises(ratectl.InFlight) as e:
+        ledger.try_acquire("c")
+    assert e.value.wait is None and isinstance(e.value, ratectl.Limited)
+    assert ledger.budget("c").inflight == 2
+    a.release()
+    b.release()
+    assert ledger.budget("c").inflight == 0
+
+
+def test_lease_context_manager_and_reconcile(ledger):
+    ledger.set("t", tokens="10000/min", concurrency=1)
+    with ledger.acquire("t", tokens=500) as lease:
+        assert lease.held and lease.tokens == 500 and lease.slot == 0
+        assert lease.pid == os.getpid() and lease.budget == "t"
+        assert ledger.budget("t").inflight == 1
+    assert not lease.held
+    assert ledger.budget("t").inflight == 0
+    with pytest.raises(ratectl.BadLease):
+        lease.release()
+    # released on an exception too
+    with pytest.raises(RuntimeError):
+        with ledger.acquire("t", tokens=100):
+            raise RuntimeError("boom")
+    assert ledger.budget("t").inflight == 0
+    # released early inside the block: exit does not release twice
+    with ledger.acquire("t", tokens=1000) as lease:
+        lease.release(actual_tokens=200)
+    c = ledger.budget("t").counters
+    assert c.tokens_estimated == 1600 and c.tokens_actual == 200 and c.tokens_reconciled == 1000
+    # the refund is back: 10000 - 500 - 100 - 200 available, give or take refill
+    assert ledger.budget("t").limits[0].available >= 9200
+
+
+def test_acquire_waits_its_turn(ledger):
+    ledger.set("w", requests=(10, 1, 1))      # one every 100 ms
+    ledger.try_acquire("w").release()
+    t = time.monotonic()
+    with ledger.acquire("w"):
+        waited = time.monotonic() - t
+    assert 0.07 < waited < 0.5
+    assert ledger.budget("w").counters.waited == 1
+
+
+def test_acquire_timeout(ledger):
+    ledger.set("slow", requests=(1, 60, 1))
+    ledger.try_acquire("slow").release()
+    t = time.monotonic()
+    with pytest.raises(ratectl.TimedOut):
+        ledger.acquire("slow", timeout=0.2)
+    assert time.monotonic() - t < 1
+    ledger.set("slots", requests="100/s", concurrency=1)
+    held = ledger.acquire("slots")
+    t = time.monotonic()
+    with pytest.raises(ratectl.TimedOut):
+        ledger.acquire("slots", timeout=0.3)
+    assert 0.25 < time.monotonic() - t < 2
+    held.release()
+    ledger.acquire("slots", timeout=0).release()
+
+
+def test_closed_ledger(ledger_dir):
+    L = ratectl.Ledger(ledger_dir)
+    assert L.path == ledger_dir
+    L.close()
+    L.close()
+    with pytest.raises(ValueError):
+        L.budgets()
+
+
+def test_default_ledger_from_environment(ledger_dir, monkeypatch):
+    monkeypatch.setenv("RATECTL_LEDGER", ledger_dir)
+    with ratectl.Ledger() as L:
+        assert L.path == ledger_dir
+        L.set("env", requests="1/s")
+    assert ratectl.Ledger(ledger_dir).budget("env").limits[0].count == 1
+
+
+# ---- fork, signals, SIGKILL -----------------------------------------------------
+
+def test_ledger_works_in_a_forked_child(ledger):
+    ledger.set("f", requests="1000/s", concurrency=2)
+    parents = ledger.acquire("f")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:        # the child: the same Ledger object, no reopen
+        code = 1
+        try:
+            os.close(r)
+            lease = ledger.acquire("f", timeout=5)
+            ok = lease.pid == os.getpid() and lease.slot != parents.slot
+            lease.release()
+            try:
+                parents.release()
+                ok = False
+            except ratectl.Forked:
+                pass
+            os.write(w, b"ok" if ok else b"bad")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    got = os.read(r, 10)
+    os.close(r)
+    assert os.waitstatus_to_exitcode(status) == 0 and got == b"ok"
+    assert parents.held
+    assert ledger.budget("f").inflight == 1     # the child's is released, ours held
+    parents.release()
+    assert ledger.budget("f").counters.admitted == 2
+
+
+CHILD_WAIT = r"""
+import sys, ratectl
+L = ratectl.Ledger(sys.argv[1])
+print("waiting", flush=True)
+try:
+    L.acquire(sys.argv[2])
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+print("admitted", flush=True)
+"""
+
+
+def test_ctrl_c_ends_a_blocking_acquire_and_gives_the_place_back(ledger, ledger_dir):
+    ledger.set("sig", requests=(1, 2, 1))        # one every 2 s
+    ledger.try_acquire("sig").release()
+    t0 = time.monotonic()
+    p = spawn(CHILD_WAIT, ledger_dir, "sig")
+    try:
+        assert p.stdout.readline().strip() == "waiting"
+        time.sleep(0.3)                          # inside ratectl_acquire
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=5)
+    finally:
+        p.kill()
+    assert p.returncode == 3, err
+    assert "interrupted" in out
+    assert time.monotonic() - t0 < 1.5           # not at its time (2 s)
+    # The place at +2 s was given back: ours is that one, not +4 s.
+    time.sleep(max(0.0, t0 + 2.05 - time.monotonic()))
+    ledger.try_acquire("sig").release()
+
+
+CHILD_HOLD = r"""
+import sys, time, ratectl
+L = ratectl.Ledger(sys.argv[1])
+lease = L.acquire(sys.argv[2], tokens=10)
+print("held", lease.slot, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_holder_killed_with_sigkill_leaks_nothing(ledger, ledger_dir):
+    ledger.set("k", requests="1000/s", concurrency=2)
+    procs = [spawn(CHILD_HOLD, ledger_dir, "k") for _ in range(2)]
+    try:
+        slots = sorted(int(p.stdout.readline().split()[1]) for p in procs)
+        assert slots == [0, 1]
+        with pytest.raises(ratectl.InFlight):
+            ledger.try_acquire("k")
+        # A waiter is woken when a holder dies mid-request.
+        t = time.monotonic()
+        procs[0].kill()
+        lease = ledger.acquire("k", timeout=5)
+        assert time.monotonic() - t < 2
+        procs[1].kill()
+        second = ledger.acquire("k", timeout=5)
+        assert {lease.slot, second.slot} == {0, 1}
+        lease.release()
+        second.release()
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()
+    b = ledger.budget("k")
+    assert b.inflight == 0 and b.dead == 0
+    assert b.counters.reclaimed == 2
