@@ -122,3 +122,64 @@ def provider_tokens(body):
     """The tokens the fake provider reports for a request body."""
     b = json.loads(body)
     return -(-len(body) // 4) + -(-int(b.get("max_tokens", 0)) // 2)
+
+
+def rate(log):
+    """Answers with status 200 per second at the provider, from its --log
+    (first to last), as tests/test_shim.sh's rate() reads it."""
+    ts = []
+    with open(log) as f:
+        for line in f:
+            e = json.loads(line)
+            if e.get("status") == 200:
+                ts.append(e["t_ms"])
+    ts.sort()
+    if len(ts) < 2 or ts[-1] <= ts[0]:
+        return 0.0
+    return (len(ts) - 1) * 1000.0 / (ts[-1] - ts[0])
+
+
+def stop_group(proc, sig=None, timeout=15):
+    """Stop a process started with start_new_session=True, and its children
+    (its process group, whose id is its pid: only what the test started)."""
+    import signal as _signal
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig or _signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, _signal.SIGKILL)   # stragglers of the group
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.poll() is None:
+        proc.wait(5)
+
+
+class Redis:
+    """A private redis-server on a unix socket, nothing saved."""
+
+    def __init__(self, tmp):
+        self.sock = os.path.join(tmp, "redis.sock")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", self.sock,
+             "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+             "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        if not wait_for(lambda: os.path.exists(self.sock), 10):
+            self.stop()
+            raise RuntimeError("redis-server did not start")
+        self.url = "redis+socket://" + self.sock
+
+    def stop(self):
+        stop_group(self.proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.stop()
