@@ -145,7 +145,9 @@ def stop_group(proc, sig=None, timeout=15):
     import signal as _signal
     if proc.poll() is None:
         try:
-            os.killpg(proc.pid, sig or _signal.SIGTERM)
+            # The leader first (gunicorn's master and Celery's main process
+            # stop their workers themselves), then whatever is left.
+            os.kill(proc.pid, sig or _signal.SIGTERM)
         except ProcessLookupError:
             pass
         try:
