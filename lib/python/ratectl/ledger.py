@@ -361,6 +361,7 @@ class _LoopState:
 
     def add(self, w):
         self.waiters[w.seq] = w
+        self.ledger._pending[id(w)] = (self, w)
         self._schedule(w)
 
     def _schedule(self, w):
@@ -373,6 +374,7 @@ class _LoopState:
 
     def _done(self, w):
         self.waiters.pop(w.seq, None)
+        self.ledger._pending.pop(id(w), None)
         if w.timer is not None:
             w.timer.cancel()
             w.timer = None
@@ -435,6 +437,7 @@ class Ledger:
         self._h = h.value
         self._loops = weakref.WeakKeyDictionary()
         self._loops_lock = threading.Lock()
+        self._pending = {}         # id(waiter) -> (loop state, waiter)
 
     def _handle(self):
         h = self._h
@@ -453,11 +456,23 @@ class Ledger:
         return _lib().ratectl_now(self._handle())
 
     def close(self):
-        """Close the handle.  Leases still held are released without a count.
-        Closing twice does nothing."""
+        """Close the handle.  Leases still held are released without a count;
+        coroutines still waiting in ``aacquire`` give their places back and
+        get ``ratectl.Error``.  Closing twice does nothing."""
+        if self._h is None:
+            return
+        # Reservations must not be pending when the handle goes (the C
+        # library's watcher thread would use the freed handle).
+        for st, w in list(self._pending.values()):
+            st.cancel(w)
+            if not w.fut.done():
+                err = _errors.Error("ratectl.Ledger closed while waiting")
+                try:
+                    st.loop.call_soon_threadsafe(_fail, w.fut, err)
+                except RuntimeError:        # the loop is closed
+                    pass
         h, self._h = self._h, None
-        if h is not None:
-            _lib().ratectl_close(h)
+        _lib().ratectl_close(h)
 
     def __enter__(self):
         return self
@@ -696,6 +711,11 @@ class Ledger:
                 if not w.fut.done():
                     w.fut.cancel()
             raise
+
+
+def _fail(fut, err):
+    if not fut.done():
+        fut.set_exception(err)
 
 
 def _check_signals():
