@@ -277,3 +277,145 @@ def test_async_cancelled_waiter_gives_its_place_back(tmp):
         assert 0.8 < at < 1.6, at
         assert fp.stats()["requests"] == 2
         assert show(os.path.join(tmp, "ledger"), "fake")["inflight"] == 0
+
+
+# --- around an inner transport (httpx.MockTransport) ----------------------
+
+def mock_conf(tmp, *lines):
+    with open(os.path.join(tmp, "m.conf"), "w") as f:
+        f.write("[mock]\nmatch = api.example.test\n" + "".join(l + "\n" for l in lines))
+    return os.path.join(tmp, "m.conf")
+
+
+def test_gzip_body_is_metered_decoded_and_passed_raw(tmp):
+    import gzip
+    usage = b'{"id":"x","usage":{"prompt_tokens":11,"completion_tokens":20,"total_tokens":31}}'
+
+    def answer(request):
+        return httpx.Response(200, headers={"content-type": "application/json",
+                                            "content-encoding": "gzip"},
+                              content=gzip.compress(usage))
+    conf = mock_conf(tmp, "tokens = 100000/min")
+    t = transport(tmp, conf, transport=httpx.MockTransport(answer))
+    with httpx.Client(transport=t) as c:
+        r = c.post("https://api.example.test/v1/chat/completions", content=chat_body())
+    assert r.json()["usage"]["total_tokens"] == 31      # the client decoded it
+    assert show(os.path.join(tmp, "ledger"), "mock")["counters"]["tokens_actual"] == 31
+
+
+def test_library_retries_on_429_when_the_config_says_so(tmp):
+    calls = []
+
+    def answer(request):
+        calls.append(request.headers.get("x-try"))
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"retry-after-ms": "50"},
+                                  json={"error": {"message": "slow down"}})
+        return httpx.Response(200, json={"usage": {"total_tokens": 7}})
+    conf = mock_conf(tmp, "requests = 600/min", "retries = 2", "jitter = 0")
+    t = transport(tmp, conf, transport=httpx.MockTransport(answer))
+    with httpx.Client(transport=t) as c:
+        r = c.post("https://api.example.test/v1/chat/completions", content=chat_body())
+    assert r.status_code == 200
+    assert len(calls) == 2
+    b = show(os.path.join(tmp, "ledger"), "mock")
+    assert b["counters"]["admitted"] == 2
+    assert b["counters"]["retries"] == 1
+    assert b["inflight"] == 0
+
+
+def test_streamed_request_body_is_estimated_from_its_size(tmp):
+    seen = []
+
+    def answer(request):
+        seen.append(request.read())
+        return httpx.Response(200, json={})
+    conf = mock_conf(tmp, "tokens = 100000/min", "default_max_tokens = 0")
+
+    def gen():
+        yield b"x" * 4000
+    t = transport(tmp, conf, transport=httpx.MockTransport(answer))
+    with httpx.Client(transport=t) as c:
+        r = c.post("https://api.example.test/v1/files", content=gen(),
+                   headers={"content-length": "4000"})
+    assert r.status_code == 200 and seen == [b"x" * 4000]
+    assert show(os.path.join(tmp, "ledger"), "mock")["counters"]["tokens_estimated"] == 1000
+
+
+def test_inner_transport_error_releases_the_slot(tmp):
+    def answer(request):
+        raise httpx.ConnectError("refused", request=request)
+    conf = mock_conf(tmp, "requests = 600/min", "concurrency = 1", "timeout = 2s")
+    t = transport(tmp, conf, transport=httpx.MockTransport(answer))
+    with httpx.Client(transport=t) as c:
+        # one slot: a leaked one would time out the next.  (Bodies differ:
+        # the same request again after a failure would be a retry.)
+        for i in range(3):
+            with pytest.raises(httpx.ConnectError):
+                c.post("https://api.example.test/v1/chat/completions",
+                       content=chat_body(max_tokens=100 + i))
+    b = show(os.path.join(tmp, "ledger"), "mock")
+    assert b["counters"]["admitted"] == 3
+    assert b["inflight"] == 0
+
+
+KILLED = '''
+import sys, httpx, ratectl.httpx
+t = ratectl.httpx.Transport(sys.argv[1], ledger_dir=sys.argv[2])
+with httpx.Client(transport=t, timeout=30) as c:
+    with c.stream("POST", sys.argv[3], content=b'{"stream": true, "max_tokens": 10}') as r:
+        next(r.iter_raw())
+        print("holding", flush=True)
+        sys.stdin.read()
+'''
+
+
+def test_process_killed_mid_stream_leaks_nothing(tmp):
+    import signal
+    import subprocess
+    with FakeProvider(tmp, "--stream-bytes", 1000000) as fp:
+        conf = write_config(os.path.join(tmp, "c.conf"), fp.port, "fake",
+                            "requests = 600/min", "concurrency = 1", "timeout = 5s")
+        ledger = os.path.join(tmp, "ledger")
+        p = subprocess.Popen([helpers.PYTHON, "-c", KILLED, conf, ledger, fp.url + CHAT],
+                             env=helpers.env_with(), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout.readline().strip() == "holding"
+            assert show(ledger, "fake")["inflight"] == 1
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        # the one slot is taken back from the dead holder
+        t0 = time.monotonic()
+        with client(tmp, conf) as c:
+            assert c.post(fp.url + CHAT, content=chat_body()).status_code == 200
+        assert time.monotonic() - t0 < 5
+        assert show(ledger, "fake")["inflight"] == 0
+
+
+def test_forked_child_frees_the_parents_request_unused(tmp):
+    # A response opened in the parent and dropped in a forked child must
+    # not end the parent's attempt: the parent still holds it and ends it.
+    with FakeProvider(tmp, "--stream-bytes", 100000) as fp:
+        conf = write_config(os.path.join(tmp, "c.conf"), fp.port, "fake",
+                            "requests = 600/min", "concurrency = 2")
+        ledger = os.path.join(tmp, "ledger")
+        with client(tmp, conf) as c:
+            with c.stream("POST", fp.url + CHAT,
+                          content=chat_body(stream=True, include_usage=True)) as r:
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        r.stream._meter.finish()
+                    finally:
+                        os._exit(0)
+                os.waitpid(pid, 0)
+                assert show(ledger, "fake")["inflight"] == 1
+                r.read()
+        b = show(ledger, "fake")
+        assert b["inflight"] == 0
+        assert b["counters"]["tokens_actual"] > 0

@@ -259,6 +259,10 @@ class Request:
             self._info = lib().ratectl_http_request_info(self.ptr).contents
         return self._info
 
+    def owned_here(self):
+        """False in a child forked after begin: the request is the parent's."""
+        return self._pid == os.getpid()
+
     def admit(self, timeout_ns=-1):
         return lib().ratectl_http_admit(self.ptr, timeout_ns)
 

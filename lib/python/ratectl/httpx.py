@@ -116,6 +116,8 @@ class _Meter:
         if req is None:
             return None
         try:
+            if not req.owned_here():
+                return None  # admitted in the parent: free it unused
             return req.end()
         finally:
             req.free()
@@ -160,6 +162,17 @@ class _AsyncMeteredStream(httpx.AsyncByteStream):
 def _local_response(req, request):
     status, headers, body = req.local_response()
     return httpx.Response(status, headers=headers, content=body, request=request)
+
+
+def _no_answer(req):
+    """The inner transport raised: the attempt ended with no answer (a
+    timeout, a reset, a cancelled task).  The caller's exception is the
+    one to see, so a failure here is not raised."""
+    try:
+        req.status(0)
+        req.end()
+    except Exception:
+        pass
 
 
 def _refused(req, rc):
@@ -216,8 +229,7 @@ class Transport(_Base, httpx.BaseTransport):
                 try:
                     response = self._transport.handle_request(request)
                 except BaseException:
-                    req.status(0)
-                    req.end()
+                    _no_answer(req)
                     raise
                 _learn(req, response)
                 if _wants_retry_decision(req, response):
@@ -304,9 +316,14 @@ class _LoopWaiters:
         entry = self.pending.pop(req, None)
         if entry is not None and entry[1] is not None:
             entry[1].cancel()
-        if not self.pending and self.fd is not None:
-            self.loop.remove_reader(self.fd)
-            self.fd = None
+        if not self.pending:
+            # Idle: stop watching, and forget this loop (the handle's map
+            # is weak on the loop, but this object refers to it).
+            if self.fd is not None:
+                self.loop.remove_reader(self.fd)
+                self.fd = None
+            if self.handle.waiters.get(self.loop) is self:
+                del self.handle.waiters[self.loop]
 
 
 async def _aadmit(handle, req):
@@ -348,8 +365,7 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
                 try:
                     response = await self._transport.handle_async_request(request)
                 except BaseException:
-                    req.status(0)
-                    req.end()
+                    _no_answer(req)
                     raise
                 _learn(req, response)
                 if _wants_retry_decision(req, response):
