@@ -8,6 +8,16 @@ INCDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The Python package (lib/python/ratectl) goes where Debian's python3 looks:
+# /usr/lib/python3/dist-packages for PREFIX=/usr, else
+# PREFIX/lib/python3.X/dist-packages (on sys.path for /usr/local).
+PYTHON ?= /usr/bin/python3
+PYTHONDIR ?= $(shell $(PYTHON) -c 'import sys, sysconfig; p = "$(PREFIX)"; \
+  deb = "deb_system" in sysconfig.get_scheme_names(); \
+  print(sysconfig.get_path("purelib", "deb_system", vars={"base": p}) if deb and p == "/usr" \
+    else "%s/lib/python%d.%d/%s" % (p, sys.version_info[0], sys.version_info[1], \
+    "dist-packages" if deb else "site-packages"))')
+PY_SRC := $(wildcard lib/python/ratectl/*.py)
 
 B ?= build
 CC ?= cc
@@ -69,7 +79,7 @@ ifneq ($(PRELOAD_SRC),)
 PROGS += $(B)/libratectl-preload.so
 endif
 
-.PHONY: all shared static pkgconfig install uninstall test check bench demo \
+.PHONY: all shared static pkgconfig install uninstall test test-python check bench demo \
 	clean deps asan ubsan tsan fuzz chaos headercheck valgrind
 
 all: shared static pkgconfig $(PROGS)
@@ -185,6 +195,12 @@ test check:
 	@$(MAKE) --no-print-directory all $(TEST_BIN) $(PROG_BIN) headercheck
 	@B=$(B) RATECTL_SANITIZER=$(RATECTL_SANITIZER) tests/run.sh
 
+# The Python package's tests alone (tests/python, also part of make test).
+test-python:
+	@tools/deps.sh test
+	@$(MAKE) --no-print-directory all
+	@B=$(B) RATECTL_SANITIZER=$(RATECTL_SANITIZER) tests/run.sh python
+
 bench:
 	@tools/deps.sh bench
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
@@ -250,6 +266,11 @@ install: all
 	for p in $(filter %.so,$(PROGS)); do install -m 755 $$p $(DESTDIR)$(LIBDIR)/; done
 	for m in $(wildcard doc/*.[1-8]); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	  install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	@test -n "$(PYTHONDIR)" || { echo "make install: no PYTHONDIR (is $(PYTHON) there?)"; exit 1; }
+	install -d $(DESTDIR)$(PYTHONDIR)/ratectl
+	install -m 644 $(PY_SRC) $(DESTDIR)$(PYTHONDIR)/ratectl/
+	printf '%s\n' '"""Where make install put the C libraries."""' 'LIBDIR = "$(LIBDIR)"' \
+	  > $(DESTDIR)$(PYTHONDIR)/ratectl/_config.py
 
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/ratectl.h $(DESTDIR)$(LIBDIR)/libratectl.so* \
@@ -259,6 +280,7 @@ uninstall:
 	  $(DESTDIR)$(LIBDIR)/libratectl-preload.so \
 	  $(DESTDIR)$(BINDIR)/ratectl $(DESTDIR)$(BINDIR)/ratectl-fakeprov
 	for m in $(wildcard doc/*.[1-8]); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
+	test -z "$(PYTHONDIR)" || rm -rf $(DESTDIR)$(PYTHONDIR)/ratectl
 
 clean:
 	rm -rf $(B) build

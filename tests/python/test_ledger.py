@@ -350,3 +350,30 @@ def test_a_holder_killed_with_sigkill_leaks_nothing(ledger, ledger_dir):
     b = ledger.budget("k")
     assert b.inflight == 0 and b.dead == 0
     assert b.counters.reclaimed == 2
+
+
+def test_make_install_puts_a_working_package_on_the_python_path(ledger_dir):
+    make = shutil.which("make")
+    if not make:
+        pytest.skip("no make")
+    prefix = tempfile.mkdtemp(prefix="ratectl-py-prefix-")
+    try:
+        args = [make, "-s", "-C", TOP, "B=" + os.environ.get("B", "build"),
+                "PREFIX=" + prefix, "PYTHON=" + sys.executable]
+        subprocess.run(args + ["install"], check=True, capture_output=True, timeout=120)
+        pkgs = [root for root, dirs, files in os.walk(prefix)
+                if root.endswith("/ratectl") and "__init__.py" in files]
+        assert len(pkgs) == 1 and "/lib/python3" in pkgs[0], pkgs
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("B", "RATECTL_LIBDIR", "PYTHONPATH", "LD_LIBRARY_PATH")}
+        env["PYTHONPATH"] = os.path.dirname(pkgs[0])
+        code = ("import sys, ratectl, ratectl._lib as l; L = ratectl.Ledger(sys.argv[1]); "
+                "L.set('i', requests='1/s'); L.try_acquire('i').release(); "
+                "print(ratectl.__file__); print(l.library_path())")
+        out = subprocess.run([sys.executable, "-c", code, ledger_dir], cwd="/", env=env,
+                             check=True, capture_output=True, text=True).stdout.split()
+        assert out[0].startswith(prefix) and out[1].startswith(prefix + "/lib/"), out
+        subprocess.run(args + ["uninstall"], check=True, capture_output=True, timeout=60)
+        assert not os.path.exists(pkgs[0])
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)

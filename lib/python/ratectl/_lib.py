@@ -7,8 +7,9 @@ looked for, in order:
    unusual installs);
 2. the build tree, when the package runs from a checkout
    (``lib/python/ratectl`` -> ``build/``, or ``$B`` when set);
-3. the system's library path (``libratectl.so.0``), where ``make install``
-   puts them.
+3. the directory ``make install`` put them in (``_config.LIBDIR``, written
+   by ``make install`` next to the installed package);
+4. the system's library path (``libratectl.so.0``).
 
 Each library is loaded once per process (ctypes keeps the handle), with
 ``use_errno`` so that system errors can be read back.
@@ -36,6 +37,11 @@ def _candidates(name):
     if os.path.exists(os.path.join(top, "include", "ratectl.h")):
         build = os.environ.get("B") or "build"
         yield os.path.join(top, build, soname)
+    try:
+        from ._config import LIBDIR
+        yield os.path.join(LIBDIR, soname)
+    except ImportError:
+        pass
     found = ctypes.util.find_library(name)
     yield found or soname
 
