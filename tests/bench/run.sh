@@ -72,6 +72,20 @@ for f in "$B"/bench/bench_*; do
 	esac
 done
 
+# Section 8: the Python binding's try + release next to the C call's (the
+# "bare" row bench_http wrote above), with Debian's python3.
+if [ -x /usr/bin/python3 ]; then
+	PYTHONDONTWRITEBYTECODE=1 timeout -k 5 300 /usr/bin/python3 tests/bench/bench_python.py
+	rc=$?
+	if [ "$rc" -ne 0 ]; then
+		echo "!! bench_python.py failed (exit status $rc)"
+		failed="$failed bench_python"
+	fi
+else
+	echo
+	echo "8. The Python binding: skipped, no /usr/bin/python3"
+fi
+
 # One JSON document from the rows the programs appended, one per line.
 {
 	printf '{"ratectl_version": "%s", "commit": "%s", "date": "%s",\n' \

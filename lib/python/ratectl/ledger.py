@@ -149,8 +149,32 @@ def _lib():
             fn = getattr(lib, name)
             fn.restype = res
             fn.argtypes = args
+        global _c_try, _c_release
+        _c_try, _c_release = lib.ratectl_try, lib.ratectl_release
         _lib_typed = lib
         return lib
+
+
+_names = {}
+_costs = {}
+_CACHE_MAX = 1024
+_c_try = None
+_c_release = None
+
+
+def _name_cached(s):
+    b = _name(s)
+    if len(_names) < _CACHE_MAX:
+        _names[s] = b
+    return b
+
+
+def _cost_cached(requests, tokens, priority):
+    """A cost struct; the C library only reads it, so equal costs share one."""
+    c = _Cost(requests, tokens, _priority(priority))
+    if len(_costs) < _CACHE_MAX:
+        _costs[(requests, tokens, priority)] = c
+    return c
 
 
 def _name(s):
@@ -317,9 +341,10 @@ class Lease:
         given, refund or debit the difference from the estimate on every
         token limit.  Raises ``ratectl.BadLease`` when already released,
         ``ratectl.Forked`` in a process that did not take it."""
-        h = self._ledger._handle()
-        rc = _lib().ratectl_release(
-            h, byref(self._c), UNKNOWN if actual_tokens is None else int(actual_tokens))
+        h = self._ledger._h
+        if h is None:
+            raise ValueError("ratectl.Ledger is closed")
+        rc = _c_release(h, self._c, UNKNOWN if actual_tokens is None else int(actual_tokens))
         if rc:
             raise_for(rc)
 
@@ -611,11 +636,15 @@ class Ledger:
         (every slot held; ``.wait`` is None: it depends on others),
         ``ratectl.TooBig``, ``ratectl.NotFound``.
         """
-        cost = _Cost(requests, tokens, _priority(priority))
+        # The hot path: a few hundred nanoseconds over the C call.
+        h = self._h
+        if h is None:
+            raise ValueError("ratectl.Ledger is closed")
         lease = _Lease()
         wait = c_int64()
-        rc = _lib().ratectl_try(self._handle(), _name(budget), byref(cost),
-                                byref(lease), byref(wait))
+        rc = _c_try(h, _names.get(budget) or _name_cached(budget),
+                    _costs.get((requests, tokens, priority)) or
+                    _cost_cached(requests, tokens, priority), lease, wait)
         if rc:
             raise_for(rc, wait=wait.value / _NS if rc in (E_LIMITED, E_COOLDOWN) else None)
         return Lease(self, lease)
