@@ -13,6 +13,8 @@ per waiter, the place in line is kept, and a cancelled waiter gives it back.
 import asyncio
 import ctypes
 import dataclasses
+import math
+import os
 import threading
 import weakref
 from ctypes import (POINTER, Structure, byref, c_char, c_char_p, c_int,
@@ -380,6 +382,7 @@ class _LoopState:
     def __init__(self, ledger, loop):
         self.ledger = ledger
         self.loop = loop
+        self.pid = os.getpid()
         self.waiters = {}          # seq -> _Waiter, in order of asking
         self.fd = -1
         self.seq = 0
@@ -489,6 +492,8 @@ class Ledger:
         # Reservations must not be pending when the handle goes (the C
         # library's watcher thread would use the freed handle).
         for st, w in list(self._pending.values()):
+            if st.pid != os.getpid():
+                continue            # a parent's, copied by fork: not ours
             st.cancel(w)
             if not w.fut.done():
                 err = _errors.Error("ratectl.Ledger closed while waiting")
@@ -665,7 +670,7 @@ class Ledger:
         name = _name(budget)
         cost = _Cost(requests, tokens, _priority(priority))
         lease = _Lease()
-        if timeout is None:
+        if timeout is None or math.isinf(timeout):
             deadline = None
         elif timeout <= 0:
             # No wait: a try whose refusal is a timeout.  (ratectl_acquire
