@@ -377,3 +377,53 @@ def test_make_install_puts_a_working_package_on_the_python_path(ledger_dir):
         assert not os.path.exists(pkgs[0])
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
+
+
+def test_a_blocked_acquire_lets_other_threads_run(ledger):
+    import threading
+    ledger.set("gil", requests=(2, 1, 1))        # one every 500 ms
+    ledger.try_acquire("gil").release()
+    done = []
+    th = threading.Thread(target=lambda: done.append(ledger.acquire("gil", timeout=5)))
+    t = last = time.monotonic()
+    gap = 0.0
+    th.start()
+    while th.is_alive() and last - t < 5:
+        now = time.monotonic()                   # needs the GIL
+        gap, last = max(gap, now - last), now
+    gap = max(gap, time.monotonic() - last)
+    th.join()
+    assert 0.4 < time.monotonic() - t < 1.5
+    assert gap < 0.1                             # never stopped while the other waited
+    done[0].release()
+
+
+def test_threads_share_one_ledger(ledger):
+    import threading
+    ledger.set("thr", requests=(200, 1, 1), concurrency=3)   # one every 5 ms
+    starts, errors, inside, most = [], [], [0], [0]
+    lock = threading.Lock()
+
+    def worker():
+        try:
+            for _ in range(10):
+                with ledger.acquire("thr", timeout=10) as lease:
+                    with lock:
+                        starts.append(lease.start_ns)
+                        inside[0] += 1
+                        most[0] = max(most[0], inside[0])
+                    time.sleep(0.002)
+                    with lock:
+                        inside[0] -= 1
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ths = [threading.Thread(target=worker) for _ in range(8)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join(20)
+    assert not errors and len(starts) == 80 and most[0] <= 3
+    starts.sort()
+    assert all(b - a >= 5_000_000 - 1000 for a, b in zip(starts, starts[1:]))
+    assert ledger.budget("thr").inflight == 0
