@@ -419,3 +419,45 @@ def test_forked_child_frees_the_parents_request_unused(tmp):
         b = show(ledger, "fake")
         assert b["inflight"] == 0
         assert b["counters"]["tokens_actual"] > 0
+
+
+def test_async_slot_waiters_woken_through_the_event_fd(tmp):
+    # concurrency = 1: each release must wake the next waiter at once
+    # (add_reader on the ledger's event descriptor); on timers alone a
+    # slot waiter looks again only after up to a second.
+    with FakeProvider(tmp, "--latency", "20ms") as fp:
+        conf = write_config(os.path.join(tmp, "c.conf"), fp.port, "fake",
+                            "requests = 6000/min", "concurrency = 1")
+
+        async def main():
+            t = transport(tmp, conf, ratectl.httpx.AsyncTransport)
+            async with httpx.AsyncClient(transport=t, timeout=30) as c:
+                async def one():
+                    return (await c.post(fp.url + CHAT, content=chat_body())).status_code
+                return await asyncio.gather(*[one() for _ in range(30)])
+        t0 = time.monotonic()
+        codes = asyncio.run(asyncio.wait_for(main(), 40))
+        elapsed = time.monotonic() - t0
+        st = fp.stats()
+        assert codes == [200] * 30
+        assert st["max_in_flight"] == 1
+        assert elapsed < 6, elapsed      # 30 x 20 ms plus wake-ups, not 30 x 1 s
+
+
+def test_async_refusal_raises_after_the_budget_timeout(tmp):
+    with FakeProvider(tmp) as fp:
+        conf = write_config(os.path.join(tmp, "c.conf"), fp.port, "fake",
+                            "requests = 1/min burst 1", "timeout = 300ms")
+
+        async def main():
+            t = transport(tmp, conf, ratectl.httpx.AsyncTransport)
+            async with httpx.AsyncClient(transport=t, timeout=30) as c:
+                assert (await c.post(fp.url + CHAT, content=chat_body())).status_code == 200
+                t0 = time.monotonic()
+                with pytest.raises(ratectl.TimedOut) as e:
+                    await c.post(fp.url + CHAT, content=chat_body(max_tokens=5))
+                return time.monotonic() - t0, str(e.value)
+        waited, msg = asyncio.run(asyncio.wait_for(main(), 20))
+        assert waited < 1.0
+        assert "fake" in msg
+        assert fp.stats()["requests"] == 1
