@@ -333,3 +333,21 @@ def test_closing_a_ledger_with_waiters_fails_them_cleanly(ledger_dir):
     out, err = p.communicate(timeout=20)
     assert p.returncode == 0, err
     assert out.split("\n")[:2] == ["Error Error Error", "inflight 0"]
+
+
+def test_a_ledger_keeps_no_loop_alive(ledger):
+    import gc
+    import weakref
+    ledger.set("loops", requests=(1000, 1, 1))
+    refs = []
+
+    async def main():
+        refs.append(weakref.ref(asyncio.get_running_loop()))
+        for _ in range(3):
+            (await ledger.aacquire("loops")).release()
+
+    for _ in range(5):
+        asyncio.run(main())
+    gc.collect()
+    assert [r() for r in refs] == [None] * 5
+    assert len(ledger._loops) == 0 and not ledger._pending

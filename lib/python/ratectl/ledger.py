@@ -381,11 +381,17 @@ class _LoopState:
 
     def __init__(self, ledger, loop):
         self.ledger = ledger
-        self.loop = loop
+        # Weak: the state is the value of a WeakKeyDictionary keyed by the
+        # loop, and a strong reference back would keep every loop alive.
+        self._loop = weakref.ref(loop)
         self.pid = os.getpid()
         self.waiters = {}          # seq -> _Waiter, in order of asking
         self.fd = -1
         self.seq = 0
+
+    @property
+    def loop(self):
+        return self._loop()
 
     def add(self, w):
         self.waiters[w.seq] = w
@@ -499,7 +505,7 @@ class Ledger:
                 err = _errors.Error("ratectl.Ledger closed while waiting")
                 try:
                     st.loop.call_soon_threadsafe(_fail, w.fut, err)
-                except RuntimeError:        # the loop is closed
+                except (RuntimeError, AttributeError):   # the loop is closed or gone
                     pass
         h, self._h = self._h, None
         _lib().ratectl_close(h)
