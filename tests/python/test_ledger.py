@@ -427,3 +427,23 @@ def test_threads_share_one_ledger(ledger):
     starts.sort()
     assert all(b - a >= 5_000_000 - 1000 for a, b in zip(starts, starts[1:]))
     assert ledger.budget("thr").inflight == 0
+
+
+def test_ctrl_c_ends_a_wait_for_a_slot(ledger, ledger_dir):
+    ledger.set("sigslot", requests="1000/s", concurrency=1)
+    held = ledger.acquire("sigslot")
+    p = spawn(CHILD_WAIT, ledger_dir, "sigslot")
+    try:
+        assert p.stdout.readline().strip() == "waiting"
+        time.sleep(0.3)
+        t = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=5)
+    finally:
+        p.kill()
+    assert p.returncode == 3 and "interrupted" in out, err
+    assert time.monotonic() - t < 0.5
+    held.release()
+    b = ledger.budget("sigslot")
+    assert b.inflight == 0 and b.counters.admitted == 1
+    ledger.try_acquire("sigslot").release()
