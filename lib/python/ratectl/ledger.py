@@ -711,6 +711,7 @@ class Ledger:
         per waiter.  Cancelling the task gives the place back.  ``timeout``
         (seconds) raises ``ratectl.TimedOut`` and gives the place back.
         """
+        loop = asyncio.get_running_loop()     # before anything is reserved
         lib = _lib()
         h = self._handle()
         res = _Reservation()
@@ -722,7 +723,6 @@ class Ledger:
             return Lease(self, res.lease)
         if rc != E_PENDING:
             raise_for(rc)
-        loop = asyncio.get_running_loop()
         with self._loops_lock:
             st = self._loops.get(loop)
             if st is None:
