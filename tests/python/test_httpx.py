@@ -461,3 +461,31 @@ def test_async_refusal_raises_after_the_budget_timeout(tmp):
         assert waited < 1.0
         assert "fake" in msg
         assert fp.stats()["requests"] == 1
+
+
+def test_async_library_retries_and_local_429(tmp):
+    calls = []
+
+    def answer(request):
+        calls.append(request.headers.get("x-stainless-retry-count"))
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"retry-after-ms": "50"}, json={"error": {}})
+        return httpx.Response(200, json={"usage": {"total_tokens": 7}})
+    conf = mock_conf(tmp, "requests = 600/min", "retries = 2", "jitter = 0",
+                     "retry_budget = 0")
+
+    async def main():
+        t = transport(tmp, conf, ratectl.httpx.AsyncTransport,
+                      transport=httpx.MockTransport(answer))
+        async with httpx.AsyncClient(transport=t) as c:
+            r1 = await c.post("https://api.example.test/v1/chat/completions", content=chat_body())
+            # SDK retries: the first within the retry budget's allowance of
+            # one is spent already by the library's own retry above
+            r2 = await c.post("https://api.example.test/v1/chat/completions",
+                              content=chat_body(max_tokens=5),
+                              headers={"x-stainless-retry-count": "1"})
+            return r1, r2
+    r1, r2 = asyncio.run(asyncio.wait_for(main(), 20))
+    assert r1.status_code == 200 and len(calls) == 2
+    assert r2.status_code == 429 and r2.headers["x-should-retry"] == "false"
+    assert len(calls) == 2        # the local 429 was never sent

@@ -185,7 +185,17 @@ def _learn(req, response):
 
 
 def _wants_retry_decision(req, response):
+    """A 429 or 503 on a budget with `retries`: the attempt is ended before
+    the client sees the answer, so that the library may send it again."""
     return response.status_code in (429, 503) and req.info.retries > 0
+
+
+def _end_refused(req, response, raw):
+    """End the attempt on a refusal read whole (a short error body)."""
+    data = _Decoder(response.headers.get("content-encoding"))(raw)
+    if data:
+        req.body(data)
+    return req.end()
 
 
 class _Base:
@@ -235,10 +245,7 @@ class Transport(_Base, httpx.BaseTransport):
                 if _wants_retry_decision(req, response):
                     raw = b"".join(response.stream)
                     response.close()
-                    meter = _Meter(req, response)
-                    meter.feed(raw)
-                    meter.req = None  # ended below, freed in finally
-                    out = req.end()
+                    out = _end_refused(req, response, raw)
                     if out.retry:
                         time.sleep(out.retry_after_ns / 1e9)
                         continue
@@ -371,10 +378,7 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
                 if _wants_retry_decision(req, response):
                     raw = b"".join([c async for c in response.stream])
                     await response.aclose()
-                    meter = _Meter(req, response)
-                    meter.feed(raw)
-                    meter.req = None
-                    out = req.end()
+                    out = _end_refused(req, response, raw)
                     if out.retry:
                         await asyncio.sleep(out.retry_after_ns / 1e9)
                         continue
