@@ -12,9 +12,7 @@ Celery's own `rate_limit` could not do this: it is per worker process.
 """
 import os
 import subprocess
-import sys
 import textwrap
-import time
 
 import pytest
 

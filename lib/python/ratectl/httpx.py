@@ -34,6 +34,7 @@ import zlib
 import httpx
 
 from . import _http
+from ._errors import Error
 
 __all__ = ["Transport", "AsyncTransport"]
 
@@ -119,6 +120,11 @@ class _Meter:
             if not req.owned_here():
                 return None  # admitted in the parent: free it unused
             return req.end()
+        except Error as e:
+            # close() must not fail on bookkeeping; the lease is released
+            # by free() below whatever end() said.
+            _http.log.warning("ratectl: ending a request: %s", e)
+            return None
         finally:
             req.free()
 
