@@ -489,3 +489,22 @@ def test_async_library_retries_and_local_429(tmp):
     assert r1.status_code == 200 and len(calls) == 2
     assert r2.status_code == 429 and r2.headers["x-should-retry"] == "false"
     assert len(calls) == 2        # the local 429 was never sent
+
+
+def test_anthropic_stream_reconciles_input_plus_output(tmp):
+    # /v1/messages streams message_start (input usage) ... message_delta
+    # (output usage); the key comes in x-api-key.
+    with FakeProvider(tmp, "--rpm", 600, "--tpm", 1000000, "--stream-bytes", 50000) as fp:
+        conf = write_config(os.path.join(tmp, "c.conf"), fp.port, "claude",
+                            "requests = 600/min", "tokens = 1000000/min")
+        body = json.dumps({"model": "claude-x", "max_tokens": 400, "stream": True,
+                           "messages": [{"role": "user", "content": "hi"}]}).encode()
+        with client(tmp, conf) as c:
+            with c.stream("POST", fp.url + "/v1/messages", content=body,
+                          headers={"x-api-key": "sk-ant-test",
+                                   "anthropic-version": "2023-06-01"}) as r:
+                text = r.read().decode()
+        assert "message_delta" in text
+        b = show(os.path.join(tmp, "ledger"), "claude")
+        assert b["counters"]["tokens_actual"] == helpers.provider_tokens(body)
+        assert b["inflight"] == 0
