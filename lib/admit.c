@@ -287,7 +287,8 @@ static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
 
 	for (;;) {
 		c->now = ratectl_now(h);
-		c->latest = deadline;
+		/* A deadline already past (timeout 0) still admits what fits now. */
+		c->latest = deadline > c->now ? deadline : c->now;
 		rc = admit_write(h, c);
 		if (rc == RATECTL_EINFLIGHT || rc == RATECTL_ELIMITED ||
 		    rc == RATECTL_ECOOLDOWN) {
@@ -524,7 +525,7 @@ int ratectl_acquire_many(ratectl *h, const char *const *names, unsigned n,
 		struct admit_ctx *w;
 
 		m.now = ratectl_now(h);
-		m.latest = deadline;
+		m.latest = deadline > m.now ? deadline : m.now;
 		rc = many_write(h, &m);
 		w = &m.c[m.which];
 		if (rc == RATECTL_EINFLIGHT || rc == RATECTL_ELIMITED ||

@@ -50,6 +50,12 @@ static void child(void)
 			if (lf->fd >= 0)
 				close(lf->fd);
 			lf->fd = -1;
+			/* The parent's watch thread is not the child's: forget it
+			 * (writing to its eventfd would stop the parent's). */
+			if (lf->watch_efd >= 0)
+				close(lf->watch_efd);
+			lf->watch_efd = -1;
+			lf->nwatch = 0;
 			pthread_mutex_init(&lf->mu, NULL);
 		}
 		pthread_rwlock_init(&h->maplock, NULL);

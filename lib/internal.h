@@ -300,6 +300,9 @@ int ratectl__reserved_wait(ratectl *h, rc_lfile *lf, int64_t t_adm,
  * budget, shared by its waiters), and stop when done waiting. */
 void ratectl__slot_watch(ratectl *h, rc_lfile *lf, int *watching);
 void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf, int *watching);
+/* The file is being closed with waits still watching (reservations left
+ * pending at ratectl_close()): stop the thread and hand the watch on. */
+void ratectl__watch_end(ratectl *h, rc_lfile *lf);
 /* Sleep until the budget changes (change_seq moves from seq) or `until`. */
 int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until);
 void ratectl__count(rc_lfile *lf, int which, uint64_t n);

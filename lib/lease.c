@@ -276,6 +276,10 @@ void ratectl__lfile_close_all(ratectl *h, int unlock)
 				                 __ATOMIC_RELEASE);
 				freed = 1;
 			}
+		/* A watch thread reads the mapping: it ends before the unmap.
+		 * (In a forked child there is none: fork.c forgot it.) */
+		if (lf->watch_efd >= 0)
+			ratectl__watch_end(h, lf);
 		if (lf->fd >= 0)
 			close(lf->fd);
 		lf->fd = -1;

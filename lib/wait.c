@@ -237,6 +237,19 @@ static void watch_stop(rc_lfile *lf)
 	lf->watch_efd = -1;
 }
 
+void ratectl__watch_end(ratectl *h, rc_lfile *lf)
+{
+	int32_t me = h->pid;
+
+	pthread_mutex_lock(&lf->mu);
+	lf->nwatch = 0;
+	watch_stop(lf);
+	pthread_mutex_unlock(&lf->mu);
+	if (__atomic_compare_exchange_n(&lf->hdr->watcher, &me, 0, 0,
+	                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		ratectl__wake(lf, RC_WAKE_SLOTS);  /* another waiter takes the watch */
+}
+
 static int pid_alive(int32_t pid)
 {
 	return kill(pid, 0) == 0 || errno == EPERM;

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -335,6 +336,55 @@ static void test_thousand_waiters(void **state)
 	tmp_ledger_rm(path);
 }
 
+/* Closing the handle while a reservation waits for a slot (its watch
+ * thread running) neither crashes nor leaves the thread behind. */
+static void test_close_with_pending_slot_wait(void **state)
+{
+	char *path = tmp_ledger();
+	ratectl_budget b = budget_simple(1000, 1000, 1);
+	int status, ready[2];
+	ratectl *h;
+	pid_t holder, pid;
+	char x;
+
+	(void)state;
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(ratectl_open(&h, path, NULL), 0);
+	assert_int_equal(ratectl_budget_set(h, "b", &b, 0), 0);
+	if ((holder = fork()) == 0) {
+		ratectl_lease l;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);       /* never outlives the test */
+		if (ratectl_try(h, "b", &one, &l, NULL) != 0 || write(ready[1], "r", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &x, 1), 1);
+	ratectl_close(h);
+	if ((pid = fork()) == 0) {
+		ratectl_reservation r = RATECTL_RESERVATION_INIT;
+		int i;
+
+		alarm(10);
+		for (i = 0; i < 20; i++) {
+			if (ratectl_open(&h, path, NULL) != 0 ||
+			    ratectl_reserve(h, "b", &one, &r) != RATECTL_EPENDING)
+				_exit(2);
+			ratectl_close(h);       /* the reservation still pending */
+			memset(&r, 0, sizeof r);
+			r.version = RATECTL_RESERVATION_VERSION;
+		}
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	tmp_ledger_rm(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +394,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_frees_slot, clock_setup, clock_teardown),
 		cmocka_unit_test(test_slot_release_wakes_fd),
 		cmocka_unit_test(test_thousand_waiters),
+		cmocka_unit_test(test_close_with_pending_slot_wait),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

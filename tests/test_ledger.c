@@ -587,6 +587,24 @@ static void test_cooldown_end_keeps_debt(void **state)
 	assert_int_equal(info.state[0].available, 1000);
 }
 
+/* A timeout of 0 is one try: admitted when it fits now. */
+static void test_acquire_timeout_zero(void **state)
+{
+	fixture *f = *state;
+	ratectl_budget b = budget_simple(10, 1, 0);
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	const char *const names[] = { "b" };
+	ratectl_lease l;
+
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	assert_int_equal(ratectl_acquire(f->h, "b", &c, &l, 0), 0);
+	assert_int_equal(ratectl_release(f->h, &l, RATECTL_UNKNOWN), 0);
+	assert_int_equal(ratectl_acquire(f->h, "b", &c, &l, 0), RATECTL_ETIMEDOUT);
+	f->clk.now += SEC / 10;
+	assert_int_equal(ratectl_acquire_many(f->h, names, 1, &c, &l, 0), 0);
+	assert_int_equal(ratectl_release(f->h, &l, RATECTL_UNKNOWN), 0);
+}
+
 /* Real usage far over the estimate and the burst is charged in full. */
 static void test_reconcile_debit_in_full(void **state)
 {
@@ -963,6 +981,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_threads_share_handle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cooldown_end_keeps_debt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile_debit_in_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_acquire_timeout_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reboot_with_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reboot_after_clock_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_child_close_keeps_parent_slots, setup, teardown),

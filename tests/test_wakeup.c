@@ -150,7 +150,7 @@ static void test_release_wakes_slot_waiter(void **state)
 	assert_int_equal(ratectl_release(f->h, &l, RATECTL_UNKNOWN), 0);
 	reap(pid, 3 * SEC);
 	assert_int_equal(f->r->rc, 0);
-	assert_true(f->r->t_done - t0 < 300 * MSEC);
+	assert_true(f->r->t_done - t0 < 900 * MSEC);     /* not the deadline */
 }
 
 /* Row: ratectl_close() with leases held. */
@@ -171,8 +171,9 @@ static void test_close_wakes_slot_waiter(void **state)
 	f->h = NULL;
 	reap(pid, 3 * SEC);
 	assert_int_equal(f->r->rc, 0);
-	/* the holder lives on: neither the watcher nor a tick was needed */
-	assert_true(f->r->t_done - t0 < 300 * MSEC);
+	/* the holder lives on: neither the watcher nor a tick (1 s) was
+	 * needed; a margin for a loaded machine */
+	assert_true(f->r->t_done - t0 < 600 * MSEC);
 }
 
 /* A holder whose lock goes while its process lives (it execs: the lease
@@ -270,7 +271,7 @@ static void test_reclaim_wakes_slot_waiter(void **state)
 	assert_int_equal(f->r->rc, 0);
 	/* slots is 0 when the waiter's tick took it first: still no miss */
 	assert_true(slots <= 1);
-	assert_true(f->r->t_done - t0 < 300 * MSEC);
+	assert_true(f->r->t_done - t0 < 600 * MSEC);     /* before the tick */
 	kill(holder, SIGKILL);
 	waitpid(holder, NULL, 0);
 	close(go);
@@ -298,7 +299,7 @@ static void test_refund_wakes_rate_waiter(void **state)
 	assert_int_equal(ratectl_release(f->h, &l, 10), 0);     /* 90 back */
 	reap(pid, 4 * SEC);
 	assert_int_equal(f->r->rc, 0);
-	assert_true(f->r->t_done - t0 < 300 * MSEC);
+	assert_true(f->r->t_done - t0 < 900 * MSEC);     /* not the deadline */
 }
 
 /* Row: a reservation given back (its waiter interrupted). */
@@ -342,7 +343,7 @@ static void test_update_wakes_waiters(void **state)
 	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
 	reap(pid, 3 * SEC);
 	assert_int_equal(f->r->rc, 0);
-	assert_true(f->r->t_done - t0 < 300 * MSEC);
+	assert_true(f->r->t_done - t0 < 900 * MSEC);     /* not the deadline */
 }
 
 /* Row: reset.  A place reserved before it is void: its waiter plans
@@ -362,7 +363,7 @@ static void test_reset_voids_reservations(void **state)
 	assert_int_equal(ratectl_budget_reset(f->h, "b"), 0);
 	reap(pid, 3 * SEC);
 	assert_int_equal(f->r->rc, 0);
-	assert_true(f->r->t_done - t0 < 300 * MSEC);
+	assert_true(f->r->t_done - t0 < 900 * MSEC);     /* not the deadline */
 	/* the waiter took the burst of 1: nothing else before +2 s */
 	assert_int_equal(ratectl_try(f->h, "b", &one, &l, NULL), RATECTL_ELIMITED);
 }
@@ -384,7 +385,7 @@ static void test_delete_wakes_waiters(void **state)
 	assert_int_equal(ratectl_budget_delete(f->h, "b"), 0);
 	reap(pid, 4 * SEC);
 	assert_int_equal(f->r->rc, RATECTL_ENOTFOUND);
-	assert_true(f->r->t_done - t0 < 300 * MSEC);
+	assert_true(f->r->t_done - t0 < 900 * MSEC);     /* not the deadline */
 }
 
 /* Row: cooldown begins.  A place inside it is given back and taken
@@ -426,7 +427,7 @@ static void test_cooldown_end_wakes_waiters(void **state)
 	reap(pid, 3 * SEC);
 	assert_int_equal(f->r->rc, 0);
 	/* after a pause the bucket restarts empty: one interval, 100 ms */
-	assert_true(f->r->t_done - t0 < 400 * MSEC);
+	assert_true(f->r->t_done - t0 < 900 * MSEC);     /* not its 30 s */
 	(void)l;
 }
 
