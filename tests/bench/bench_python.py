@@ -140,7 +140,72 @@ def main():
                                fmt(c_ns) if c_ns else "n/a"))
     if not c_ns:
         print("     (no C figure: build/bench/bench_http is missing)")
+    transport_row(base, jsonl)
     return 0
+
+
+def transport_row(base, jsonl):
+    """What ratectl.httpx.Transport adds to a request: an httpx.Client
+    around httpx.MockTransport (no network: an OpenAI-style JSON answer
+    with usage and x-ratelimit-* headers), with and without the
+    transport, taking turns."""
+    try:
+        import httpx
+        import ratectl.httpx as rhttpx
+    except ImportError as e:
+        print("     ratectl.httpx.Transport: skipped (%s)" % e)
+        return
+    body = (b'{"id":"x","object":"chat.completion","choices":[{"index":0,"message":'
+            b'{"role":"assistant","content":"hello"}}],"usage":{"prompt_tokens":12,'
+            b'"completion_tokens":20,"total_tokens":32}}')
+    headers = {"content-type": "application/json",
+               "x-ratelimit-limit-requests": "1000000000",
+               "x-ratelimit-remaining-requests": "999999999",
+               "x-ratelimit-reset-requests": "1ms",
+               "x-ratelimit-limit-tokens": "1000000000",
+               "x-ratelimit-remaining-tokens": "999999000",
+               "x-ratelimit-reset-tokens": "1ms"}
+    req = b'{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}'
+
+    def answer(request):
+        return httpx.Response(200, headers=headers, content=body)
+
+    d = tempfile.mkdtemp(prefix="ratectl-bench-httpx-", dir=base)
+    try:
+        conf = ("[mock]\nmatch = api.example.test\nrequests = 1000000000/s\n"
+                "tokens = 1000000000/s\n")
+        plain = httpx.Client(transport=httpx.MockTransport(answer))
+        metered = httpx.Client(transport=rhttpx.Transport(
+            transport=httpx.MockTransport(answer), config_text=conf,
+            ledger_dir=os.path.join(d, "ledger")))
+        url = "https://api.example.test/v1/chat/completions"
+        perf = time.perf_counter_ns
+        samples = {"plain": [], "metered": []}
+
+        def run(c, n):
+            for _ in range(n):
+                c.post(url, content=req).read()
+
+        run(plain, 50)
+        run(metered, 50)
+        for _ in range(10):
+            for key, c in (("plain", plain), ("metered", metered)):
+                t = perf()
+                run(c, 100)
+                samples[key].append((perf() - t) / 100)
+        plain.close()
+        metered.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    mp, mm = pct(samples["plain"], 0.5), pct(samples["metered"], 0.5)
+    print("     %-42s %10s" % ("httpx.Client + MockTransport, a request", fmt(mp)))
+    print("     %-42s %10s %10s %10s" % ("... through ratectl.httpx.Transport", fmt(mm),
+                                         "", "+" + fmt(mm - mp)))
+    if jsonl:
+        with open(jsonl, "a") as f:
+            f.write(json.dumps({"section": "python", "row": "httpx_transport",
+                                "median_ns": round(mm), "plain_median_ns": round(mp),
+                                "added_ns": round(mm - mp), "ops": 1000}) + "\n")
 
 
 if __name__ == "__main__":
