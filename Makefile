@@ -68,6 +68,19 @@ SHARED = $(B)/libratectl.so.$(VERSION)
 STATIC = $(B)/libratectl.a
 PC = $(B)/ratectl.pc
 
+# The Node.js addon (lib/node): Node-API in C, built with the headers
+# Node ships (/usr/include/node), no node-gyp.  It links both libraries
+# statically and exports its module entry points only, so that `require`
+# needs nothing else at run time.  Built with `all` when the headers are
+# there; `make node` insists.
+NODE_INCLUDE ?= /usr/include/node
+NODE_SRC := $(wildcard lib/node/src/*.c)
+NODE_OBJ := $(NODE_SRC:%.c=$(B)/obj/%.o)
+NODE_ADDON = $(B)/node/ratectl.node
+ifneq ($(wildcard $(NODE_INCLUDE)/node_api.h),)
+NODE_ALL = $(NODE_ADDON)
+endif
+
 PROGS =
 ifneq ($(CLI_SRC),)
 PROGS += $(B)/ratectl
@@ -80,9 +93,9 @@ PROGS += $(B)/libratectl-preload.so
 endif
 
 .PHONY: all shared static pkgconfig install uninstall test test-python check bench demo \
-	clean deps asan ubsan tsan fuzz chaos headercheck valgrind
+	clean deps asan ubsan tsan fuzz chaos headercheck valgrind node
 
-all: shared static pkgconfig $(PROGS)
+all: shared static pkgconfig $(PROGS) $(NODE_ALL)
 
 shared: $(B)/libratectl.so $(B)/libratectl-http.so
 static: $(STATIC) $(HTTP_STATIC)
@@ -149,6 +162,15 @@ $(B)/ratectl-fakeprov: $(B)/obj/tools/fakeprov.o
 $(B)/libratectl-preload.so: $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) tools/preload/exports.map
 	$(CC) $(ALL_CFLAGS) -shared -Wl,--version-script=tools/preload/exports.map \
 	  -o $@ $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) -linih -ldl $(LIB_LIBS) $(LDFLAGS)
+
+node: $(NODE_ADDON)
+$(NODE_OBJ): CPPFLAGS += -I$(NODE_INCLUDE) -Ilib/node/src
+$(NODE_OBJ): $(wildcard lib/node/src/*.h)
+$(NODE_ADDON): $(NODE_OBJ) $(HTTP_STATIC) $(STATIC) lib/node/src/exports.map
+	@test -f $(NODE_INCLUDE)/node_api.h || { echo "make node: no $(NODE_INCLUDE)/node_api.h (install Debian's nodejs, or set NODE_INCLUDE)"; exit 1; }
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared -Wl,--version-script=lib/node/src/exports.map \
+	  -o $@ $(NODE_OBJ) $(HTTP_STATIC) $(STATIC) $(HTTP_LIBS) $(LIB_LIBS) $(LDFLAGS)
 
 # Tests: one cmocka binary per tests/test_<area>.c, linked with the static
 # library.  Extra libraries per test: TEST_LIBS_<name>.
@@ -285,5 +307,5 @@ uninstall:
 clean:
 	rm -rf $(B) build
 
--include $(LIB_OBJ:.o=.d) $(HTTP_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(HTTP_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d) $(NODE_OBJ:.o=.d)
 

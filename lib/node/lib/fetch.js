@@ -1,0 +1,299 @@
+'use strict';
+// ratectl.fetch(): a function with fetch's signature that puts every
+// request through the host's shared HTTP policy (libratectl-http; see
+// doc/http.md): the config's match rules pick a budget, or none (then the
+// request goes out untouched); the request is estimated and admitted,
+// waiting its turn in line with every process of the host, without
+// blocking the event loop; its response teaches the ledger (429
+// cooldowns, rate-limit headers); its body is metered as the program
+// reads it, and the request keeps its slot until the body ends or is
+// cancelled, so a streamed answer is charged from its final usage event.
+//
+//   new OpenAI({ fetch: ratectl.fetch() })
+//   new ChatOpenAI({ configuration: { fetch: ratectl.fetch() } })
+
+const { binding, scratch, codes } = require('./binding');
+const { RatectlError } = require('./errors');
+const { Group } = require('./waiters');
+
+function notice(msg) {
+  process.emitWarning(msg, 'RatectlWarning');
+}
+
+// One policy handle per (config, configText, ledger) and process, opened
+// at first use, as the Python package does.
+const handles = new Map();
+
+function handleFor(config, configText, ledger) {
+  const key = JSON.stringify([config ?? null, configText ?? null, ledger ?? null]);
+  let H = handles.get(key);
+  if (!H) {
+    const h = binding.httpOpen(config ?? null, configText ?? null, ledger ?? null, notice);
+    H = { h, group: new Group(() => binding.httpDrain(h)) };
+    handles.set(key, H);
+  }
+  return H;
+}
+
+function abortReason(signal) {
+  if (signal.reason !== undefined) return signal.reason;
+  const e = new Error('This operation was aborted');
+  e.name = 'AbortError';
+  e.code = 'ABORT_ERR';
+  return e;
+}
+
+// What the policy needs of a request, without consuming anything: method,
+// URL, headers (flat), and the body when it is in memory (a string or
+// bytes, as the SDKs send JSON); a stream, Blob or FormData body is not
+// read: its declared length stands for it, and it cannot be re-sent.
+function describe(input, init) {
+  const req = typeof Request !== 'undefined' && input instanceof Request ? input : null;
+  const method = (init && init.method) || (req && req.method) || 'GET';
+  const url = req ? req.url : (input instanceof URL ? input.href : String(input));
+  const headers = new Headers((init && init.headers) || (req ? req.headers : undefined));
+  const flat = [];
+  for (const [n, v] of headers) flat.push(n, v);
+  let body = init && init.body !== undefined ? init.body : null;
+  let inMemory = true;
+  if (body !== null) {
+    if (typeof body === 'string' || ArrayBuffer.isView(body) || body instanceof ArrayBuffer) {
+      // as it is
+    } else if (body instanceof URLSearchParams) {
+      body = body.toString();
+    } else {
+      body = null;
+      inMemory = false;
+    }
+  } else if (req && req.body) {
+    inMemory = false;   // a Request's own body is a stream
+  }
+  let size = 0;
+  if (body === null) {
+    const len = Number(headers.get('content-length'));
+    if (Number.isSafeInteger(len) && len > 0) size = len;
+  }
+  return { method, url, flat, body, size, inMemory };
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) {
+      reject(abortReason(signal));
+      return;
+    }
+    const t = setTimeout(() => {
+      if (signal) signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, Math.max(0, Math.ceil(ms)));
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(abortReason(signal));
+    };
+    if (signal) signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+// Admit req, waiting in line without blocking: resolves to the library's
+// code (0, HTTP_PASS, or a refusal), rejects with signal's reason when it
+// is aborted (the place is given back).
+function admit(H, req, signal) {
+  const rc = binding.httpReserve(req);
+  if (rc !== codes.EPENDING) return Promise.resolve(rc);
+  return new Promise((resolve, reject) => {
+    const w = { timer: null, poll: null, fail: null };
+    const finish = () => {
+      H.group.done(w);
+      if (signal) signal.removeEventListener('abort', onAbort);
+    };
+    const onAbort = () => w.fail(abortReason(signal));
+    w.fail = (err) => {
+      binding.httpCancel(req);
+      finish();
+      reject(err);
+    };
+    w.poll = () => {
+      let code;
+      try {
+        code = binding.httpPoll(req);
+      } catch (e) {
+        w.fail(e);
+        return;
+      }
+      if (code === codes.EPENDING) {
+        H.group.arm(w, scratch[0], scratch[1]);
+        return;
+      }
+      finish();
+      resolve(code);
+    };
+    if (signal) {
+      if (signal.aborted) {
+        w.fail(abortReason(signal));
+        return;
+      }
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    H.group.arm(w, scratch[0], scratch[1]);
+  });
+}
+
+// The attempt ended with no answer (a network error, an abort): the
+// caller's exception is the one to see.
+function noAnswer(req) {
+  try {
+    binding.status(req, 0);
+    binding.end(req);
+  } catch {
+    // bookkeeping must not hide the caller's error
+  }
+}
+
+function learn(req, res) {
+  binding.status(req, res.status);
+  const flat = [];
+  for (const [n, v] of res.headers) flat.push(n, v);
+  binding.headers(req, flat);
+}
+
+// Responses dropped unread: their request is ended (the estimate
+// charged) when the Response is collected, so a slot is never lost.
+const dropped = new FinalizationRegistry((finish) => finish('collected'));
+
+function endOnce(req) {
+  let ended = false;
+  return (why) => {
+    if (ended) return;
+    ended = true;
+    try {
+      binding.end(req);
+    } catch (e) {
+      if (why !== 'collected') notice(`ending a request: ${e.message}`);
+    } finally {
+      binding.free(req);
+    }
+  };
+}
+
+// The response, its body metered: every chunk the program reads goes to
+// the usage scanner (in fixed memory); the request ends exactly once, at
+// the body's end, error or cancel.  Never Response.clone(): a tee buffers
+// without bound when one side is not read.
+function metered(req, res) {
+  const finish = endOnce(req);
+  if (!res.body) {
+    finish();
+    return res;
+  }
+  const reader = res.body.getReader();
+  const token = {};
+  const done = () => {
+    dropped.unregister(token);
+    finish();
+  };
+  const body = new ReadableStream({
+    async pull(controller) {
+      let r;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        done();   // cut short: the usage read so far, else the estimate
+        controller.error(e);
+        return;
+      }
+      if (r.done) {
+        done();
+        controller.close();
+        return;
+      }
+      try {
+        binding.body(req, r.value);
+      } catch {
+        // metering never breaks the program's read
+      }
+      controller.enqueue(r.value);
+    },
+    cancel(reason) {
+      done();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  const out = new Response(body, {
+    status: res.status,
+    statusText: res.statusText,
+    headers: res.headers,
+  });
+  for (const k of ['url', 'redirected', 'type']) {
+    Object.defineProperty(out, k, { value: res[k], enumerable: false });
+  }
+  dropped.register(out, finish, token);
+  return out;
+}
+
+function localResponse(req) {
+  const loc = binding.localResponse(req);
+  const headers = new Headers();
+  for (let i = 0; i < loc.headers.length; i += 2) headers.append(loc.headers[i], loc.headers[i + 1]);
+  return new Response(loc.body, { status: loc.status, headers });
+}
+
+/**
+ * A fetch applying the host's shared HTTP policy.
+ * opts.config: the config file (default $RATECTL_CONFIG, else
+ * /etc/ratectl.conf); opts.configText: the config itself instead;
+ * opts.ledger: the ledger directory (default $RATECTL_LEDGER or the
+ * library's default); opts.fetch: the fetch that sends (default
+ * globalThis.fetch, looked up at each call).
+ */
+function fetch(opts = {}) {
+  const { config, configText, ledger } = opts;
+  const inner = opts.fetch;
+  if (inner !== undefined && typeof inner !== 'function') {
+    throw new TypeError('ratectl.fetch({ fetch }): fetch must be a function');
+  }
+  let H = null;
+  return async function ratectlFetch(input, init) {
+    const send = inner || globalThis.fetch;
+    if (!H) H = handleFor(config, configText, ledger);
+    const d = describe(input, init);
+    const req = binding.begin(H.h, d.method, d.url, d.flat, d.body, d.size);
+    if (req === null) return send(input, init);
+    const signal = (init && init.signal) || (input instanceof Request ? input.signal : undefined);
+    let owned = true;   // freed here unless a metered response took it
+    try {
+      if (!d.inMemory) binding.setResendable(req, false);
+      for (;;) {
+        const rc = await admit(H, req, signal);
+        if (rc === codes.HTTP_ERETRYBUDGET) return localResponse(req);
+        if (rc < 0) throw new RatectlError(binding.why(req) || binding.strerror(rc), rc);
+        let res;
+        try {
+          res = await send(input, init);
+        } catch (e) {
+          noAnswer(req);
+          throw e;
+        }
+        learn(req, res);
+        if ((res.status === 429 || res.status === 503) && binding.info(req).retries > 0) {
+          // A refusal the budget may re-send: read it whole (a short
+          // error body), end the attempt, and follow the library.
+          const raw = new Uint8Array(await res.arrayBuffer());
+          if (raw.length) binding.body(req, raw);
+          const out = binding.end(req);
+          if (out.retry) {
+            await sleep(out.retryAfterMs, signal);
+            continue;
+          }
+          return new Response(raw, { status: res.status, statusText: res.statusText,
+            headers: res.headers });
+        }
+        owned = false;
+        return metered(req, res);
+      }
+    } finally {
+      if (owned) binding.free(req);
+    }
+  };
+}
+
+module.exports = { fetch };
