@@ -581,6 +581,15 @@ int ratectl_reserve_poll(ratectl *h, ratectl_reservation *r);
 void ratectl_reserve_cancel(ratectl *h, ratectl_reservation *r);
 
 /*
+ * Give up a pending reservation because the caller's deadline passed:
+ * as ratectl_reserve_cancel(), and counted as a refusal (a timed-out
+ * ratectl_acquire() is one).  Returns RATECTL_ETIMEDOUT, for the caller
+ * to pass on.  (A reservation admitted after waiting is counted as a
+ * wait, with its time from ratectl_reserve(), as ratectl_acquire()'s.)
+ */
+int ratectl_reserve_expire(ratectl *h, ratectl_reservation *r);
+
+/*
  * Read and discard what made the handle's event descriptor readable.
  * Returns how many budgets changed, or -errno.
  */

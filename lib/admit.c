@@ -679,6 +679,15 @@ static void resv_pend(ratectl *h, ratectl_reservation *r, rc_lfile *lf)
 	r->fd = events_watch(h, lf);
 }
 
+/* An admission that waited, counted as ratectl_acquire() counts it. */
+static void count_waited(ratectl *h, rc_lfile *lf, int64_t start)
+{
+	int64_t w = ratectl_now(h) - start;
+
+	ratectl__count(lf, RC_C_WAITED, 1);
+	ratectl__count(lf, RC_C_WAIT_NS, w > 0 ? (uint64_t)w : 0);
+}
+
 /* One admission attempt for r, reserving any future time: 0 admitted,
  * RATECTL_EPENDING, or an error (r then not pending). */
 static int resv_step(ratectl *h, ratectl_reservation *r)
@@ -696,8 +705,11 @@ static int resv_step(ratectl *h, ratectl_reservation *r)
 	if (old && (!pending || old != c.lf))
 		resv_done(h, r, old);   /* not pending there any more */
 	if (!pending) {
-		if (rc == 0)
+		if (rc == 0) {
 			grant(h, &c, &r->lease);
+			if (p->state)   /* it was pending: it waited */
+				count_waited(h, c.lf, p->start);
+		}
 		return rc;
 	}
 	p->id = c.id;
@@ -741,6 +753,7 @@ int ratectl_reserve(ratectl *h, const char *name, const ratectl_cost *c,
 	memset(p, 0, sizeof *p);
 	p->cost = *c;
 	p->slot = -1;
+	p->start = ratectl_now(h);
 	snprintf(r->lease.name, sizeof r->lease.name, "%s", name);
 	r->at_ns = 0;
 	r->fd = -1;
@@ -806,6 +819,7 @@ int ratectl_reserve_poll(ratectl *h, ratectl_reservation *r)
 		}
 		resv_done(h, r, lf);
 		grant(h, &c, &r->lease);
+		count_waited(h, lf, p->start);
 		return 0;
 	}
 	return resv_step(h, r);
@@ -825,6 +839,20 @@ void ratectl_reserve_cancel(ratectl *h, ratectl_reservation *r)
 		cancel(h, &c, 1);
 	}
 	resv_done(h, r, lf);
+}
+
+int ratectl_reserve_expire(ratectl *h, ratectl_reservation *r)
+{
+	rc_lfile *lf = NULL;
+	const char *name;
+
+	if (!r || resv_check(h, r, &lf) != 0)
+		return RATECTL_ETIMEDOUT;
+	name = r->lease.name;
+	ratectl_reserve_cancel(h, r);
+	ratectl__count(lf, RC_C_REFUSED, 1);
+	return ratectl__err(RATECTL_ETIMEDOUT, "budget '%s': not admitted before the deadline",
+	                    name);
 }
 
 int ratectl_events_drain(ratectl *h)

@@ -190,6 +190,7 @@ typedef struct rc_resv {
 	int watching;              /* this reservation watches for dead holders */
 	uint32_t reserved0;
 	uint64_t fork_gen;
+	int64_t start;             /* when it was asked: its wait, for the counters */
 	ratectl_cost cost;
 	int64_t t_adm;
 	int64_t cooldown_until;

@@ -55,6 +55,46 @@ static void test_now_or_a_place(void **state)
 	}
 }
 
+/* The counters see a reservation as they see ratectl_acquire(): one
+ * admitted after waiting is a wait (with its time), not a refusal; one
+ * given up at its deadline (ratectl_reserve_expire) is a refusal; one
+ * cancelled is neither. */
+static void test_counters_like_acquire(void **state)
+{
+	clock_fixture *f = *state;
+	ratectl_budget b = budget_simple(10, 1, 0);
+	ratectl_reservation r = RATECTL_RESERVATION_INIT;
+	ratectl_budget_info bi;
+	ratectl_lease l;
+
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	assert_int_equal(ratectl_try(f->h, "b", &one, &l, NULL), 0);
+	assert_int_equal(ratectl_release(f->h, &l, RATECTL_UNKNOWN), 0);
+	assert_int_equal(ratectl_reserve(f->h, "b", &one, &r), RATECTL_EPENDING);
+	f->clk.now = r.at_ns;
+	assert_int_equal(ratectl_reserve_poll(f->h, &r), 0);
+	assert_int_equal(ratectl_release(f->h, &r.lease, RATECTL_UNKNOWN), 0);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &bi), 0);
+	assert_int_equal(bi.counters.admitted, 2);
+	assert_int_equal(bi.counters.refused, 0);
+	assert_int_equal(bi.counters.waited, 1);
+	assert_int_equal(bi.counters.wait_ns, 100 * MSEC);
+
+	assert_int_equal(ratectl_reserve(f->h, "b", &one, &r), RATECTL_EPENDING);
+	ratectl_reserve_cancel(f->h, &r);
+	assert_int_equal(ratectl_reserve(f->h, "b", &one, &r), RATECTL_EPENDING);
+	assert_int_equal(ratectl_reserve_expire(f->h, &r), RATECTL_ETIMEDOUT);
+	assert_int_equal(ratectl_reserve_poll(f->h, &r), RATECTL_EBADLEASE);   /* not pending */
+	assert_int_equal(ratectl_budget_get(f->h, "b", &bi), 0);
+	assert_int_equal(bi.counters.admitted, 2);
+	assert_int_equal(bi.counters.refused, 1);
+	assert_int_equal(bi.counters.waited, 1);
+	/* its place was given back: the next asker gets the same time */
+	assert_int_equal(ratectl_reserve(f->h, "b", &one, &r), RATECTL_EPENDING);
+	assert_int_equal(r.at_ns, f->clk.now + 100 * MSEC);
+	ratectl_reserve_cancel(f->h, &r);
+}
+
 /* Places are kept in the order asked; the last one cancelled is given
  * back, one with others behind it is skipped. */
 static void test_cancel_gives_back(void **state)
@@ -389,6 +429,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_now_or_a_place, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_counters_like_acquire, clock_setup, clock_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_gives_back, clock_setup, clock_teardown),
 		cmocka_unit_test_setup_teardown(test_reset_cooldown_delete, clock_setup, clock_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_frees_slot, clock_setup, clock_teardown),

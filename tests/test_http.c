@@ -779,6 +779,11 @@ static void test_reserve_in_order(void **state)
 
 		assert_int_equal(ratectl_budget_get(f->c->h, "ev", &bi), 0);
 		assert_int_equal(bi.counters.admitted, 5);
+		/* Waiting one's turn is a wait, not a refusal: the refusals
+		 * are r[4]'s try and r[6]'s deadline; r[1], r[2], r[5] and
+		 * r[7] waited (r[3] was cancelled: neither). */
+		assert_int_equal(bi.counters.refused, 2);
+		assert_int_equal(bi.counters.waited, 4);
 	}
 }
 

@@ -300,21 +300,39 @@ static int is_wait(int rc)
 static int reserve_first(ratectl *l, ratectl_http_request *r, const ratectl_cost *c)
 {
 	int64_t hint = 0, now = ratectl_now(l);
-	int rc = try_now(l, r, c, &hint);
+	int rc;
 
+	if (r->pol.n == 1) {
+		/* The reservation first, not a try: a request that waits its
+		 * turn is counted as a wait, not as a refusal. */
+		r->res = (ratectl_reservation)RATECTL_RESERVATION_INIT;
+		rc = ratectl_reserve(l, r->pol.name, c, &r->res);
+		if (rc == 0)
+			r->leases[0] = r->res.lease;
+		if (rc != RATECTL_EPENDING || r->res.at_ns <= r->deadline)
+			return rc;
+		/* Its time is past the deadline, or it waits for a slot with
+		 * the one-second look past a deadline closer than that: the
+		 * try's hint tells the two apart. */
+		ratectl_reserve_cancel(l, &r->res);
+		rc = try_now(l, r, c, &hint);
+		if (!is_wait(rc))
+			return rc;
+		if (hint > r->deadline - now)
+			return RATECTL_ETIMEDOUT;
+		r->res = (ratectl_reservation)RATECTL_RESERVATION_INIT;
+		rc = ratectl_reserve(l, r->pol.name, c, &r->res);
+		if (rc == 0)
+			r->leases[0] = r->res.lease;
+		return rc;
+	}
+	rc = try_now(l, r, c, &hint);
 	if (!is_wait(rc))
 		return rc;
 	if (hint > r->deadline - now)
 		return RATECTL_ETIMEDOUT;
-	if (r->pol.n > 1) {
-		r->retry_at = now + (hint ? hint : MANY_SLOT_POLL_NS);
-		return RATECTL_EPENDING;
-	}
-	r->res = (ratectl_reservation)RATECTL_RESERVATION_INIT;
-	rc = ratectl_reserve(l, r->pol.name, c, &r->res);
-	if (rc == 0)
-		r->leases[0] = r->res.lease;
-	return rc;
+	r->retry_at = now + (hint ? hint : MANY_SLOT_POLL_NS);
+	return RATECTL_EPENDING;
 }
 
 static int admitted(ratectl_http_request *r)
@@ -447,7 +465,7 @@ int ratectl_http_reserve_poll(ratectl_http_request *req, ratectl_http_wait *w)
 	}
 	if (rc == RATECTL_EPENDING) {
 		if (req->pol.n == 1)
-			ratectl_reserve_cancel(l, &req->res);
+			ratectl_reserve_expire(l, &req->res);   /* counted as refused */
 		rh__refusal_timeout(req->why, sizeof req->why, req->pol.name, req->timeout);
 		rc = RATECTL_ETIMEDOUT;
 	} else {
