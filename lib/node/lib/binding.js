@@ -45,9 +45,16 @@ function load() {
 }
 
 const binding = load();
-// What a reserve or a poll says beside its code: [wait ms, fd, fifo].
-const scratch = new Float64Array(3);
+// What a reserve or a poll says beside its code: [wait ms, fd, fifo,
+// the time to look again in ms on CLOCK_MONOTONIC (monoMs()'s clock)].
+const scratch = new Float64Array(4);
+
+// Now, in ms on CLOCK_MONOTONIC (process.hrtime's clock).
+function monoMs() {
+  const [s, ns] = process.hrtime();
+  return s * 1e3 + ns / 1e6;
+}
 binding.setup(RatectlError, scratch);
 RatectlError._codes(binding.codes);
 
-module.exports = { binding, scratch, codes: binding.codes };
+module.exports = { binding, scratch, codes: binding.codes, monoMs };

@@ -101,7 +101,7 @@ function admit(H, req, signal) {
   const rc = binding.httpReserve(req);
   if (rc !== codes.EPENDING) return Promise.resolve(rc);
   return new Promise((resolve, reject) => {
-    const w = { timer: null, poll: null, fail: null };
+    const w = { at: 0, poll: null, fail: null };
     const finish = () => {
       H.group.done(w);
       if (signal) signal.removeEventListener('abort', onAbort);
@@ -121,7 +121,7 @@ function admit(H, req, signal) {
         return;
       }
       if (code === codes.EPENDING) {
-        H.group.arm(w, scratch[0], scratch[1]);
+        H.group.arm(w, scratch[3], scratch[1]);
         return;
       }
       finish();
@@ -134,7 +134,7 @@ function admit(H, req, signal) {
       }
       signal.addEventListener('abort', onAbort, { once: true });
     }
-    H.group.arm(w, scratch[0], scratch[1]);
+    H.group.arm(w, scratch[3], scratch[1]);
   });
 }
 

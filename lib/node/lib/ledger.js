@@ -214,7 +214,7 @@ class Ledger {
     if (rc === 0) return Promise.resolve(new Lease(this, binding.take(resv)));
     return new Promise((resolve, reject) => {
       const group = this._group;
-      const w = { timer: null, deadline: null, poll: null, fail: null };
+      const w = { at: 0, deadline: null, poll: null, fail: null };
       const finish = () => {
         group.done(w);
         if (w.deadline) clearTimeout(w.deadline);
@@ -226,7 +226,8 @@ class Ledger {
         reject(abortReason(signal));
       };
       w.fail = (err) => {
-        binding.cancel(resv);
+        if (err.errno === codes.ETIMEDOUT) binding.expire(resv);   // counted as refused
+        else binding.cancel(resv);
         finish();
         reject(err);
       };
@@ -239,7 +240,7 @@ class Ledger {
           return;
         }
         if (code === codes.EPENDING) {
-          group.arm(w, scratch[0], scratch[1]);
+          group.arm(w, scratch[3], scratch[1]);
           return;
         }
         finish();
@@ -254,7 +255,7 @@ class Ledger {
         }, timeout);
       }
       if (signal) signal.addEventListener('abort', onAbort, { once: true });
-      group.arm(w, scratch[0], scratch[1]);
+      group.arm(w, scratch[3], scratch[1]);
     });
   }
 

@@ -13,7 +13,7 @@
 // are drained once, then every pending waiter is polled, oldest first
 // (a poll that is not due costs no transaction).
 
-const { binding } = require('./binding');
+const { binding, monoMs } = require('./binding');
 
 // fd -> { fd, w: native watcher, groups: Set<Group> }.  One per descriptor:
 // a Ledger and a fetch() handle of one ledger directory share the
@@ -34,29 +34,71 @@ function onReadable(fd) {
 }
 
 // The pending waiters of one handle (a Ledger, or a fetch() handle).
+//
+// One timer per group, set for the earliest waiter's time: when it fires,
+// the waiters that are due are polled in the order they asked (a Set keeps
+// insertion order, and a waiter polled again keeps its position), so that
+// two places a millisecond apart are never looked at, hence admitted, out
+// of order (a timer per waiter could: Node's timers count whole
+// milliseconds from the loop's cached clock).
 class Group {
   constructor(drain) {
     this.drain = drain;
     this.pending = new Set();   // insertion order: the order of asking
     this.fd = -1;
+    this.timer = null;
+    this.timerAt = Infinity;
+    this.sweeping = false;      // in onTime or pollAll: reschedule after
   }
 
   get size() {
     return this.pending.size;
   }
 
-  // Arm waiter w after a reserve or poll said EPENDING: its timer, and
-  // the descriptor when the library gave one.
-  arm(w, waitMs, fd) {
-    if (!this.pending.has(w)) this.pending.add(w);
-    if (w.timer) clearTimeout(w.timer);
-    // Node's timers count whole milliseconds: round up, so that a poll
-    // is never early by design (an early one only re-arms).
-    w.timer = setTimeout(() => {
-      w.timer = null;
-      if (this.pending.has(w)) w.poll();
-    }, Math.max(1, Math.ceil(waitMs)));
+  // Arm waiter w after a reserve or poll said EPENDING: its time (ms on
+  // CLOCK_MONOTONIC, absolute: see rn.h), and the descriptor when the
+  // library gave one.
+  arm(w, atMs, fd) {
+    w.at = atMs;
+    this.pending.add(w);            // no-op when it is in already
+    if (!this.sweeping && w.at < this.timerAt) this.schedule(w.at);
     if (fd >= 0 && this.fd < 0) this.watch(fd);
+  }
+
+  schedule(at) {
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    // Whole milliseconds, rounded up: a poll is never early by design
+    // (one that is only re-arms).
+    const ms = Math.max(1, Math.ceil(at - monoMs()));
+    this.timer = setTimeout(() => this.onTime(), ms);
+  }
+
+  onTime() {
+    this.timer = null;
+    this.timerAt = Infinity;
+    const now = monoMs();
+    this.sweeping = true;
+    try {
+      for (const w of [...this.pending]) {
+        if (w.at <= now && this.pending.has(w)) w.poll();
+      }
+    } finally {
+      this.sweeping = false;
+      this.reschedule();
+    }
+  }
+
+  reschedule() {
+    let next = Infinity;
+    for (const w of this.pending) if (w.at < next) next = w.at;
+    if (next === Infinity) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.timerAt = Infinity;
+    } else if (next !== this.timerAt || !this.timer) {
+      this.schedule(next);
+    }
   }
 
   watch(fd) {
@@ -69,15 +111,16 @@ class Group {
     this.fd = fd;
   }
 
-  // w is done (admitted, failed or cancelled): forget it; stop watching
-  // when nobody waits.
+  // w is done (admitted, failed or cancelled): forget it; stop the timer
+  // and the watching when nobody waits.
   done(w) {
-    if (w.timer) {
-      clearTimeout(w.timer);
-      w.timer = null;
-    }
     this.pending.delete(w);
-    if (this.pending.size === 0 && this.fd >= 0) this.unwatch();
+    if (this.pending.size === 0) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.timerAt = Infinity;
+      if (this.fd >= 0) this.unwatch();
+    }
   }
 
   unwatch() {
@@ -92,8 +135,14 @@ class Group {
   }
 
   pollAll() {
-    for (const w of [...this.pending]) {
-      if (this.pending.has(w)) w.poll();
+    this.sweeping = true;
+    try {
+      for (const w of [...this.pending]) {
+        if (this.pending.has(w)) w.poll();
+      }
+    } finally {
+      this.sweeping = false;
+      this.reschedule();
     }
   }
 }

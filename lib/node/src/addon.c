@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "rn.h"
@@ -137,7 +138,7 @@ static napi_value n_setup(napi_env env, napi_callback_info info)
 		return NULL;
 	RN_CALL(env, napi_get_typedarray_info(env, argv[1], &type, &len, &data, &ab, &off));
 	if (type != napi_float64_array || len < RN_SCRATCH) {
-		rn_throw_type(env, "setup: a Float64Array of 3 is needed");
+		rn_throw_type(env, "setup: a Float64Array of 4 is needed");
 		return NULL;
 	}
 	if (st->error_ctor)
@@ -149,6 +150,22 @@ static napi_value n_setup(napi_env env, napi_callback_info info)
 	RN_CALL(env, napi_create_reference(env, argv[1], 1, &st->scratch_ref));
 	st->scratch = data;     /* a fixed ArrayBuffer's store does not move */
 	return rn_undefined(env);
+}
+
+void rn_scratch_wait(napi_env env, int64_t wait_ns, int fd, int fifo)
+{
+	rn_state *st = rn_state_of(env);
+	struct timespec ts;
+
+	if (!st || !st->scratch)
+		return;
+	if (wait_ns < 0)
+		wait_ns = 0;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	st->scratch[RN_WAIT_MS] = wait_ns / 1e6;
+	st->scratch[RN_FD] = fd;
+	st->scratch[RN_FIFO] = fifo;
+	st->scratch[RN_AT_MS] = ts.tv_sec * 1e3 + (ts.tv_nsec + wait_ns) / 1e6;
 }
 
 /* ---- arguments and values ------------------------------------------------- */

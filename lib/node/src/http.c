@@ -402,17 +402,6 @@ static napi_value n_info(napi_env env, napi_callback_info info)
 	return o;
 }
 
-static void scratch_wait(napi_env env, const ratectl_http_wait *w)
-{
-	rn_state *st = rn_state_of(env);
-
-	if (st && st->scratch) {
-		st->scratch[RN_WAIT_MS] = w->wait_ns > 0 ? w->wait_ns / 1e6 : 0;
-		st->scratch[RN_FD] = w->fd;
-		st->scratch[RN_FIFO] = w->fifo;
-	}
-}
-
 /* httpReserve(req) -> 0, HTTP_PASS, EPENDING (wait, fd, fifo in scratch)
  * or a refusal's code (why(req) says why); the budget's timeout bounds it. */
 static napi_value n_reserve(napi_env env, napi_callback_info info)
@@ -426,7 +415,7 @@ static napi_value n_reserve(napi_env env, napi_callback_info info)
 		return NULL;
 	rc = ratectl_http_reserve(r->req, -1, &w);
 	if (rc == RATECTL_EPENDING)
-		scratch_wait(env, &w);
+		rn_scratch_wait(env, w.wait_ns, w.fd, w.fifo);
 	return rn_int(env, rc);
 }
 
@@ -441,7 +430,7 @@ static napi_value n_poll(napi_env env, napi_callback_info info)
 		return NULL;
 	rc = ratectl_http_reserve_poll(r->req, &w);
 	if (rc == RATECTL_EPENDING)
-		scratch_wait(env, &w);
+		rn_scratch_wait(env, w.wait_ns, w.fd, w.fifo);
 	return rn_int(env, rc);
 }
 

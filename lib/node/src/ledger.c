@@ -473,17 +473,6 @@ static int cost_args(napi_env env, napi_value *argv, ratectl_cost *c)
 	return 0;
 }
 
-static void scratch_wait(napi_env env, int64_t wait_ns, int fd, int fifo)
-{
-	rn_state *st = rn_state_of(env);
-
-	if (st && st->scratch) {
-		st->scratch[RN_WAIT_MS] = wait_ns / NS_PER_MS;
-		st->scratch[RN_FD] = fd;
-		st->scratch[RN_FIFO] = fifo;
-	}
-}
-
 /* tryAcquire(L, name, requests, tokens, priority) -> a lease, or the code
  * of a refusal (ELIMITED, ECOOLDOWN, EINFLIGHT; the wait in scratch). */
 static napi_value n_try(napi_env env, napi_callback_info info)
@@ -503,7 +492,7 @@ static napi_value n_try(napi_env env, napi_callback_info info)
 	if (rc == 0)
 		return new_lease(env, L, &lease);
 	if (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN || rc == RATECTL_EINFLIGHT) {
-		scratch_wait(env, wait, -1, 0);
+		rn_scratch_wait(env, wait, -1, 0);
 		return rn_int(env, rc);
 	}
 	return result(env, rc);
@@ -574,15 +563,10 @@ static void resv_finalize(napi_env env, void *data, void *hint)
 
 static void resv_state(napi_env env, rn_resv *r, int rc)
 {
-	rn_state *st = rn_state_of(env);
-
 	set_pending(r, rc == RATECTL_EPENDING);
 	r->admitted = rc == 0;
-	if (r->pending && st && st->scratch) {
-		int64_t left = r->r.at_ns - ratectl_now(r->L->h);
-
-		scratch_wait(env, left > 0 ? left : 0, r->r.fd, 1);
-	}
+	if (r->pending)
+		rn_scratch_wait(env, r->r.at_ns - ratectl_now(r->L->h), r->r.fd, 1);
 }
 
 /* reserve(L, name, requests, tokens, priority) -> [reservation, code]:
@@ -663,6 +647,20 @@ static napi_value n_cancel(napi_env env, napi_callback_info info)
 	return rn_undefined(env);
 }
 
+/* expire(reservation): given up at its deadline (counted as a refusal) */
+static napi_value n_expire(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	rn_resv *r;
+
+	if (rn_args(env, info, 1, argv) || !(r = ARG_RESV(argv[0])))
+		return NULL;
+	if (r->pending && r->L->h)
+		ratectl_reserve_expire(r->L->h, &r->r);
+	set_pending(r, 0);
+	return rn_undefined(env);
+}
+
 /* take(reservation) -> the lease it was admitted with */
 static napi_value n_take(napi_env env, napi_callback_info info)
 {
@@ -736,7 +734,7 @@ int rn_ledger_init(napi_env env, napi_value exports)
 		FN("reset", n_reset), FN("cooldown", n_cooldown), FN("reclaim", n_reclaim),
 		FN("get", n_get), FN("list", n_list), FN("tryAcquire", n_try),
 		FN("release", n_release), FN("leaseInfo", n_lease_info),
-		FN("reserve", n_reserve), FN("poll", n_poll), FN("cancel", n_cancel),
+		FN("reserve", n_reserve), FN("poll", n_poll), FN("cancel", n_cancel), FN("expire", n_expire),
 		FN("take", n_take), FN("drain", n_drain), FN("parseRate", n_parse_rate),
 		FN("parseDuration", n_parse_duration),
 	};

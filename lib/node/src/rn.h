@@ -34,8 +34,15 @@ typedef struct rn_state {
 	double *scratch;         /* its RN_SCRATCH elements */
 } rn_state;
 
-/* scratch[]: what a reserve or poll says beside its return code. */
-enum { RN_WAIT_MS, RN_FD, RN_FIFO, RN_SCRATCH };
+/* scratch[]: what a reserve or poll says beside its return code: the
+ * wait in ms, the descriptor, whether a place in line is kept, and the
+ * time to look again on CLOCK_MONOTONIC in ms (the clock of Node's
+ * process.hrtime()): an absolute time, so that waiters armed at
+ * different moments keep their order however late JavaScript reads it. */
+enum { RN_WAIT_MS, RN_FD, RN_FIFO, RN_AT_MS, RN_SCRATCH };
+
+/* Write a wait of wait_ns from now into scratch. */
+void rn_scratch_wait(napi_env env, int64_t wait_ns, int fd, int fifo);
 
 rn_state *rn_state_of(napi_env env);
 
