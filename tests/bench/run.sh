@@ -86,6 +86,22 @@ else
 	echo "8. The Python binding: skipped, no /usr/bin/python3"
 fi
 
+# Section 9: the Node package's acquire + release next to the C call's, and
+# what ratectl.fetch() adds to a request (the addon $B/node/ratectl.node).
+if command -v node >/dev/null 2>&1 && [ -f "$B/node/ratectl.node" ]; then
+	pin=""
+	command -v taskset >/dev/null 2>&1 && pin="taskset -c $(($(getconf _NPROCESSORS_ONLN) - 1))"
+	RATECTL_NODE_ADDON="$B/node/ratectl.node" timeout -k 5 300 $pin node tests/bench/bench_node.js
+	rc=$?
+	if [ "$rc" -ne 0 ]; then
+		echo "!! bench_node.js failed (exit status $rc)"
+		failed="$failed bench_node"
+	fi
+else
+	echo
+	echo "9. The Node package: skipped, no node or no $B/node/ratectl.node"
+fi
+
 # One JSON document from the rows the programs appended, one per line.
 {
 	printf '{"ratectl_version": "%s", "commit": "%s", "date": "%s",\n' \
