@@ -18,6 +18,8 @@ PYTHONDIR ?= $(shell $(PYTHON) -c 'import sys, sysconfig; p = "$(PREFIX)"; \
     else "%s/lib/python%d.%d/%s" % (p, sys.version_info[0], sys.version_info[1], \
     "dist-packages" if deb else "site-packages"))')
 PY_SRC := $(wildcard lib/python/ratectl/*.py)
+# The Node package (lib/node), addon included, for `npm install DIR`.
+NODEDIR ?= $(PREFIX)/lib/node_modules
 
 B ?= build
 CC ?= cc
@@ -293,6 +295,14 @@ install: all
 	install -m 644 $(PY_SRC) $(DESTDIR)$(PYTHONDIR)/ratectl/
 	printf '%s\n' '"""Where make install put the C libraries."""' 'LIBDIR = "$(LIBDIR)"' \
 	  > $(DESTDIR)$(PYTHONDIR)/ratectl/_config.py
+	@if [ -f $(NODE_ADDON) ]; then \
+	  echo "install the Node package into $(DESTDIR)$(NODEDIR)/ratectl"; \
+	  install -d $(DESTDIR)$(NODEDIR)/ratectl/lib $(DESTDIR)$(NODEDIR)/ratectl/build && \
+	  install -m 644 lib/node/package.json lib/node/index.js lib/node/index.d.ts \
+	    $(DESTDIR)$(NODEDIR)/ratectl/ && \
+	  install -m 644 lib/node/lib/*.js $(DESTDIR)$(NODEDIR)/ratectl/lib/ && \
+	  install -m 755 $(NODE_ADDON) $(DESTDIR)$(NODEDIR)/ratectl/build/ratectl.node; \
+	else echo "no $(NODE_ADDON): the Node package is not installed"; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/ratectl.h $(DESTDIR)$(LIBDIR)/libratectl.so* \
@@ -303,6 +313,7 @@ uninstall:
 	  $(DESTDIR)$(BINDIR)/ratectl $(DESTDIR)$(BINDIR)/ratectl-fakeprov
 	for m in $(wildcard doc/*.[1-8]); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
 	test -z "$(PYTHONDIR)" || rm -rf $(DESTDIR)$(PYTHONDIR)/ratectl
+	rm -rf $(DESTDIR)$(NODEDIR)/ratectl
 
 clean:
 	rm -rf $(B) build
