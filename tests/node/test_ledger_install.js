@@ -43,6 +43,11 @@ test('npm install of the checkout\'s lib/node', { timeout: 90000 }, (t) => {
 });
 
 test('npm install of the package make install wrote', { timeout: 120000 }, (t) => {
+  if (process.env.RATECTL_SANITIZER) {
+    // make install relinks with the flags of its own command line.
+    t.skip(`a ${process.env.RATECTL_SANITIZER} build: make install is checked in the plain run`);
+    return;
+  }
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ratectl-npm-'));
   t.after(() => fs.rmSync(d, { recursive: true, force: true }));
   const dest = path.join(d, 'dest');
