@@ -4,9 +4,12 @@
 // Looked for, in order:
 //   1. $RATECTL_NODE_ADDON, when set (an explicit path: tests, unusual
 //      installs); nothing else is tried then;
-//   2. build/ratectl.node inside the package (a copy made at install);
-//   3. the build tree, when the package runs from a checkout of ratectl
-//      (lib/node -> ../../$B/node/ratectl.node, B defaulting to build).
+//   2. the build tree, when the package runs from a checkout of ratectl
+//      (lib/node -> ../../$B/node/ratectl.node, B defaulting to build;
+//      an absolute $B as it is), so that a sanitizer build's addon is the
+//      one its tests load;
+//   3. build/ratectl.node inside the package (the copy make install puts
+//      there).
 // The addon carries both C libraries (linked statically): nothing else
 // is loaded.
 
@@ -18,11 +21,12 @@ function candidates() {
   const explicit = process.env.RATECTL_NODE_ADDON;
   if (explicit) return [path.resolve(explicit)];
   const here = path.resolve(__dirname, '..');
-  const out = [path.join(here, 'build', 'ratectl.node')];
+  const out = [];
   const top = path.resolve(here, '..', '..');
   if (fs.existsSync(path.join(top, 'include', 'ratectl.h'))) {
-    out.push(path.join(top, process.env.B || 'build', 'node', 'ratectl.node'));
+    out.push(path.join(path.resolve(top, process.env.B || 'build'), 'node', 'ratectl.node'));
   }
+  out.push(path.join(here, 'build', 'ratectl.node'));
   return out;
 }
 
