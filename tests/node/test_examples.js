@@ -71,3 +71,15 @@ for (const name of ['openai_sdk.js', 'langchain.js']) {
     assert.ok(st.limited_429 > 0, `${JSON.stringify(st)}\n${done[0].stderr}`);
   });
 }
+
+// What the README shows is what runs here: each example file is one of
+// the README's js code blocks, character for character.
+test('the README shows the two examples as they are run', () => {
+  const fs = require('node:fs');
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+  for (const name of ['openai_sdk.js', 'langchain.js']) {
+    const text = fs.readFileSync(path.join(EXAMPLES, name), 'utf8');
+    assert.ok(blocks.includes(text), `README.md has no js block equal to examples/${name}`);
+  }
+});

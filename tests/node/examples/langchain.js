@@ -1,6 +1,6 @@
-// The README's example: LangChain.js's ChatOpenAI through the host's shared
-// budget (it passes `configuration` to the openai client it builds).  Reads
-// OPENAI_API_KEY and OPENAI_BASE_URL like the SDK.
+// LangChain.js's ChatOpenAI through the host's shared budget (it passes
+// `configuration` to the openai client it builds).  Reads OPENAI_API_KEY
+// and OPENAI_BASE_URL like the SDK.
 const { ChatOpenAI } = require('@langchain/openai');
 const ratectl = require('ratectl');
 

@@ -1,4 +1,4 @@
-// The README's example: the openai SDK through the host's shared budget.
+// The openai SDK through the host's shared budget.
 // Every process that builds its client this way shares the budgets of
 // /etc/ratectl.conf (or $RATECTL_CONFIG).  The SDK reads OPENAI_API_KEY
 // and OPENAI_BASE_URL.
