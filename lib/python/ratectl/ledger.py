@@ -142,6 +142,7 @@ def _lib():
                                         POINTER(_Reservation)]),
             "ratectl_reserve_poll": (c_int, [H, POINTER(_Reservation)]),
             "ratectl_reserve_cancel": (None, [H, POINTER(_Reservation)]),
+            "ratectl_reserve_expire": (c_int, [H, POINTER(_Reservation)]),
             "ratectl_events_drain": (c_int, [H]),
             "ratectl_release": (c_int, [H, POINTER(_Lease), c_uint64]),
             "ratectl_parse_rate": (c_int, [c_char_p, POINTER(c_uint64), POINTER(c_int64)]),
@@ -444,10 +445,15 @@ class _LoopState:
         for w in list(self.waiters.values()):
             self._poll(w)
 
-    def cancel(self, w):
+    def cancel(self, w, expired=False):
+        """Give w's place back; ``expired``: its deadline passed, which
+        the budget counts as a refusal (as a timed-out acquire)."""
         if w.seq in self.waiters:
             self._done(w)
-            _lib().ratectl_reserve_cancel(self.ledger._handle(), byref(w.res))
+            if expired:
+                _lib().ratectl_reserve_expire(self.ledger._handle(), byref(w.res))
+            else:
+                _lib().ratectl_reserve_cancel(self.ledger._handle(), byref(w.res))
 
 
 # ---- the ledger -------------------------------------------------------------
@@ -738,6 +744,7 @@ class Ledger:
             except asyncio.TimeoutError:
                 if w.fut.done() and not w.fut.cancelled() and w.fut.exception() is None:
                     return w.fut.result()
+                st.cancel(w, expired=True)
                 raise _errors.TimedOut("deadline passed before the budget could be had",
                                        _errors.TimedOut.code) from None
         except BaseException:
