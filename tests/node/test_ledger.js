@@ -229,7 +229,7 @@ test('a slot held by a process killed with SIGKILL comes back to a waiter', { ti
   child.kill('SIGKILL');
   const l = await p;
   const ms = Date.now() - t0;
-  console.log(`# admitted ${ms} ms after the holder was killed`);
+  t.diagnostic(`admitted ${ms} ms after the holder was killed`);
   assert.ok(ms < 3000, `${ms} ms`);
   l.release();
   assert.strictEqual(L.budget('k').inflight, 0);

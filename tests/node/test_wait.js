@@ -63,7 +63,7 @@ function lines(stream) {
     : new Promise((resolve) => waiting.push(resolve)));
 }
 
-test('1,000 pending acquires: FIFO across processes, loop responsive, fs runs, no thread', { timeout: 30000 }, async () => {
+test('1,000 pending acquires: FIFO across processes, loop responsive, fs runs, no thread', { timeout: 30000 }, async (t) => {
   const dir = tmpdir();
   const L = new ratectl.Ledger(path.join(dir, 'ledger'));
   L.set('fifo', { requests: [[1000, 1000, 1]] });   // 1,000/s, burst 1: 1 ms apart
@@ -136,7 +136,7 @@ test('1,000 pending acquires: FIFO across processes, loop responsive, fs runs, n
     const ms = (ns) => ns / 1e6 - 1;
     const [mean, p50, p90, p99, max] = [h.mean, h.percentile(50), h.percentile(90),
       h.percentile(99), h.max].map(ms);
-    console.log(`# loop delay past the 1 ms sample: mean ${mean.toFixed(3)} ms, p50 ` +
+    t.diagnostic(`loop delay past the 1 ms sample: mean ${mean.toFixed(3)} ms, p50 ` +
       `${p50.toFixed(3)}, p90 ${p90.toFixed(3)}, p99 ${p99.toFixed(3)}, max ${max.toFixed(3)} ms ` +
       `(${h.count} samples); ${reads} fs reads, slowest ${slowest.toFixed(2)} ms; ` +
       `threads ${before} -> ${during}`);
