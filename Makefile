@@ -36,7 +36,7 @@ VPAT := $(shell sed -n 's/^\#define RATECTL_VERSION_PATCH //p' include/ratectl.h
 VERSION := $(VMAJ).$(VMIN).$(VPAT)
 SONAME := libratectl.so.$(VMAJ)
 
-LIB_LIBS = -llmdb -pthread
+LIB_LIBS = -llmdb -lhiredis -pthread
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 
@@ -150,7 +150,7 @@ $(PC): Makefile include/ratectl.h
 	@mkdir -p $(B)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: ratectl' 'Description: one rate limit shared by every process on a host' \
-	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lratectl' 'Libs.private: -llmdb -pthread' \
+	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lratectl' 'Libs.private: -llmdb -lhiredis -pthread' \
 	  'Cflags: -I$${includedir}' > $@
 
 # Programs link the static library: they run from build/ without LD_LIBRARY_PATH.

@@ -63,8 +63,11 @@ extern "C" {
 #define RATECTL_VERSION_PATCH 0
 #define RATECTL_VERSION_STRING "0.1.0"
 
-/* Version of the ledger's on-disk format written by this build. */
-#define RATECTL_FORMAT_VERSION 1
+/* Version of the ledger's on-disk format written by this build.  2: shared
+ * budgets (their configuration and credit records).  A ledger of an older
+ * version is upgraded in place when it is opened; an older build refuses a
+ * newer ledger (RATECTL_EVERSION). */
+#define RATECTL_FORMAT_VERSION 2
 
 /* ---------------------------------------------------------------------- */
 /* Errors                                                                 */
@@ -431,6 +434,71 @@ int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
  * reader slots.  *slots and *readers (may be NULL) receive the counts.
  */
 int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers);
+
+/* ---- budgets shared by many hosts ------------------------------------ */
+
+/*
+ * A budget may be shared by every host that names the same Redis server:
+ * Redis holds the global GCRA of each of its limits, and each host takes
+ * credit from it in chunks, one script call at a time, by one process of
+ * the host at a time (its refiller thread), while admissions go on spending
+ * the host's credit in the ledger, in the same single transaction as ever.
+ * Every unit admitted anywhere was first taken from the global GCRA, so
+ * the global bound burst + rate * t holds across hosts.  Budgets that are
+ * not shared never connect.
+ *
+ * When Redis cannot be reached, each host admits against its share of
+ * every limit (1/hosts of its rate and burst), after the credit it holds;
+ * or against the budget's own limits in full with RATECTL_SHARE_OPEN.
+ */
+#define RATECTL_SHARE_VERSION 1
+#define RATECTL_SHARE_URL_MAX 255
+#define RATECTL_SHARE_PATH_MAX 255
+#define RATECTL_SHARE_ENV_MAX 63
+
+#define RATECTL_SHARE_OPEN 0x1   /* Redis unreachable: admit locally, in full */
+
+typedef struct ratectl_share {
+	unsigned version;          /* RATECTL_SHARE_VERSION */
+	/* "redis://HOST:PORT/DB" or "unix:///PATH" (with "?db=N"); "" to stop
+	 * sharing.  A password never goes here: */
+	char url[RATECTL_SHARE_URL_MAX + 1];
+	char password_file[RATECTL_SHARE_PATH_MAX + 1];   /* mode 0600, or "" */
+	char password_env[RATECTL_SHARE_ENV_MAX + 1];     /* a variable's name, or "" */
+	unsigned hosts;            /* the fallback share is 1/hosts (>= 1) */
+	unsigned flags;            /* RATECTL_SHARE_OPEN */
+} ratectl_share;
+
+/*
+ * Share budget `name` (or stop sharing it, url ""), for every process of
+ * this host at its next admission.  The URL is checked, not connected to.
+ * Stopping gives up the credit held (it is not returned to Redis).
+ * Returns 0, RATECTL_ENOTFOUND, or RATECTL_EBADCONFIG with the detail.
+ */
+int ratectl_budget_share(ratectl *h, const char *name, const ratectl_share *s);
+
+/* Check s by the rules ratectl_budget_share() applies (the URL parsed,
+ * not connected to), without a ledger: for config loaders.  Returns 0 or
+ * RATECTL_EBADCONFIG with ratectl_errmsg() saying what is wrong. */
+int ratectl_share_check(const ratectl_share *s);
+
+/* What a shared budget's host knows, for `ratectl show`, list and metrics. */
+typedef struct ratectl_shared_state {
+	ratectl_share share;       /* url "" when the budget is not shared */
+	int degraded;              /* 1: Redis unreachable, the fallback applies */
+	int64_t degraded_since;    /* wall clock, ns since the epoch; 0 when not */
+	int64_t credit[2];         /* units held per dimension (requests, tokens);
+	                              negative: a debt of reconciled tokens */
+	int64_t last_sync_age_ns;  /* since the last exchange with Redis, -1 never */
+	uint64_t syncs;            /* exchanges with Redis, all processes */
+	uint64_t redis_commands;   /* commands sent, all processes */
+	int restored;              /* the last sync rebuilt an emptied Redis */
+	int sig_differs;           /* another host shares it with other limits */
+	char last_error[160];      /* why Redis could not be used, or "" */
+} ratectl_shared_state;
+
+int ratectl_budget_shared_state(ratectl *h, const char *name,
+                                ratectl_shared_state *out);
 
 /* ---------------------------------------------------------------------- */
 /* Admission                                                              */

@@ -32,6 +32,9 @@ struct admit_ctx {
 	int64_t cooldown_until;
 	int64_t before[RATECTL_MAX_LIMITS];
 	int64_t after[RATECTL_MAX_LIMITS];
+	/* A shared budget's refiller to wake after the commit (shared.c). */
+	int kick;
+	int64_t need[2];
 };
 
 /* Plan, on a record already read: c->t_adm, or why never or not now. */
@@ -92,12 +95,41 @@ static int admit_charge(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 	return 0;
 }
 
+/* A shared budget: spend the host's credit (shared.c) for what was just
+ * charged.  Without credit the admission waits, as for a rate, until
+ * the refiller's credit wakes it or RC_STARVED_NS passes. */
+static int admit_shared(ratectl *h, MDB_txn *txn, struct admit_ctx *c,
+                        const rc_budget_rec *rec)
+{
+	int64_t retry_at = 0;
+	int kick = 0, rc;
+
+	if (!(rec->reserved0 & RC_F_SHARED))
+		return 0;
+	rc = ratectl__share_admit(h, txn, c->name, rec, c->cost, c->now, c->t_adm,
+	                          &retry_at, &kick);
+	if (kick) {
+		c->kick = 1;
+		c->need[0] = (int64_t)c->cost->requests;
+		c->need[1] = (int64_t)c->cost->tokens;
+	}
+	if (rc == RATECTL_ELIMITED)
+		c->t_adm = retry_at > c->now ? retry_at : c->now + 1;
+	return rc;
+}
+
 /* Decide and charge, on a record already read: 0, or why not. */
-static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
+static int admit_rec(ratectl *h, MDB_txn *txn, struct admit_ctx *c, rc_budget_rec *rec)
 {
 	int rc = admit_plan(c, rec);
 
-	return rc != 0 ? rc : admit_charge(h, c, rec);
+	if (rc == 0)
+		rc = admit_charge(h, c, rec);
+	if (rc == 0 && (rc = admit_shared(h, txn, c, rec)) != 0 && c->slot >= 0) {
+		ratectl__slot_release(c->lf, c->slot);
+		c->slot = -1;
+	}
+	return rc;
 }
 
 /* Not yet opened in this process: opening (and perhaps creating) the file
@@ -125,7 +157,7 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 	}
 	if ((rc = ratectl__rec_fetch(h, txn, c->name, &rec, &cur)) == 0 &&
 	    (rc = lease_file(h, c, rec.id)) == 0 &&
-	    (rc = admit_rec(h, c, &rec)) == 0 &&
+	    (rc = admit_rec(h, txn, c, &rec)) == 0 &&
 	    (rc = ratectl__rec_store(h, cur, c->name, &rec)) != 0 && c->slot >= 0) {
 		ratectl__slot_release(c->lf, c->slot);
 		c->slot = -1;
@@ -135,7 +167,20 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 	return rc;
 }
 
+static int admit_write_once(ratectl *h, struct admit_ctx *c);
+
 static int admit_write(ratectl *h, struct admit_ctx *c)
+{
+	int rc;
+
+	c->kick = 0;
+	rc = admit_write_once(h, c);
+	if (c->kick)
+		ratectl__share_kick(h, c->name, c->id, c->need);
+	return rc;
+}
+
+static int admit_write_once(ratectl *h, struct admit_ctx *c)
 {
 	int rc, tries;
 
@@ -371,13 +416,25 @@ static int many_op(ratectl *h, MDB_txn *txn, void *arg)
 	if (rc == 0 && t > m->latest)
 		rc = RATECTL_ELIMITED;
 	for (i = 0; i < m->n && rc == 0; i++)
-		if ((rc = admit_charge(h, &m->c[i], &rec[i])) != 0)
+		if ((rc = admit_charge(h, &m->c[i], &rec[i])) != 0 ||
+		    (rc = admit_shared(h, txn, &m->c[i], &rec[i])) != 0)
 			m->which = (int)i;
 	for (i = 0; i < m->n && rc == 0; i++)
 		rc = ratectl__rec_put(h, txn, m->c[i].name, &rec[i]);
 	if (rc != 0)
 		many_unclaim(m);
 	return rc;
+}
+
+static void many_kick(ratectl *h, struct many_ctx *m)
+{
+	unsigned i;
+
+	for (i = 0; i < m->n; i++)
+		if (m->c[i].kick) {
+			m->c[i].kick = 0;
+			ratectl__share_kick(h, m->c[i].name, m->c[i].id, m->c[i].need);
+		}
 }
 
 static int many_write(ratectl *h, struct many_ctx *m)
@@ -391,6 +448,7 @@ static int many_write(ratectl *h, struct many_ctx *m)
 		rc = ratectl__write(h, many_op, m);
 		if (rc != 0)
 			many_unclaim(m);
+		many_kick(h, m);
 		if (rc != RC_NEED_LFILE)
 			return rc;
 		c = &m->c[m->which];
@@ -586,7 +644,10 @@ static int reconcile_op(ratectl *h, MDB_txn *txn, void *arg)
 	ratectl__gcra_adjust(rec.lim, rec.nlimits, RATECTL_TOKENS, c->delta, c->now);
 	if (c->delta < 0 && c->lf)
 		ratectl__wake(c->lf, RC_WAKE_RATE);     /* a refund may let one in */
-	return ratectl__rec_put(h, txn, c->lease->name, &rec);
+	if ((rc = ratectl__rec_put(h, txn, c->lease->name, &rec)) != 0)
+		return rc;
+	return (rec.reserved0 & RC_F_SHARED) ?
+		ratectl__share_adjust(h, txn, c->lease->name, c->delta) : 0;
 }
 
 int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens)

@@ -183,7 +183,8 @@ static int delete_op(ratectl *h, MDB_txn *txn, void *arg)
 		       sizeof c->id);
 	if ((rc = mdb_del(txn, h->dbi, &k, NULL)) != 0)
 		return ratectl__mdb_err(h, rc, c->name);
-	if ((rc = ratectl__meta_touch(h, txn)) != 0)
+	if ((rc = ratectl__share_drop(h, txn, c->name)) != 0 ||
+	    (rc = ratectl__meta_touch(h, txn)) != 0)
 		return rc;
 	/* Its waiters fail with RATECTL_ENOTFOUND once this commits. */
 	return c->id ? wake_budget(h, c->id, RC_WAKE_VOID, -1) : 0;
@@ -212,6 +213,10 @@ struct mod_ctx {
 	size_t nwindows;
 	int changed;
 	int no_touch;              /* per response: leave the wall-clock sample */
+	int local;                 /* a cooldown learned from Redis: not spread */
+	uint32_t kick_id;          /* a shared budget's refiller to wake after */
+	MDB_txn *txn;              /* of the record being changed ... */
+	const char *cur;           /* ... and its name */
 };
 
 static int mod_one(ratectl *h, MDB_txn *txn, struct mod_ctx *c, const char *name)
@@ -221,6 +226,8 @@ static int mod_one(ratectl *h, MDB_txn *txn, struct mod_ctx *c, const char *name
 
 	if ((rc = ratectl__rec_get(h, txn, name, &rec)) != 0)
 		return rc;
+	c->txn = txn;
+	c->cur = name;
 	if ((rc = c->fn(h, &rec, c)) != 0)
 		return rc;
 	return ratectl__rec_put(h, txn, name, &rec);
@@ -277,6 +284,7 @@ static int cooldown_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 {
 	int64_t jitter = rec->jitter ? rec->jitter : RC_JITTER_DEFAULT;
 	int64_t until = c->now + c->arg;
+	int rc;
 
 	/* A later end replaces the current one, and 0 ends one under way;
 	 * anything else changes nothing. */
@@ -285,6 +293,12 @@ static int cooldown_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 		return 0;
 	/* Ending a cooldown early releases its waiters spread out too. */
 	ratectl__gcra_cooldown(rec->lim, rec->nlimits, &rec->sched, until, jitter);
+	/* A shared budget's pause reaches the other hosts through Redis. */
+	if (c->arg != 0 && !c->local && (rec->reserved0 & RC_F_SHARED)) {
+		if ((rc = ratectl__share_cooldown(h, c->txn, c->cur, until)) != 0)
+			return rc;
+		c->kick_id = rec->id;
+	}
 	return wake_budget(h, rec->id, RC_WAKE_RATE | RC_WAKE_RESERVED, until);
 }
 
@@ -292,25 +306,48 @@ int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns)
 {
 	struct mod_ctx c = { .name = name, .fn = cooldown_fn, .arg = duration_ns };
 
+	int rc;
+
 	if (!name || duration_ns < 0 || duration_ns > RATECTL_PERIOD_MAX)
 		return ratectl__err(-EINVAL, "cooldown: a budget name and a duration "
 		                    "of 0 .. 1 day");
+	if ((rc = modify(h, &c)) == 0 && c.kick_id) {
+		int64_t none[2] = { 0, 0 };
+
+		ratectl__share_kick(h, name, c.kick_id, none);   /* spread it now */
+	}
+	return rc;
+}
+
+int ratectl__cooldown_local(ratectl *h, const char *name, int64_t duration_ns)
+{
+	struct mod_ctx c = { .name = name, .fn = cooldown_fn, .arg = duration_ns,
+	                     .local = 1 };
+
 	return modify(h, &c);
 }
 
 static int observe_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 {
 	size_t k;
+	int rc;
 
-	(void)h;
 	c->changed = 0;
 	for (k = 0; k < c->nwindows; k++) {
 		const ratectl_window *w = &c->window[k];
 		int i = ratectl__gcra_window_match(rec->lim, rec->nlimits, w);
 
 		if (i >= 0 && ratectl__gcra_tighten(&rec->lim[i], w->remaining,
-		                                    w->reset_ns, c->now))
+		                                    w->reset_ns, c->now)) {
 			c->changed++;
+			/* A shared budget: the other hosts learn it from Redis. */
+			if ((rec->reserved0 & RC_F_SHARED) &&
+			    (rc = ratectl__share_tighten(h, c->txn, c->cur, (unsigned)i,
+			                                 rec->lim[i].tat)) != 0)
+				return rc;
+			if (rec->reserved0 & RC_F_SHARED)
+				c->kick_id = rec->id;
+		}
 	}
 	return c->changed ? 0 : 1;      /* nothing to write: abort */
 }
@@ -337,6 +374,11 @@ int ratectl_observe_windows(ratectl *h, const char *name, const ratectl_window *
 	rc = modify(h, &c);
 	if (changed)
 		*changed = c.changed;
+	if (rc == 0 && c.kick_id) {
+		int64_t none[2] = { 0, 0 };
+
+		ratectl__share_kick(h, name, c.kick_id, none);   /* spread it now */
+	}
 	return rc;
 }
 

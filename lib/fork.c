@@ -60,6 +60,10 @@ static void child(void)
 		}
 		pthread_rwlock_init(&h->maplock, NULL);
 		pthread_mutex_init(&h->files_mu, NULL);
+		/* The parent's refiller threads are not the child's: the child
+		 * starts its own at its first admission in a shared budget. */
+		pthread_mutex_init(&h->share_mu, NULL);
+		h->refillers = NULL;
 		pthread_mutex_unlock(&h->mu);
 	}
 	__atomic_add_fetch(&ratectl__fork_gen, 1, __ATOMIC_SEQ_CST);

@@ -54,6 +54,57 @@ typedef struct rc_budget_rec {
 	rc_limit lim[RATECTL_MAX_LIMITS];
 } rc_budget_rec;
 
+/* rc_budget_rec.reserved0: flags. */
+#define RC_F_SHARED 0x1            /* shared: ".c/NAME" and ".s/NAME" exist */
+
+/* ---- shared budgets (shared.c) --------------------------------------- */
+
+#define RC_SHARE_CFG_MAGIC 0x43534352u  /* "RCSC" */
+#define RC_SHARE_ST_MAGIC 0x53534352u   /* "RCSS" */
+
+/* ".c/NAME": where the budget's Redis is; read by the refiller only. */
+typedef struct rc_share_cfg {
+	uint32_t magic;
+	uint32_t budget_id;
+	ratectl_share share;
+} rc_share_cfg;
+
+enum {
+	RC_SS_DEGRADED = 0x1       /* Redis unreachable: the fallback applies */
+};
+
+/* ".s/NAME": the host's side of the shared budget, read and written by
+ * every admission (credit) and by the refiller (everything else). */
+typedef struct rc_share_st {
+	uint32_t magic;
+	uint32_t budget_id;
+	uint32_t hosts;            /* copies of the configuration's, for the */
+	uint32_t cflags;           /* admission path: RATECTL_SHARE_OPEN */
+	uint32_t flags;            /* RC_SS_* */
+	uint32_t restored;
+	uint32_t sig_differs;
+	uint32_t reserved0;
+	int64_t credit[2];         /* units held, per dimension; < 0: a debt */
+	int64_t spent[2];          /* units spent since the last sync */
+	int64_t rate[2];           /* demand, units per second (smoothed) */
+	int64_t last_use;          /* the last admission, ledger clock */
+	int64_t last_sync;         /* the last exchange with Redis, ledger clock */
+	int64_t degraded_since;    /* wall clock ns; 0 when not degraded */
+	int64_t offset;            /* server time - ledger clock, at the last sync */
+	int64_t g_tat[RATECTL_MAX_LIMITS];  /* global TATs, server ns */
+	int64_t g_cool;            /* global cooldown end, server ns */
+	int64_t push_cool;         /* a cooldown to spread, server ns; 0 none */
+	int64_t push_tat[RATECTL_MAX_LIMITS]; /* limits a provider's header
+	                              tightened here, as global TATs (server ns), to
+	                              spread; 0 none */
+	int64_t eta;               /* no credit before this (ledger clock): the
+	                              last sync got none; 0 unknown */
+	int64_t fb_tat[RATECTL_MAX_LIMITS]; /* the fallback share's TATs, ledger clock */
+	uint64_t syncs;
+	uint64_t commands;
+	char last_error[160];
+} rc_share_st;
+
 /* The format record's key: budget names cannot start with '.'. */
 #define RC_META_KEY ".meta"
 
@@ -172,7 +223,42 @@ struct ratectl {
 	 * process, watching the lease files of budgets with pending
 	 * reservations; created on first use under mu. */
 	int ifd;
+	/* Shared budgets: this process's refiller threads (shared.c), under
+	 * share_mu. */
+	pthread_mutex_t share_mu;
+	struct rc_refiller *refillers;
 };
+
+/* ---- shared.c ------------------------------------------------------------ */
+
+/*
+ * Inside an admission's transaction, after the local plan was charged at
+ * t_adm: spend the host's credit (or, Redis unreachable, the fallback
+ * share).  0, or RATECTL_ELIMITED with *retry_at (no credit yet: the
+ * refiller was asked for more).  *kick is set when the process's
+ * refiller should run (ratectl__share_kick() after the commit).
+ */
+int ratectl__share_admit(ratectl *h, MDB_txn *txn, const char *name,
+                         const rc_budget_rec *rec, const ratectl_cost *cost,
+                         int64_t now, int64_t t_adm, int64_t *retry_at, int *kick);
+/* A reconcile on a shared budget: the credit follows the tokens. */
+int ratectl__share_adjust(ratectl *h, MDB_txn *txn, const char *name, int64_t delta);
+/* A cooldown set on this host: spread it through Redis. */
+int ratectl__share_cooldown(ratectl *h, MDB_txn *txn, const char *name, int64_t until);
+/* Limit i of a shared budget tightened here to tat (ledger clock): spread it. */
+int ratectl__share_tighten(ratectl *h, MDB_txn *txn, const char *name, unsigned i,
+                           int64_t tat);
+/* Delete a budget's shared records (budget deleted). */
+int ratectl__share_drop(ratectl *h, MDB_txn *txn, const char *name);
+/* Times of the last boot, after a reboot (meta.c). */
+int ratectl__share_reboot(ratectl *h, MDB_txn *txn, const char *name);
+/* Start (once per process) or wake the refiller of budget `name`. */
+void ratectl__share_kick(ratectl *h, const char *name, uint32_t id,
+                         const int64_t need[2]);
+/* Stop this process's refillers (ratectl_close). */
+void ratectl__share_stop_all(ratectl *h);
+/* ratectl_cooldown() without spreading it to the other hosts (budget.c). */
+int ratectl__cooldown_local(ratectl *h, const char *name, int64_t duration_ns);
 
 /* ---- reservations (ratectl_reserve), in ratectl_reservation.priv ------ */
 

@@ -299,6 +299,7 @@ static void handle_free(ratectl *h)
 	pthread_rwlock_destroy(&h->maplock);
 	pthread_mutex_destroy(&h->mu);
 	pthread_mutex_destroy(&h->files_mu);
+	pthread_mutex_destroy(&h->share_mu);
 	free(h->path);
 	free(h);
 }
@@ -323,6 +324,7 @@ int ratectl_open(ratectl **out, const char *dir, const ratectl_options *opts)
 	pthread_rwlock_init(&h->maplock, NULL);
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_mutex_init(&h->files_mu, NULL);
+	pthread_mutex_init(&h->share_mu, NULL);
 	h->refs = 1;
 	h->ifd = -1;
 	if (opts && opts->version >= 1) {
@@ -412,6 +414,9 @@ void ratectl_close(ratectl *h)
 			break;
 		}
 	ratectl__registry_unlock();
+	/* The refillers use the handle: they stop first (a sync under way
+	 * ends within its Redis timeout). */
+	ratectl__share_stop_all(h);
 	/* A child that inherited the handle and closes it (atexit) holds none
 	 * of the parent's slots: their records are the parent's to change. */
 	ratectl__lfile_close_all(h, h->fork_gen ==

@@ -118,6 +118,8 @@ static int rebase_each(ratectl *h, MDB_txn *txn, const char *name,
 	                     c->now);
 	if ((rc = ratectl__rec_put(h, txn, name, &rec)) != 0)
 		return rc;
+	if ((rec.reserved0 & RC_F_SHARED) && (rc = ratectl__share_reboot(h, txn, name)) != 0)
+		return rc;
 	return ratectl__lfile_reboot(h, rec.id, rec.sched.cooldown_until);
 }
 
@@ -156,6 +158,11 @@ int ratectl__meta_init(ratectl *h, MDB_txn *txn, void *ctx)
 		rc = reboot(h, txn, &m);
 	else
 		meta_sample(h, &m);
+	/* An older format is upgraded in place: version 1's records are
+	 * version 2's (a budget without the shared flag); only the version
+	 * changes, so that an older build refuses the ledger from then on. */
+	if (m.format < RATECTL_FORMAT_VERSION)
+		m.format = RATECTL_FORMAT_VERSION;
 	/* Written even when nothing else changed: table handles opened in
 	 * an aborted transaction are closed with it. */
 	return rc != 0 ? rc : meta_put(h, txn, &m);

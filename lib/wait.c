@@ -41,6 +41,13 @@
  *                                                   it give back
  *  cooldown ends early             change (all)    cooldown waiters   cooldown_end_wakes_waiters
  *  reboot                          header reset    none survive one   test_ledger reboot_with_waiters
+ *  shared: credit arrives (a sync  change          rate waiters       test_shared credit_wakes_waiter
+ *   with Redis granted units)                       (starved: they
+ *                                                    also look again
+ *                                                    every 50 ms)
+ *  shared: Redis unreachable       change          rate waiters: the  test_shared degraded_fallback
+ *   (degraded) or back                              fallback, or
+ *                                                    credit again
  *
  * Nobody reserves a place during a cooldown: those waiters sleep on
  * change_seq until it ends or is ended, then line up.  So ending a pause

@@ -67,6 +67,9 @@ typedef struct rh__conf_budget {
 	unsigned bytes_per_token;      /* prompt estimate: body bytes / this; 4 */
 	uint64_t default_max_tokens;   /* completion estimate when the body has
 	                                  no max_tokens; 0 */
+	/* Shared by many hosts through Redis (`shared`, `password_file`,
+	 * `password_env`, `hosts`, `on_redis_error`); share.url "" when not. */
+	ratectl_share share;
 	unsigned line;                 /* line of the [section] */
 	/* How bursts were written, kept for rh__conf_budget_finish(): the
 	 * section's `burst` as a duration or a count (both 0: none given), and

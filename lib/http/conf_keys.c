@@ -373,6 +373,17 @@ int rh__conf_budget_finish(rh__conf_budget *cb, char *err, size_t errlen)
 	/* The library's own rules, so that what loads here also applies. */
 	if (ratectl_budget_check(&cb->budget) != 0)
 		return errf(err, errlen, "%s", ratectl_errmsg());
+	if (!cb->share.url[0] && (cb->share.hosts || cb->share.password_file[0] ||
+	                          cb->share.password_env[0] || cb->share.flags))
+		return errf(err, errlen, "hosts, password_file, password_env and "
+		            "on_redis_error need `shared = URL`");
+	if (cb->share.url[0] && !cb->share.hosts)
+		return errf(err, errlen, "shared: say how many hosts share it (`hosts = N`): "
+		            "while Redis is unreachable each admits 1/N of every limit");
+	if (cb->share.password_file[0] && cb->share.password_env[0])
+		return errf(err, errlen, "password_file or password_env, not both");
+	if (cb->share.url[0] && ratectl_share_check(&cb->share) != 0)
+		return errf(err, errlen, "%s", ratectl_errmsg());
 	return 0;
 }
 
@@ -589,6 +600,74 @@ static int key_default_max_tokens(rh__conf_budget *cb, const char *v, char *err,
 	return parse_uint(v, 0, 1000000000, &cb->default_max_tokens, err, n);
 }
 
+/* A string value into a fixed field: too long is an error, never cut. */
+static int key_string(char *out, size_t size, const char *what, const char *v,
+                      char *err, size_t n)
+{
+	char w[1024];
+
+	if (strlen(v) >= sizeof w)
+		return errf(err, n, "%s: longer than %zu bytes", what, size - 1);
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	if (!w[0])
+		return errf(err, n, "%s: empty", what);
+	if (strlen(w) >= size)
+		return errf(err, n, "%s: longer than %zu bytes", what, size - 1);
+	memcpy(out, w, strlen(w) + 1);
+	return 0;
+}
+
+static int key_shared(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	int rc = key_string(cb->share.url, sizeof cb->share.url, "shared", v, err, n);
+
+	cb->share.version = RATECTL_SHARE_VERSION;
+	return rc;
+}
+
+static int key_password_file(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return key_string(cb->share.password_file, sizeof cb->share.password_file,
+	                  "password_file", v, err, n);
+}
+
+static int key_password_env(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	const char *p;
+	int rc = key_string(cb->share.password_env, sizeof cb->share.password_env,
+	                    "password_env", v, err, n);
+
+	for (p = cb->share.password_env; rc == 0 && *p; p++)
+		if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= '0' && *p <= '9' && p != cb->share.password_env)))
+			return errf(err, n, "password_env: '%s' is not a variable's name",
+			            cb->share.password_env);
+	return rc;
+}
+
+static int key_hosts(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	uint64_t x;
+	int rc = parse_uint(v, 1, 1000000, &x, err, n);
+
+	cb->share.hosts = (unsigned)x;
+	return rc;
+}
+
+static int key_on_redis_error(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char w[32];
+
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	if (strcasecmp(w, "share") == 0)
+		cb->share.flags &= ~(unsigned)RATECTL_SHARE_OPEN;
+	else if (strcasecmp(w, "open") == 0)
+		cb->share.flags |= RATECTL_SHARE_OPEN;
+	else
+		return errf(err, n, "'%s': expected share or open", w);
+	return 0;
+}
+
 static const struct key {
 	const char *name;
 	key_fn fn;
@@ -609,6 +688,11 @@ static const struct key {
 	{ "timeout", key_timeout },
 	{ "bytes_per_token", key_bytes_per_token },
 	{ "default_max_tokens", key_default_max_tokens },
+	{ "shared", key_shared },
+	{ "password_file", key_password_file },
+	{ "password_env", key_password_env },
+	{ "hosts", key_hosts },
+	{ "on_redis_error", key_on_redis_error },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -635,6 +719,7 @@ void rh__conf_budget_init(rh__conf_budget *cb, const char *name)
 	snprintf(cb->name, sizeof cb->name, "%s", name);
 	cb->budget = init;
 	cb->on_error = RH_ON_ERROR_OPEN;
+	cb->share.version = RATECTL_SHARE_VERSION;
 	cb->retry_percent = 20;
 	cb->timeout_ns = 60 * NS_PER_S;
 	cb->bytes_per_token = 4;

@@ -245,7 +245,8 @@ int rh__policy_match(ratectl_http *h, const char *host, unsigned port,
 	return b != NULL;
 }
 
-int rh__conf_budget_of(ratectl_http *h, const char *name, ratectl_budget *out)
+int rh__conf_budget_of(ratectl_http *h, const char *name, ratectl_budget *out,
+                       ratectl_share *share)
 {
 	const rh__conf_budget *cb;
 	int rc = RATECTL_ENOTFOUND;
@@ -253,6 +254,7 @@ int rh__conf_budget_of(ratectl_http *h, const char *name, ratectl_budget *out)
 	pthread_mutex_lock(&h->mu);
 	if (h->conf && (cb = rh__conf_find(h->conf, name))) {
 		*out = cb->budget;
+		*share = cb->share;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&h->mu);

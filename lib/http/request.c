@@ -166,14 +166,21 @@ static int unusable(ratectl_http_request *r, int rc, const char *why)
 static int create_budgets(ratectl_http_request *r, ratectl *l)
 {
 	ratectl_budget b;
+	ratectl_share sh;
 	unsigned i;
 	int rc;
 
 	for (i = 0; i < r->pol.n; i++) {
-		if ((rc = rh__conf_budget_of(r->h, r->pol.names[i], &b)) != 0)
+		if ((rc = rh__conf_budget_of(r->h, r->pol.names[i], &b, &sh)) != 0)
 			return rc;
 		rc = ratectl_budget_set(l, r->pol.names[i], &b, RATECTL_CREATE);
-		if (rc != 0 && rc != RATECTL_EEXISTS)
+		if (rc == RATECTL_EEXISTS)
+			continue;
+		/* Created here: shared as the config says (`ratectl apply`
+		 * changes existing budgets). */
+		if (rc == 0 && sh.url[0])
+			rc = ratectl_budget_share(l, r->pol.names[i], &sh);
+		if (rc != 0)
 			return rc;
 	}
 	return 0;

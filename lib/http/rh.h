@@ -234,7 +234,8 @@ int rh__policy_match(ratectl_http *h, const char *host, unsigned port,
                      const char *path, const char *model, const char *key_id,
                      struct rh__policy *pol);
 /* The budget configuration of name from the config: 0, or ENOTFOUND. */
-int rh__conf_budget_of(ratectl_http *h, const char *name, ratectl_budget *out);
+int rh__conf_budget_of(ratectl_http *h, const char *name, ratectl_budget *out,
+                       ratectl_share *share);
 /* The ledger, opened at first use; NULL with why and *rc when unusable. */
 ratectl *rh__ledger(ratectl_http *h, char *why, size_t len, int *rc);
 /* The ledger when already open, else NULL (never opens). */
