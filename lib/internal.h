@@ -93,6 +93,7 @@ typedef struct rc_share_st {
 	int64_t offset;            /* server time - ledger clock, at the last sync */
 	int64_t g_tat[RATECTL_MAX_LIMITS];  /* global TATs, server ns */
 	int64_t g_cool;            /* global cooldown end, server ns */
+	uint64_t g_gen;            /* the generation of the last write seen */
 	int64_t push_cool;         /* a cooldown to spread, server ns; 0 none */
 	int64_t push_tat[RATECTL_MAX_LIMITS]; /* limits a provider's header
 	                              tightened here, as global TATs (server ns), to

@@ -44,18 +44,18 @@
 /* Largest tolerance (burst * period / count) the script holds exactly:
  * every stored time lies within tau + a day of `base`, < 2^53 ns. */
 #define RC_TAU_MAX (100 * 86400 * NS_PER_S)
-#define RC_ARGS_MAX (4 + 12 + 8 * RATECTL_MAX_LIMITS)
+#define RC_ARGS_MAX (4 + 13 + 8 * RATECTL_MAX_LIMITS)
 
 /*
  * The script.  KEYS[1]: the budget's hash.  ARGV (numbers in decimal):
  *   1 n, 2 sig, 3-4 give[2], 5-6 need[2], 7-8 want[2],
  *   9-10 carried_cool, 11-12 push_cool,
  *   then per limit i, 8 each: dim, count, period_ns, burst,
- *   carried_tat[i], push_tat[i].
+ *   carried_tat[i], push_tat[i]; last, carried_gen.
  * A time from the caller comes as two numbers, microseconds and the
  * nanoseconds beyond, both exact in a double (0 0: none).
  * Returns { got1, got2, wait_ns, base_us, now, cool (0 if none), sig_differs,
- * restored, tat1 .. tatn }: times in ns after base_us, integers.
+ * restored, tat1 .. tatn, gen }: times in ns after base_us, integers.
  */
 static const char rc_script[] =
 	"local key = KEYS[1]\n"
@@ -69,7 +69,7 @@ static const char rc_script[] =
 	"local t = redis.call('TIME')\n"
 	"local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
 	"local h = redis.call('HMGET', key, 'base', 'cool', 'sig', 'tat1', 'tat2',\n"
-	"                     'tat3', 'tat4', 'tat5', 'tat6', 'tat7', 'tat8')\n"
+	"                     'tat3', 'tat4', 'tat5', 'tat6', 'tat7', 'tat8', 'gen')\n"
 	"local bad\n"
 	/* A stored time: an integer below 2^53, or the hash is not ours. */
 	"local function int(name, v)\n"
@@ -106,12 +106,20 @@ static const char rc_script[] =
 	"  return (us - base) * 1000 + ns\n"
 	"end\n"
 	"local dim, T, tau, longest, restored = {}, {}, {}, 0, 0\n"
-	/* Carried state first: the later of the stored and the carried. */
-	"local c = rel(ARGV[9], ARGV[10])\n"
+	/* Carried state, only from a host that saw a later write than the
+	 * hash holds: the hash was lost (a restart, an expiry) since.  Every
+	 * other call carries an older view, which must not undo what came
+	 * after it (another host's give back). */
+	"local gen = h[12] and int('gen', h[12]) or 0\n"
+	"if bad then return redis.error_reply(bad) end\n"
+	"local cgen = tonumber(ARGV[13 + 8 * n])\n"
+	"local carry = cgen > gen\n"
+	"local c = carry and rel(ARGV[9], ARGV[10])\n"
 	"if c then\n"
 	"  cool = math.max(cool, c)\n"
-	"  if fresh then restored = 1 end\n"
+	"  restored = 1\n"
 	"end\n"
+	"gen = math.max(gen, cgen) + 1\n"
 	"for i = 1, n do\n"
 	"  local a = 12 + 8 * (i - 1)\n"
 	"  local period = tonumber(ARGV[a + 3])\n"
@@ -120,10 +128,10 @@ static const char rc_script[] =
 	"  tau[i] = T[i] * tonumber(ARGV[a + 4])\n"
 	"  if period > longest then longest = period end\n"
 	"  tat[i] = math.max(tat[i] or now, now)\n"
-	"  c = rel(ARGV[a + 5], ARGV[a + 6])\n"
+	"  c = carry and rel(ARGV[a + 5], ARGV[a + 6])\n"
 	"  if c then\n"
 	"    tat[i] = math.max(tat[i], c)\n"
-	"    if fresh then restored = 1 end\n"
+	"    restored = 1\n"
 	"  end\n"
 	"end\n"
 	/* Units given back, never below now. */
@@ -171,7 +179,8 @@ static const char rc_script[] =
 	"  wait = math.max(wait, cool - now, 1)\n"
 	"end\n"
 	"local set = { 'base', string.format('%.0f', base),\n"
-	"              'cool', string.format('%.0f', cool), 'sig', sig }\n"
+	"              'cool', string.format('%.0f', cool), 'sig', sig,\n"
+	"              'gen', string.format('%.0f', gen) }\n"
 	"for i = 1, MAXL do\n"
 	"  if tat[i] then\n"
 	"    set[#set + 1] = 'tat' .. i\n"
@@ -183,6 +192,7 @@ static const char rc_script[] =
 	"local out = { got[1], got[2], wait, base, now, cool > now and cool or 0,\n"
 	"              (h[3] and h[3] ~= sig) and 1 or 0, restored }\n"
 	"for i = 1, n do out[8 + i] = tat[i] end\n"
+	"out[9 + n] = gen\n"
 	"return out\n";
 
 struct rc_redis {
@@ -1049,6 +1059,7 @@ static void take_build(take_args *a, const char *sha, const rc_take_req *q)
 		arg_time(a, q->carried_tat[i]);
 		arg_time(a, q->push_tat[i]);
 	}
+	arg_u64(a, amount(q->carried_gen));
 }
 
 /* The script's reply, checked element by element: nothing of another
@@ -1056,8 +1067,8 @@ static void take_build(take_args *a, const char *sha, const rc_take_req *q)
 static int take_parse(const redisReply *rep, const rc_take_req *q,
                       rc_take_res *out, char *why, size_t whylen)
 {
-	int64_t v[8 + RATECTL_MAX_LIMITS], base;
-	size_t i, n = 8 + q->n;
+	int64_t v[9 + RATECTL_MAX_LIMITS], base;
+	size_t i, n = 9 + q->n;
 	int d;
 
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n)
@@ -1091,6 +1102,7 @@ static int take_parse(const redisReply *rep, const rc_take_req *q,
 	memset(out->tat, 0, sizeof out->tat);
 	for (i = 0; i < q->n; i++)
 		out->tat[i] = base + v[8 + i];
+	out->gen = (uint64_t)v[8 + q->n];
 	return 0;
 }
 

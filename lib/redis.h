@@ -114,11 +114,16 @@ typedef struct rc_glimit {
  * up to want, as long as every dimension gets at least its need: all or
  * nothing for the need, so a grant is always usable.
  *
- * carried_tat[i] / carried_cool: the host's last known global state
- * (server ns since the epoch; 0 none).  The script keeps the later of the
- * stored and the carried values, so a Redis restarted empty does not
- * hand out a fresh burst: the first host back writes what it knew, and
- * every later call can only move it forward.
+ * carried_tat[i] / carried_cool / carried_gen: the host's last known
+ * global state (server ns since the epoch; 0 none) and the generation of
+ * the write it came from (res.gen of its last call; every call writes
+ * gen + 1).  The script applies them (the later of stored and carried)
+ * only when carried_gen is above the hash's own generation: the hash was
+ * lost since (restarted empty, expired), so a Redis restarted empty does
+ * not hand out a fresh burst: the first host back writes what it knew,
+ * and a host that knew a later write moves it forward.  Otherwise a
+ * carried view is older than the hash and is ignored: it must not undo
+ * what came after it (another host's units given back).
  * push_cool: a cooldown this host learned (a 429), server ns since the
  * epoch, 0 none: the stored end becomes the later of the two.
  * push_tat[i]: a limit this host tightened from a provider's header, as a
@@ -134,6 +139,7 @@ typedef struct rc_take_req {
 	uint64_t want[2];
 	int64_t carried_tat[RATECTL_MAX_LIMITS];
 	int64_t carried_cool;
+	uint64_t carried_gen;
 	int64_t push_cool;
 	int64_t push_tat[RATECTL_MAX_LIMITS];
 } rc_take_req;
@@ -148,6 +154,7 @@ typedef struct rc_take_res {
 	int64_t cool;              /* global cooldown end, ns since the epoch; 0 none */
 	int sig_differs;           /* another host stored different limits */
 	int restored;              /* the hash was missing: carried state used */
+	uint64_t gen;              /* the generation of this write, to carry */
 } rc_take_res;
 
 /*

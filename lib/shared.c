@@ -538,6 +538,7 @@ static int sync_plan(rc_refiller *rf, struct sync_plan *p, const int64_t need[2]
 		q->push_tat[i] = st->push_tat[i];
 	}
 	q->carried_cool = st->g_cool;
+	q->carried_gen = st->g_gen;
 	q->push_cool = st->push_cool;
 	dims_of(&p->rec, has);
 	for (d = 0; d < 2; d++) {
@@ -651,6 +652,7 @@ static int sync_write_op(ratectl *h, MDB_txn *txn, void *arg)
 	if (res->cool > st.g_cool && res->cool > res->now)
 		w->cool_local = res->cool - st.offset;
 	st.g_cool = res->cool;
+	st.g_gen = res->gen;
 	if (st.push_cool == p->q.push_cool)
 		st.push_cool = 0;
 	for (i = 0; i < rec.nlimits; i++)

@@ -1022,14 +1022,17 @@ static void test_carried_after_flush(void **state)
 	 * with it no fresh burst. */
 	admin_ok(f, "FLUSHALL", NULL);
 	q.carried_tat[0] = r1.tat[0];
+	q.carried_gen = r1.gen;
 	r2 = take(r, &q);
 	assert_int_equal(r2.restored, 1);
+	assert_true(r2.gen > r1.gen);
 	assert_int_equal(r2.got[0], room(r1.tat[0], r2.now, T10, 5 * T10));
 	assert_true(r2.got[0] < 5);
 	if (r2.got[0] == 0)
 		assert_int_equal(r2.wait_ns, until_fits(r1.tat[0], r2.now, T10, 5 * T10, 1));
 	/* The hash exists now: not restored again, the later TAT kept. */
 	q.carried_tat[0] = r1.now;
+	q.carried_gen = r2.gen;
 	r3 = take(r, &q);
 	assert_int_equal(r3.restored, 0);
 	assert_true(r3.tat[0] >= r2.tat[0]);
@@ -1038,6 +1041,7 @@ static void test_carried_after_flush(void **state)
 	 * the carried state is for. */
 	admin_ok(f, "FLUSHALL", NULL);
 	q.carried_tat[0] = 0;
+	q.carried_gen = 0;
 	r2 = take(r, &q);
 	assert_int_equal(r2.restored, 0);
 	assert_int_equal(r2.got[0], 5);
@@ -1045,11 +1049,45 @@ static void test_carried_after_flush(void **state)
 	/* A carried cooldown comes back the same way. */
 	admin_ok(f, "FLUSHALL", NULL);
 	q.carried_cool = r2.now + 400 * MSEC;
+	q.carried_gen = r2.gen;
 	r3 = take(r, &q);
 	assert_int_equal(r3.restored, 1);
 	assert_int_equal(r3.got[0], 0);
 	assert_int_equal(r3.cool, q.carried_cool);
 	assert_int_equal(r3.wait_ns, q.carried_cool - r3.now);
+	ratectl__redis_close(r);
+}
+
+/* Two hosts: A gives back what it took; B's next call carries its own,
+ * older view of the TAT (from before A gave back).  That view must not
+ * undo the give back: B gets the units A returned. */
+static void test_carried_never_undoes_give_back(void **state)
+{
+	fixture *f = *state;
+	rc_take_req a = req_rate("giveback", 10, 10), b = req_rate("giveback", 10, 10);
+	rc_take_res ra, rb, ra2, rb2;
+	rc_redis *r;
+
+	server_start(f, NULL);
+	r = open_ok(f->url, NULL, NULL);
+	ask(&a, 1, 10, 0, 0);
+	ra = take(r, &a);                  /* A holds all 10 */
+	assert_int_equal(ra.got[0], 10);
+	ask(&b, 0, 0, 0, 0);
+	rb = take(r, &b);                  /* B syncs: sees the bucket empty */
+	assert_int_equal(rb.got[0], 0);
+	a.give[0] = 10;                    /* A goes idle: all back */
+	a.carried_tat[0] = ra.tat[0];
+	a.carried_gen = ra.gen;
+	ask(&a, 0, 0, 0, 0);
+	ra2 = take(r, &a);
+	assert_true(ra2.tat[0] < rb.tat[0]);
+	b.carried_tat[0] = rb.tat[0];      /* B's view: before the give back */
+	b.carried_gen = rb.gen;
+	ask(&b, 1, 10, 0, 0);
+	rb2 = take(r, &b);
+	assert_int_equal(rb2.restored, 0);
+	assert_true(rb2.got[0] >= 9);      /* what A gave back (and a unit of rate) */
 	ratectl__redis_close(r);
 }
 
@@ -1548,34 +1586,34 @@ static int fake_take(const fixture *f, int mode, const char *reply, size_t len,
 	return rc;
 }
 
-#define GOOD_HEAD "*9\r\n:1\r\n:0\r\n:0\r\n:1700000000000000\r\n:5\r\n:0\r\n:0\r\n:0\r\n"
+#define GOOD_HEAD "*10\r\n:1\r\n:0\r\n:0\r\n:1700000000000000\r\n:5\r\n:0\r\n:0\r\n:0\r\n"
 
 static void test_fake_replies(void **state)
 {
 	static const struct { const char *reply, *has; int code; } cases[] = {
-		{ ":5\r\n", "a reply of type 3 with 0 elements, not an array of 9",
+		{ ":5\r\n", "a reply of type 3 with 0 elements, not an array of 10",
 		  RATECTL_EPARSE },
 		{ "$2\r\nok\r\n", "a reply of type 1", RATECTL_EPARSE },
 		{ "*-1\r\n", "a reply of type 4", RATECTL_EPARSE },
 		{ "*8\r\n:1\r\n:0\r\n:0\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n",
 		  "with 8 elements", RATECTL_EPARSE },
-		{ "*9\r\n:1\r\n:0\r\n$1\r\n0\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n",
+		{ "*10\r\n:1\r\n:0\r\n$1\r\n0\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n:1\r\n",
 		  "element 3 of the reply is of type 1", RATECTL_EPARSE },
-		{ "*9\r\n:1\r\n:0\r\n:0\r\n:1\r\n:5\r\n*1\r\n:0\r\n:0\r\n:0\r\n:7\r\n",
+		{ "*10\r\n:1\r\n:0\r\n:0\r\n:1\r\n:5\r\n*1\r\n:0\r\n:0\r\n:0\r\n:7\r\n:1\r\n",
 		  "element 6 of the reply is of type 2", RATECTL_EPARSE },
-		{ "*9\r\n:1\r\n:0\r\n:0\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n$-1\r\n",
+		{ "*10\r\n:1\r\n:0\r\n:0\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n$-1\r\n:1\r\n",
 		  "element 9 of the reply is of type 4", RATECTL_EPARSE },
-		{ "*9\r\n:6\r\n:0\r\n:0\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n",
+		{ "*10\r\n:6\r\n:0\r\n:0\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n:1\r\n",
 		  "granted 6 of dimension 0, more than the 5 asked", RATECTL_EPARSE },
-		{ "*9\r\n:0\r\n:1\r\n:0\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n",
+		{ "*10\r\n:0\r\n:1\r\n:0\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n:1\r\n",
 		  "granted 1 of dimension 1", RATECTL_EPARSE },
-		{ "*9\r\n:1\r\n:0\r\n:-3\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n",
+		{ "*10\r\n:1\r\n:0\r\n:-3\r\n:1\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n:1\r\n",
 		  "element 3 of the reply is out of range: -3", RATECTL_EPARSE },
-		{ "*9\r\n:1\r\n:0\r\n:0\r\n:9007199254740992\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n",
+		{ "*10\r\n:1\r\n:0\r\n:0\r\n:9007199254740992\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n:1\r\n",
 		  "element 4 of the reply is out of range", RATECTL_EPARSE },
-		{ "*9\r\n:1\r\n:0\r\n:0\r\n:0\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n",
+		{ "*10\r\n:1\r\n:0\r\n:0\r\n:0\r\n:5\r\n:0\r\n:0\r\n:0\r\n:7\r\n:1\r\n",
 		  "out of range", RATECTL_EPARSE },
-		{ "*9\r\n:1\r\n:0\r\n:0\r\n:1\r\n:5\r\n:0\r\n:2\r\n:0\r\n:7\r\n",
+		{ "*10\r\n:1\r\n:0\r\n:0\r\n:1\r\n:5\r\n:0\r\n:2\r\n:0\r\n:7\r\n:1\r\n",
 		  "out of range", RATECTL_EPARSE },
 		{ "*100000000\r\n", "a reply of 100000000 elements", RATECTL_EPARSE },
 		{ "*2147483647\r\n", "a reply of 2147483647 elements", RATECTL_EPARSE },
@@ -1585,8 +1623,8 @@ static void test_fake_replies(void **state)
 		{ "-READONLY You can't write against a read only replica.\r\n",
 		  "READONLY", -EROFS },
 		{ "hello\r\n", "bad reply", RATECTL_EPARSE },
-		{ GOOD_HEAD ":7\r\n:1\r\n", "bytes after the reply", RATECTL_EPARSE },
-		{ "*9\r\n:1\r\n:0\r\n:0\r\n!7\r\n", "bad reply", RATECTL_EPARSE },
+		{ GOOD_HEAD ":7\r\n:1\r\n:1\r\n", "bytes after the reply", RATECTL_EPARSE },
+		{ "*10\r\n:1\r\n:0\r\n:0\r\n!7\r\n", "bad reply", RATECTL_EPARSE },
 	};
 	fixture *f = *state;
 	rc_take_res res;
@@ -1605,12 +1643,13 @@ static void test_fake_replies(void **state)
 	}
 
 	/* The good shape: times are base (us) * 1000 + ns after it. */
-	rc = fake_take(f, FAKE_REPLY, GOOD_HEAD ":7\r\n", strlen(GOOD_HEAD ":7\r\n"),
+	rc = fake_take(f, FAKE_REPLY, GOOD_HEAD ":7\r\n:3\r\n", strlen(GOOD_HEAD ":7\r\n:3\r\n"),
 	               err, sizeof err, &res, NULL);
 	assert_int_equal(rc, 0);
 	assert_int_equal(res.got[0], 1);
 	assert_int_equal(res.now, 1700000000000000000LL + 5);
 	assert_int_equal(res.tat[0], 1700000000000000000LL + 7);
+	assert_int_equal(res.gen, 3);
 
 	/* A bulk string that never ends: refused past 64 KiB. */
 	big = malloc(200000);
@@ -1623,10 +1662,10 @@ static void test_fake_replies(void **state)
 
 	/* Half a reply, then nothing; a reply a byte every 20 ms: the
 	 * timeout bounds the whole reply, not each read. */
-	rc = fake_take(f, FAKE_STALL, "*9\r\n:1\r\n", 8, err, sizeof err, &res, &dt);
+	rc = fake_take(f, FAKE_STALL, "*10\r\n:1\r\n", 9, err, sizeof err, &res, &dt);
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_true(dt >= 199 * MSEC && dt < 600 * MSEC);
-	rc = fake_take(f, FAKE_TRICKLE, GOOD_HEAD ":7\r\n", strlen(GOOD_HEAD ":7\r\n"),
+	rc = fake_take(f, FAKE_TRICKLE, GOOD_HEAD ":7\r\n:3\r\n", strlen(GOOD_HEAD ":7\r\n:3\r\n"),
 	               err, sizeof err, &res, &dt);
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_true(dt >= 199 * MSEC && dt < 600 * MSEC);
@@ -1803,6 +1842,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cooldown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_push_tat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_carried_after_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_carried_never_undoes_give_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_noscript, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sig_differs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire, setup, teardown),

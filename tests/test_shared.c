@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -39,6 +40,8 @@ static void redis_spawn(void)
 	if (redis_pid == 0) {
 		int fd = open("/dev/null", O_WRONLY);
 
+		/* Gone with the test, even when an assertion ends it early. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
@@ -64,7 +67,7 @@ static void redis_spawn(void)
 /* A private redis-server on a unix socket: nothing saved, nothing on TCP. */
 static void redis_start(void)
 {
-	char tmpl[] = "/tmp/ratectl-redis-XXXXXX";
+	char tmpl[] = "/tmp/ratectl-shared-redis-XXXXXX";
 
 	assert_non_null(mkdtemp(tmpl));
 	snprintf(redis_dir, sizeof redis_dir, "%s", tmpl);
@@ -88,10 +91,21 @@ static void redis_stop(void)
 	char cmd[256];
 
 	redis_kill();
+	if (!redis_dir[0])
+		return;
 	unlink(redis_sock);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", redis_dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", redis_dir);
+	redis_dir[0] = '\0';
+}
+
+/* After each test, whatever ended it: no server left behind. */
+static int redis_teardown(void **st)
+{
+	(void)st;
+	redis_stop();
+	return 0;
 }
 
 /* redis-cli against the private server. */
@@ -636,12 +650,12 @@ int main(void)
 		cmocka_unit_test(test_share_api),
 		cmocka_unit_test(test_degraded_fallback),
 		cmocka_unit_test(test_degraded_open),
-		cmocka_unit_test(test_credit_wakes_waiter),
-		cmocka_unit_test(test_three_hosts_one_bound),
-		cmocka_unit_test(test_cooldown_spreads),
-		cmocka_unit_test(test_tightening_spreads),
-		cmocka_unit_test(test_restart_empty_no_fresh_burst),
-		cmocka_unit_test(test_redis_down_and_back),
+		cmocka_unit_test_teardown(test_credit_wakes_waiter, redis_teardown),
+		cmocka_unit_test_teardown(test_three_hosts_one_bound, redis_teardown),
+		cmocka_unit_test_teardown(test_cooldown_spreads, redis_teardown),
+		cmocka_unit_test_teardown(test_tightening_spreads, redis_teardown),
+		cmocka_unit_test_teardown(test_restart_empty_no_fresh_burst, redis_teardown),
+		cmocka_unit_test_teardown(test_redis_down_and_back, redis_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
