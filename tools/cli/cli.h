@@ -95,6 +95,17 @@ int cli_budgets(cli *c, ratectl_budget_info **out, size_t *n);
 /* The leases of budget name (recorded, alive or dead); free with free(). */
 int cli_leases(cli *c, const char *name, ratectl_lease_info **out, size_t *n);
 
+/*
+ * How each budget of v (from cli_budgets()) is shared: out[i] is NULL
+ * when v[i] is not shared (or was deleted since the snapshot), else its
+ * ratectl_budget_shared_state().  Free with cli_shared_free().  Silent:
+ * 0 or the library's code (a damaged sharing record is an error, never
+ * shown as "not shared").
+ */
+int cli_shared(cli *c, const ratectl_budget_info *v, size_t n,
+               ratectl_shared_state ***out);
+void cli_shared_free(ratectl_shared_state **s, size_t n);
+
 /* Strict whole numbers for options: 0 or -1 (reported as usage). */
 int cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
 
@@ -111,6 +122,11 @@ const char *fmt_dim(ratectl_dim dim);                     /* requests, tokens */
 const char *fmt_limit(char buf[FMT_LONG], const ratectl_limit *l);
 /* "498/500 per min" (or "48/50 of 500 per min" when burst != count). */
 const char *fmt_avail(char buf[FMT_LONG], const ratectl_limit_state *s);
+/* A wall-clock time (ns since the epoch) in RFC 3339, UTC, to the second:
+ * "2026-11-30T04:10:02Z". */
+const char *fmt_utc(char buf[FMT_LEN], int64_t ns);
+/* The wall clock now, ns since the epoch (what degraded_since counts in). */
+int64_t fmt_wall_now(void);
 
 /*
  * An aligned table: cells are added left to right, row by row, and
@@ -126,13 +142,16 @@ void table_free(table *t);
 
 /* ---- json.c --------------------------------------------------------------- */
 
-/* The JSON object of one budget; leases may be NULL (not included). */
-json_t *json_budget(const ratectl_budget_info *in, const ratectl_lease_info *leases,
-                    size_t nleases);
+/* The JSON object of one budget; shared NULL when it is not shared
+ * ("shared": null), leases NULL when not wanted (no "leases"). */
+json_t *json_budget(const ratectl_budget_info *in, const ratectl_shared_state *shared,
+                    const ratectl_lease_info *leases, size_t nleases);
 /* {"version": 1, "ledger": PATH} to which a command adds its data. */
 json_t *json_envelope(const cli *c);
-/* The envelope with "budgets": [one object per budget]. */
-json_t *json_list(const cli *c, const ratectl_budget_info *v, size_t n);
+/* The envelope with "budgets": [one object per budget]; shared[i] as
+ * from cli_shared(). */
+json_t *json_list(const cli *c, const ratectl_budget_info *v,
+                  ratectl_shared_state *const *shared, size_t n);
 /* Print j (stolen) to stdout; 0 or an exit code. */
 int json_print(const cli *c, json_t *j);
 
@@ -159,5 +178,11 @@ void show_inflight_cell(char *buf, size_t len, const ratectl_budget_info *in);
 /* The five summary columns (budget, requests, tokens, in flight, cooldown). */
 void show_summary_header(table *t);
 void show_summary_row(table *t, const ratectl_budget_info *in);
+/* The SHARED cell of list and watch: "-", "3 hosts" or "DEGRADED 3m12s". */
+void show_shared_cell(char *buf, size_t len, const ratectl_shared_state *s);
+/* s->share.url with any user information ("user:pass@") blanked out: the
+ * library refuses a URL that carries a password, but what is printed must
+ * not depend on every writer of the ledger having been this build. */
+const char *show_url(char buf[RATECTL_SHARE_URL_MAX + 1], const ratectl_share *s);
 
 #endif

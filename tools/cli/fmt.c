@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -125,6 +126,24 @@ const char *fmt_avail(char buf[FMT_LONG], const ratectl_limit_state *s)
 		snprintf(buf, FMT_LONG, "%s/%s of %s per %s", a, b,
 		         fmt_count(c, l->count), p);
 	return buf;
+}
+
+const char *fmt_utc(char buf[FMT_LEN], int64_t ns)
+{
+	time_t t = (time_t)(ns / NS_PER_S);
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || strftime(buf, FMT_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, FMT_LEN, "%lld s after the epoch", (long long)t);
+	return buf;
+}
+
+int64_t fmt_wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
 /* ---- tables ---------------------------------------------------------------- */

@@ -74,10 +74,52 @@ static json_t *json_leases(const ratectl_lease_info *l, size_t n)
 	return a;
 }
 
+/* A string, or null when empty: "" would read as a value that is set. */
+static json_t *jstr_or_null(const char *v)
+{
+	return v[0] ? json_string(v) : json_null();
+}
+
+/*
+ * "shared": how the budget is shared and what this host knows of Redis.
+ * Names as ratectl(1) documents them, some not following the rest of the
+ * schema on purpose: degraded_since is an RFC 3339 time (a moment to read
+ * and to compare across hosts, not a duration), and the age of the last
+ * sync is in ms, its field named so.  The password itself is never in the
+ * ledger; where it comes from (a file, a variable's name) is.
+ */
+static json_t *json_shared(const ratectl_shared_state *s)
+{
+	char url[RATECTL_SHARE_URL_MAX + 1], since[FMT_LEN];
+
+	return json_pack("{s:s, s:I, s:s, s:o, s:o, s:b, s:o, s:{s:I, s:I}, s:o, "
+	                 "s:o, s:o, s:b, s:b, s:o}",
+	                 "url", show_url(url, &s->share),
+	                 "hosts", (json_int_t)s->share.hosts,
+	                 "on_redis_error", (s->share.flags & RATECTL_SHARE_OPEN) ?
+	                                   "open" : "share",
+	                 "password_file", jstr_or_null(s->share.password_file),
+	                 "password_env", jstr_or_null(s->share.password_env),
+	                 "degraded", s->degraded,
+	                 "degraded_since", s->degraded && s->degraded_since ?
+	                                   json_string(fmt_utc(since, s->degraded_since)) :
+	                                   json_null(),
+	                 "credit", "requests", (json_int_t)s->credit[RATECTL_REQUESTS],
+	                           "tokens", (json_int_t)s->credit[RATECTL_TOKENS],
+	                 "last_sync_age_ms", s->last_sync_age_ns >= 0 ?
+	                                     json_integer(s->last_sync_age_ns / 1000000) :
+	                                     json_null(),
+	                 "syncs", jint(s->syncs),
+	                 "redis_commands", jint(s->redis_commands),
+	                 "restored", s->restored,
+	                 "sig_differs", s->sig_differs,
+	                 "last_error", jstr_or_null(s->last_error));
+}
+
 /* Field names follow ratectl.h's structs, so that the schema in
  * ratectl(1) and the header read alike. */
-json_t *json_budget(const ratectl_budget_info *in, const ratectl_lease_info *leases,
-                    size_t nleases)
+json_t *json_budget(const ratectl_budget_info *in, const ratectl_shared_state *shared,
+                    const ratectl_lease_info *leases, size_t nleases)
 {
 	json_t *limits = json_array(), *b;
 	unsigned i;
@@ -85,7 +127,7 @@ json_t *json_budget(const ratectl_budget_info *in, const ratectl_lease_info *lea
 	for (i = 0; limits && i < in->config.nlimits; i++)
 		limits = append(limits, json_limit(&in->state[i]));
 	/* "o" with a NULL value fails the pack, which frees the others. */
-	b = json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+	b = json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
 	              "name", in->name,
 	              "limits", limits,
 	              "concurrency", (json_int_t)in->config.max_inflight,
@@ -94,7 +136,8 @@ json_t *json_budget(const ratectl_budget_info *in, const ratectl_lease_info *lea
 	              "cooldown_ns", (json_int_t)in->cooldown_ns,
 	              "jitter_ns", (json_int_t)in->config.jitter_ns,
 	              "batch_share", (json_int_t)in->config.batch_share,
-	              "counters", json_counters(&in->counters));
+	              "counters", json_counters(&in->counters),
+	              "shared", shared ? json_shared(shared) : json_null());
 	if (b && leases && json_object_set_new(b, "leases",
 	                                       json_leases(leases, nleases)) != 0) {
 		json_decref(b);
@@ -111,13 +154,14 @@ json_t *json_envelope(const cli *c)
 	                 "ledger", c->h ? ratectl_path(c->h) : "");
 }
 
-json_t *json_list(const cli *c, const ratectl_budget_info *v, size_t n)
+json_t *json_list(const cli *c, const ratectl_budget_info *v,
+                  ratectl_shared_state *const *shared, size_t n)
 {
 	json_t *root = json_envelope(c), *a = json_array();
 	size_t i;
 
 	for (i = 0; a && i < n; i++)
-		a = append(a, json_budget(&v[i], NULL, 0));
+		a = append(a, json_budget(&v[i], shared ? shared[i] : NULL, NULL, 0));
 	if (!root) {
 		json_decref(a);
 		return NULL;

@@ -135,6 +135,74 @@ static const struct family families[] = {
 	  "Time until a limit is full again.", 1, v_full },
 };
 
+/*
+ * Families of shared budgets only (ratectl_budget_shared_state()), whose
+ * samples exist for the budgets that are shared; on a host that shares
+ * nothing the families are left out altogether.  Credit is per dimension,
+ * labelled as the limits are (dimension=), so that the two join.
+ */
+struct sfamily {
+	const char *name;
+	const char *type;
+	const char *help;
+	int per_dim;
+	double (*value)(const ratectl_shared_state *s, unsigned d);
+};
+
+static double s_shared(const ratectl_shared_state *s, unsigned d)
+{
+	(void)s;
+	(void)d;
+	return 1;
+}
+
+static double s_degraded(const ratectl_shared_state *s, unsigned d)
+{
+	(void)d;
+	return s->degraded;
+}
+
+static double s_since(const ratectl_shared_state *s, unsigned d)
+{
+	(void)d;
+	return s->degraded ? secs(s->degraded_since) : 0;
+}
+
+static double s_credit(const ratectl_shared_state *s, unsigned d)
+{
+	return (double)s->credit[d];
+}
+
+static double s_syncs(const ratectl_shared_state *s, unsigned d)
+{
+	(void)d;
+	return (double)s->syncs;
+}
+
+static double s_commands(const ratectl_shared_state *s, unsigned d)
+{
+	(void)d;
+	return (double)s->redis_commands;
+}
+
+static const struct sfamily sfamilies[] = {
+	{ "ratectl_shared", "gauge",
+	  "1: the budget is shared with other hosts through Redis.", 0, s_shared },
+	{ "ratectl_shared_degraded", "gauge",
+	  "1: Redis is unreachable and this host admits its fallback share.", 0,
+	  s_degraded },
+	{ "ratectl_shared_degraded_since_seconds", "gauge",
+	  "Unix time at which the budget became degraded; 0 when it is not.", 0,
+	  s_since },
+	{ "ratectl_shared_credit", "gauge",
+	  "Units taken from Redis and not yet spent on this host; negative: a debt.",
+	  1, s_credit },
+	{ "ratectl_shared_syncs_total", "counter",
+	  "Exchanges of this host with Redis for the budget.", 0, s_syncs },
+	{ "ratectl_shared_redis_commands_total", "counter",
+	  "Redis commands sent by this host for the budget.", 0, s_commands },
+};
+
 /* %.15g: integers print as integers up to 10^15, fractions without the
  * noise of the last binary digits, and both parse back in Prometheus. */
 static void sample(const struct family *f, const ratectl_budget_info *in, unsigned i)
@@ -149,7 +217,35 @@ static void sample(const struct family *f, const ratectl_budget_info *in, unsign
 		printf("%s{budget=\"%s\"} %.15g\n", f->name, in->name, f->value(in, 0));
 }
 
-static void exposition(const ratectl_budget_info *v, size_t n)
+static void shared_exposition(const ratectl_budget_info *v,
+                              ratectl_shared_state *const *sh, size_t n)
+{
+	size_t f, b;
+	unsigned d;
+	int any = 0;
+
+	for (b = 0; b < n && !any; b++)
+		any = sh[b] != NULL;
+	for (f = 0; any && f < sizeof sfamilies / sizeof sfamilies[0]; f++) {
+		const struct sfamily *sf = &sfamilies[f];
+
+		printf("# HELP %s %s\n# TYPE %s %s\n", sf->name, sf->help, sf->name,
+		       sf->type);
+		for (b = 0; b < n; b++) {
+			if (!sh[b])
+				continue;
+			if (!sf->per_dim)
+				printf("%s{budget=\"%s\"} %.15g\n", sf->name, v[b].name,
+				       sf->value(sh[b], 0));
+			for (d = 0; sf->per_dim && d < 2; d++)
+				printf("%s{budget=\"%s\",dimension=\"%s\"} %.15g\n", sf->name,
+				       v[b].name, fmt_dim((ratectl_dim)d), sf->value(sh[b], d));
+		}
+	}
+}
+
+static void exposition(const ratectl_budget_info *v, ratectl_shared_state *const *sh,
+                       size_t n)
 {
 	size_t f, b;
 	unsigned i;
@@ -164,6 +260,7 @@ static void exposition(const ratectl_budget_info *v, size_t n)
 				sample(&families[f], &v[b], i);
 		}
 	}
+	shared_exposition(v, sh, n);
 }
 
 int cmd_metrics(cli *c, int argc, char **argv)
@@ -172,6 +269,7 @@ int cmd_metrics(cli *c, int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
+	ratectl_shared_state **sh;
 	ratectl_budget_info *v;
 	size_t n;
 	int o, json = 0, rc;
@@ -187,10 +285,15 @@ int cmd_metrics(cli *c, int argc, char **argv)
 		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
 	if ((rc = cli_snapshot(c, &v, &n)) != 0)
 		return rc;
+	if ((rc = cli_shared(c, v, n, &sh)) != 0) {
+		free(v);
+		return cli_fail(c, rc, "cannot read how the budgets are shared");
+	}
 	if (json)
-		rc = json_print(c, json_list(c, v, n));
+		rc = json_print(c, json_list(c, v, sh, n));
 	else
-		exposition(v, n);
+		exposition(v, sh, n);
+	cli_shared_free(sh, n);
 	free(v);
 	return rc;
 }

@@ -228,6 +228,56 @@ int cli_leases(cli *c, const char *name, ratectl_lease_info **out, size_t *n)
 	return 0;
 }
 
+/*
+ * One read per budget, after the snapshot: the library has no "every
+ * budget's sharing" call, and ratectl_budget_info does not say which are
+ * shared.  A read is a few microseconds (an LMDB read transaction, no
+ * file opened), so 20,000 budgets cost a fraction of a second.  Only the
+ * shared ones are kept, so the memory is in proportion to them.
+ */
+int cli_shared(cli *c, const ratectl_budget_info *v, size_t n,
+               ratectl_shared_state ***out)
+{
+	ratectl_shared_state **s, one;
+	size_t i;
+	int rc = 0;
+
+	*out = NULL;
+	if (!(s = calloc(n ? n : 1, sizeof *s)))
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		rc = ratectl_budget_shared_state(c->h, v[i].name, &one);
+		if (rc == RATECTL_ENOTFOUND) {  /* deleted since the snapshot */
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		if (!one.share.url[0])
+			continue;
+		if (!(s[i] = malloc(sizeof one))) {
+			rc = -ENOMEM;
+			break;
+		}
+		*s[i] = one;
+	}
+	if (rc != 0) {
+		cli_shared_free(s, n);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void cli_shared_free(ratectl_shared_state **s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; s && i < n; i++)
+		free(s[i]);
+	free(s);
+}
+
 int cli_parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
