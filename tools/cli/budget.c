@@ -1,6 +1,8 @@
 /*
  * budget.c - the commands that change budgets: apply (a whole config
  * file), set (one budget from options), delete, reset and cooldown.
+ * apply and set make a budget's sharing through Redis (ratectl.conf(5)
+ * `shared =`) match too, with ratectl_budget_share().
  *
  * Changes are live: the library rescales each kept limit's state to its
  * new rate and every process sees the change at its next admission, so
@@ -120,34 +122,124 @@ static void describe(const ratectl_budget *old, const ratectl_budget *new)
 	putchar('\n');
 }
 
+/* ---- sharing ---------------------------------------------------------------- */
+
+/* Two shares alike: both not shared, or every field the same. */
+static int same_share(const ratectl_share *a, const ratectl_share *b)
+{
+	if (!a->url[0] || !b->url[0])
+		return !a->url[0] && !b->url[0];
+	return strcmp(a->url, b->url) == 0 && a->hosts == b->hosts &&
+	       a->flags == b->flags &&
+	       strcmp(a->password_file, b->password_file) == 0 &&
+	       strcmp(a->password_env, b->password_env) == 0;
+}
+
+/* Where the password comes from, never what it is. */
+static void password_part(char *buf, size_t len, const ratectl_share *s)
+{
+	if (s->password_file[0])
+		snprintf(buf, len, "file %s", s->password_file);
+	else if (s->password_env[0])
+		snprintf(buf, len, "$%s", s->password_env);
+	else
+		snprintf(buf, len, "none");
+}
+
+static const char *fallback_part(const ratectl_share *s)
+{
+	return (s->flags & RATECTL_SHARE_OPEN) ? "open" : "share";
+}
+
 /*
- * Create or update one budget from cb; prints what it did.  An unchanged
- * budget is not written: a set, even to the same values, would rescale
- * its limits' state, and apply is meant to be run again and again.
- * --dry-run goes through the same path and stops short of the write, so
- * that what it prints is what apply would do.
+ * "share openai: redis://10.0.0.5:6379/0, 3 hosts" for a budget that
+ * starts sharing, "share openai: hosts 3 -> 5" for a change, and "stop
+ * sharing openai"; as describe() does for the limits.
+ */
+static void describe_share(const char *name, const ratectl_share *old,
+                           const ratectl_share *new)
+{
+	char a[RATECTL_SHARE_URL_MAX + 1], b[RATECTL_SHARE_URL_MAX + 1];
+	char pa[RATECTL_SHARE_PATH_MAX + 16], pb[RATECTL_SHARE_PATH_MAX + 16];
+	const char *sep = "";
+
+	if (!new->url[0]) {
+		printf("stop sharing %s\n", name);
+		return;
+	}
+	password_part(pb, sizeof pb, new);
+	if (!old->url[0]) {
+		printf("share %s: %s, %u host%s", name, show_url(b, new), new->hosts,
+		       new->hosts == 1 ? "" : "s");
+		if (strcmp(pb, "none") != 0)
+			printf(", password from %s", pb);
+		if (new->flags & RATECTL_SHARE_OPEN)
+			printf(", open when Redis is unreachable");
+		putchar('\n');
+		return;
+	}
+	printf("share %s: ", name);
+	if (strcmp(old->url, new->url) != 0) {
+		printf("url %s -> %s", show_url(a, old), show_url(b, new));
+		sep = "; ";
+	}
+	if (old->hosts != new->hosts) {
+		printf("%shosts %u -> %u", sep, old->hosts, new->hosts);
+		sep = "; ";
+	}
+	password_part(pa, sizeof pa, old);
+	if (strcmp(pa, pb) != 0) {
+		printf("%spassword %s -> %s", sep, pa, pb);
+		sep = "; ";
+	}
+	if (old->flags != new->flags)
+		printf("%son_redis_error %s -> %s", sep, fallback_part(old),
+		       fallback_part(new));
+	putchar('\n');
+}
+
+/*
+ * Create or update one budget from cb, limits and sharing; prints what it
+ * did.  An unchanged budget is not written: a set, even to the same
+ * values, would rescale its limits' state, and apply is meant to be run
+ * again and again.  The limits come first: a budget must exist to be
+ * shared.  --dry-run goes through the same path and stops short of the
+ * writes, so that what it prints is what apply would do.
  */
 static int apply_one(cli *c, const rh__conf_budget *cb, int dry, struct tally *t)
 {
 	ratectl_budget_info in;
+	ratectl_shared_state ss;
 	ratectl_budget was, want = normal(&cb->budget);
-	int rc, exists;
+	int rc, exists, same_limits = 0, same_sharing;
 
+	memset(&ss, 0, sizeof ss);
 	rc = ratectl_budget_get(c->h, cb->name, &in);
 	if (rc != 0 && rc != RATECTL_ENOTFOUND)
 		return cli_fail(c, rc, cb->name);
 	exists = rc == 0;
 	if (exists) {
 		was = normal(&in.config);
-		if (same_budget(&was, &want)) {
-			t->same++;
-			return 0;
-		}
+		same_limits = same_budget(&was, &want);
+		if ((rc = ratectl_budget_shared_state(c->h, cb->name, &ss)) != 0)
+			return cli_fail(c, rc, cb->name);
 	}
-	if (!dry && (rc = ratectl_budget_set(c->h, cb->name, &cb->budget, 0)) != 0)
-		return cli_fail(c, rc, cb->name);
-	printf("%s %s: ", exists ? "update" : "create", cb->name);
-	describe(exists ? &was : NULL, &want);
+	same_sharing = same_share(&ss.share, &cb->share);
+	if (same_limits && same_sharing) {
+		t->same++;
+		return 0;
+	}
+	if (!same_limits) {
+		if (!dry && (rc = ratectl_budget_set(c->h, cb->name, &cb->budget, 0)) != 0)
+			return cli_fail(c, rc, cb->name);
+		printf("%s %s: ", exists ? "update" : "create", cb->name);
+		describe(exists ? &was : NULL, &want);
+	}
+	if (!same_sharing) {
+		if (!dry && (rc = ratectl_budget_share(c->h, cb->name, &cb->share)) != 0)
+			return cli_fail(c, rc, cb->name);
+		describe_share(cb->name, &ss.share, &cb->share);
+	}
 	if (exists)
 		t->updated++;
 	else
@@ -240,9 +332,48 @@ int cmd_apply(cli *c, int argc, char **argv)
 /* ---- set ------------------------------------------------------------------- */
 
 /* Options of set, by value: given[] is indexed by it; the first
- * two are ratectl_dim values. */
+ * two are ratectl_dim values.  SET_SHARED .. SET_ON_ERR are the sharing
+ * options, in that order. */
 enum { SET_REQUESTS, SET_TOKENS, SET_CONCURRENCY, SET_JITTER, SET_BURST,
-       SET_BATCH, SET_N };
+       SET_BATCH, SET_SHARED, SET_HOSTS, SET_PW_FILE, SET_PW_ENV, SET_ON_ERR,
+       SET_NO_SHARED, SET_N };
+
+static const struct option set_opts[] = {
+	{ "requests", required_argument, NULL, SET_REQUESTS },
+	{ "tokens", required_argument, NULL, SET_TOKENS },
+	{ "concurrency", required_argument, NULL, SET_CONCURRENCY },
+	{ "jitter", required_argument, NULL, SET_JITTER },
+	{ "burst", required_argument, NULL, SET_BURST },
+	{ "batch-share", required_argument, NULL, SET_BATCH },
+	{ "shared", required_argument, NULL, SET_SHARED },
+	{ "hosts", required_argument, NULL, SET_HOSTS },
+	{ "password-file", required_argument, NULL, SET_PW_FILE },
+	{ "password-env", required_argument, NULL, SET_PW_ENV },
+	{ "on-redis-error", required_argument, NULL, SET_ON_ERR },
+	{ "no-shared", no_argument, NULL, SET_NO_SHARED },
+	{ NULL, 0, NULL, 0 }
+};
+
+/* The config key each option stands for (--no-shared: none). */
+static const char *const set_keys[SET_N] = {
+	"requests", "tokens", "concurrency", "jitter", "burst", "batch_share",
+	"shared", "hosts", "password_file", "password_env", "on_redis_error", NULL
+};
+
+/* Longest values of --shared, --hosts (unused), --password-file and
+ * --password-env: the fields of ratectl_share. */
+static const size_t set_max[] = { RATECTL_SHARE_URL_MAX, 0, RATECTL_SHARE_PATH_MAX,
+                                   RATECTL_SHARE_ENV_MAX };
+
+/* A message of the config's parser or of the library without the key's
+ * name that starts it ("shared: ..."): the caller names the option. */
+static const char *unkeyed(const char *msg, const char *key)
+{
+	size_t n = strlen(key);
+
+	return strncmp(msg, key, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ' ?
+	       msg + n + 2 : msg;
+}
 
 /* Keep what the options did not replace from the budget as it is. */
 static void merge(rh__conf_budget *cb, const ratectl_budget *old,
@@ -264,26 +395,84 @@ static void merge(rh__conf_budget *cb, const ratectl_budget *old,
 		cb->budget.batch_share = old->batch_share;
 }
 
+/*
+ * The sharing set asks for, into cb->share: the options over how the
+ * budget is shared now (cur, url "" when it is not), as merge() does for
+ * the limits: --hosts alone changes the hosts of a shared budget, and a
+ * budget set without any sharing option stays as it is.  0 or an exit code.
+ */
+static int merge_share(const cli *c, rh__conf_budget *cb, const ratectl_share *cur,
+                       const int given[SET_N])
+{
+	ratectl_share *s = &cb->share;
+	int o;
+
+	if (given[SET_NO_SHARED]) {
+		memset(s, 0, sizeof *s);
+		s->version = RATECTL_SHARE_VERSION;
+		return 0;
+	}
+	if (!given[SET_SHARED] && !cur->url[0]) {
+		for (o = SET_HOSTS; o <= SET_ON_ERR; o++)
+			if (given[o])
+				return cli_usage(c, "--%s: %s is not shared; give --shared URL "
+				                 "too", set_opts[o].name, cb->name);
+		return 0;
+	}
+	if (!given[SET_SHARED])
+		memcpy(s->url, cur->url, sizeof s->url);
+	if (cur->url[0]) {
+		if (!given[SET_HOSTS])
+			s->hosts = cur->hosts;
+		if (!given[SET_ON_ERR])
+			s->flags = cur->flags;
+		if (!given[SET_PW_FILE] && !given[SET_PW_ENV]) {
+			memcpy(s->password_file, cur->password_file, sizeof s->password_file);
+			memcpy(s->password_env, cur->password_env, sizeof s->password_env);
+		}
+	}
+	if (!s->hosts)
+		return cli_usage(c, "--shared %s: give --hosts N too: while Redis is "
+		                 "unreachable, each host admits 1/N of every limit", s->url);
+	if (ratectl_share_check(s) != 0)
+		return cli_usage(c, "%s", ratectl_errmsg());
+	return 0;
+}
+
+/* What can be checked of the sharing options before the ledger is
+ * opened: that they go together, and the URL (parsed, not connected to). */
+static int check_share_options(const cli *c, const rh__conf_budget *cb,
+                               const int given[SET_N])
+{
+	ratectl_share s = cb->share;
+	int o;
+
+	for (o = SET_SHARED; o <= SET_ON_ERR && given[SET_NO_SHARED]; o++)
+		if (given[o])
+			return cli_usage(c, "--no-shared and --%s: stop sharing, or share",
+			                 set_opts[o].name);
+	if (given[SET_PW_FILE] && given[SET_PW_ENV])
+		return cli_usage(c, "--password-file %s and --password-env %s: the "
+		                 "password comes from one or the other",
+		                 s.password_file, s.password_env);
+	if (!given[SET_SHARED])
+		return 0;
+	if (!s.hosts)
+		s.hosts = 1;    /* checked once merged */
+	if (ratectl_share_check(&s) != 0)
+		return cli_usage(c, "--shared: %s", unkeyed(ratectl_errmsg(), "shared"));
+	return 0;
+}
+
 /* Parse set's options into cb, as the config keys they stand for;
  * -1 when --help was printed, else 0 or an exit code. */
 static int set_options(cli *c, int argc, char **argv, rh__conf_budget *cb,
                        int given[SET_N])
 {
-	static const struct option opts[] = {
-		{ "requests", required_argument, NULL, SET_REQUESTS },
-		{ "tokens", required_argument, NULL, SET_TOKENS },
-		{ "concurrency", required_argument, NULL, SET_CONCURRENCY },
-		{ "jitter", required_argument, NULL, SET_JITTER },
-		{ "burst", required_argument, NULL, SET_BURST },
-		{ "batch-share", required_argument, NULL, SET_BATCH },
-		{ NULL, 0, NULL, 0 }
-	};
-	static const char *const keys[SET_N] = { "requests", "tokens", "concurrency",
-	                                         "jitter", "burst", "batch_share" };
 	char err[512];
 	int o;
 
-	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
+	while ((o = cli_getopt(argc, argv, set_opts, 1)) != -1) {
 		if (o == 'h') {
 			cli_help(c);
 			return -1;
@@ -291,9 +480,16 @@ static int set_options(cli *c, int argc, char **argv, rh__conf_budget *cb,
 		if (o < 0 || o >= SET_N)
 			return cli_badopt(c, o, argv);
 		if (given[o]++)
-			return cli_usage(c, "--%s given twice", opts[o].name);
-		if (rh__conf_budget_key(cb, keys[o], optarg, err, sizeof err) != 0)
-			return cli_usage(c, "--%s: %s", opts[o].name, err);
+			return cli_usage(c, "--%s given twice", set_opts[o].name);
+		if (o >= SET_SHARED && o <= SET_PW_ENV && set_max[o - SET_SHARED] &&
+		    strlen(optarg) > set_max[o - SET_SHARED])
+			return cli_usage(c, "--%s '%.32s...': %zu bytes, longer than the %zu "
+			                 "it may have", set_opts[o].name, optarg,
+			                 strlen(optarg), set_max[o - SET_SHARED]);
+		if (set_keys[o] &&
+		    rh__conf_budget_key(cb, set_keys[o], optarg, err, sizeof err) != 0)
+			return cli_usage(c, "--%s: %s", set_opts[o].name,
+			                 unkeyed(err, set_keys[o]));
 	}
 	if (optind + 1 != argc)
 		return cli_usage(c, optind < argc ? "one budget at a time" : "which budget?");
@@ -303,7 +499,7 @@ static int set_options(cli *c, int argc, char **argv, rh__conf_budget *cb,
 		return cli_usage(c, "--burst applies to the limits given with --requests "
 		                 "or --tokens");
 	snprintf(cb->name, sizeof cb->name, "%s", argv[optind]);
-	return 0;
+	return check_share_options(c, cb, given);
 }
 
 int cmd_set(cli *c, int argc, char **argv)
@@ -311,10 +507,12 @@ int cmd_set(cli *c, int argc, char **argv)
 	struct tally t = { 0, 0, 0, 0 };
 	int rc, given[SET_N] = { 0 };
 	ratectl_budget_info in;
+	ratectl_shared_state ss;
 	rh__conf_budget cb;
 	char err[512];
 
 	rh__conf_budget_init(&cb, "");
+	memset(&ss, 0, sizeof ss);
 	if ((rc = set_options(c, argc, argv, &cb, given)) != 0)
 		return rc < 0 ? CLI_OK : rc;
 	if ((rc = cli_open(c)) != 0)
@@ -322,10 +520,15 @@ int cmd_set(cli *c, int argc, char **argv)
 	rc = ratectl_budget_get(c->h, cb.name, &in);
 	if (rc != 0 && rc != RATECTL_ENOTFOUND)
 		return cli_fail(c, rc, cb.name);
-	if (rc == 0)
+	if (rc == 0) {
 		merge(&cb, &in.config, given);
+		if ((rc = ratectl_budget_shared_state(c->h, cb.name, &ss)) != 0)
+			return cli_fail(c, rc, cb.name);
+	}
+	if ((rc = merge_share(c, &cb, &ss.share, given)) != 0)
+		return rc;
 	if (rh__conf_budget_finish(&cb, err, sizeof err) != 0)
-		return cli_usage(c, "--burst: %s", err);
+		return cli_usage(c, "%s%s", given[SET_BURST] ? "--burst: " : "", err);
 	if (!rh__conf_budget_has_limit(&cb))
 		return cli_usage(c, "a new budget needs --requests, --tokens or "
 		                 "--concurrency");

@@ -138,6 +138,35 @@ static void check_leases(struct check *k, const ratectl_budget_info *in)
 	free(l);
 }
 
+/* A shared budget's records read back (a damaged one is what --repair
+ * rebuilds), and what an operator must hear of: Redis unreachable, or
+ * another host sharing the budget with other limits. */
+static void check_shared(struct check *k, const ratectl_budget_info *in)
+{
+	ratectl_shared_state s;
+	char a[FMT_LEN], b[FMT_LEN];
+	int rc;
+
+	rc = ratectl_budget_shared_state(k->c->h, in->name, &s);
+	if (rc == RATECTL_ENOTFOUND || (rc == 0 && !s.share.url[0]))
+		return;
+	if (rc != 0) {
+		k->damaged |= rc == RATECTL_ECORRUPT;
+		report(k, 1, "%s", *ratectl_errmsg() ? ratectl_errmsg() :
+		       ratectl_strerror(rc));
+		return;
+	}
+	if (s.degraded)
+		report(k, 0, "%s: shared, but Redis is unreachable since %s (%s): %s; "
+		       "this host admits its fallback share", in->name,
+		       fmt_utc(a, s.degraded_since),
+		       fmt_dur(b, fmt_wall_now() - s.degraded_since),
+		       s.last_error[0] ? s.last_error : "no detail");
+	if (s.sig_differs)
+		report(k, 0, "%s: another host shares it with other limits; apply the "
+		       "same config on every host", in->name);
+}
+
 /* Open and walk the ledger; sets k->damaged when --repair applies. */
 static void check_ledger(struct check *k, const char *dir)
 {
@@ -165,8 +194,10 @@ static void check_ledger(struct check *k, const char *dir)
 		k->problems++;
 		return;
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		check_leases(k, &v[i]);
+		check_shared(k, &v[i]);
+	}
 	free(v);
 }
 
@@ -224,9 +255,13 @@ static int rebuild(cli *c, const char *dir, const rh__conf *conf)
 
 		rc = ratectl_budget_set(c->h, b->name, &b->budget,
 		                        RATECTL_CREATE | RATECTL_EMPTY);
+		/* Shared: with no credit, which the first admission takes. */
+		if (rc == 0 && b->share.url[0])
+			rc = ratectl_budget_share(c->h, b->name, &b->share);
 		if (rc != 0)
 			return cli_fail(c, rc, b->name);
-		printf("repair: created %s from %s, starting empty\n", b->name, conf->path);
+		printf("repair: created %s from %s, starting empty%s\n", b->name,
+		       conf->path, b->share.url[0] ? ", shared" : "");
 	}
 	printf("repair: ledger %s rebuilt with %zu budgets; restart the processes "
 	       "that had it open (they keep using the old one until they do)\n",

@@ -29,7 +29,9 @@ static const cli_cmd commands[] = {
 	  "usage: ratectl list [--json]\n"
 	  "\n"
 	  "One row per budget: each limit's available units now out of its burst,\n"
-	  "in-flight slots out of the cap, and any cooldown.\n"
+	  "in-flight slots out of the cap, and any cooldown; when a budget is\n"
+	  "shared through Redis, a SHARED column: its hosts, or DEGRADED and for\n"
+	  "how long.\n"
 	  "\n"
 	  "  --json      JSON instead (schema in ratectl(1))\n" },
 	{ "show", cmd_show, "limits, leases and counters of one budget",
@@ -37,12 +39,17 @@ static const cli_cmd commands[] = {
 	  "\n"
 	  "Each limit (rate, burst, available now, time until full), each in-flight\n"
 	  "lease (slot, pid, alive or dead, age, estimated tokens), the cooldown and\n"
-	  "the counters since the budget was created.\n"
+	  "the counters since the budget was created; for a budget shared through\n"
+	  "Redis, its URL, hosts and fallback, whether Redis answers (or DEGRADED\n"
+	  "since when, and why), the credit this host holds and its syncs.\n"
 	  "\n"
 	  "  --json      JSON instead (schema in ratectl(1))\n" },
 	{ "set", cmd_set, "create or change one budget",
 	  "usage: ratectl set NAME [--requests LIST] [--tokens LIST] [--concurrency N]\n"
 	  "                        [--burst B] [--jitter DURATION] [--batch-share P]\n"
+	  "                        [--shared URL --hosts N [--password-file PATH |\n"
+	  "                         --password-env NAME] [--on-redis-error share|open]]\n"
+	  "                        [--no-shared]\n"
 	  "\n"
 	  "Create budget NAME or change it, live.  Options take the values of the\n"
 	  "config file's keys (ratectl.conf(5)).  On an existing budget, what is not\n"
@@ -54,7 +61,18 @@ static const cli_cmd commands[] = {
 	  "  --concurrency N     requests in flight at once, 0 for no cap\n"
 	  "  --burst B           a duration of the rate (10s) or a request count\n"
 	  "  --jitter DURATION   spread of waiters released after a cooldown\n"
-	  "  --batch-share P     percent of the first limit kept for batch requests\n" },
+	  "  --batch-share P     percent of the first limit kept for batch requests\n"
+	  "\n"
+	  "Sharing with other hosts through Redis (ratectl.conf(5) `shared`):\n"
+	  "  --shared URL        redis://HOST:PORT/DB or unix:///PATH?db=N\n"
+	  "  --hosts N           hosts sharing it: each admits 1/N of every limit\n"
+	  "                      while Redis is unreachable\n"
+	  "  --password-file PATH  Redis password from this file (mode 0600)\n"
+	  "  --password-env NAME   Redis password from this environment variable\n"
+	  "  --on-redis-error share|open\n"
+	  "                      Redis unreachable: 1/N of every limit (share), or\n"
+	  "                      the budget's limits in full on this host (open)\n"
+	  "  --no-shared         stop sharing\n" },
 	{ "delete", cmd_delete, "delete a budget",
 	  "usage: ratectl delete NAME\n" },
 	{ "reset", cmd_reset, "refill limits and end cooldowns",
@@ -99,7 +117,8 @@ static const cli_cmd commands[] = {
 	  "usage: ratectl metrics [--json]\n"
 	  "\n"
 	  "Counters and gauges of every budget in the Prometheus text format, for a\n"
-	  "node exporter textfile collector or an HTTP wrapper.\n"
+	  "node exporter textfile collector or an HTTP wrapper; ratectl_shared_*\n"
+	  "for the budgets shared through Redis.\n"
 	  "\n"
 	  "  --json      the same data as JSON (as `list --json`)\n" },
 	{ "key-id", cmd_key_id, "the id of an API key, for a config `key =` rule",
