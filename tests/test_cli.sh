@@ -34,6 +34,8 @@ check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
 r() { timeout 20 "$RC" "$@" >"$T/out" 2>"$T/err"; S=$?; }
 has() { grep -q -- "$1" "$T/out"; }
 err_has() { grep -q -- "$1" "$T/err"; }
+lacks() { ! grep -q -- "$1" "$T/out"; }
+not_err_has() { ! grep -q -- "$1" "$T/err"; }
 # status_is N DESCRIPTION: the last r's status was N.
 status_is() {
 	if [ "$S" -eq "$1" ]; then pass "$2"; else
@@ -305,6 +307,111 @@ check "... saying why" err_has "not admitted before the deadline"
 sleep 0.3; kill -TERM $p; wait $p; S=$?
 status_is 3 "run passes SIGTERM on to the command"
 
+# ---- budgets shared through Redis, without a Redis --------------------------------
+# Port 1 of the loopback refuses at once: the budget turns degraded at its
+# first admission, which the fallback share (1/3 of 10/s: a burst of 3)
+# then admits.  sh stays shared for the metrics checks below.
+R1=redis://127.0.0.1:1/0
+r set sh --requests 10/s --tokens 1000/s
+r set sh --shared "$R1" --hosts 3; status_is 0 "set --shared --hosts shares a budget"
+check "... saying so" has "^share sh: $R1, 3 hosts\$"
+r show sh; cp "$T/out" "$T/sh.txt"
+check "show of a shared budget has the shared block" grep -q '^shared through Redis:$' "$T/sh.txt"
+check "... with its URL" grep -q "^  url  *$R1\$" "$T/sh.txt"
+check "... its hosts" grep -q '^  hosts  *3$' "$T/sh.txt"
+check "... and its fallback share" grep -q '^  fallback  *share 1/3 of every limit' "$T/sh.txt"
+r show beta; check "show of a budget not shared has no shared block" lacks 'shared through'
+r run sh --timeout 5s -- true
+status_is 0 "run on it while Redis refuses admits through the fallback share"
+r show sh; cp "$T/out" "$T/sh.txt"
+check "... after which show says DEGRADED, since when and why" grep -q \
+	"^  state  *DEGRADED since 20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z ([0-9a-z.]*): .*'$R1': cannot connect: Connection refused\$" "$T/sh.txt"
+check "... and the credit held per dimension" grep -q '^  credit held  *requests 0, tokens 0$' "$T/sh.txt"
+r show sh --json; cp "$T/out" "$T/sh.json"
+check "show --json has the shared object" [ "$(j "$T/sh.json" 'sorted(d["budget"]["shared"])')" = \
+	"['credit', 'degraded', 'degraded_since', 'hosts', 'last_error', 'last_sync_age_ms', 'on_redis_error', 'password_env', 'password_file', 'redis_commands', 'restored', 'sig_differs', 'syncs', 'url']" ]
+check "... with url, hosts, fallback" [ "$(j "$T/sh.json" \
+	'(lambda s: (s["url"], s["hosts"], s["on_redis_error"]))(d["budget"]["shared"])')" = "('$R1', 3, 'share')" ]
+check "... degraded, since an RFC 3339 time" [ "$(j "$T/sh.json" \
+	'(lambda s: s["degraded"] and __import__("re").fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s["degraded_since"]) is not None)(d["budget"]["shared"])')" = True ]
+check "... why" [ "$(j "$T/sh.json" '"cannot connect: Connection refused" in d["budget"]["shared"]["last_error"]')" = True ]
+check "... and credit per dimension" [ "$(j "$T/sh.json" 'd["budget"]["shared"]["credit"]')" = "{'requests': 0, 'tokens': 0}" ]
+r show beta --json; check "... which is null for a budget not shared" [ "$(j "$T/out" 'd["budget"]["shared"]')" = None ]
+r list; check "list has a SHARED column" grep -q '^BUDGET .* SHARED$' "$T/out"
+check "... saying DEGRADED for the shared budget" grep -q '^sh  .* DEGRADED [0-9][0-9a-z.]*$' "$T/out"
+check "... and - for the others" grep -q '^beta  .* -$' "$T/out"
+r list --json; check "list --json has shared for it" \
+	[ "$(j "$T/out" '[b["shared"]["degraded"] for b in d["budgets"] if b["name"] == "sh"]')" = "[True]" ]
+r set sh --requests 20/s; check "set of its limits alone keeps it shared" lacks '^share\|^stop'
+r show sh; check "... as show says" has "^  url  *$R1\$"
+r set sh --requests 10/s
+r set sh --hosts 4; check "--hosts alone changes the hosts of a shared budget" has '^share sh: hosts 3 -> 4$'
+r set sh --hosts 3
+r set sh --hosts 3; check "... and setting the same is no change" has '^unchanged sh$'
+# Bad values: exit 2, a message naming the option and the value, nothing changed.
+bad_set() {
+	d=$1; pat=$2; shift 2
+	r set "$@"; status_is 2 "set $d is refused"
+	check "... naming the option and value ($d)" err_has "$pat"
+}
+bad_set "--shared http://x" "--shared: 'http://x': not redis://" sh --shared http://x --hosts 3
+bad_set "--hosts 0" "--hosts: '0': must be 1" sh --hosts 0
+bad_set "--shared without --hosts, on a budget not shared" "--shared redis://h/0: give --hosts N" \
+	beta --shared redis://h/0
+bad_set "--hosts on a budget not shared" "--hosts: beta is not shared" beta --hosts 3
+bad_set "with both password options" "--password-file /p and --password-env P: .* one or the other" \
+	sh --shared "$R1" --hosts 3 --password-file /p --password-env P
+bad_set "--password-env of a bad name" "--password-env: '1X' is not a variable's name" sh --password-env 1X
+bad_set "--on-redis-error maybe" "--on-redis-error: 'maybe': expected share or open" \
+	sh --on-redis-error maybe
+bad_set "--no-shared with --hosts" "--no-shared and --hosts" sh --no-shared --hosts 3
+bad_set "--shared with a password in the URL" "no password in the URL" sh --shared redis://:pw@h/0
+check "... without showing it" not_err_has ':pw@'
+# The URL's limit, 255 bytes: 255 taken, 256 refused.
+u255=redis://$(printf '%0247d' 0 | tr 0 h)
+u256=redis://$(printf '%0248d' 0 | tr 0 h)
+bad_set "--shared of 256 bytes" "--shared 'redis://hhh.*': 256 bytes, longer than the 255" \
+	sb --requests 1/s --shared "$u256" --hosts 2
+r set sb --requests 1/s --shared "$u255" --hosts 2; status_is 0 "set --shared of 255 bytes is taken"
+r show sh; check "no refused set changed the budget" [ "$(grep -c \
+	"^  url  *$R1\$\|^  hosts  *3\$\|^  password  *none\$\|^  fallback  *share 1/3 " "$T/out")" -eq 4 ]
+r set sx --requests 1/s --shared "$R1" --hosts 2 --password-env RATECTL_TEST_PW --on-redis-error open
+check "set with a password variable and open" \
+	has "^share sx: $R1, 2 hosts, password from \$RATECTL_TEST_PW, open when Redis is unreachable\$"
+r show sx; check "show names where the password comes from" has '^  password  *from \$RATECTL_TEST_PW$'
+check "... and the open fallback" has '^  fallback  *open: '
+r set sx --no-shared; status_is 0 "set --no-shared"
+check "... saying so" has '^stop sharing sx$'
+r show sx; check "... after which show has no shared block" lacks 'shared through'
+r show sx --json; check "... and show --json shared null" [ "$(j "$T/out" 'd["budget"]["shared"]')" = None ]
+r set sx --no-shared; check "--no-shared again is no change" has '^unchanged sx$'
+
+# apply: sharing from the file, checked whole first; --dry-run writes nothing.
+conf nohosts.conf '[sa]' 'requests = 1/s' "shared = $R1"
+r apply "$T/nohosts.conf"; status_is 1 "apply of shared without hosts fails"
+check "... naming file:line and hosts" err_has "nohosts.conf:[0-9][0-9]*: \[sa\]: .*hosts = N"
+conf share1.conf '[sh]' 'requests = 10/s' 'tokens = 1000/s' "shared = $R1" 'hosts = 5' \
+	'[sa]' 'requests = 1/s' "shared = $R1" 'hosts = 2' 'password_file = /etc/ratectl.pw'
+r apply --dry-run "$T/share1.conf"; status_is 0 "apply --dry-run of shared budgets"
+check "... prints a new budget's sharing" has "^share sa: $R1, 2 hosts, password from file /etc/ratectl.pw\$"
+check "... and a change of hosts, alone" [ "$(grep -c '^update sh\|^share sh: hosts 3 -> 5$' "$T/out")" -eq 1 ]
+check "... counted" has '1 created, 1 updated, 0 deleted, 0 unchanged (dry run'
+r show sh; check "... and writes nothing" has '^  hosts  *3$'
+r show sa; status_is 1 "... nor creates anything"
+r apply "$T/share1.conf"; status_is 0 "apply of shared budgets"
+r show sh; check "... changes the hosts" has '^  hosts  *5$'
+r show sa --json; check "... and shares the new budget" \
+	[ "$(j "$T/out" 'd["budget"]["shared"]["password_file"]')" = /etc/ratectl.pw ]
+r apply "$T/share1.conf"; check "apply again writes nothing" has '0 created, 0 updated, 0 deleted, 2 unchanged$'
+conf share2.conf '[sh]' 'requests = 10/s' 'tokens = 1000/s' "shared = $R1" 'hosts = 3' \
+	'[sa]' 'requests = 1/s'
+r apply "$T/share2.conf"; check "apply of a budget no longer shared stops sharing it" has '^stop sharing sa$'
+check "... and changes the other's hosts back" has '^share sh: hosts 5 -> 3$'
+r check; status_is 0 "check with a degraded shared budget passes"
+check "... with a warning saying since when and why" \
+	has "^warning: sh: shared, but Redis is unreachable since 20.*Z (.*): .*Connection refused"
+r delete sa; r delete sb
+
 # ---- the ledger directory ------------------------------------------------------
 mkdir -m 700 "$T/real"; ln -s "$T/real" "$T/link"
 r --ledger "$T/link" list; status_is 1 "a ledger directory that is a symlink is refused"
@@ -398,6 +505,14 @@ else
 fi
 check "... with a limit gauge labelled by dimension and period" \
 	grep -q '^ratectl_limit_available{budget="alpha",dimension="tokens",period_seconds="86400"} ' "$T/metrics.txt"
+check "... with the shared gauges of a shared budget" \
+	[ "$(grep -c '^ratectl_shared{budget="sh"} 1$\|^ratectl_shared_degraded{budget="sh"} 1$\|^ratectl_shared_credit{budget="sh",dimension="requests"} 0$\|^ratectl_shared_credit{budget="sh",dimension="tokens"} 0$\|^ratectl_shared_syncs_total{budget="sh"} 0$\|^ratectl_shared_redis_commands_total{budget="sh"} 0$' "$T/metrics.txt")" -eq 6 ]
+check "... degraded since a Unix time of the last minute" awk -v now="$(date +%s)" '
+	/^ratectl_shared_degraded_since_seconds\{budget="sh"\} / { ok = $2 > now - 60 && $2 <= now + 1 }
+	END { exit !ok }' "$T/metrics.txt"
+check "... each family with HELP and TYPE" [ "$(grep -c '^# TYPE ratectl_shared\(_degraded\|_degraded_since_seconds\|_credit\)\? gauge$\|^# TYPE ratectl_shared_\(syncs\|redis_commands\)_total counter$' "$T/metrics.txt")" -eq 6 ]
+check "... and none for a budget not shared" [ "$(grep -c '^ratectl_shared.*budget="beta"' "$T/metrics.txt")" -eq 0 ]
+check "... and HELP" [ "$(grep -c '^# HELP ratectl_shared' "$T/metrics.txt")" -eq 6 ]
 r show beta --json
 check "... whose counters match show" grep -q "beta:$(j "$T/out" 'd["budget"]["counters"]["admitted"]')" "$T/prom.out"
 r metrics --json; check "metrics --json parses" [ "$(j "$T/out" 'd["version"]')" = 1 ]
@@ -569,7 +684,6 @@ check "no read-only command (nor apply) created a lease file ($n0 before, $n1 af
 kill -9 "$HOLDER" "$(cat "$T/kid.held")" 2>/dev/null; wait "$HOLDER" 2>/dev/null
 # A budget whose live state cannot be read (its lease file damaged) is an
 # error for every read-only command, never a row of zeros.
-lacks() { ! grep -q -- "$1" "$T/out"; }
 lf=$(find "$M/leases" -type f | head -n 1)
 [ -n "$lf" ] && : >"$lf"
 for c in list "list --json" metrics "show zz-held" "watch --count 1"; do
@@ -602,6 +716,11 @@ r check; status_is 0 "the rebuilt ledger checks clean"
 dd if=/dev/zero of="$L/data.mdb" bs=4096 count=2 conv=notrunc 2>/dev/null
 r check; status_is 1 "check finds a ledger that does not open"
 r check --repair --config "$T/good.conf"; status_is 0 "... and --repair rebuilds it"
+conf rep.conf '[rs]' 'requests = 1/s' "shared = $R1" 'hosts = 2'
+dd if=/dev/zero of="$L/data.mdb" bs=4096 count=2 conv=notrunc 2>/dev/null
+r check --repair --config "$T/rep.conf"; status_is 0 "check --repair from a config with a shared budget"
+check "... shares it again" has '^repair: created rs from .*, starting empty, shared$'
+r show rs; check "... as show says" has "^  url  *$R1\$"
 r check --repair; status_is 0 "check --repair on a sound ledger does nothing"
 check "... saying so" has "nothing to repair"
 r --ledger "$T/nowhere" check; status_is 1 "check of a missing ledger fails"
