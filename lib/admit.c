@@ -98,16 +98,15 @@ static int admit_charge(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 /* A shared budget: spend the host's credit (shared.c) for what was just
  * charged.  Without credit the admission waits, as for a rate, until
  * the refiller's credit wakes it or RC_STARVED_NS passes. */
-static int admit_shared(ratectl *h, MDB_txn *txn, struct admit_ctx *c,
-                        const rc_budget_rec *rec)
+static int admit_shared(struct admit_ctx *c, rc_budget_rec *rec)
 {
 	int64_t retry_at = 0;
 	int kick = 0, rc;
 
 	if (!(rec->reserved0 & RC_F_SHARED))
 		return 0;
-	rc = ratectl__share_admit(h, txn, c->name, rec, c->cost, c->now, c->t_adm,
-	                          &retry_at, &kick);
+	rc = ratectl__share_admit(c->name, rec, c->cost, c->now, c->t_adm, &retry_at,
+	                          &kick);
 	if (kick) {
 		c->kick = 1;
 		c->need[0] = (int64_t)c->cost->requests;
@@ -119,13 +118,13 @@ static int admit_shared(ratectl *h, MDB_txn *txn, struct admit_ctx *c,
 }
 
 /* Decide and charge, on a record already read: 0, or why not. */
-static int admit_rec(ratectl *h, MDB_txn *txn, struct admit_ctx *c, rc_budget_rec *rec)
+static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 {
 	int rc = admit_plan(c, rec);
 
 	if (rc == 0)
 		rc = admit_charge(h, c, rec);
-	if (rc == 0 && (rc = admit_shared(h, txn, c, rec)) != 0 && c->slot >= 0) {
+	if (rc == 0 && (rc = admit_shared(c, rec)) != 0 && c->slot >= 0) {
 		ratectl__slot_release(c->lf, c->slot);
 		c->slot = -1;
 	}
@@ -157,7 +156,7 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 	}
 	if ((rc = ratectl__rec_fetch(h, txn, c->name, &rec, &cur)) == 0 &&
 	    (rc = lease_file(h, c, rec.id)) == 0 &&
-	    (rc = admit_rec(h, txn, c, &rec)) == 0 &&
+	    (rc = admit_rec(h, c, &rec)) == 0 &&
 	    (rc = ratectl__rec_store(h, cur, c->name, &rec)) != 0 && c->slot >= 0) {
 		ratectl__slot_release(c->lf, c->slot);
 		c->slot = -1;
@@ -417,7 +416,7 @@ static int many_op(ratectl *h, MDB_txn *txn, void *arg)
 		rc = RATECTL_ELIMITED;
 	for (i = 0; i < m->n && rc == 0; i++)
 		if ((rc = admit_charge(h, &m->c[i], &rec[i])) != 0 ||
-		    (rc = admit_shared(h, txn, &m->c[i], &rec[i])) != 0)
+		    (rc = admit_shared(&m->c[i], &rec[i])) != 0)
 			m->which = (int)i;
 	for (i = 0; i < m->n && rc == 0; i++)
 		rc = ratectl__rec_put(h, txn, m->c[i].name, &rec[i]);
@@ -642,12 +641,10 @@ static int reconcile_op(ratectl *h, MDB_txn *txn, void *arg)
 	if (rec.id != c->lease->budget_id)
 		return 1;       /* deleted and created again: not ours to adjust */
 	ratectl__gcra_adjust(rec.lim, rec.nlimits, RATECTL_TOKENS, c->delta, c->now);
+	ratectl__share_adjust(&rec, c->delta);
 	if (c->delta < 0 && c->lf)
 		ratectl__wake(c->lf, RC_WAKE_RATE);     /* a refund may let one in */
-	if ((rc = ratectl__rec_put(h, txn, c->lease->name, &rec)) != 0)
-		return rc;
-	return (rec.reserved0 & RC_F_SHARED) ?
-		ratectl__share_adjust(h, txn, c->lease->name, c->delta) : 0;
+	return ratectl__rec_put(h, txn, c->lease->name, &rec);
 }
 
 int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens)

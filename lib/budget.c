@@ -122,6 +122,10 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 	if (exists) {
 		rec.id = old.id;
 		rec.sched = old.sched;
+		/* New limits, the same sharing: its credit and records stay
+		 * (shared.c), its caps follow the new bursts at the next sync. */
+		rec.reserved0 = old.reserved0 & RC_F_SHARED;
+		rec.sh = old.sh;
 		/* Waiters look again once this commits: the limits changed. */
 		if ((rc = wake_budget(h, rec.id, RC_WAKE_SLOTS | RC_WAKE_RATE, 0)) != 0)
 			return rc;

@@ -41,6 +41,29 @@ typedef struct rc_meta {
 	uint64_t reserved[3];
 } rc_meta;
 
+/*
+ * What admissions use of a shared budget (RC_F_SHARED): stored right
+ * after the record's limits, so that an admission stays one read and one
+ * write of one record.  The rest of its state is ".s/NAME" (shared.c).
+ */
+typedef struct rc_share_hot {
+	int64_t credit[2];         /* units held, per dimension; < 0: a debt */
+	int64_t spent[2];          /* units spent since the last sync */
+	int64_t rate[2];           /* demand, units per second (smoothed) */
+	int64_t cap[2];            /* the most credit held, per dimension */
+	int64_t last_use;          /* the last admission, ledger clock */
+	int64_t eta;               /* no credit before this (ledger clock): the
+	                              last sync got none; 0 unknown */
+	uint32_t hosts;            /* the fallback share is 1/hosts */
+	uint32_t flags;            /* RC_SH_* */
+	int64_t fb_tat[RATECTL_MAX_LIMITS]; /* the fallback share's TATs */
+} rc_share_hot;
+
+enum {
+	RC_SH_DEGRADED = 0x1,      /* Redis unreachable: the fallback applies */
+	RC_SH_OPEN = 0x2           /* ... or the budget's own limits only */
+};
+
 typedef struct rc_budget_rec {
 	uint32_t magic;
 	uint32_t id;
@@ -49,9 +72,11 @@ typedef struct rc_budget_rec {
 	int64_t jitter;
 	rc_sched sched;
 	uint32_t batch_share;      /* percent, 1..100 */
-	uint32_t reserved0;
+	uint32_t reserved0;        /* RC_F_* */
 	uint64_t reserved[1];
 	rc_limit lim[RATECTL_MAX_LIMITS];
+	/* Stored after lim[nlimits], when RC_F_SHARED (zero otherwise). */
+	rc_share_hot sh;
 } rc_budget_rec;
 
 /* rc_budget_rec.reserved0: flags. */
@@ -69,25 +94,14 @@ typedef struct rc_share_cfg {
 	ratectl_share share;
 } rc_share_cfg;
 
-enum {
-	RC_SS_DEGRADED = 0x1       /* Redis unreachable: the fallback applies */
-};
-
-/* ".s/NAME": the host's side of the shared budget, read and written by
- * every admission (credit) and by the refiller (everything else). */
+/* ".s/NAME": the rest of the host's side of a shared budget, read and
+ * written by the refiller and the commands (never by admissions). */
 typedef struct rc_share_st {
 	uint32_t magic;
 	uint32_t budget_id;
-	uint32_t hosts;            /* copies of the configuration's, for the */
-	uint32_t cflags;           /* admission path: RATECTL_SHARE_OPEN */
-	uint32_t flags;            /* RC_SS_* */
 	uint32_t restored;
 	uint32_t sig_differs;
-	uint32_t reserved0;
-	int64_t credit[2];         /* units held, per dimension; < 0: a debt */
-	int64_t spent[2];          /* units spent since the last sync */
-	int64_t rate[2];           /* demand, units per second (smoothed) */
-	int64_t last_use;          /* the last admission, ledger clock */
+	int64_t window_start;      /* the ledger clock when spent began counting */
 	int64_t last_sync;         /* the last exchange with Redis, ledger clock */
 	int64_t degraded_since;    /* wall clock ns; 0 when not degraded */
 	int64_t offset;            /* server time - ledger clock, at the last sync */
@@ -98,9 +112,6 @@ typedef struct rc_share_st {
 	int64_t push_tat[RATECTL_MAX_LIMITS]; /* limits a provider's header
 	                              tightened here, as global TATs (server ns), to
 	                              spread; 0 none */
-	int64_t eta;               /* no credit before this (ledger clock): the
-	                              last sync got none; 0 unknown */
-	int64_t fb_tat[RATECTL_MAX_LIMITS]; /* the fallback share's TATs, ledger clock */
 	uint64_t syncs;
 	uint64_t commands;
 	char last_error[160];
@@ -115,6 +126,9 @@ static inline int rc_budget_key(const MDB_val *k)
 }
 
 #define RC_REC_SIZE(n) (offsetof(rc_budget_rec, lim) + (size_t)(n) * sizeof(rc_limit))
+/* Its size as stored: the shared part follows the limits. */
+#define RC_REC_STORED(r) (RC_REC_SIZE((r)->nlimits) + \
+	(((r)->reserved0 & RC_F_SHARED) ? sizeof(rc_share_hot) : 0))
 
 /* ---- lease files ------------------------------------------------------ */
 
@@ -239,11 +253,10 @@ struct ratectl {
  * refiller was asked for more).  *kick is set when the process's
  * refiller should run (ratectl__share_kick() after the commit).
  */
-int ratectl__share_admit(ratectl *h, MDB_txn *txn, const char *name,
-                         const rc_budget_rec *rec, const ratectl_cost *cost,
+int ratectl__share_admit(const char *name, rc_budget_rec *rec, const ratectl_cost *cost,
                          int64_t now, int64_t t_adm, int64_t *retry_at, int *kick);
-/* A reconcile on a shared budget: the credit follows the tokens. */
-int ratectl__share_adjust(ratectl *h, MDB_txn *txn, const char *name, int64_t delta);
+/* A reconcile on a shared budget's record: the credit follows the tokens. */
+void ratectl__share_adjust(rc_budget_rec *rec, int64_t delta);
 /* A cooldown set on this host: spread it through Redis. */
 int ratectl__share_cooldown(ratectl *h, MDB_txn *txn, const char *name, int64_t until);
 /* Limit i of a shared budget tightened here to tat (ledger clock): spread it. */
@@ -251,8 +264,8 @@ int ratectl__share_tighten(ratectl *h, MDB_txn *txn, const char *name, unsigned 
                            int64_t tat);
 /* Delete a budget's shared records (budget deleted). */
 int ratectl__share_drop(ratectl *h, MDB_txn *txn, const char *name);
-/* Times of the last boot, after a reboot (meta.c). */
-int ratectl__share_reboot(ratectl *h, MDB_txn *txn, const char *name);
+/* Times of the last boot, after a reboot (meta.c): rec is written after. */
+int ratectl__share_reboot(ratectl *h, MDB_txn *txn, const char *name, rc_budget_rec *rec);
 /* Start (once per process) or wake the refiller of budget `name`. */
 void ratectl__share_kick(ratectl *h, const char *name, uint32_t id,
                          const int64_t need[2]);

@@ -116,9 +116,8 @@ static int rebase_each(ratectl *h, MDB_txn *txn, const char *name,
 		return rc;
 	ratectl__gcra_rebase(rec.lim, rec.nlimits, &rec.sched, c->shift, c->stamp,
 	                     c->now);
-	if ((rc = ratectl__rec_put(h, txn, name, &rec)) != 0)
-		return rc;
-	if ((rec.reserved0 & RC_F_SHARED) && (rc = ratectl__share_reboot(h, txn, name)) != 0)
+	if ((rc = ratectl__share_reboot(h, txn, name, &rec)) != 0 ||
+	    (rc = ratectl__rec_put(h, txn, name, &rec)) != 0)
 		return rc;
 	return ratectl__lfile_reboot(h, rec.id, rec.sched.cooldown_until);
 }

@@ -40,19 +40,27 @@ int ratectl__mdb_err(const ratectl *h, int rc, const char *what)
 int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out)
 {
 	const rc_budget_rec *r = out;
+	size_t base;
 	unsigned i;
 
 	if (v->mv_size < RC_REC_SIZE(0) || v->mv_size > sizeof *out)
 		goto bad;
-	memcpy(out, v->mv_data, v->mv_size);
+	memcpy(out, v->mv_data, RC_REC_SIZE(0));
 	if (r->magic != RC_BUDGET_MAGIC || r->nlimits > RATECTL_MAX_LIMITS ||
-	    v->mv_size != RC_REC_SIZE(r->nlimits) ||
-	    r->max_inflight > RATECTL_MAX_INFLIGHT || r->batch_share < 1 ||
-	    r->batch_share > 100)
+	    v->mv_size != RC_REC_STORED(r) || r->max_inflight > RATECTL_MAX_INFLIGHT ||
+	    r->batch_share < 1 || r->batch_share > 100)
 		goto bad;
+	base = RC_REC_SIZE(r->nlimits);
+	memcpy(out->lim, (const char *)v->mv_data + RC_REC_SIZE(0), base - RC_REC_SIZE(0));
+	if (r->reserved0 & RC_F_SHARED) {
+		memcpy(&out->sh, (const char *)v->mv_data + base, sizeof out->sh);
+		if (out->sh.hosts < 1)
+			goto bad;
+	} else {
+		memset(&out->sh, 0, sizeof out->sh);
+	}
 	for (i = 0; i < r->nlimits; i++) {
 		const rc_limit *l = &r->lim[i];
-
 		uint64_t tau;
 
 		if (l->dim > RATECTL_TOKENS || l->T < 1 || l->burst < 1 || l->tat < 0 ||
@@ -64,6 +72,16 @@ int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out)
 bad:
 	return ratectl__err(RATECTL_ECORRUPT, "budget '%s': record is damaged (%zu "
 	                    "bytes); run `ratectl check --repair`", name, v->mv_size);
+}
+
+/* The stored bytes of rec: the limits, then (shared) its shared part. */
+static void rec_bytes(const rc_budget_rec *rec, void *out)
+{
+	size_t base = RC_REC_SIZE(rec->nlimits);
+
+	memcpy(out, rec, base);
+	if (rec->reserved0 & RC_F_SHARED)
+		memcpy((char *)out + base, &rec->sh, sizeof rec->sh);
 }
 
 int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
@@ -103,9 +121,15 @@ int ratectl__rec_store(ratectl *h, MDB_cursor *cur, const char *name,
                        const rc_budget_rec *rec)
 {
 	MDB_val k = { strlen(name), (void *)name };
-	MDB_val v = { RC_REC_SIZE(rec->nlimits), (void *)rec };
-	int rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
+	MDB_val v = { RC_REC_STORED(rec), NULL };
+	int rc;
 
+	if (!(rec->reserved0 & RC_F_SHARED)) {
+		v.mv_data = (void *)rec;        /* the limits end the record */
+		rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
+	} else if ((rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT | MDB_RESERVE)) == 0) {
+		rec_bytes(rec, v.mv_data);
+	}
 	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, name);
 }
 
@@ -113,9 +137,11 @@ int ratectl__rec_put(ratectl *h, MDB_txn *txn, const char *name,
                      const rc_budget_rec *rec)
 {
 	MDB_val k = { strlen(name), (void *)name };
-	MDB_val v = { RC_REC_SIZE(rec->nlimits), (void *)rec };
-	int rc = mdb_put(txn, h->dbi, &k, &v, 0);
+	MDB_val v = { RC_REC_STORED(rec), NULL };
+	int rc;
 
+	if ((rc = mdb_put(txn, h->dbi, &k, &v, MDB_RESERVE)) == 0)
+		rec_bytes(rec, v.mv_data);
 	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, name);
 }
 

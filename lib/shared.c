@@ -88,7 +88,7 @@ static int st_get(ratectl *h, MDB_txn *txn, const char *name, uint32_t id,
 	if (v.mv_size != sizeof *st)
 		goto bad;
 	memcpy(st, v.mv_data, sizeof *st);
-	if (st->magic != RC_SHARE_ST_MAGIC || st->budget_id != id || st->hosts < 1)
+	if (st->magic != RC_SHARE_ST_MAGIC || st->budget_id != id)
 		goto bad;
 	st->last_error[sizeof st->last_error - 1] = '\0';
 	return 0;
@@ -200,37 +200,59 @@ static void fallback_limit(const rc_limit *l, uint32_t hosts, int64_t tat, rc_li
 	out->tat = tat;
 }
 
-int ratectl__share_admit(ratectl *h, MDB_txn *txn, const char *name,
-                         const rc_budget_rec *rec, const ratectl_cost *cost,
+/* The most credit a host holds per dimension, and the burst the global
+ * bucket keeps: credit is units taken out of the global bucket before
+ * they are admitted, so the hosts' credit and the global bucket's burst
+ * together must stay within the budget's burst for the global bound
+ * burst + rate * t to hold.  Each of `hosts` hosts may hold up to
+ * burst / (2 * hosts) of the tightest limit of a dimension (at least one
+ * unit); the global bucket keeps the rest (at least half the burst). */
+static void caps_of(const rc_budget_rec *rec, uint32_t hosts, int64_t cap[2])
+{
+	unsigned i;
+
+	cap[0] = cap[1] = INT64_MAX;
+	for (i = 0; i < rec->nlimits; i++) {
+		int d = rec->lim[i].dim == RATECTL_TOKENS;
+		uint64_t c = rec->lim[i].burst / (2 * (uint64_t)hosts);
+
+		if ((int64_t)(c ? c : 1) < cap[d])
+			cap[d] = (int64_t)(c ? c : 1);
+	}
+}
+
+int ratectl__share_admit(const char *name, rc_budget_rec *rec, const ratectl_cost *cost,
                          int64_t now, int64_t t_adm, int64_t *retry_at, int *kick)
 {
+	rc_share_hot *sh = &rec->sh;
 	int64_t need[2] = { 0, 0 };
-	rc_share_st st;
 	int has[2], d, rc;
 	unsigned i;
 
 	*kick = 0;
-	if ((rc = st_get(h, txn, name, rec->id, &st)) != 0)
-		return rc;
 	dims_of(rec, has);
 	need[0] = has[0] ? (int64_t)cost->requests : 0;
 	need[1] = has[1] ? (int64_t)cost->tokens : 0;
-	if (st.credit[0] >= need[0] && st.credit[1] >= need[1]) {
+	if (sh->credit[0] >= need[0] && sh->credit[1] >= need[1]) {
 		for (d = 0; d < 2; d++) {
-			st.credit[d] -= need[d];
-			st.spent[d] += need[d];
-			/* Below a third of a horizon's demand: ask for the next
-			 * chunk now, while this one lasts. */
-			if (has[d] && st.credit[d] * 3 * RC_NS_PER_S < st.rate[d] * RC_HORIZON_NS)
+			int64_t low;
+
+			sh->credit[d] -= need[d];
+			sh->spent[d] += need[d];
+			/* Under a third of the next chunk: ask for it now, while
+			 * this one lasts.  The chunk is a second of demand, at
+			 * most the cap. */
+			low = sh->rate[d] < sh->cap[d] ? sh->rate[d] : sh->cap[d];
+			if (has[d] && sh->credit[d] * 3 < low)
 				*kick = 1;
 		}
-	} else if (!(st.flags & RC_SS_DEGRADED)) {
+	} else if (!(sh->flags & RC_SH_DEGRADED)) {
 		/* Nothing admitted: the transaction is abandoned, the refiller
 		 * asked.  Its credit arriving wakes rate waiters. */
 		*kick = 1;
-		*retry_at = st.eta > now + RC_STARVED_NS ? st.eta : now + RC_STARVED_NS;
+		*retry_at = sh->eta > now + RC_STARVED_NS ? sh->eta : now + RC_STARVED_NS;
 		return RATECTL_ELIMITED;
-	} else if (!(st.cflags & RATECTL_SHARE_OPEN)) {
+	} else if (!(sh->flags & RC_SH_OPEN)) {
 		/* Degraded: the fallback share of every limit, at t_adm. */
 		rc_limit fb[RATECTL_MAX_LIMITS];
 		rc_sched none;
@@ -238,43 +260,36 @@ int ratectl__share_admit(ratectl *h, MDB_txn *txn, const char *name,
 
 		memset(&none, 0, sizeof none);
 		for (i = 0; i < rec->nlimits; i++)
-			fallback_limit(&rec->lim[i], st.hosts, st.fb_tat[i], &fb[i]);
+			fallback_limit(&rec->lim[i], sh->hosts, sh->fb_tat[i], &fb[i]);
 		if ((rc = ratectl__gcra_plan(fb, rec->nlimits, &none, cost, t_adm, &t2)) != 0)
 			return ratectl__err(rc, "budget '%s': the cost exceeds the burst of this "
 			                    "host's share (1/%u) while Redis is unreachable",
-			                    name, st.hosts);
+			                    name, sh->hosts);
 		if (t2 > t_adm) {
 			*retry_at = t2;
 			return RATECTL_ELIMITED;
 		}
 		ratectl__gcra_commit(fb, rec->nlimits, &none, cost, t_adm);
 		for (i = 0; i < rec->nlimits; i++)
-			st.fb_tat[i] = fb[i].tat;
-		*kick = 1;      /* the refiller retries on its backoff anyway */
+			sh->fb_tat[i] = fb[i].tat;
 	}
 	/* else degraded and open: the local limits only. */
-	st.last_use = now;
-	return st_put(h, txn, name, &st);
+	sh->last_use = now;
+	return 0;
 }
 
-int ratectl__share_adjust(ratectl *h, MDB_txn *txn, const char *name, int64_t delta)
+void ratectl__share_adjust(rc_budget_rec *rec, int64_t delta)
 {
-	rc_budget_rec rec;
-	rc_share_st st;
-	int has[2], rc;
+	int has[2];
 
-	if ((rc = ratectl__rec_get(h, txn, name, &rec)) != 0)
-		return rc;
-	dims_of(&rec, has);
-	if (!(rec.reserved0 & RC_F_SHARED) || !has[1])
-		return 0;
-	if ((rc = st_get(h, txn, name, rec.id, &st)) != 0)
-		return rc;
-	/* A refund is credit again; a debit is owed to the global bucket
-	 * before the next admission (credit may go below zero). */
-	st.credit[1] -= delta;
-	st.spent[1] += delta;
-	return st_put(h, txn, name, &st);
+	dims_of(rec, has);
+	if (!(rec->reserved0 & RC_F_SHARED) || !has[1])
+		return;
+	/* A refund is credit again (beyond the cap it goes back at the next
+	 * sync); a debit is owed to the global bucket before the next
+	 * admission (credit may go below zero). */
+	rec->sh.credit[1] -= delta;
+	rec->sh.spent[1] += delta;
 }
 
 int ratectl__share_cooldown(ratectl *h, MDB_txn *txn, const char *name, int64_t until)
@@ -318,22 +333,20 @@ int ratectl__share_tighten(ratectl *h, MDB_txn *txn, const char *name, unsigned 
 	return st_put(h, txn, name, &st);
 }
 
-int ratectl__share_reboot(ratectl *h, MDB_txn *txn, const char *name)
+int ratectl__share_reboot(ratectl *h, MDB_txn *txn, const char *name, rc_budget_rec *rec)
 {
-	rc_budget_rec rec;
 	rc_share_st st;
 	int rc;
 
-	if ((rc = ratectl__rec_get(h, txn, name, &rec)) != 0)
-		return rc;
-	if (!(rec.reserved0 & RC_F_SHARED))
+	if (!(rec->reserved0 & RC_F_SHARED))
 		return 0;
-	if ((rc = st_get(h, txn, name, rec.id, &st)) != 0)
-		return rc;
 	/* Times of the last boot's clock mean nothing now: the next sync
 	 * measures the offset again; the fallback share starts full. */
-	st.last_use = st.last_sync = st.offset = st.eta = 0;
-	memset(st.fb_tat, 0, sizeof st.fb_tat);
+	rec->sh.last_use = rec->sh.eta = 0;
+	memset(rec->sh.fb_tat, 0, sizeof rec->sh.fb_tat);
+	if ((rc = st_get(h, txn, name, rec->id, &st)) != 0)
+		return rc;
+	st.last_sync = st.offset = st.window_start = 0;
 	return st_put(h, txn, name, &st);
 }
 
@@ -350,7 +363,7 @@ static int share_op(ratectl *h, MDB_txn *txn, void *arg)
 	struct share_ctx *c = arg;
 	char kb[RATECTL_NAME_MAX + 4];
 	rc_budget_rec rec;
-	rc_share_cfg cfg;
+	rc_share_cfg cfg, old;
 	rc_share_st st;
 	MDB_val k, v;
 	int rc;
@@ -362,6 +375,7 @@ static int share_op(ratectl *h, MDB_txn *txn, void *arg)
 		if (!(rec.reserved0 & RC_F_SHARED))
 			return 0;
 		rec.reserved0 &= ~(uint32_t)RC_F_SHARED;
+		memset(&rec.sh, 0, sizeof rec.sh);
 		if ((rc = ratectl__share_drop(h, txn, c->name)) != 0 ||
 		    (rc = ratectl__rec_put(h, txn, c->name, &rec)) != 0)
 			return rc;
@@ -371,19 +385,31 @@ static int share_op(ratectl *h, MDB_txn *txn, void *arg)
 	cfg.magic = RC_SHARE_CFG_MAGIC;
 	cfg.budget_id = rec.id;
 	cfg.share = *c->s;
+	if (!(rec.reserved0 & RC_F_SHARED) || st_get(h, txn, c->name, rec.id, &st) != 0) {
+		/* New: no credit until the first sync. */
+		memset(&st, 0, sizeof st);
+		st.magic = RC_SHARE_ST_MAGIC;
+		st.budget_id = rec.id;
+		memset(&rec.sh, 0, sizeof rec.sh);
+	} else if (cfg_get(h, txn, c->name, rec.id, &old) == 0 &&
+	           strcmp(old.share.url, c->s->url) != 0) {
+		/* Another server: what was said of the last one is moot; the
+		 * next sync tells (its credit stays: units taken are taken). */
+		rec.sh.flags &= ~(uint32_t)RC_SH_DEGRADED;
+		rec.sh.eta = 0;
+		st.degraded_since = 0;
+		st.last_error[0] = '\0';
+	}
+	rec.sh.hosts = c->s->hosts;
+	rec.sh.flags = (rec.sh.flags & ~(uint32_t)RC_SH_OPEN) |
+	               ((c->s->flags & RATECTL_SHARE_OPEN) ? RC_SH_OPEN : 0);
+	caps_of(&rec, c->s->hosts, rec.sh.cap);
+	rec.reserved0 |= RC_F_SHARED;
 	k = skey(kb, 'c', c->name);
 	v.mv_size = sizeof cfg;
 	v.mv_data = &cfg;
 	if ((rc = mdb_put(txn, h->dbi, &k, &v, 0)) != 0)
 		return rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, c->name);
-	if (!(rec.reserved0 & RC_F_SHARED) || st_get(h, txn, c->name, rec.id, &st) != 0) {
-		memset(&st, 0, sizeof st);     /* new: no credit until the first sync */
-		st.magic = RC_SHARE_ST_MAGIC;
-		st.budget_id = rec.id;
-	}
-	st.hosts = c->s->hosts;
-	st.cflags = c->s->flags;
-	rec.reserved0 |= RC_F_SHARED;
 	if ((rc = st_put(h, txn, c->name, &st)) != 0 ||
 	    (rc = ratectl__rec_put(h, txn, c->name, &rec)) != 0)
 		return rc;
@@ -399,14 +425,9 @@ int ratectl_budget_share(ratectl *h, const char *name, const ratectl_share *s)
 	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
 	    (rc = ratectl_share_check(s)) != 0)
 		return rc;
-	if ((rc = ratectl__write(h, share_op, &c)) != 0)
-		return rc;
-	if (s->url[0]) {
-		int64_t none[2] = { 0, 0 };
-
-		ratectl__share_kick(h, name, c.id, none);   /* the first credit */
-	}
-	return 0;
+	/* Nothing connects here (an admin's command sets it up): the first
+	 * admission in a process starts its refiller. */
+	return ratectl__write(h, share_op, &c);
 }
 
 static int64_t wall_ns(const ratectl *h)
@@ -439,10 +460,10 @@ int ratectl_budget_shared_state(ratectl *h, const char *name, ratectl_shared_sta
 	    (rc = cfg_get(h, txn, name, rec.id, &cfg)) == 0 &&
 	    (rc = st_get(h, txn, name, rec.id, &st)) == 0) {
 		out->share = cfg.share;
-		out->degraded = !!(st.flags & RC_SS_DEGRADED);
+		out->degraded = !!(rec.sh.flags & RC_SH_DEGRADED);
 		out->degraded_since = st.degraded_since;
-		out->credit[0] = st.credit[0];
-		out->credit[1] = st.credit[1];
+		out->credit[0] = rec.sh.credit[0];
+		out->credit[1] = rec.sh.credit[1];
 		out->last_sync_age_ns = st.last_sync ? ratectl_now(h) - st.last_sync : -1;
 		out->syncs = st.syncs;
 		out->redis_commands = st.commands;
@@ -495,6 +516,7 @@ struct sync_plan {
 	rc_share_st st;            /* as read */
 	rc_take_req q;
 	int64_t now;
+	int new_window;            /* demand measured: its count starts again */
 };
 
 /* Read what a sync needs; 1 when the budget is gone or no longer shared. */
@@ -519,21 +541,28 @@ static int sync_read(rc_refiller *rf, struct sync_plan *p)
 /* What to ask for: 0 when there is nothing to say and no sync is due. */
 static int sync_plan(rc_refiller *rf, struct sync_plan *p, const int64_t need[2])
 {
+	rc_share_hot *sh = &p->rec.sh;
 	rc_share_st *st = &p->st;
 	rc_take_req *q = &p->q;
+	int64_t cap[2], held, elapsed = st->window_start ? p->now - st->window_start : 0;
 	int has[2], d, any = 0;
 	unsigned i;
 
 	memset(q, 0, sizeof *q);
 	q->budget = rf->name;
 	q->n = p->rec.nlimits;
+	p->new_window = !st->window_start || elapsed >= RC_NS_PER_S / 10;
+	caps_of(&p->rec, sh->hosts, cap);
 	for (i = 0; i < p->rec.nlimits; i++) {
 		const rc_limit *l = &p->rec.lim[i];
+		int64_t keep = cap[l->dim == RATECTL_TOKENS] * (int64_t)sh->hosts;
 
 		q->lim[i].dim = l->dim;
 		q->lim[i].count = l->count;
 		q->lim[i].period_ns = l->period;
-		q->lim[i].burst = l->burst;
+		/* The global bucket keeps the burst less what the hosts may
+		 * hold (caps_of()). */
+		q->lim[i].burst = (uint64_t)keep < l->burst ? l->burst - (uint64_t)keep : 1;
 		q->carried_tat[i] = st->g_tat[i];
 		q->push_tat[i] = st->push_tat[i];
 	}
@@ -542,43 +571,47 @@ static int sync_plan(rc_refiller *rf, struct sync_plan *p, const int64_t need[2]
 	q->push_cool = st->push_cool;
 	dims_of(&p->rec, has);
 	for (d = 0; d < 2; d++) {
-		uint64_t cap = UINT64_MAX, target;
-		int64_t elapsed = st->last_sync ? p->now - st->last_sync : 0;
+		int64_t target;
 
+		sh->cap[d] = cap[d];
 		if (!has[d])
 			continue;
-		/* Demand: the units spent since the last sync, per second,
-		 * smoothed (half the old, half the new). */
-		if (elapsed > 0 && st->spent[d] >= 0) {
-			double r = (double)st->spent[d] * RC_NS_PER_S / (double)elapsed;
+		/* Demand: the units spent since the window began, per second,
+		 * smoothed (half the old, half the new); a window too short to
+		 * say anything is left to grow. */
+		if (p->new_window && elapsed > 0 && sh->spent[d] >= 0) {
+			double r = (double)sh->spent[d] * RC_NS_PER_S / (double)elapsed;
 
-			st->rate[d] = (int64_t)((st->rate[d] + r) / 2);
+			sh->rate[d] = (int64_t)((sh->rate[d] + r) / 2);
 		}
-		/* No more than half a burst in one chunk: other hosts need the
-		 * rest to start. */
-		for (i = 0; i < p->rec.nlimits; i++)
-			if ((int)(p->rec.lim[i].dim == RATECTL_TOKENS) == d) {
-				uint64_t half = p->rec.lim[i].burst / 2;
-
-				if ((half ? half : 1) < cap)
-					cap = half ? half : 1;
-			}
-		if (p->now - st->last_use > RC_IDLE_NS && st->last_use) {
-			if (st->credit[d] > 0)
-				q->give[d] = (uint64_t)st->credit[d];   /* idle: all back */
+		held = sh->credit[d];
+		if (p->now - sh->last_use > RC_IDLE_NS && sh->last_use) {
+			if (held > 0)
+				q->give[d] = (uint64_t)held;     /* idle: all back */
 			continue;
 		}
-		target = (uint64_t)((double)st->rate[d] * RC_HORIZON_NS / RC_NS_PER_S);
-		if (target < (uint64_t)need[d])
-			target = (uint64_t)need[d];
-		if (target > cap)
-			target = cap > (uint64_t)need[d] ? cap : (uint64_t)need[d];
-		if ((int64_t)target > st->credit[d])
-			q->want[d] = (uint64_t)((int64_t)target - st->credit[d]);
-		if (need[d] > st->credit[d])
-			q->need[d] = (uint64_t)(need[d] - st->credit[d]);
-		if (q->want[d] < q->need[d])
-			q->want[d] = q->need[d];
+		if (held > cap[d]) {
+			q->give[d] = (uint64_t)(held - cap[d]);  /* refunds past the cap */
+			continue;
+		}
+		/* A second of demand, at least what waits, at most the cap. */
+		target = (int64_t)((double)sh->rate[d] * RC_HORIZON_NS / RC_NS_PER_S);
+		if (target > cap[d])
+			target = cap[d];
+		if (target < need[d])
+			target = need[d];
+		if (target > held)
+			q->want[d] = (uint64_t)(target - held);
+		if (need[d] > held) {
+			/* A starved host asks for a quarter of a chunk at least,
+			 * so that a saturated budget is not shared a unit at a
+			 * time (one round trip each). */
+			int64_t min = (target < cap[d] ? target : cap[d]) / 4;
+
+			q->need[d] = (uint64_t)((need[d] > min ? need[d] : min) - held);
+			if (q->need[d] > q->want[d])
+				q->want[d] = q->need[d];
+		}
 	}
 	for (d = 0; d < 2; d++)
 		any |= q->want[d] || q->give[d];
@@ -621,28 +654,34 @@ static int sync_write_op(ratectl *h, MDB_txn *txn, void *arg)
 		return rc;
 	st.commands = st.commands + w->commands;
 	if (!res) {
-		if (!(st.flags & RC_SS_DEGRADED)) {
-			st.flags |= RC_SS_DEGRADED;
+		if (!(rec.sh.flags & RC_SH_DEGRADED)) {
+			rec.sh.flags |= RC_SH_DEGRADED;
 			st.degraded_since = wall_ns(h);
 			w->woke = 1;    /* waiters may use the fallback now */
 		}
 		snprintf(st.last_error, sizeof st.last_error, "%s", w->err ? w->err : "");
-		return st_put(h, txn, w->rf->name, &st);
+		if ((rc = st_put(h, txn, w->rf->name, &st)) != 0)
+			return rc;
+		return ratectl__rec_put(h, txn, w->rf->name, &rec);
 	}
 	/* Nothing granted for a need: the time it will fit, for the
 	 * starved admissions to wait for. */
-	st.eta = !res->got[0] && !res->got[1] && (p->q.need[0] || p->q.need[1]) ?
+	rec.sh.eta = !res->got[0] && !res->got[1] && (p->q.need[0] || p->q.need[1]) ?
 		w->reply_now + res->wait_ns : 0;
 	for (d = 0; d < 2; d++) {
-		st.credit[d] += (int64_t)res->got[d] - (int64_t)p->q.give[d];
-		st.spent[d] -= p->st.spent[d];     /* what was counted above */
-		st.rate[d] = p->st.rate[d];
+		rec.sh.credit[d] += (int64_t)res->got[d] - (int64_t)p->q.give[d];
+		if (p->new_window)
+			rec.sh.spent[d] -= p->rec.sh.spent[d];   /* what the plan counted */
+		rec.sh.rate[d] = p->rec.sh.rate[d];
+		rec.sh.cap[d] = p->rec.sh.cap[d];
 		if (res->got[d])
 			w->woke = 1;
 	}
-	if (st.flags & RC_SS_DEGRADED)
+	if (p->new_window)
+		st.window_start = p->now;           /* the next window */
+	if (rec.sh.flags & RC_SH_DEGRADED)
 		w->woke = 1;    /* back: waiters plan on credit again */
-	st.flags &= ~(uint32_t)RC_SS_DEGRADED;
+	rec.sh.flags &= ~(uint32_t)RC_SH_DEGRADED;
 	st.degraded_since = 0;
 	st.last_error[0] = '\0';
 	st.offset = res->now - w->reply_now;
@@ -661,7 +700,9 @@ static int sync_write_op(ratectl *h, MDB_txn *txn, void *arg)
 	st.restored = (uint32_t)res->restored;
 	st.sig_differs = (uint32_t)res->sig_differs;
 	st.syncs++;
-	return st_put(h, txn, w->rf->name, &st);
+	if ((rc = st_put(h, txn, w->rf->name, &st)) != 0)
+		return rc;
+	return ratectl__rec_put(h, txn, w->rf->name, &rec);
 }
 
 /* Wake the budget's rate waiters: credit came, or the fallback applies. */

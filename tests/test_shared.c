@@ -260,6 +260,11 @@ static void test_share_api(void **st)
 	assert_string_equal(ss.share.url, "redis://127.0.0.1:1/0");
 	assert_int_equal(ss.share.hosts, 3);
 	assert_int_equal(ss.credit[0], 0);
+	/* New limits keep the sharing (an update must not quietly let this
+	 * host admit its full limits). */
+	set_budget(h, "b", 20, 20);
+	assert_int_equal(state(h, "b", &ss), 0);
+	assert_string_equal(ss.share.url, "redis://127.0.0.1:1/0");
 	/* Stopped. */
 	s = share_of("", 1);
 	assert_int_equal(ratectl_budget_share(h, "b", &s), 0);
@@ -293,8 +298,11 @@ static void test_degraded_fallback(void **st)
 	assert_int_equal(ratectl_open(&h, dir, NULL), 0);
 	set_budget(h, "d", 40, 8);
 	assert_int_equal(ratectl_budget_share(h, "d", &s), 0);
-	/* No credit before the first sync: refused until it fails. */
+	/* No credit before the first sync: refused (the refusal starts the
+	 * refiller) until the sync fails. */
 	for (until = mono() + 5 * SEC; mono() < until; nap(10 * MSEC)) {
+		if (ratectl_try(h, "d", &one, &l, NULL) == 0)   /* degraded by now */
+			ratectl_release(h, &l, RATECTL_UNKNOWN);
 		assert_int_equal(state(h, "d", &ss), 0);
 		if (ss.degraded)
 			break;
@@ -338,11 +346,14 @@ static void test_degraded_open(void **st)
 	set_budget(h, "o", 40, 8);
 	assert_int_equal(ratectl_budget_share(h, "o", &s), 0);
 	for (until = mono() + 5 * SEC; mono() < until; nap(10 * MSEC)) {
+		if (ratectl_try(h, "o", &one, &l, NULL) == 0)   /* degraded by now */
+			ratectl_release(h, &l, RATECTL_UNKNOWN);
 		assert_int_equal(state(h, "o", &ss), 0);
 		if (ss.degraded)
 			break;
 	}
 	assert_true(ss.degraded);
+	assert_int_equal(ratectl_budget_reset(h, "o"), 0);   /* full again */
 	for (i = 0; i < 8; i++) {
 		assert_int_equal(ratectl_try(h, "o", &one, &l, NULL), 0);
 		ratectl_release(h, &l, RATECTL_UNKNOWN);
@@ -533,13 +544,13 @@ static void test_tightening_spreads(void **st)
 	(void)st;
 	redis_start();
 	hosts_open(&hs, 2, "t", 10, 10);
-	for (until = mono() + 5 * SEC; mono() < until; nap(10 * MSEC)) {
-		assert_int_equal(state(hs.h[0], "t", &s0), 0);
-		assert_int_equal(state(hs.h[1], "t", &s1), 0);
-		if (s0.syncs > 0 && s1.syncs > 0)
-			break;
-	}
-	assert_true(s0.syncs > 0 && s1.syncs > 0);
+	/* Host 0 admits once (its refiller starts); host 1 has not admitted
+	 * yet: no refiller, no credit. */
+	assert_int_equal(ratectl_acquire(hs.h[0], "t", &one, &l, 3 * SEC), 0);
+	ratectl_release(hs.h[0], &l, RATECTL_UNKNOWN);
+	assert_int_equal(state(hs.h[0], "t", &s0), 0);
+	assert_true(s0.syncs > 0);
+	assert_int_equal(state(hs.h[1], "t", &s1), 0);
 	assert_int_equal(s1.credit[0], 0);
 	/* Host 0 hears "0 left, full again in 1 s" for the 10/s limit. */
 	w.dim = RATECTL_REQUESTS;
@@ -549,10 +560,15 @@ static void test_tightening_spreads(void **st)
 	w.window_ns = SEC;
 	assert_int_equal(ratectl_observe_window(hs.h[0], "t", &w, &changed), 0);
 	assert_int_equal(changed, 1);
-	for (until = mono() + 3 * SEC; mono() < until; nap(5 * MSEC)) {
-		assert_int_equal(state(hs.h[0], "t", &s0), 0);
-		if (s0.syncs > 1)
-			break;          /* host 0 pushed it */
+	{
+		uint64_t before = s0.syncs;
+
+		for (until = mono() + 3 * SEC; mono() < until; nap(5 * MSEC)) {
+			assert_int_equal(state(hs.h[0], "t", &s0), 0);
+			if (s0.syncs > before)
+				break;          /* host 0 pushed it */
+		}
+		assert_true(s0.syncs > before);
 	}
 	t0 = mono();
 	assert_int_equal(ratectl_acquire(hs.h[1], "t", &one, &l, 3 * SEC), 0);

@@ -197,11 +197,13 @@ static unsigned seen_line(const struct parse *p, const char *key)
 static int section_end(struct parse *p)
 {
 	rh__conf_budget *cb = p->cur;
-	unsigned bl = seen_line(p, "burst");
+	unsigned bl = seen_line(p, "burst"), sl = seen_line(p, "shared");
 	char msg[512];
 
 	if (rh__conf_budget_finish(cb, msg, sizeof msg) != 0)
 		return perr(p, bl ? bl : cb->line, "[%s]: key 'burst': %s", cb->name, msg);
+	if (rh__conf_share_finish(cb, msg, sizeof msg) != 0)
+		return perr(p, sl ? sl : cb->line, "[%s]: key 'shared': %s", cb->name, msg);
 	if (!rh__conf_budget_has_limit(cb))
 		return perr(p, cb->line, "[%s]: no limit; give requests, tokens or "
 		            "concurrency", cb->name);

@@ -131,6 +131,9 @@ void rh__conf_budget_init(rh__conf_budget *b, const char *name);
 int rh__conf_budget_key(rh__conf_budget *b, const char *key, const char *value,
                        char *err, size_t errlen);
 int rh__conf_budget_finish(rh__conf_budget *b, char *err, size_t errlen);
+/* The section's sharing keys, once it is read: `shared` with `hosts`, the
+ * URL checked, one password source.  0 or -1 with err. */
+int rh__conf_share_finish(rh__conf_budget *cb, char *err, size_t errlen);
 int rh__conf_budget_has_limit(const rh__conf_budget *b);
 /* 1 if key is a known key of a section, else 0. */
 int rh__conf_key_known(const char *key);

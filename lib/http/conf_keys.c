@@ -373,6 +373,11 @@ int rh__conf_budget_finish(rh__conf_budget *cb, char *err, size_t errlen)
 	/* The library's own rules, so that what loads here also applies. */
 	if (ratectl_budget_check(&cb->budget) != 0)
 		return errf(err, errlen, "%s", ratectl_errmsg());
+	return 0;
+}
+
+int rh__conf_share_finish(rh__conf_budget *cb, char *err, size_t errlen)
+{
 	if (!cb->share.url[0] && (cb->share.hosts || cb->share.password_file[0] ||
 	                          cb->share.password_env[0] || cb->share.flags))
 		return errf(err, errlen, "hosts, password_file, password_env and "
