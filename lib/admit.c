@@ -32,7 +32,8 @@ struct admit_ctx {
 	int64_t cooldown_until;
 	int64_t before[RATECTL_MAX_LIMITS];
 	int64_t after[RATECTL_MAX_LIMITS];
-	/* A shared budget's refiller to wake after the commit (shared.c). */
+	/* A shared budget's refiller to wake after the commit (shared.c):
+	 * 1 a low-water mark, 2 starved. */
 	int kick;
 	int64_t need[2];
 };
@@ -108,9 +109,10 @@ static int admit_shared(struct admit_ctx *c, rc_budget_rec *rec)
 	rc = ratectl__share_admit(c->name, rec, c->cost, c->now, c->t_adm, &retry_at,
 	                          &kick);
 	if (kick) {
-		c->kick = 1;
-		c->need[0] = (int64_t)c->cost->requests;
-		c->need[1] = (int64_t)c->cost->tokens;
+		/* Starved: it waits for this much; else a low-water mark. */
+		c->kick = rc == RATECTL_ELIMITED ? 2 : 1;
+		c->need[0] = c->kick == 2 ? (int64_t)c->cost->requests : 0;
+		c->need[1] = c->kick == 2 ? (int64_t)c->cost->tokens : 0;
 	}
 	if (rc == RATECTL_ELIMITED)
 		c->t_adm = retry_at > c->now ? retry_at : c->now + 1;
@@ -175,7 +177,7 @@ static int admit_write(ratectl *h, struct admit_ctx *c)
 	c->kick = 0;
 	rc = admit_write_once(h, c);
 	if (c->kick)
-		ratectl__share_kick(h, c->name, c->id, c->need);
+		ratectl__share_kick(h, c->name, c->id, c->need, c->kick == 2);
 	return rc;
 }
 
@@ -432,7 +434,8 @@ static void many_kick(ratectl *h, struct many_ctx *m)
 	for (i = 0; i < m->n; i++)
 		if (m->c[i].kick) {
 			m->c[i].kick = 0;
-			ratectl__share_kick(h, m->c[i].name, m->c[i].id, m->c[i].need);
+			ratectl__share_kick(h, m->c[i].name, m->c[i].id, m->c[i].need,
+			                    m->c[i].kick == 2);
 		}
 }
 

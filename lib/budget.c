@@ -318,7 +318,7 @@ int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns)
 	if ((rc = modify(h, &c)) == 0 && c.kick_id) {
 		int64_t none[2] = { 0, 0 };
 
-		ratectl__share_kick(h, name, c.kick_id, none);   /* spread it now */
+		ratectl__share_kick(h, name, c.kick_id, none, 1);   /* spread it now */
 	}
 	return rc;
 }
@@ -381,7 +381,7 @@ int ratectl_observe_windows(ratectl *h, const char *name, const ratectl_window *
 	if (rc == 0 && c.kick_id) {
 		int64_t none[2] = { 0, 0 };
 
-		ratectl__share_kick(h, name, c.kick_id, none);   /* spread it now */
+		ratectl__share_kick(h, name, c.kick_id, none, 1);   /* spread it now */
 	}
 	return rc;
 }

@@ -266,9 +266,12 @@ int ratectl__share_tighten(ratectl *h, MDB_txn *txn, const char *name, unsigned 
 int ratectl__share_drop(ratectl *h, MDB_txn *txn, const char *name);
 /* Times of the last boot, after a reboot (meta.c): rec is written after. */
 int ratectl__share_reboot(ratectl *h, MDB_txn *txn, const char *name, rc_budget_rec *rec);
-/* Start (once per process) or wake the refiller of budget `name`. */
+/* Start (once per process) or wake the refiller of budget `name`: need
+ * is what a starved admission waits for ({0, 0}: a low-water mark, which
+ * may be dropped when the refiller looked just now); urgent: never drop
+ * it (a starved admission, a cooldown or a limit to spread). */
 void ratectl__share_kick(ratectl *h, const char *name, uint32_t id,
-                         const int64_t need[2]);
+                         const int64_t need[2], int urgent);
 /* Stop this process's refillers (ratectl_close). */
 void ratectl__share_stop_all(ratectl *h);
 /* ratectl_cooldown() without spreading it to the other hosts (budget.c). */

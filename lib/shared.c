@@ -495,7 +495,13 @@ typedef struct rc_refiller {
 	int64_t backoff;           /* the next reconnection's delay */
 	int64_t retry_at;          /* no connection attempt before this */
 	int64_t wake_at;           /* the script said: nothing before this */
+	int64_t last_look;         /* when it last looked (atomic) */
 } rc_refiller;
+
+/* A low-water kick sooner than this after the refiller's last look is
+ * dropped: it is on its way (the next chunk, or a wait Redis gave), and
+ * waking it for every admission would only take the admitting CPU. */
+#define RC_KICK_MIN_NS (10 * 1000000LL)
 
 /* The refill lock on the budget's lease file: one refiller per host. */
 static int refill_lock(rc_lfile *lf, int type)
@@ -842,6 +848,7 @@ static void *refiller_main(void *arg)
 		need[1] = rf->need[1];
 		rf->need[0] = rf->need[1] = 0;
 		pthread_mutex_unlock(&rf->mu);
+		__atomic_store_n(&rf->last_look, ratectl_now(h), __ATOMIC_RELAXED);
 
 		next = ratectl_now(h) + RC_SYNC_NS;
 		if (!lf && ratectl__lfile_get(h, rf->id, &lf) != 0)
@@ -857,7 +864,8 @@ static void *refiller_main(void *arg)
 	return NULL;
 }
 
-void ratectl__share_kick(ratectl *h, const char *name, uint32_t id, const int64_t need[2])
+void ratectl__share_kick(ratectl *h, const char *name, uint32_t id, const int64_t need[2],
+                         int urgent)
 {
 	rc_refiller *rf;
 	pid_t pid = getpid();
@@ -894,6 +902,9 @@ void ratectl__share_kick(ratectl *h, const char *name, uint32_t id, const int64_
 	pthread_mutex_unlock(&h->share_mu);
 	if (!rf)
 		return;         /* no thread: the next admission asks again */
+	if (!urgent &&
+	    ratectl_now(h) - __atomic_load_n(&rf->last_look, __ATOMIC_RELAXED) < RC_KICK_MIN_NS)
+		return;
 	pthread_mutex_lock(&rf->mu);
 	rf->kick = 1;
 	if (need[0] > rf->need[0])
