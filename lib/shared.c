@@ -43,7 +43,7 @@
 /* How often a host exchanges with Redis when nothing else asks: the
  * bound on how late a cooldown reaches it. */
 #define RC_SYNC_NS (1000 * 1000000LL)
-/* Demand is credit for this long ahead (at most half a burst)... */
+/* Demand is credit for this long ahead (at most the cap, caps_of())... */
 #define RC_HORIZON_NS (1000 * 1000000LL)
 /* ... and a host unused for this long gives its credit back. */
 #define RC_IDLE_NS (2 * RC_NS_PER_S)

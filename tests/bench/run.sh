@@ -68,6 +68,7 @@ for f in "$B"/bench/bench_*; do
 	# A benchmark added later runs too, after these.
 	case "$f" in
 	*/bench_admit|*/bench_alt|*/bench_accuracy|*/bench_memory|*/bench_shim|*/bench_http) ;;
+	*/bench_shared) ;;      # section 10, after the bindings' 8 and 9
 	*) [ -f "$f" ] && [ -x "$f" ] && run "$(basename "$f")" 300 ;;
 	esac
 done
@@ -101,6 +102,9 @@ else
 	echo
 	echo "9. The Node package: skipped, no node or no $B/node/ratectl.node"
 fi
+
+# Section 10: budgets shared by many hosts through Redis.
+[ -x "$B/bench/bench_shared" ] && run bench_shared 120
 
 # One JSON document from the rows the programs appended, one per line.
 {
