@@ -1,4 +1,4 @@
-// fuzz-sources: -Ilib/http lib/http/conf.c lib/http/conf_keys.c lib/admit.c lib/budget.c lib/clock.c lib/fork.c lib/gcra.c lib/lease.c lib/ledger.c lib/meta.c lib/record.c lib/wait.c -linih -llmdb -lpthread
+// fuzz-sources: -Ilib/http lib/http/conf.c lib/http/conf_keys.c lib/admit.c lib/budget.c lib/clock.c lib/fork.c lib/gcra.c lib/lease.c lib/ledger.c lib/meta.c lib/record.c lib/wait.c lib/shared.c lib/redis.c -linih -llmdb -lhiredis -lpthread
 /*
  * fuzz_config.c - the config file loader (inih plus ratectl's own key
  * parsing) and the match-rule parser, on any bytes.  The bytes go both

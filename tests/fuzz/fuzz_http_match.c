@@ -1,4 +1,4 @@
-// fuzz-sources: -Ilib/http lib/http/match.c lib/http/sha256.c lib/http/conf.c lib/http/conf_keys.c lib/*.c -linih -llmdb -lpthread
+// fuzz-sources: -Ilib/http lib/http/match.c lib/http/sha256.c lib/http/conf.c lib/http/conf_keys.c lib/*.c -linih -llmdb -lhiredis -lpthread
 /*
  * fuzz_http_match.c - what selects a budget: URL splitting
  * (rh__url_split()), the match rules (rh__conf_match()) and model

@@ -1,4 +1,4 @@
-// fuzz-sources: -Ilib/http lib/http/*.c lib/*.c -linih -llmdb -lpthread
+// fuzz-sources: -Ilib/http lib/http/*.c lib/*.c -linih -llmdb -lhiredis -lpthread
 /*
  * fuzz_http_response.c - a response through the public API of
  * libratectl-http, on any bytes: a request to a budget of an in-memory
