@@ -743,7 +743,7 @@ static void sync_once(rc_refiller *rf, const int64_t need[2], int64_t *next)
 	rc_take_res res;
 	char err[200];
 	uint64_t before = 0;
-	int rc;
+	int rc, opened = 0;
 
 	*next = ratectl_now(h) + RC_SYNC_NS;
 	if ((rc = sync_read(rf, &p)) != 0) {
@@ -777,9 +777,13 @@ static void sync_once(rc_refiller *rf, const int64_t need[2], int64_t *next)
 		rcfg.timeout_ns = RC_NS_PER_S;
 		if ((rc = ratectl__redis_open(&rf->conn, &rcfg, err, sizeof err)) != 0)
 			rf->conn = NULL;
+		opened = 1;
 	}
 	if (rf->conn) {
-		before = ratectl__redis_commands(rf->conn);
+		/* A connection opened just now counts its setup (AUTH, SELECT,
+		 * SCRIPT LOAD) too: `before` stays 0. */
+		if (!opened)
+			before = ratectl__redis_commands(rf->conn);
 		rc = ratectl__redis_take(rf->conn, &p.q, &res, err, sizeof err);
 		w.commands = ratectl__redis_commands(rf->conn) - before;
 		if (rc != 0) {

@@ -457,6 +457,15 @@ static void test_credit_wakes_waiter(void **st)
 	}
 	print_message("the first admission of a new shared budget: %.1f ms at worst\n",
 	              (double)worst / MSEC);
+	{
+		ratectl_shared_state ss;
+
+		/* The commands counted include the connection's setup (SCRIPT
+		 * LOAD at least) beside one EVALSHA a sync. */
+		assert_int_equal(state(hs.h[0], "w", &ss), 0);
+		assert_true(ss.syncs >= 1);
+		assert_true(ss.redis_commands >= ss.syncs + 1);
+	}
 	assert_true(worst < 40 * MSEC);
 	hosts_close(&hs, 1);
 	redis_stop();
