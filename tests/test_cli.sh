@@ -432,16 +432,20 @@ pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], [sys.argv[1], 'watch', '--interval', '0.1s'])
 out = b''
-def drain(t):
+def drain(t, frames=0):
+    # Up to t seconds; with frames, until that many screens were drawn
+    # (a loaded machine may take more than half a second to draw two).
     global out
     end = time.time() + t
     while time.time() < end:
+        if frames and out.count(b'ratectl watch') >= frames:
+            return
         if select.select([fd], [], [], 0.05)[0]:
             try:
                 out += os.read(fd, 65536)
             except OSError:
                 return
-drain(0.5)
+drain(5, 2) if sys.argv[2] != 'err' else drain(0.5)
 if sys.argv[2] == 'err':
     # The ledger cannot be read: exit 1, the screen given back, and the
     # message after that, where it stays visible.
