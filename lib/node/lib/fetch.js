@@ -14,7 +14,7 @@
 
 const { binding, scratch, codes } = require('./binding');
 const { RatectlError } = require('./errors');
-const { Group } = require('./waiters');
+const { Group, abortReason } = require('./waiters');
 
 function notice(msg) {
   process.emitWarning(msg, 'RatectlWarning');
@@ -33,14 +33,6 @@ function handleFor(config, configText, ledger) {
     handles.set(key, H);
   }
   return H;
-}
-
-function abortReason(signal) {
-  if (signal.reason !== undefined) return signal.reason;
-  const e = new Error('This operation was aborted');
-  e.name = 'AbortError';
-  e.code = 'ABORT_ERR';
-  return e;
 }
 
 // What the policy needs of a request, without consuming anything: method,
@@ -100,41 +92,13 @@ function sleep(ms, signal) {
 function admit(H, req, signal) {
   const rc = binding.httpReserve(req);
   if (rc !== codes.EPENDING) return Promise.resolve(rc);
-  return new Promise((resolve, reject) => {
-    const w = { at: 0, poll: null, fail: null };
-    const finish = () => {
-      H.group.done(w);
-      if (signal) signal.removeEventListener('abort', onAbort);
-    };
-    const onAbort = () => w.fail(abortReason(signal));
-    w.fail = (err) => {
-      binding.httpCancel(req);
-      finish();
-      reject(err);
-    };
-    w.poll = () => {
-      let code;
-      try {
-        code = binding.httpPoll(req);
-      } catch (e) {
-        w.fail(e);
-        return;
-      }
-      if (code === codes.EPENDING) {
-        H.group.arm(w, scratch[3], scratch[1]);
-        return;
-      }
-      finish();
-      resolve(code);
-    };
-    if (signal) {
-      if (signal.aborted) {
-        w.fail(abortReason(signal));
-        return;
-      }
-      signal.addEventListener('abort', onAbort, { once: true });
-    }
-    H.group.arm(w, scratch[3], scratch[1]);
+  return H.group.wait({
+    poll: () => binding.httpPoll(req),
+    cancel: () => binding.httpCancel(req),
+    done: (code) => code,
+    signal,
+    at: scratch[3],
+    fd: scratch[1],
   });
 }
 

@@ -3,7 +3,7 @@
 
 const { binding, scratch, codes } = require('./binding');
 const { RatectlError } = require('./errors');
-const { Group } = require('./waiters');
+const { Group, abortReason } = require('./waiters');
 
 const NS_PER_MS = 1e6;
 const PRIORITIES = { interactive: 0, batch: 1 };
@@ -23,14 +23,6 @@ function count(v, what, dflt) {
     throw new RangeError(`${what} must be a whole number >= 0, not ${v}`);
   }
   return v;
-}
-
-function abortReason(signal) {
-  if (signal.reason !== undefined) return signal.reason;
-  const e = new Error('This operation was aborted');
-  e.name = 'AbortError';
-  e.code = 'ABORT_ERR';
-  return e;
 }
 
 // The limits of set(): "500/min", [count, periodMs, burst?] or a list.
@@ -212,50 +204,20 @@ class Ledger {
     }
     const [resv, rc] = binding.reserve(h, budget, requests, tokens, prio);
     if (rc === 0) return Promise.resolve(new Lease(this, binding.take(resv)));
-    return new Promise((resolve, reject) => {
-      const group = this._group;
-      const w = { at: 0, deadline: null, poll: null, fail: null };
-      const finish = () => {
-        group.done(w);
-        if (w.deadline) clearTimeout(w.deadline);
-        if (signal) signal.removeEventListener('abort', onAbort);
-      };
-      const onAbort = () => {
-        binding.cancel(resv);
-        finish();
-        reject(abortReason(signal));
-      };
-      w.fail = (err) => {
-        if (err.errno === codes.ETIMEDOUT) binding.expire(resv);   // counted as refused
-        else binding.cancel(resv);
-        finish();
-        reject(err);
-      };
-      w.poll = () => {
-        let code;
-        try {
-          code = binding.poll(resv);
-        } catch (e) {
-          w.fail(e);
-          return;
-        }
-        if (code === codes.EPENDING) {
-          group.arm(w, scratch[3], scratch[1]);
-          return;
-        }
-        finish();
-        if (code === 0) resolve(new Lease(this, binding.take(resv)));
-        else reject(binding.error(code));
-      };
-      if (timeout !== undefined && timeout !== null) {
-        w.deadline = setTimeout(() => {
-          w.deadline = null;
-          w.fail(new RatectlError(`budget ${budget}: not admitted before the deadline ` +
-            `(${timeout} ms)`, codes.ETIMEDOUT));
-        }, timeout);
-      }
-      if (signal) signal.addEventListener('abort', onAbort, { once: true });
-      group.arm(w, scratch[3], scratch[1]);
+    return this._group.wait({
+      poll: () => binding.poll(resv),
+      // A deadline is counted as a refusal; an abort or an error is not.
+      cancel: (expired) => (expired ? binding.expire(resv) : binding.cancel(resv)),
+      done: (code) => {
+        if (code === 0) return new Lease(this, binding.take(resv));
+        throw binding.error(code);
+      },
+      signal,
+      timeoutMs: timeout,
+      timeoutError: () => new RatectlError(`budget ${budget}: not admitted before the ` +
+        `deadline (${timeout} ms)`, codes.ETIMEDOUT),
+      at: scratch[3],
+      fd: scratch[1],
     });
   }
 

@@ -13,7 +13,7 @@
 // are drained once, then every pending waiter is polled, oldest first
 // (a poll that is not due costs no transaction).
 
-const { binding, monoMs } = require('./binding');
+const { binding, codes, monoMs, scratch } = require('./binding');
 
 // fd -> { fd, w: native watcher, groups: Set<Group> }.  One per descriptor:
 // a Ledger and a fetch() handle of one ledger directory share the
@@ -134,6 +134,66 @@ class Group {
     }
   }
 
+  /**
+   * Wait for one pending reservation, already armed by the library: a
+   * promise settled by the first of
+   *   poll() returning a code other than EPENDING: done(code) is its
+   *     value (done runs at once, so the library's detail of a failure
+   *     is still the last one), or what done throws;
+   *   signal aborted: cancel(), rejected with the signal's reason;
+   *   timeoutMs passed: cancel(true), rejected with timeoutError();
+   *   poll() throwing: cancel(), rejected with what it threw.
+   * at, fd: the library's first answer (scratch[3], scratch[1]).
+   */
+  wait({ poll, cancel, done, signal, timeoutMs, timeoutError, at, fd }) {
+    return new Promise((resolve, reject) => {
+      const w = { at: 0, poll: null, deadline: null };
+      const finish = () => {
+        this.done(w);
+        if (w.deadline) clearTimeout(w.deadline);
+        if (signal) signal.removeEventListener('abort', onAbort);
+      };
+      const fail = (err, expired) => {
+        cancel(expired);
+        finish();
+        reject(err);
+      };
+      const onAbort = () => fail(abortReason(signal), false);
+      w.poll = () => {
+        let code;
+        try {
+          code = poll();
+        } catch (e) {
+          fail(e, false);
+          return;
+        }
+        if (code === codes.EPENDING) {
+          this.arm(w, scratch[3], scratch[1]);
+          return;
+        }
+        finish();
+        try {
+          resolve(done(code));
+        } catch (e) {
+          reject(e);
+        }
+      };
+      w.fail = (err) => fail(err, false);
+      if (signal && signal.aborted) {
+        fail(abortReason(signal), false);
+        return;
+      }
+      if (timeoutMs !== undefined && timeoutMs !== null) {
+        w.deadline = setTimeout(() => {
+          w.deadline = null;
+          fail(timeoutError(), true);
+        }, timeoutMs);
+      }
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
+      this.arm(w, at, fd);
+    });
+  }
+
   pollAll() {
     this.sweeping = true;
     try {
@@ -147,4 +207,13 @@ class Group {
   }
 }
 
-module.exports = { Group };
+// The reason an aborted signal gives, or an AbortError when it has none.
+function abortReason(signal) {
+  if (signal.reason !== undefined) return signal.reason;
+  const e = new Error('This operation was aborted');
+  e.name = 'AbortError';
+  e.code = 'ABORT_ERR';
+  return e;
+}
+
+module.exports = { Group, abortReason };
