@@ -91,7 +91,10 @@ function sleep(ms, signal) {
 // is aborted (the place is given back).
 function admit(H, req, signal) {
   const rc = binding.httpReserve(req);
-  if (rc !== codes.EPENDING) return Promise.resolve(rc);
+  if (rc !== codes.EPENDING) {
+    H.group.catchUp();
+    return Promise.resolve(rc);
+  }
   return H.group.wait({
     poll: () => binding.httpPoll(req),
     cancel: () => binding.httpCancel(req),

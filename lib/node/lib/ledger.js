@@ -203,7 +203,11 @@ class Ledger {
       }
     }
     const [resv, rc] = binding.reserve(h, budget, requests, tokens, prio);
-    if (rc === 0) return Promise.resolve(new Lease(this, binding.take(resv)));
+    if (rc === 0) {
+      const lease = new Lease(this, binding.take(resv));
+      this._group.catchUp();
+      return Promise.resolve(lease);
+    }
     return this._group.wait({
       poll: () => binding.poll(resv),
       // A deadline is counted as a refusal; an abort or an error is not.
