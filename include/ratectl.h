@@ -64,10 +64,12 @@ extern "C" {
 #define RATECTL_VERSION_STRING "0.1.0"
 
 /* Version of the ledger's on-disk format written by this build.  2: shared
- * budgets (their configuration and credit records).  A ledger of an older
+ * budgets (their configuration and credit records).  3: no file per
+ * budget: in-flight slots, counters and tags in the ledger itself, one
+ * wake-up file for every budget.  A ledger of an older
  * version is upgraded in place when it is opened; an older build refuses a
  * newer ledger (RATECTL_EVERSION). */
-#define RATECTL_FORMAT_VERSION 2
+#define RATECTL_FORMAT_VERSION 3
 
 /* ---------------------------------------------------------------------- */
 /* Errors                                                                 */
@@ -228,7 +230,8 @@ typedef struct ratectl_limit {
 	uint64_t burst;
 } ratectl_limit;
 
-#define RATECTL_BUDGET_VERSION 1
+#define RATECTL_BUDGET_VERSION 2
+#define RATECTL_WEIGHT_MAX 100
 
 typedef struct ratectl_budget {
 	unsigned version;          /* RATECTL_BUDGET_VERSION */
@@ -242,9 +245,22 @@ typedef struct ratectl_budget {
 	 * interactive ones keep the budget busy, in percent (0: the default,
 	 * 10; at most 100). */
 	unsigned batch_share;
+	/* Removed once idle this long (0: never): nothing admitted for
+	 * expire_ns, nothing in flight, every limit full again (no place
+	 * reserved, no debt).  Whichever process notices removes it; every
+	 * such budget is looked at within about a minute (ratectl_sweep()). */
+	int64_t expire_ns;
+	/* As a tenant, the first budget named in ratectl_acquire_many(): its
+	 * weight among the tenants waiting on the same budgets when those are
+	 * saturated (see "Fair shares" there).  0: not a tenant. */
+	unsigned weight;
+	/* What made it, for reports: the template ("user-*") of a budget
+	 * created on first use, or "".  Up to 64 bytes of name characters and
+	 * '*'. */
+	char origin[RATECTL_NAME_MAX + 1];
 } ratectl_budget;
 
-#define RATECTL_BUDGET_INIT { RATECTL_BUDGET_VERSION, 0, {{0, 0, 0, 0}}, 0, 0, 0 }
+#define RATECTL_BUDGET_INIT { RATECTL_BUDGET_VERSION, 0, {{0, 0, 0, 0}}, 0, 0, 0, 0, 0, "" }
 
 /* batch_share when 0. */
 #define RATECTL_BATCH_SHARE_DEFAULT 10
@@ -369,7 +385,7 @@ typedef struct ratectl_limit_state {
 	int64_t until_full_ns;     /* time until available == burst */
 } ratectl_limit_state;
 
-/* Counters since the budget's lease file was created. */
+/* Counters since the budget was created. */
 typedef struct ratectl_counters {
 	uint64_t admitted;         /* granted leases */
 	uint64_t refused;          /* try refusals and acquire timeouts */
@@ -386,10 +402,11 @@ typedef struct ratectl_budget_info {
 	char name[RATECTL_NAME_MAX + 1];
 	ratectl_budget config;
 	ratectl_limit_state state[RATECTL_MAX_LIMITS];
-	uint32_t inflight;         /* slots whose lock is held now */
+	uint32_t inflight;         /* slots held now, by live processes */
 	uint32_t dead;             /* slots recorded held whose holder died */
 	int64_t cooldown_ns;       /* remaining cooldown, 0 when none */
 	ratectl_counters counters;
+	int64_t idle_ns;           /* since the last admission; -1: never */
 } ratectl_budget_info;
 
 /*
@@ -412,19 +429,20 @@ int ratectl_budget_foreach(ratectl *h,
                            int (*fn)(const ratectl_budget_info *info, void *ctx),
                            void *ctx);
 
-/* One in-flight slot as recorded in the lease table. */
+/* The in-flight slots one process holds in a budget. */
 typedef struct ratectl_lease_info {
-	uint32_t slot;
+	uint32_t slot;             /* index of this holder in the list */
 	int32_t pid;               /* recorded holder */
-	int alive;                 /* 1: its lock is held; 0: holder died */
-	int64_t age_ns;            /* since admission */
-	uint64_t tokens;           /* estimated tokens charged */
+	int alive;                 /* 1: the process lives; 0: it died */
+	int64_t age_ns;            /* since its oldest admission still held */
+	uint64_t tokens;           /* estimated tokens charged, all its slots */
+	uint32_t count;            /* slots it holds */
 } ratectl_lease_info;
 
 /*
- * Fill out[0..cap) with the recorded in-flight slots of budget `name`
- * (held or dead, not released) and set *n to how many there are (which
- * may exceed cap).
+ * Fill out[0..cap) with the holders of budget `name`'s in-flight slots
+ * (live or dead, not released), one per process, and set *n to how many
+ * there are (which may exceed cap).
  */
 int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
                    size_t cap, size_t *n);
@@ -434,6 +452,50 @@ int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
  * reader slots.  *slots and *readers (may be NULL) receive the counts.
  */
 int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers);
+
+/*
+ * Remove every budget whose expire_ns has passed idle (see
+ * ratectl_budget), now, in one pass; *removed (may be NULL) gets how many.
+ * Admissions do the same a few hundred budgets at a time, at most every
+ * RATECTL_SWEEP_NS in the whole host, so nobody needs to call this.
+ * Waiters of a removed budget fail with RATECTL_ENOTFOUND, as after
+ * ratectl_budget_delete().
+ */
+#define RATECTL_SWEEP_NS 250000000LL
+int ratectl_sweep(ratectl *h, unsigned *removed);
+
+/* ---- tags: who used a budget ----------------------------------------- */
+
+/*
+ * A request may carry a tag (ratectl_cost.tag: the route, the user
+ * action): each budget counts the requests and tokens of its
+ * RATECTL_TAGS_TOP busiest tags, and the rest together.  The count is
+ * bounded whatever the number of distinct tags: a new tag takes the place
+ * of the least-counted one (the space-saving algorithm) and inherits its
+ * counts as `error`, the most by which its own counts may be too high.
+ * Tags: 1 to RATECTL_TAG_MAX bytes of [A-Za-z0-9._:/-]; another tag is
+ * RATECTL_EBADNAME.
+ */
+#define RATECTL_TAG_MAX 48
+#define RATECTL_TAGS_TOP 32
+
+typedef struct ratectl_tag_info {
+	char tag[RATECTL_TAG_MAX + 1];
+	uint64_t requests;
+	uint64_t tokens;           /* estimated, corrected at release */
+	uint64_t error;            /* counts inherited from the tag it replaced */
+} ratectl_tag_info;
+
+int ratectl_tag_check(const char *tag);
+
+/*
+ * Fill out[0..cap) with budget `name`'s counted tags, most requests first,
+ * and set *n to how many there are (at most RATECTL_TAGS_TOP); *rest (may
+ * be NULL) gets the totals of untagged requests and of tags no longer
+ * counted (tag "").
+ */
+int ratectl_tags(ratectl *h, const char *name, ratectl_tag_info *out, size_t cap,
+                 size_t *n, ratectl_tag_info *rest);
 
 /* ---- budgets shared by many hosts ------------------------------------ */
 
@@ -520,6 +582,7 @@ typedef struct ratectl_cost {
 	uint64_t requests;
 	uint64_t tokens;
 	ratectl_priority priority;
+	const char *tag;           /* NULL: none; else counted (ratectl_tags()) */
 } ratectl_cost;
 
 /*
@@ -535,6 +598,7 @@ typedef struct ratectl_lease {
 	uint64_t tokens;           /* tokens charged (the estimate) */
 	int64_t start_ns;          /* admission time on the handle's clock */
 	uint64_t fork_gen;
+	char tag[RATECTL_TAG_MAX + 1]; /* the cost's tag, "" none */
 } ratectl_lease;
 
 /*
@@ -575,6 +639,16 @@ int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *c,
  * refusal, error or timeout leaves nothing charged in any budget.
  */
 #define RATECTL_MANY_MAX 8
+/*
+ * Fair shares among tenants.  When names[0] is a tenant (its weight > 0,
+ * such as a budget per end user made from a template), the tenant holds
+ * at most `weight` places reserved ahead in the other budgets at a time:
+ * its next waiter lines up there only when one of its places has come.
+ * So when those budgets are saturated, the places of every backlogged
+ * tenant alternate with the others' in proportion to their weights,
+ * whatever each tenant's number of waiters, and a tenant alone takes all
+ * of them.  Within a tenant, waiters line up in the order they asked.
+ */
 
 int ratectl_try_many(ratectl *h, const char *const *names, unsigned n,
                      const ratectl_cost *c, ratectl_lease *leases, int64_t *wait_ns);
