@@ -1,5 +1,6 @@
 """ratectl.Ledger against a private ledger: budgets, admission, leases,
 errors, fork, signals and a holder killed with SIGKILL."""
+import ctypes
 import os
 import shutil
 import signal
@@ -18,41 +19,44 @@ from conftest import TOP, spawn
 
 # ---- the C structs as the compiler lays them out ---------------------------
 
-LAYOUT_C = r"""
-#include <stddef.h>
-#include <stdio.h>
-#include "ratectl.h"
-#define S(t) printf("%s size %zu\n", #t, sizeof(t))
-#define O(t, f) printf("%s.%s %zu\n", #t, #f, offsetof(t, f))
-int main(void) {
-    S(ratectl_limit); O(ratectl_limit, count); O(ratectl_limit, period_ns); O(ratectl_limit, burst);
-    S(ratectl_budget); O(ratectl_budget, limits); O(ratectl_budget, max_inflight);
-    O(ratectl_budget, jitter_ns); O(ratectl_budget, batch_share);
-    S(ratectl_limit_state); O(ratectl_limit_state, available); O(ratectl_limit_state, until_full_ns);
-    S(ratectl_counters);
-    S(ratectl_budget_info); O(ratectl_budget_info, config); O(ratectl_budget_info, state);
-    O(ratectl_budget_info, inflight); O(ratectl_budget_info, dead);
-    O(ratectl_budget_info, cooldown_ns); O(ratectl_budget_info, counters);
-    S(ratectl_cost); O(ratectl_cost, tokens); O(ratectl_cost, priority);
-    S(ratectl_lease); O(ratectl_lease, name); O(ratectl_lease, slot); O(ratectl_lease, pid);
-    O(ratectl_lease, tokens); O(ratectl_lease, start_ns); O(ratectl_lease, fork_gen);
-    S(ratectl_reservation); O(ratectl_reservation, lease); O(ratectl_reservation, at_ns);
-    O(ratectl_reservation, fd); O(ratectl_reservation, priv);
-    S(ratectl_lease_info); O(ratectl_lease_info, age_ns); O(ratectl_lease_info, tokens);
-    return 0;
-}
-"""
-
 PY_STRUCTS = {
     "ratectl_limit": L_mod._Limit, "ratectl_budget": L_mod._Budget,
     "ratectl_limit_state": L_mod._LimitState, "ratectl_counters": L_mod._Counters,
     "ratectl_budget_info": L_mod._BudgetInfo, "ratectl_cost": L_mod._Cost,
     "ratectl_lease": L_mod._Lease, "ratectl_reservation": L_mod._Reservation,
-    "ratectl_lease_info": L_mod._LeaseInfo,
+    "ratectl_lease_info": L_mod._LeaseInfo, "ratectl_tag_info": L_mod._TagInfo,
+}
+
+# The header's constants the package copies.
+PY_CONSTANTS = {
+    "RATECTL_NAME_MAX": L_mod.NAME_MAX, "RATECTL_MAX_LIMITS": L_mod.MAX_LIMITS,
+    "RATECTL_BUDGET_VERSION": L_mod.BUDGET_VERSION,
+    "RATECTL_RESERVATION_VERSION": L_mod.RESERVATION_VERSION,
+    "RATECTL_TAG_MAX": L_mod.TAG_MAX, "RATECTL_TAGS_TOP": L_mod.TAGS_TOP,
+    "RATECTL_WEIGHT_MAX": L_mod.WEIGHT_MAX,
 }
 
 
+def layout_c():
+    """A C program printing the size of every mirrored struct, the offset
+    and size of every field the mirror has, and the copied constants."""
+    lines = ["#include <stddef.h>", "#include <stdio.h>", '#include "ratectl.h"',
+             "int main(void) {"]
+    for t, cls in PY_STRUCTS.items():
+        lines.append('printf("%s size %%zu\\n", sizeof(%s));' % (t, t))
+        for f, _ in cls._fields_:
+            lines.append('printf("%s.%s %%zu %%zu\\n", offsetof(%s, %s), sizeof(((%s *)0)->%s));'
+                         % (t, f, t, f, t, f))
+    for k in PY_CONSTANTS:
+        lines.append('printf("%s %%lld\\n", (long long)%s);' % (k, k))
+    lines += ["return 0;", "}"]
+    return "\n".join(lines) + "\n"
+
+
 def test_struct_layouts_match_the_header():
+    """Every mirror is the C struct's size, every field at the C offset
+    with the C size (a mirror smaller than the struct would let the
+    library write past the Python object), every constant the header's."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         pytest.skip("no C compiler to compare the struct layouts with")
@@ -60,23 +64,25 @@ def test_struct_layouts_match_the_header():
     try:
         src, exe = os.path.join(d, "layout.c"), os.path.join(d, "layout")
         with open(src, "w") as f:
-            f.write(LAYOUT_C)
+            f.write(layout_c())
         subprocess.run([cc, "-I", os.path.join(TOP, "include"), "-o", exe, src], check=True)
         out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
     finally:
         shutil.rmtree(d)
     checked = 0
     for line in out.splitlines():
-        key, value = line.rsplit(" ", 1)
-        value = int(value)
-        if key.endswith(" size"):
-            cls = PY_STRUCTS[key[:-5]]
-            assert __import__("ctypes").sizeof(cls) == value, key
+        key, *values = line.split(" ")
+        if key in PY_CONSTANTS:
+            assert PY_CONSTANTS[key] == int(values[0]), key
+        elif values[0] == "size":
+            assert ctypes.sizeof(PY_STRUCTS[key]) == int(values[1]), key
         else:
             t, field = key.split(".")
-            assert getattr(PY_STRUCTS[t], field).offset == value, key
+            desc = getattr(PY_STRUCTS[t], field)
+            assert (desc.offset, desc.size) == (int(values[0]), int(values[1])), key
         checked += 1
-    assert checked >= 38
+    assert checked == len(PY_CONSTANTS) + sum(1 + len(c._fields_) for c in PY_STRUCTS.values())
+    assert checked >= 78
 
 
 # ---- budgets -----------------------------------------------------------------

@@ -31,7 +31,10 @@ __all__ = ["Ledger", "Lease", "Limit", "BudgetInfo", "Counters",
 
 NAME_MAX = 64
 MAX_LIMITS = 8
-BUDGET_VERSION = 1
+BUDGET_VERSION = 2
+TAG_MAX = 48
+TAGS_TOP = 32
+WEIGHT_MAX = 100
 RESERVATION_VERSION = 1
 UNKNOWN = 2 ** 64 - 1
 REQUESTS, TOKENS = 0, 1
@@ -60,7 +63,9 @@ class _Limit(Structure):
 class _Budget(Structure):
     _fields_ = [("version", c_uint), ("nlimits", c_uint),
                 ("limits", _Limit * MAX_LIMITS), ("max_inflight", c_uint32),
-                ("jitter_ns", c_int64), ("batch_share", c_uint)]
+                ("jitter_ns", c_int64), ("batch_share", c_uint),
+                ("expire_ns", c_int64), ("weight", c_uint),
+                ("origin", c_char * (NAME_MAX + 1))]
 
 
 class _LimitState(Structure):
@@ -78,18 +83,19 @@ class _BudgetInfo(Structure):
     _fields_ = [("name", c_char * (NAME_MAX + 1)), ("config", _Budget),
                 ("state", _LimitState * MAX_LIMITS), ("inflight", c_uint32),
                 ("dead", c_uint32), ("cooldown_ns", c_int64),
-                ("counters", _Counters)]
+                ("counters", _Counters), ("idle_ns", c_int64)]
 
 
 class _Cost(Structure):
-    _fields_ = [("requests", c_uint64), ("tokens", c_uint64), ("priority", c_int)]
+    _fields_ = [("requests", c_uint64), ("tokens", c_uint64), ("priority", c_int),
+                ("tag", c_char_p)]
 
 
 class _Lease(Structure):
     _fields_ = [("magic", c_uint32), ("budget_id", c_uint32),
                 ("name", c_char * (NAME_MAX + 1)), ("slot", c_int32),
                 ("pid", c_int32), ("tokens", c_uint64), ("start_ns", c_int64),
-                ("fork_gen", c_uint64)]
+                ("fork_gen", c_uint64), ("tag", c_char * (TAG_MAX + 1))]
 
 
 class _Reservation(Structure):
@@ -99,7 +105,12 @@ class _Reservation(Structure):
 
 class _LeaseInfo(Structure):
     _fields_ = [("slot", c_uint32), ("pid", c_int32), ("alive", c_int),
-                ("age_ns", c_int64), ("tokens", c_uint64)]
+                ("age_ns", c_int64), ("tokens", c_uint64), ("count", c_uint32)]
+
+
+class _TagInfo(Structure):
+    _fields_ = [("tag", c_char * (TAG_MAX + 1)), ("requests", c_uint64),
+                ("tokens", c_uint64), ("error", c_uint64)]
 
 
 _FOREACH_FN = ctypes.CFUNCTYPE(c_int, POINTER(_BudgetInfo), c_void_p)
