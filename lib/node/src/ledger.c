@@ -465,6 +465,7 @@ static int cost_args(napi_env env, napi_value *argv, ratectl_cost *c)
 {
 	uint64_t prio;
 
+	memset(c, 0, sizeof *c);   /* every field, tag included: NULL, none */
 	if (rn_u64(env, argv[0], "requests", &c->requests) ||
 	    rn_u64(env, argv[1], "tokens", &c->tokens) ||
 	    rn_u64(env, argv[2], "priority", &prio))
