@@ -115,7 +115,10 @@ enum {
 	RATECTL_HTTP_NOTICE_NOCONFIG = 1,  /* no config file: requests pass */
 	RATECTL_HTTP_NOTICE_BADCONFIG = 2, /* an edit with an error: kept the old */
 	RATECTL_HTTP_NOTICE_LEDGER = 3,    /* the ledger cannot be used */
-	RATECTL_HTTP_NOTICE_TOOBIG = 4     /* a request can never be admitted */
+	RATECTL_HTTP_NOTICE_TOOBIG = 4,    /* a request can never be admitted */
+	RATECTL_HTTP_NOTICE_BADTAG = 5     /* a request's tag header is not a
+	                                      tag: counted untagged (said once
+	                                      per handle) */
 };
 
 #define RATECTL_HTTP_OPTIONS_VERSION 1
@@ -175,7 +178,11 @@ typedef struct ratectl_http_request ratectl_http_request;
  *
  * The URL's host, port and path select a budget by its match rules; the
  * body's "model" and the key id of the Authorization / x-api-key header
- * further select among budgets that name models or keys.  The estimate
+ * further select among budgets that name models or keys.  When that
+ * budget names a tenant (ratectl.conf(5) `tenant`), the tenant header's
+ * value (or the key id) is made into the tenant's budget name here, and
+ * its tag header, when valid, into the request's tag (see
+ * ratectl_http_info).  The estimate
  * is max_tokens, max_completion_tokens or max_output_tokens of the body
  * (default_max_tokens without) plus body bytes / bytes_per_token.  A
  * request carrying x-stainless-retry-count > 0, or the same method, URL
@@ -204,15 +211,20 @@ int ratectl_http_request_begin(ratectl_http_request **out, ratectl_http *h,
  * rule it, and to which what a response teaches (cooldowns, rate-limit
  * windows) and the retry budget apply.  It is charged as well to the
  * budgets that one names with `also` in ratectl.conf(5), and to those
- * theirs name, depth first, each once: budgets[0..nbudgets), budget
- * first.  Admission is one transaction in all of them (all or none:
- * ratectl_try_many()), and the end of an attempt releases each with the
- * same usage.
+ * theirs name, depth first, each once; and, when that budget names a
+ * tenant and the request has one, to the tenant's budget (made from its
+ * template at the first admission that needs it), put first: tenant
+ * first, then budget, then the others, in budgets[0..nbudgets).
+ * Admission is one transaction in all of them (all or none:
+ * ratectl_try_many(); the first is the one whose fair share among
+ * tenants applies, see ratectl_acquire_many()), and the end of an
+ * attempt releases each with the same usage.
  */
 typedef struct ratectl_http_info {
-	const char *budget;        /* the budget matched (== budgets[0]) */
+	const char *budget;        /* the budget matched (== budgets[0] unless
+	                              there is a tenant: then budgets[1]) */
 	const char *budgets[RATECTL_HTTP_MAX_BUDGETS];
-	unsigned nbudgets;         /* 1 + those of `also`, <= 8 */
+	unsigned nbudgets;         /* [tenant +] 1 + those of `also`, <= 8 */
 	uint64_t estimate;         /* tokens charged at admission */
 	int is_retry;              /* a retry of the SDK or the client */
 	unsigned retry_count;      /* its x-stainless-retry-count, else 0 or 1 */
@@ -220,6 +232,20 @@ typedef struct ratectl_http_info {
 	int on_error_closed;       /* 1: an unusable ledger refuses, 0: passes */
 	unsigned retries;          /* re-sends after 429/503 the budget allows */
 	unsigned retry_percent;    /* the retry budget, % of admissions */
+	/* The tenant's budget (== budgets[0], "user-alice"), or NULL: the
+	 * budget names no tenant, or the request has none. */
+	const char *tenant;
+	/* The request's tag (ratectl_cost.tag, counted per budget: see
+	 * ratectl_tags()), "" none: from the budget's tag header, or
+	 * ratectl_http_request_tag(). */
+	const char *tag;
+	/* Request headers the policy read that are ratectl's own (the tenant
+	 * and tag headers when they are named X-Ratectl-*): they mean nothing
+	 * to the provider, and a tenant header may name an end user.  An
+	 * adapter that can change the request before it is sent removes
+	 * them; the library cannot (it never sends). */
+	const char *drop_headers[2];
+	unsigned ndrop_headers;
 } ratectl_http_info;
 
 /* The request's info, owned by req, valid until it is freed.  Never NULL. */
@@ -237,6 +263,10 @@ const ratectl_http_info *ratectl_http_request_info(const ratectl_http_request *r
  *                            do not send; answer the client with
  *                            ratectl_http_local_response() (a 429 telling
  *                            the SDK not to retry), so retries stop
+ *   RATECTL_EBADNAME         the request's tenant (its tenant header, see
+ *                            ratectl.conf(5)) makes no valid budget name,
+ *                            or names one it is charged to already: do
+ *                            not send (every admission of it says so)
  *   other < 0                the ledger is unusable and on_error = closed
  *                            (or -EINTR is never returned: signals are
  *                            ridden out until the deadline)
@@ -418,6 +448,16 @@ typedef struct ratectl_http_outcome {
 int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *out);
 
 /*
+ * Tag req's admissions from the next on with tag (ratectl_cost.tag:
+ * counted per budget, see ratectl_tags()), in place of the one its tag
+ * header gave; NULL or "" for none.  Returns 0; RATECTL_EBADNAME for a
+ * tag that is not 1 to RATECTL_TAG_MAX bytes of [A-Za-z0-9._:/-] (the
+ * tag is left as it was; at most RATECTL_TAG_MAX + 1 bytes are read);
+ * RATECTL_HTTP_ESTATE while req is pending (ratectl_http_reserve()).
+ */
+int ratectl_http_request_tag(ratectl_http_request *req, const char *tag);
+
+/*
  * Whether req can be sent again, for ratectl_http_request_end()'s retry
  * decision (at begin: its body is in memory or it has none).  An adapter
  * that let the client see part of a refused answer says 0 before ending.
@@ -436,7 +476,10 @@ void ratectl_http_request_free(ratectl_http_request *req);
  * The config file (ratectl.conf(5)) as libratectl-http reads it, for
  * programs that show, check or apply it (`ratectl apply`, `check
  * --repair`): loaded and checked whole, then its budgets read one by one
- * in the order of the file.  A loaded config is read-only: any number of
+ * in the order of the file.  Its templates (sections named with one '*',
+ * such as [user-*]) are not budgets: they are read apart (below) and
+ * must not be created; the budgets made from them are (their origin
+ * names the template).  A loaded config is read-only: any number of
  * threads may read it at once.
  */
 typedef struct ratectl_http_config ratectl_http_config;
@@ -474,7 +517,7 @@ int ratectl_http_config_parse(ratectl_http_config **out, const char *name,
                               const char *text, size_t len, char *err,
                               size_t errlen);
 
-/* How many budgets c has (0 for NULL). */
+/* How many budgets c has (0 for NULL); templates are not counted. */
 size_t ratectl_http_config_count(const ratectl_http_config *c);
 
 /* Budget i (0 <= i < count, in the order of the file) of c into *out:
@@ -486,6 +529,22 @@ int ratectl_http_config_get(const ratectl_http_config *c, size_t i,
  * RATECTL_ENOTFOUND. */
 int ratectl_http_config_find(const ratectl_http_config *c, const char *name,
                              size_t *index);
+
+/*
+ * The templates of c, in the order of the file: how many (0 for NULL),
+ * and template i (0 <= i < count) into *out: name is its pattern
+ * ("user-*"), budget what a tenant's budget is made from (its limits,
+ * expire_ns, weight, and origin == name), match, models, keys and also
+ * "" (a template has none).  0, or -EINVAL.
+ */
+size_t ratectl_http_config_template_count(const ratectl_http_config *c);
+int ratectl_http_config_template_get(const ratectl_http_config *c, size_t i,
+                                     ratectl_http_config_budget *out);
+
+/* The index of the template with pattern ("user-*"; a budget's origin):
+ * 0 and *index (may be NULL), or RATECTL_ENOTFOUND. */
+int ratectl_http_config_template_find(const ratectl_http_config *c,
+                                      const char *pattern, size_t *index);
 
 /* $RATECTL_CONFIG when set and not empty, else "/etc/ratectl.conf". */
 const char *ratectl_http_config_default_path(void);

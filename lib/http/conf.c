@@ -156,7 +156,7 @@ struct parse {
 	struct {                   /* keys cur has set, and where */
 		char name[24];
 		unsigned line;
-	} seen[24];
+	} seen[32];
 	unsigned nseen;
 	int failed;
 	char *err;
@@ -193,17 +193,23 @@ static unsigned seen_line(const struct parse *p, const char *key)
 	return 0;
 }
 
-/* A section is complete: bursts, and the rule that it must limit something. */
+/* A section is complete: bursts, the keys that go together, and the rule
+ * that it must limit something. */
 static int section_end(struct parse *p)
 {
 	rh__conf_budget *cb = p->cur;
-	unsigned bl = seen_line(p, "burst"), sl = seen_line(p, "shared");
+	unsigned bl = seen_line(p, "burst"), sl = seen_line(p, "shared"), kl;
+	const char *key;
 	char msg[512];
 
 	if (rh__conf_budget_finish(cb, msg, sizeof msg) != 0)
 		return perr(p, bl ? bl : cb->line, "[%s]: key 'burst': %s", cb->name, msg);
 	if (rh__conf_share_finish(cb, msg, sizeof msg) != 0)
 		return perr(p, sl ? sl : cb->line, "[%s]: key 'shared': %s", cb->name, msg);
+	if (rh__conf_tenant_finish(cb, &key, msg, sizeof msg) != 0) {
+		kl = seen_line(p, key);
+		return perr(p, kl ? kl : cb->line, "[%s]: key '%s': %s", cb->name, key, msg);
+	}
 	if (!rh__conf_budget_has_limit(cb))
 		return perr(p, cb->line, "[%s]: no limit; give requests, tokens or "
 		            "concurrency", cb->name);
@@ -282,8 +288,14 @@ static int section_start(struct parse *p, const char *line)
 	while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
 		end--;
 	snprintf(name, sizeof name, "%.*s", (int)(end - s), s);
-	if (ratectl_name_check(name) != 0)
+	if (strchr(name, '*')) {
+		char msg[512];
+
+		if (rh__conf_pattern_check(name, msg, sizeof msg) != 0)
+			return perr(p, p->line, "template [%s]: %s", name, msg);
+	} else if (ratectl_name_check(name) != 0) {
 		return perr(p, p->line, "section [%s]: %s", name, ratectl_errmsg());
+	}
 	if (budgets_grow(p) != 0)
 		return perr(p, p->line, "out of memory");
 	if (*(slot = index_slot(p->conf, name)) != 0)
@@ -380,6 +392,10 @@ static int handler(void *user, const char *section, const char *name,
 	}
 	if (strcmp(name, "also") == 0)
 		p->cur->also_line = p->line;
+	if (strcmp(name, "tenant_template") == 0)
+		p->cur->tenant_line = p->line;
+	if (strcmp(name, "tenant_default") == 0)
+		p->cur->tenant_default_line = p->line;
 	return 1;
 }
 
@@ -436,6 +452,79 @@ static int check_also(struct parse *p)
 	return 0;
 }
 
+/*
+ * Templates go after the budgets, each kind in the order of the file, so
+ * that whatever walks conf->budgets (matching, `ratectl apply`) meets
+ * budgets only; the index is made again over the new order.
+ */
+static int split_templates(struct parse *p)
+{
+	rh__conf *conf = p->conf;
+	size_t n = conf->nbudgets, nt = 0, nb = 0, i;
+	rh__conf_budget *t;
+
+	for (i = 0; i < n; i++)
+		nt += conf->budgets[i].is_template != 0;
+	if (nt) {
+		if (!(t = malloc(nt * sizeof *t)))
+			return perr(p, p->line, "out of memory");
+		for (i = 0, nt = 0; i < n; i++) {
+			if (conf->budgets[i].is_template)
+				t[nt++] = conf->budgets[i];
+			else if (nb++ != i)
+				conf->budgets[nb - 1] = conf->budgets[i];
+		}
+		memcpy(conf->budgets + nb, t, nt * sizeof *t);
+		free(t);
+		memset(conf->index, 0, conf->icap * sizeof *conf->index);
+		for (i = 0; i < n; i++)
+			*index_slot(conf, conf->budgets[i].name) = (uint32_t)i + 1;
+	}
+	conf->nbudgets = n - nt;
+	conf->ntemplates = nt;
+	conf->templates = conf->budgets ? conf->budgets + conf->nbudgets : NULL;
+	return 0;
+}
+
+/*
+ * Every tenant_template names a template of the file; the tenant's budget
+ * fits in a request's RATECTL_MANY_MAX budgets; a key id (tenant = key)
+ * and tenant_default make valid names with it.
+ */
+static int check_tenants(struct parse *p)
+{
+	const char *names[RATECTL_MANY_MAX], *bad = "";
+	char name[RATECTL_NAME_MAX + 1], msg[512];
+	const rh__conf_budget *t;
+	size_t i;
+
+	for (i = 0; i < p->conf->nbudgets; i++) {
+		const rh__conf_budget *b = &p->conf->budgets[i];
+
+		if (!b->tenant_from)
+			continue;
+		if (!(t = rh__conf_template_find(p->conf, b->tenant_template)))
+			return perr(p, b->tenant_line, "[%s]: key 'tenant_template': no "
+			            "template [%s] in the file", b->name, b->tenant_template);
+		if (rh__conf_charged(p->conf, b, names, RATECTL_MANY_MAX - 1, &bad) < 0)
+			return perr(p, b->tenant_line, "[%s]: key 'tenant_template': with "
+			            "the tenant's budget, charges more than %d budgets in "
+			            "all", b->name, RATECTL_MANY_MAX);
+		if (b->tenant_from == RH_TENANT_KEY &&
+		    rh__tenant_name(name, t->name, "0123456789abcdef", RH_KEY_ID_LEN,
+		                    msg, sizeof msg) != 0)
+			return perr(p, b->tenant_line, "[%s]: key 'tenant_template': "
+			            "tenant = key puts a key id of %d characters in it: %s",
+			            b->name, RH_KEY_ID_LEN, msg);
+		if (b->tenant_default[0] &&
+		    rh__tenant_name(name, t->name, b->tenant_default,
+		                    strlen(b->tenant_default), msg, sizeof msg) != 0)
+			return perr(p, b->tenant_default_line, "[%s]: key 'tenant_default': "
+			            "%s", b->name, msg);
+	}
+	return 0;
+}
+
 /* Parse text[0..len), which has a '\0' after it and is ours to cut up. */
 static int parse_buf(rh__conf **out, const char *name, char *text, size_t len,
                      char *err, size_t errlen)
@@ -457,8 +546,9 @@ static int parse_buf(rh__conf **out, const char *name, char *text, size_t len,
 	}
 	p.pos = text;
 	p.end = text + len;
-	if ((rc = check_text(&p, text, len)) == 0 && (rc = parse_text(&p)) == 0)
-		rc = check_also(&p);
+	if ((rc = check_text(&p, text, len)) == 0 && (rc = parse_text(&p)) == 0 &&
+	    (rc = split_templates(&p)) == 0 && (rc = check_also(&p)) == 0)
+		rc = check_tenants(&p);
 	if (rc != 0) {
 		rh__conf_free(p.conf);
 		return rc;
@@ -637,7 +727,19 @@ const rh__conf_budget *rh__conf_find(const rh__conf *conf, const char *name)
 {
 	uint32_t i;
 
-	if (!conf || conf->icap == 0 || (i = *index_slot(conf, name)) == 0)
+	if (!conf || conf->icap == 0 || (i = *index_slot(conf, name)) == 0 ||
+	    i > conf->nbudgets)
+		return NULL;
+	return &conf->budgets[i - 1];
+}
+
+const rh__conf_budget *rh__conf_template_find(const rh__conf *conf,
+                                              const char *pattern)
+{
+	uint32_t i;
+
+	if (!conf || conf->icap == 0 || (i = *index_slot(conf, pattern)) == 0 ||
+	    i <= conf->nbudgets)
 		return NULL;
 	return &conf->budgets[i - 1];
 }

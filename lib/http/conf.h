@@ -9,6 +9,12 @@
  *   tokens      = 200000/min, 2000000/day
  *   concurrency = 16
  *   burst       = 10s                     # time of rate, or a count
+ *   tenant      = header X-Ratectl-Tenant # each end user's budget too,
+ *   tenant_template = user-*              # made from this template
+ *
+ *   [user-*]                              # a template, not a budget
+ *   requests    = 20/min
+ *   expire      = 1h
  *
  * See doc/ratectl.conf.5 for every key.
  */
@@ -30,6 +36,13 @@
  * (`also`); with theirs, at most RATECTL_MANY_MAX budgets in all. */
 #define RH_CONF_MAX_ALSO (RATECTL_MANY_MAX - 1)
 
+/* Request header names the config may give (`tenant = header NAME`,
+ * `tag = header NAME`): 1 to this many token characters. */
+#define RH_CONF_HEADER_MAX 64
+
+/* expire of a template when it gives none (ratectl.conf(5)). */
+#define RH_CONF_EXPIRE_DEFAULT (3600LL * 1000000000LL)
+
 /* The largest config file, in bytes (1 MiB; ratectl.conf(5)).  A file of
  * a thousand budgets is about 100 KiB; the cap is there so that a wrong
  * path (/dev/zero, a log file) fails at once, in bounded memory. */
@@ -44,8 +57,16 @@ typedef struct rh__match {
 
 enum { RH_ON_ERROR_OPEN = 0, RH_ON_ERROR_CLOSED = 1 };
 
+/* Where a request's tenant comes from (`tenant`). */
+enum { RH_TENANT_NONE = 0, RH_TENANT_HEADER = 1, RH_TENANT_KEY = 2 };
+
 typedef struct rh__conf_budget {
+	/* A budget's name, or a template's pattern: one '*' ("user-*"). */
 	char name[RATECTL_NAME_MAX + 1];
+	/* A template: a section whose name holds a '*'.  Its budget (limits,
+	 * expire, weight, origin = name) is what a tenant's budget is made
+	 * from; it has no match rules or policy settings of its own. */
+	int is_template;
 	ratectl_budget budget;         /* limits, concurrency, jitter */
 	rh__match match[RH_CONF_MAX_MATCH];
 	size_t nmatch;
@@ -60,6 +81,20 @@ typedef struct rh__conf_budget {
 	char also[RH_CONF_MAX_ALSO][RATECTL_NAME_MAX + 1];
 	size_t nalso;
 	unsigned also_line;            /* of the `also` key, for messages */
+	/* Each request is charged to its tenant's budget as well, first:
+	 * the template tenant_template with its '*' replaced by the value of
+	 * request header tenant_header (RH_TENANT_HEADER) or by the key id
+	 * (RH_TENANT_KEY); tenant_default when the request has none ("":
+	 * then no tenant).  The template is checked to exist once the whole
+	 * file is read. */
+	int tenant_from;               /* RH_TENANT_* */
+	char tenant_header[RH_CONF_HEADER_MAX + 1];
+	char tenant_template[RATECTL_NAME_MAX + 1];
+	char tenant_default[RATECTL_NAME_MAX + 1];
+	unsigned tenant_line;          /* of `tenant_template`, for messages */
+	unsigned tenant_default_line;
+	/* The tag of a request (ratectl_cost.tag) from this header, or "". */
+	char tag_header[RH_CONF_HEADER_MAX + 1];
 	int on_error;                  /* RH_ON_ERROR_*; default open */
 	unsigned retries;              /* shim: re-sends after 429/503; 0 */
 	unsigned retry_percent;        /* retry budget, % of requests; 20 */
@@ -79,12 +114,20 @@ typedef struct rh__conf_budget {
 	uint8_t own_burst[RATECTL_MAX_LIMITS];
 } rh__conf_budget;
 
+/*
+ * A loaded config: its budgets, budgets[0..nbudgets) in the order of the
+ * file, then its templates, templates[0..ntemplates) in the order of the
+ * file (templates == budgets + nbudgets: one array).  Code that walks
+ * the budgets (`ratectl apply`, matching) never meets a template.
+ */
 typedef struct rh__conf {
 	char path[4096];
 	rh__conf_budget *budgets;
 	size_t nbudgets;
-	uint32_t *index;           /* for rh__conf_find(): a hash of the names, */
-	size_t icap;               /* budget i + 1 or 0; a power of two */
+	rh__conf_budget *templates;
+	size_t ntemplates;
+	uint32_t *index;           /* a hash of the names of both: section i */
+	size_t icap;               /* of the array + 1, or 0; a power of two */
 } rh__conf;
 
 /*
@@ -114,8 +157,25 @@ void rh__conf_free(rh__conf *conf);
 /* $RATECTL_CONFIG, else /etc/ratectl.conf. */
 const char *rh__conf_default_path(void);
 
-/* Budget `name` of conf, or NULL. */
+/* Budget `name` of conf, or NULL (never a template). */
 const rh__conf_budget *rh__conf_find(const rh__conf *conf, const char *name);
+/* A template's name: one '*', and a valid budget name with it replaced
+ * by a letter.  0, or RATECTL_EBADCONFIG with err. */
+int rh__conf_pattern_check(const char *pattern, char *err, size_t errlen);
+/* Template `pattern` ("user-*") of conf, or NULL. */
+const rh__conf_budget *rh__conf_template_find(const rh__conf *conf,
+                                              const char *pattern);
+
+/*
+ * The budget name template pattern makes for a tenant: its '*' replaced
+ * by value[0..len), into out.  Nothing is cut or changed: a result longer
+ * than RATECTL_NAME_MAX, or that is not a valid budget name, is
+ * RATECTL_EBADNAME with err saying why (the value quoted, at most 64
+ * bytes of it, non-printable bytes as '?').  Reads at most
+ * RATECTL_NAME_MAX + 1 bytes of value.  0 or RATECTL_EBADNAME.
+ */
+int rh__tenant_name(char out[RATECTL_NAME_MAX + 1], const char *pattern,
+                    const char *value, size_t len, char *err, size_t errlen);
 
 /*
  * One budget built from key = value pairs exactly as a section of the file
@@ -137,6 +197,11 @@ int rh__conf_share_finish(rh__conf_budget *cb, char *err, size_t errlen);
 int rh__conf_budget_has_limit(const rh__conf_budget *b);
 /* 1 if key is a known key of a section, else 0. */
 int rh__conf_key_known(const char *key);
+/* A section is complete: its template defaults, and the tenant keys that
+ * go together (tenant with tenant_template).  0 or RATECTL_EBADCONFIG
+ * with err and *key (the key to name in the message, or NULL). */
+int rh__conf_tenant_finish(const rh__conf_budget *cb, const char **key,
+                           char *err, size_t errlen);
 
 /* Parse one "host[:port][/path-prefix]" (no scheme) into *m. 0 or -EINVAL. */
 int rh__match_parse(rh__match *m, const char *s);

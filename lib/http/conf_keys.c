@@ -22,6 +22,8 @@
 
 #define NS_PER_S 1000000000LL
 #define JITTER_MAX (3600 * NS_PER_S)
+/* Longest expire: a year (a tenant idle longer is gone in any case). */
+#define EXPIRE_MAX (366LL * 86400 * NS_PER_S)
 /* Largest burst the library accepts: a year of the limit's rate. */
 #define BURST_NS_MAX (366LL * 86400 * NS_PER_S)
 
@@ -673,31 +675,241 @@ static int key_on_redis_error(rh__conf_budget *cb, const char *v, char *err, siz
 	return 0;
 }
 
+
+/* ---- templates and tenants ------------------------------------------------- */
+
+/* An HTTP field name: 1 .. RH_CONF_HEADER_MAX token characters (RFC 9110). */
+static int header_name(char *out, const char *what, const char *v, char *err,
+                       size_t n)
+{
+	char w[RH_CONF_HEADER_MAX + 2];
+	size_t len;
+
+	while (is_blank(*v))
+		v++;
+	len = strlen(v);
+	while (len && is_blank(v[len - 1]))
+		len--;
+	if (len == 0 || len > RH_CONF_HEADER_MAX)
+		return errf(err, n, "%s: give `header NAME`, a header name of 1 to %d "
+		            "characters", what, RH_CONF_HEADER_MAX);
+	memcpy(w, v, len);
+	w[len] = '\0';
+	if (w[strspn(w, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+	            "ABCDEFGHIJKLMNOPQRSTUVWXYZ")] != '\0')
+		return errf(err, n, "%s: '%s' is not a header name", what, w);
+	memcpy(out, w, len + 1);
+	return 0;
+}
+
+/* "header NAME": the word, blanks, then the name into out. */
+static int header_source(char *out, const char *what, const char *v, char *err,
+                         size_t n)
+{
+	while (is_blank(*v))
+		v++;
+	if (strncasecmp(v, "header", 6) != 0 || !is_blank(v[6]))
+		return errf(err, n, "%s: expected `header NAME`%s", what,
+		            strcmp(what, "tenant") == 0 ? " or `key`" : "");
+	return header_name(out, what, v + 7, err, n);
+}
+
+/* tenant = header X-Ratectl-Tenant | key */
+static int key_tenant(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char w[8];
+
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	if (strcasecmp(w, "key") == 0) {
+		cb->tenant_from = RH_TENANT_KEY;
+		return 0;
+	}
+	if (header_source(cb->tenant_header, "tenant", v, err, n) != 0)
+		return RATECTL_EBADCONFIG;
+	cb->tenant_from = RH_TENANT_HEADER;
+	return 0;
+}
+
+int rh__conf_pattern_check(const char *pat, char *err, size_t n)
+{
+	const char *star = strchr(pat, '*');
+	char name[RATECTL_NAME_MAX + 2];
+
+	if (!star || strchr(star + 1, '*'))
+		return errf(err, n, "'%s': a template's name has one '*', where the "
+		            "tenant goes (user-*)", pat);
+	if (strlen(pat) > RATECTL_NAME_MAX)
+		return errf(err, n, "'%s': longer than %d characters", pat,
+		            RATECTL_NAME_MAX);
+	memcpy(name, pat, strlen(pat) + 1);
+	name[star - pat] = 'x';
+	if (ratectl_name_check(name) != 0)
+		return errf(err, n, "'%s': with its '*' replaced, not a budget name: "
+		            "1 to %d characters of A-Z a-z 0-9 . _ -, not starting "
+		            "with . or -", pat, RATECTL_NAME_MAX);
+	return 0;
+}
+
+static int key_tenant_template(rh__conf_budget *cb, const char *v, char *err,
+                               size_t n)
+{
+	char w[RATECTL_NAME_MAX + 2];
+
+	if (strlen(v) > 2 * RATECTL_NAME_MAX)
+		return errf(err, n, "longer than %d characters", RATECTL_NAME_MAX);
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	if (rh__conf_pattern_check(w, err, n) != 0)
+		return RATECTL_EBADCONFIG;
+	memcpy(cb->tenant_template, w, strlen(w) + 1);
+	return 0;
+}
+
+/* Checked against the template once the file is read (conf.c). */
+static int key_tenant_default(rh__conf_budget *cb, const char *v, char *err,
+                              size_t n)
+{
+	char w[RATECTL_NAME_MAX + 2];
+
+	if (strlen(v) > 2 * RATECTL_NAME_MAX)
+		return errf(err, n, "longer than %d characters", RATECTL_NAME_MAX);
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	if (!w[0] || strlen(w) > RATECTL_NAME_MAX)
+		return errf(err, n, "give 1 to %d characters", RATECTL_NAME_MAX);
+	memcpy(cb->tenant_default, w, strlen(w) + 1);
+	return 0;
+}
+
+static int key_tag(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return header_source(cb->tag_header, "tag", v, err, n);
+}
+
+/* expire = DURATION | never (0: never) */
+static int key_expire(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char w[16];
+
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	if (strcasecmp(w, "never") == 0) {
+		cb->budget.expire_ns = 0;
+		return 0;
+	}
+	return parse_dur(v, 0, EXPIRE_MAX, "0 (never) .. 366 days",
+	                 &cb->budget.expire_ns, err, n);
+}
+
+static int key_weight(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	uint64_t x;
+	int rc = parse_uint(v, 1, RATECTL_WEIGHT_MAX, &x, err, n);
+
+	if (rc == 0)
+		cb->budget.weight = (unsigned)x;
+	return rc;
+}
+
+int rh__tenant_name(char out[RATECTL_NAME_MAX + 1], const char *pattern,
+                    const char *value, size_t len, char *err, size_t errlen)
+{
+	const char *star = strchr(pattern, '*');
+	size_t pre, post, room, i;
+	char shown[RATECTL_NAME_MAX + 1];
+
+	out[0] = '\0';
+	if (!star || strlen(pattern) > RATECTL_NAME_MAX) {
+		errf(err, errlen, "'%s' is not a template", pattern);
+		return RATECTL_EBADNAME;
+	}
+	pre = (size_t)(star - pattern);
+	post = strlen(star + 1);
+	room = RATECTL_NAME_MAX - pre - post;   /* >= 1: pattern <= 64 with '*' */
+	/* What to quote: at most 64 bytes, printable ASCII. */
+	for (i = 0; i < len && i < sizeof shown - 1; i++)
+		shown[i] = value[i] >= 0x20 && value[i] < 0x7f ? value[i] : '?';
+	shown[i] = '\0';
+	if (len > room) {
+		errf(err, errlen, "tenant '%s%s': longer than the %zu characters "
+		     "template [%s] leaves for it", shown, len > i ? "..." : "",
+		     room, pattern);
+		return RATECTL_EBADNAME;
+	}
+	if (len == 0 || memchr(value, '\0', len)) {
+		errf(err, errlen, "tenant '%s': empty or holds a NUL byte", shown);
+		return RATECTL_EBADNAME;
+	}
+	memcpy(out, pattern, pre);
+	memcpy(out + pre, value, len);
+	memcpy(out + pre + len, star + 1, post + 1);
+	if (ratectl_name_check(out) != 0) {
+		errf(err, errlen, "tenant '%s': [%s] is not a budget name: 1 to %d "
+		     "characters of A-Z a-z 0-9 . _ -, not starting with . or -",
+		     shown, out, RATECTL_NAME_MAX);
+		out[0] = '\0';
+		return RATECTL_EBADNAME;
+	}
+	return 0;
+}
+
+int rh__conf_tenant_finish(const rh__conf_budget *cb, const char **key,
+                           char *err, size_t errlen)
+{
+	*key = NULL;
+	if (cb->is_template)
+		return 0;
+	if (cb->tenant_from && !cb->tenant_template[0]) {
+		*key = "tenant";
+		return errf(err, errlen, "give the template of the tenants' budgets "
+		            "too (tenant_template = user-*)");
+	}
+	if (!cb->tenant_from && cb->tenant_template[0]) {
+		*key = "tenant_template";
+		return errf(err, errlen, "say where the tenant comes from too "
+		            "(tenant = header X-Ratectl-Tenant, or tenant = key)");
+	}
+	if (!cb->tenant_from && cb->tenant_default[0]) {
+		*key = "tenant_default";
+		return errf(err, errlen, "goes with `tenant`");
+	}
+	return 0;
+}
+
+/* Where a key may be: in a budget's section, in a template's, or both.
+ * A template holds limits only: the request that reaches its budgets
+ * is matched, ruled and shared by the budget it goes to. */
+enum { K_B = 1, K_T = 2, K_BT = 3 };
+
 static const struct key {
 	const char *name;
 	key_fn fn;
+	int where;
 } keys[] = {
-	{ "match", key_match },
-	{ "model", key_model },
-	{ "key", key_key },
-	{ "also", key_also },
-	{ "requests", key_requests },
-	{ "tokens", key_tokens },
-	{ "concurrency", key_concurrency },
-	{ "burst", key_burst },
-	{ "jitter", key_jitter },
-	{ "batch_share", key_batch_share },
-	{ "on_error", key_on_error },
-	{ "retries", key_retries },
-	{ "retry_budget", key_retry_budget },
-	{ "timeout", key_timeout },
-	{ "bytes_per_token", key_bytes_per_token },
-	{ "default_max_tokens", key_default_max_tokens },
-	{ "shared", key_shared },
-	{ "password_file", key_password_file },
-	{ "password_env", key_password_env },
-	{ "hosts", key_hosts },
-	{ "on_redis_error", key_on_redis_error },
+	{ "match", key_match, K_B },
+	{ "model", key_model, K_B },
+	{ "key", key_key, K_B },
+	{ "also", key_also, K_B },
+	{ "requests", key_requests, K_BT },
+	{ "tokens", key_tokens, K_BT },
+	{ "concurrency", key_concurrency, K_BT },
+	{ "burst", key_burst, K_BT },
+	{ "jitter", key_jitter, K_BT },
+	{ "batch_share", key_batch_share, K_BT },
+	{ "on_error", key_on_error, K_B },
+	{ "retries", key_retries, K_B },
+	{ "retry_budget", key_retry_budget, K_B },
+	{ "timeout", key_timeout, K_B },
+	{ "bytes_per_token", key_bytes_per_token, K_B },
+	{ "default_max_tokens", key_default_max_tokens, K_B },
+	{ "shared", key_shared, K_B },
+	{ "password_file", key_password_file, K_B },
+	{ "password_env", key_password_env, K_B },
+	{ "hosts", key_hosts, K_B },
+	{ "on_redis_error", key_on_redis_error, K_B },
+	{ "tenant", key_tenant, K_B },
+	{ "tenant_template", key_tenant_template, K_B },
+	{ "tenant_default", key_tenant_default, K_B },
+	{ "tag", key_tag, K_B },
+	{ "expire", key_expire, K_T },
+	{ "weight", key_weight, K_BT },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -723,6 +935,13 @@ void rh__conf_budget_init(rh__conf_budget *cb, const char *name)
 	memset(cb, 0, sizeof *cb);
 	snprintf(cb->name, sizeof cb->name, "%s", name);
 	cb->budget = init;
+	if (strchr(cb->name, '*')) {
+		/* Its budgets are tenants, removed once idle an hour. */
+		cb->is_template = 1;
+		cb->budget.expire_ns = RH_CONF_EXPIRE_DEFAULT;
+		cb->budget.weight = 1;
+		memcpy(cb->budget.origin, cb->name, sizeof cb->budget.origin);
+	}
 	cb->on_error = RH_ON_ERROR_OPEN;
 	cb->share.version = RATECTL_SHARE_VERSION;
 	cb->retry_percent = 20;
@@ -737,5 +956,13 @@ int rh__conf_budget_key(rh__conf_budget *cb, const char *key, const char *value,
 
 	if (i < 0)
 		return errf(err, errlen, "unknown key '%s'", key);
+	if (cb->is_template && !(keys[i].where & K_T))
+		return errf(err, errlen, "not in a template: a template gives the "
+		            "limits of the budgets made from it (requests, tokens, "
+		            "concurrency, burst, jitter, batch_share, expire, weight); "
+		            "the budget a request goes to rules the rest");
+	if (!cb->is_template && !(keys[i].where & K_B))
+		return errf(err, errlen, "only in a template (a section named with "
+		            "one '*', such as [user-*])");
 	return keys[i].fn(cb, value, err, errlen);
 }

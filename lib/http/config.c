@@ -2,7 +2,7 @@
  * config.c - the config file through the public header
  * (ratectl_http_config_*), for tools and bindings that show or apply it:
  * conf.c's parse, each budget's match, model, key and also rules turned
- * back into the text the file would hold.  The texts live in one buffer
+ * back into the text the file would hold; the templates apart.  The texts live in one buffer
  * of the config, made at load: a file of 1 MiB yields at most a few MiB.
  */
 #include <errno.h>
@@ -184,6 +184,40 @@ int ratectl_http_config_find(const ratectl_http_config *c, const char *name,
 		return RATECTL_ENOTFOUND;
 	if (index)
 		*index = (size_t)(b - c->conf->budgets);
+	return 0;
+}
+
+size_t ratectl_http_config_template_count(const ratectl_http_config *c)
+{
+	return c ? c->conf->ntemplates : 0;
+}
+
+int ratectl_http_config_template_get(const ratectl_http_config *c, size_t i,
+                                     ratectl_http_config_budget *out)
+{
+	const rh__conf_budget *t;
+
+	if (!c || !out || i >= c->conf->ntemplates)
+		return -EINVAL;
+	t = &c->conf->templates[i];
+	memset(out, 0, sizeof *out);
+	out->name = t->name;
+	out->budget = t->budget;
+	out->match = out->models = out->keys = out->also = "";
+	out->line = t->line;
+	return 0;
+}
+
+int ratectl_http_config_template_find(const ratectl_http_config *c,
+                                      const char *pattern, size_t *index)
+{
+	const rh__conf_budget *t = c && pattern ?
+		rh__conf_template_find(c->conf, pattern) : NULL;
+
+	if (!t)
+		return RATECTL_ENOTFOUND;
+	if (index)
+		*index = (size_t)(t - c->conf->templates);
 	return 0;
 }
 
