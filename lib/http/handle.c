@@ -209,6 +209,7 @@ static void policy_copy(struct rh__policy *p, const rh__conf *conf,
 {
 	const char *names[RATECTL_MANY_MAX], *bad;
 	int i, n = rh__conf_charged(conf, b, names, RATECTL_MANY_MAX, &bad);
+	const rh__conf_budget *t;
 
 	/* A loaded config was checked: n < 1 cannot happen; b alone then. */
 	if (n < 1) {
@@ -225,6 +226,16 @@ static void policy_copy(struct rh__policy *p, const rh__conf *conf,
 	p->timeout_ns = b->timeout_ns;
 	p->bytes_per_token = b->bytes_per_token ? b->bytes_per_token : 4;
 	p->default_max_tokens = b->default_max_tokens;
+	p->tenant = 0;
+	p->tenant_from = RH_TENANT_NONE;
+	if (b->tenant_from && (t = rh__conf_template_find(conf, b->tenant_template))) {
+		p->tenant_from = b->tenant_from;
+		memcpy(p->tenant_header, b->tenant_header, sizeof p->tenant_header);
+		memcpy(p->tenant_template, t->name, sizeof p->tenant_template);
+		memcpy(p->tenant_default, b->tenant_default, sizeof p->tenant_default);
+		p->tenant_budget = t->budget;
+	}
+	memcpy(p->tag_header, b->tag_header, sizeof p->tag_header);
 }
 
 int rh__policy_match(ratectl_http *h, const char *host, unsigned port,

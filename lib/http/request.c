@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "rh.h"
@@ -24,6 +25,11 @@ enum { M_BLOCK, M_TRY, M_RESERVE };
 /* Several budgets have no reservation of their own: a pending request
  * blocked by in-flight slots tries again this often. */
 #define MANY_SLOT_POLL_NS (50 * RH_NS_PER_MS)
+
+/* Budgets missing from the ledger are created this many times for one
+ * admission at most: a tenant's budget made on first use may be removed
+ * by another process (expired, deleted) before it is admitted in. */
+#define CREATE_TRIES 3
 
 _Static_assert(RATECTL_HTTP_MAX_BUDGETS == RATECTL_MANY_MAX,
                "info.budgets holds every budget one admission can charge");
@@ -46,6 +52,8 @@ struct ratectl_http_request {
 	int last_rc;               /* of the last admission */
 	unsigned attempt;          /* admissions so far */
 	int status, have_status;
+	int tenant_rc;             /* 0, or why no admission can be: a bad tenant */
+	char tag[RATECTL_TAG_MAX + 1];   /* ratectl_cost.tag, "" none */
 	char why[512];
 	char local_after[24];
 	char local_body[640];
@@ -64,6 +72,126 @@ static unsigned sdk_retry_count(const ratectl_http_header *hd, size_t n)
 	if (!v || rh__hdr_count(v, &c) != 0)
 		return 0;
 	return c > 1000 ? 1000 : (unsigned)c;
+}
+
+/* A header value without the blanks around it (RFC 9110's OWS), looking
+ * at no more than max + 1 bytes of it: *len is max + 1 when it is longer
+ * than max. */
+static const char *ows_trim(const char *v, size_t max, size_t *len)
+{
+	size_t n;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	n = strnlen(v, max + 1);
+	if (n <= max)
+		while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+			n--;
+	*len = n;
+	return v;
+}
+
+/*
+ * The request's tenant (ratectl.conf(5) `tenant`): the value of its
+ * tenant header or its key id, else the budget's tenant_default, made
+ * into a budget name by the template and put first among the budgets
+ * charged (the core's fair shares apply to the first).  None: the
+ * request is charged as if there were no tenant keys.  A value that
+ * makes no valid name, or one the request is charged to already, is
+ * RATECTL_EBADNAME with r->why: never a name cut or changed.
+ */
+static int tenant_of(ratectl_http_request *r, const ratectl_http_header *hd,
+                     size_t nhd, const char *key_id)
+{
+	struct rh__policy *pol = &r->pol;
+	char name[RATECTL_NAME_MAX + 1], msg[320], from[RH_CONF_HEADER_MAX + 16];
+	const char *v = NULL;
+	size_t len = 0;
+	unsigned i;
+
+	if (pol->tenant_from == RH_TENANT_HEADER &&
+	    (v = rh__req_header(hd, nhd, pol->tenant_header)) != NULL)
+		v = ows_trim(v, RATECTL_NAME_MAX, &len);
+	else if (pol->tenant_from == RH_TENANT_KEY && key_id)
+		len = strlen(v = key_id);
+	snprintf(from, sizeof from, pol->tenant_from == RH_TENANT_KEY ? "key id" :
+	         "header %s", pol->tenant_header);
+	if ((!v || len == 0) && pol->tenant_default[0]) {
+		len = strlen(v = pol->tenant_default);
+		snprintf(from, sizeof from, "tenant_default");
+	}
+	if (!v || len == 0)
+		return 0;
+	if (rh__tenant_name(name, pol->tenant_template, v, len, msg, sizeof msg) != 0) {
+		snprintf(r->why, sizeof r->why, "budget '%s': %s: %s; the request is "
+		         "not sent", pol->name, from, msg);
+		return RATECTL_EBADNAME;
+	}
+	for (i = 0; i < pol->n; i++)
+		if (strcmp(pol->names[i], name) == 0) {
+			snprintf(r->why, sizeof r->why, "budget '%s': %s: the tenant's "
+			         "budget [%s] is one this request is charged to already; "
+			         "the request is not sent", pol->name, from, name);
+			return RATECTL_EBADNAME;
+		}
+	if (pol->n >= RATECTL_MANY_MAX) {    /* a loaded config leaves room */
+		snprintf(r->why, sizeof r->why, "budget '%s': no room for the "
+		         "tenant's budget among %d", pol->name, RATECTL_MANY_MAX);
+		return RATECTL_EBADCONFIG;
+	}
+	memmove(pol->names[1], pol->names[0], pol->n * sizeof pol->names[0]);
+	memcpy(pol->names[0], name, sizeof name);
+	pol->n++;
+	pol->tenant = 1;
+	return 0;
+}
+
+/* The request's tag from its tag header, when valid; an invalid one is
+ * dropped (the request is counted untagged) and said once per handle. */
+static void tag_of(ratectl_http_request *r, const ratectl_http_header *hd, size_t nhd)
+{
+	char shown[RATECTL_TAG_MAX + 1];
+	const char *v;
+	size_t len, i;
+
+	if (!r->pol.tag_header[0] ||
+	    !(v = rh__req_header(hd, nhd, r->pol.tag_header)))
+		return;
+	v = ows_trim(v, RATECTL_TAG_MAX, &len);
+	if (len == 0)
+		return;
+	if (len <= RATECTL_TAG_MAX) {
+		memcpy(r->tag, v, len);
+		r->tag[len] = '\0';
+		if (ratectl_tag_check(r->tag) == 0)
+			return;
+		r->tag[0] = '\0';
+	}
+	if (__atomic_exchange_n(&r->h->told_badtag, 1, __ATOMIC_RELAXED))
+		return;
+	for (i = 0; i < len && i < RATECTL_TAG_MAX; i++)
+		shown[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
+	shown[i] = '\0';
+	rh__notice(r->h, RATECTL_HTTP_NOTICE_BADTAG, "budget '%s': header %s: '%s%s' "
+	           "is not a tag (1 to %d characters of A-Z a-z 0-9 . _ : / -): "
+	           "such requests are counted without a tag (said once)",
+	           r->pol.name, r->pol.tag_header, shown, len > i ? "..." : "",
+	           RATECTL_TAG_MAX);
+}
+
+/* The request header names the policy reads that are ratectl's own
+ * (X-Ratectl-*), for adapters that can keep them from the provider. */
+static void drop_headers(ratectl_http_request *r)
+{
+	const char *hn[2] = { r->pol.tenant_from == RH_TENANT_HEADER ?
+	                      r->pol.tenant_header : "", r->pol.tag_header };
+	unsigned i, k = 0;
+
+	for (i = 0; i < 2; i++)
+		if (strncasecmp(hn[i], "x-ratectl-", 10) == 0 &&
+		    !(k == 1 && strcasecmp(hn[i], r->info.drop_headers[0]) == 0))
+			r->info.drop_headers[k++] = hn[i];
+	r->info.ndrop_headers = k;
 }
 
 static uint64_t estimate(const struct rh__policy *pol, const void *body,
@@ -110,10 +238,16 @@ int ratectl_http_request_begin(ratectl_http_request **out, ratectl_http *h,
 	r->h = h;
 	r->pol = pol;
 	r->resendable = body != NULL || body_size == 0;
+	if (pol.tenant_from)
+		r->tenant_rc = tenant_of(r, headers, nheaders, have_key ? key : NULL);
+	tag_of(r, headers, nheaders);
 	r->info.budget = r->pol.name;
 	for (i = 0; i < r->pol.n; i++)
 		r->info.budgets[i] = r->pol.names[i];
 	r->info.nbudgets = r->pol.n;
+	r->info.tenant = r->pol.tenant ? r->pol.names[0] : NULL;
+	r->info.tag = r->tag;
+	drop_headers(r);
 	r->info.estimate = estimate(&pol, body, body_len, body_size);
 	r->info.timeout_ns = pol.timeout_ns;
 	r->info.on_error_closed = pol.on_error == RH_ON_ERROR_CLOSED;
@@ -162,7 +296,12 @@ static int unusable(ratectl_http_request *r, int rc, const char *why)
 	return RATECTL_HTTP_PASS;
 }
 
-/* Budgets in the config but not yet in the ledger are created from it. */
+/*
+ * Budgets in the config but not yet in the ledger are created from it;
+ * a tenant's budget from its template (with its expire, weight and
+ * origin), unless the file has a budget of that name.  A budget that
+ * exists already (another process was first) is left as it is.
+ */
 static int create_budgets(ratectl_http_request *r, ratectl *l)
 {
 	ratectl_budget b;
@@ -171,7 +310,13 @@ static int create_budgets(ratectl_http_request *r, ratectl *l)
 	int rc;
 
 	for (i = 0; i < r->pol.n; i++) {
-		if ((rc = rh__conf_budget_of(r->h, r->pol.names[i], &b, &sh)) != 0)
+		rc = rh__conf_budget_of(r->h, r->pol.names[i], &b, &sh);
+		if (rc == RATECTL_ENOTFOUND && i == 0 && r->pol.tenant) {
+			b = r->pol.tenant_budget;
+			memset(&sh, 0, sizeof sh);
+			rc = 0;
+		}
+		if (rc != 0)
 			return rc;
 		rc = ratectl_budget_set(l, r->pol.names[i], &b, RATECTL_CREATE);
 		if (rc == RATECTL_EEXISTS)
@@ -230,10 +375,10 @@ static void names_of(const ratectl_http_request *r, const char **names)
 /* ratectl_acquire() (_many for several budgets: all or none), carrying
  * on after signals until the deadline. */
 static int acquire(ratectl *l, ratectl_http_request *r, const ratectl_cost *c,
-                   int64_t timeout)
+                   int64_t deadline)
 {
-	int64_t deadline = ratectl_now(l) + timeout, left;
 	const char *names[RATECTL_MANY_MAX];
+	int64_t left;
 	int rc;
 
 	names_of(r, names);
@@ -351,15 +496,26 @@ static int admitted(ratectl_http_request *r)
 	return 0;
 }
 
+/* The cost of one attempt: one request, the estimate, the tag. */
+static ratectl_cost cost_of(const ratectl_http_request *r)
+{
+	ratectl_cost c = { 1, r->info.estimate, RATECTL_INTERACTIVE,
+	                   r->tag[0] ? r->tag : NULL };
+
+	return c;
+}
+
 static int admit(ratectl_http_request *r, int mode, int64_t timeout, int64_t *wait_ns)
 {
-	ratectl_cost c = { 1, r->info.estimate, RATECTL_INTERACTIVE };
+	ratectl_cost c = cost_of(r);
 	int created = 0, rc;
 	char why[512];
 	ratectl *l;
 
 	if (r->state == ST_ADMITTED || r->state == ST_PASSED || r->state == ST_PENDING)
 		return RATECTL_HTTP_ESTATE;
+	if (r->tenant_rc)
+		return r->tenant_rc;    /* r->why says why, from begin */
 	r->why[0] = '\0';
 	if (wait_ns)
 		*wait_ns = 0;
@@ -373,7 +529,7 @@ static int admit(ratectl_http_request *r, int mode, int64_t timeout, int64_t *wa
 	r->timeout = timeout;
 	r->deadline = ratectl_now(l) + timeout;
 	for (;;) {
-		rc = mode == M_BLOCK ? acquire(l, r, &c, timeout) :
+		rc = mode == M_BLOCK ? acquire(l, r, &c, r->deadline) :
 		     mode == M_TRY ? try_now(l, r, &c, wait_ns) : reserve_first(l, r, &c);
 		if (rc == 0)
 			return admitted(r);
@@ -381,7 +537,8 @@ static int admit(ratectl_http_request *r, int mode, int64_t timeout, int64_t *wa
 			r->state = ST_PENDING;
 			return rc;
 		}
-		if (rc == RATECTL_ENOTFOUND && !created++ && (rc = create_budgets(r, l)) == 0)
+		if (rc == RATECTL_ENOTFOUND && created++ < CREATE_TRIES &&
+		    (rc = create_budgets(r, l)) == 0)
 			continue;
 		if (rc == RATECTL_ETOOBIG)
 			return too_big(r, l, &c);
@@ -440,13 +597,17 @@ int ratectl_http_reserve(ratectl_http_request *req, int64_t timeout_ns,
 	return rc;
 }
 
-/* One more try, for several budgets: 0, RATECTL_EPENDING, or an error. */
+/* One more try, for several budgets: 0, RATECTL_EPENDING, or an error.
+ * Nothing is held while pending, so a tenant's budget may have expired
+ * since: it is made again. */
 static int many_poll(ratectl_http_request *r, ratectl *l)
 {
-	ratectl_cost c = { 1, r->info.estimate, RATECTL_INTERACTIVE };
+	ratectl_cost c = cost_of(r);
 	int64_t hint = 0;
 	int rc = try_now(l, r, &c, &hint);
 
+	if (rc == RATECTL_ENOTFOUND && create_budgets(r, l) == 0)
+		rc = try_now(l, r, &c, &hint);
 	if (!is_wait(rc))
 		return rc;
 	r->retry_at = ratectl_now(l) + (hint ? hint : MANY_SLOT_POLL_NS);
@@ -666,6 +827,23 @@ int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *ou
 	rh__body_reset(&req->body);
 	if (out)
 		*out = o;
+	return 0;
+}
+
+int ratectl_http_request_tag(ratectl_http_request *req, const char *tag)
+{
+	size_t len;
+
+	if (req->state == ST_PENDING)
+		return RATECTL_HTTP_ESTATE;
+	if (!tag || !tag[0]) {
+		req->tag[0] = '\0';
+		return 0;
+	}
+	if ((len = strnlen(tag, RATECTL_TAG_MAX + 1)) > RATECTL_TAG_MAX ||
+	    ratectl_tag_check(tag) != 0)
+		return RATECTL_EBADNAME;
+	memcpy(req->tag, tag, len + 1);
 	return 0;
 }
 

@@ -190,12 +190,23 @@ uint64_t rh__rand(uint64_t *s);
 /* ---- handle.c ------------------------------------------------------------ */
 
 /* What one request is charged to, copied out of the config: the budget
- * matched (name, == names[0]), whose settings below rule the request,
- * and the budgets of its `also` (ratectl.conf(5)), charged with it. */
+ * matched (name), whose settings below rule the request, and the budgets
+ * of its `also` (ratectl.conf(5)), charged with it: names[0..n), name
+ * first.  A request with a tenant has its tenant's budget put before
+ * them (tenant = 1: names[0] is the tenant's, names[1] == name). */
 struct rh__policy {
 	char name[RATECTL_NAME_MAX + 1];
 	char names[RATECTL_MANY_MAX][RATECTL_NAME_MAX + 1];
 	unsigned n;                /* 1 .. RATECTL_MANY_MAX */
+	int tenant;
+	/* The matched budget's tenant and tag keys, and its template's
+	 * budget (limits, expire, weight, origin), to make the tenant's. */
+	int tenant_from;           /* RH_TENANT_* */
+	char tenant_header[RH_CONF_HEADER_MAX + 1];
+	char tenant_template[RATECTL_NAME_MAX + 1];
+	char tenant_default[RATECTL_NAME_MAX + 1];
+	ratectl_budget tenant_budget;
+	char tag_header[RH_CONF_HEADER_MAX + 1];
 	int on_error;              /* RH_ON_ERROR_* */
 	unsigned retries;
 	unsigned retry_percent;
@@ -226,6 +237,7 @@ struct ratectl_http {
 	/* notices */
 	void (*notice)(void *ctx, int kind, const char *msg);
 	void *notice_ctx;
+	int told_badtag;           /* RATECTL_HTTP_NOTICE_BADTAG said (atomic) */
 };
 
 /* Copy the budget matching host, port, path, model and key into *pol:
