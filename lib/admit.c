@@ -20,16 +20,20 @@ struct admit_ctx {
 	const ratectl_cost *cost;
 	int64_t now;
 	int64_t latest;            /* latest admission time accepted */
+	int64_t start;             /* when it was asked: its wait, counted */
+	int waited;                /* it has waited already */
 	/* results */
-	rc_lfile *lf;
+	rc_lfile *lf;              /* the budget's bucket */
 	uint32_t id;
-	int32_t slot;
+	int32_t slot;              /* 0: a slot taken with it; -1 none */
 	uint32_t seq;              /* release_seq before deciding */
 	uint32_t cseq;             /* change_seq before deciding */
-	uint32_t epoch;            /* reservations' epoch before deciding */
+	uint32_t vseq;             /* vseq before deciding */
+	uint32_t epoch;            /* the record's epoch */
 	int watching;              /* this wait watches for dead holders */
 	int64_t t_adm;
 	int64_t cooldown_until;
+	int64_t counted_wait;      /* wait_ns counted with the charge; -1 none */
 	int64_t before[RATECTL_MAX_LIMITS];
 	int64_t after[RATECTL_MAX_LIMITS];
 	/* A shared budget's refiller to wake after the commit (shared.c):
@@ -39,21 +43,20 @@ struct admit_ctx {
 };
 
 /* Plan, on a record already read: c->t_adm, or why never or not now. */
-static int admit_plan(struct admit_ctx *c, rc_budget_rec *rec)
+static int admit_plan(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 {
-	rc_lease_hdr *hd = c->lf->hdr;
+	rc_bucket *hd;
 	int rc;
 
 	c->id = rec->id;
+	c->lf = ratectl__lfile_find(h, rec->id);
+	hd = c->lf->hdr;
 	c->cooldown_until = rec->sched.cooldown_until;
+	c->epoch = rec->epoch;
 	/* Read before deciding: a change or release after this wakes a wait. */
 	c->seq = __atomic_load_n(&hd->release_seq, __ATOMIC_SEQ_CST);
 	c->cseq = __atomic_load_n(&hd->change_seq, __ATOMIC_SEQ_CST);
-	c->epoch = __atomic_load_n(&hd->epoch, __ATOMIC_SEQ_CST);
-	/* The mirror follows the record (a stale one would send reserved
-	 * waiters back in line forever). */
-	if (__atomic_load_n(&hd->cooldown_until, __ATOMIC_RELAXED) != c->cooldown_until)
-		__atomic_store_n(&hd->cooldown_until, c->cooldown_until, __ATOMIC_RELEASE);
+	c->vseq = __atomic_load_n(&hd->vseq, __ATOMIC_SEQ_CST);
 	rc = ratectl__gcra_plan(rec->lim, rec->nlimits, &rec->sched, c->cost, c->now,
 	                        &c->t_adm);
 	if (rc != 0)
@@ -67,8 +70,10 @@ static int admit_plan(struct admit_ctx *c, rc_budget_rec *rec)
 	return 0;
 }
 
-/* Charge at c->t_adm (no earlier than the plan's): 0, or why not. */
-static int admit_charge(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
+/* Charge at c->t_adm (no earlier than the plan's): 0, or why not.  The
+ * slot, the counters and the tag go in the same transaction. */
+static int admit_charge(ratectl *h, MDB_txn *txn, struct admit_ctx *c,
+                        rc_budget_rec *rec)
 {
 	unsigned i;
 	int rc;
@@ -81,10 +86,11 @@ static int admit_charge(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 	if (c->cost->priority == RATECTL_BATCH && c->t_adm > c->now &&
 	    !ratectl__batch_may_reserve(&rec->sched, c->t_adm))
 		return RATECTL_ELIMITED;
-	if (rec->max_inflight &&
-	    (rc = ratectl__slot_claim(c->lf, rec->max_inflight, h->pid, c->t_adm,
-	                              c->cost->tokens, &c->slot)) != 0)
-		return rc;
+	if (rec->max_inflight) {
+		if ((rc = ratectl__slot_claim(h, txn, rec, c->t_adm, c->cost->tokens)) != 0)
+			return rc;
+		c->slot = 0;
+	}
 	for (i = 0; i < rec->nlimits; i++)
 		c->before[i] = rec->lim[i].tat;
 	ratectl__gcra_commit(rec->lim, rec->nlimits, &rec->sched, c->cost, c->t_adm);
@@ -93,6 +99,22 @@ static int admit_charge(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
 	if (c->cost->priority == RATECTL_BATCH && c->t_adm > c->now)
 		ratectl__batch_commit(rec->lim, rec->nlimits, &rec->sched, c->cost,
 		                      rec->batch_share, c->t_adm);
+	rec->counters[RC_C_ADMITTED]++;
+	rec->counters[RC_C_TOK_EST] += c->cost->tokens;
+	c->counted_wait = -1;
+	if (c->waited || c->t_adm > c->now) {
+		int64_t w = (c->t_adm > c->now ? c->t_adm : c->now) - c->start;
+
+		c->counted_wait = w > 0 ? w : 0;
+		rec->counters[RC_C_WAITED]++;
+		rec->counters[RC_C_WAIT_NS] += (uint64_t)c->counted_wait;
+	}
+	if (c->t_adm > rec->last_use)
+		rec->last_use = c->t_adm;
+	if (c->cost->tag && c->cost->tag[0] &&
+	    (rc = ratectl__tag_count(h, txn, rec->id, c->cost->tag, 1,
+	                             (int64_t)c->cost->tokens)) != 0)
+		return rc;
 	return 0;
 }
 
@@ -120,29 +142,15 @@ static int admit_shared(struct admit_ctx *c, rc_budget_rec *rec)
 }
 
 /* Decide and charge, on a record already read: 0, or why not. */
-static int admit_rec(ratectl *h, struct admit_ctx *c, rc_budget_rec *rec)
+static int admit_rec(ratectl *h, MDB_txn *txn, struct admit_ctx *c, rc_budget_rec *rec)
 {
-	int rc = admit_plan(c, rec);
+	int rc = admit_plan(h, c, rec);
 
 	if (rc == 0)
-		rc = admit_charge(h, c, rec);
-	if (rc == 0 && (rc = admit_shared(c, rec)) != 0 && c->slot >= 0) {
-		ratectl__slot_release(c->lf, c->slot);
-		c->slot = -1;
-	}
+		rc = admit_charge(h, txn, c, rec);
+	if (rc == 0)
+		rc = admit_shared(c, rec);
 	return rc;
-}
-
-/* Not yet opened in this process: opening (and perhaps creating) the file
- * takes tens of microseconds, which must not be spent holding the host's
- * write lock.  Abort; admit_write() opens it and tries again. */
-#define RC_NEED_LFILE (RATECTL_ERR_BASE - 100)
-
-static int lease_file(ratectl *h, struct admit_ctx *c, uint32_t id)
-{
-	c->id = id;
-	c->lf = ratectl__lfile_find(h, id);
-	return c->lf ? 0 : RC_NEED_LFILE;
 }
 
 static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
@@ -152,57 +160,41 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 	rc_budget_rec rec;
 	int rc;
 
-	if (c->slot >= 0) {     /* a previous attempt's commit failed */
-		ratectl__slot_release(c->lf, c->slot);
-		c->slot = -1;
-	}
+	c->slot = -1;           /* a previous attempt did not commit */
 	if ((rc = ratectl__rec_fetch(h, txn, c->name, &rec, &cur)) == 0 &&
-	    (rc = lease_file(h, c, rec.id)) == 0 &&
-	    (rc = admit_rec(h, c, &rec)) == 0 &&
-	    (rc = ratectl__rec_store(h, cur, c->name, &rec)) != 0 && c->slot >= 0) {
-		ratectl__slot_release(c->lf, c->slot);
-		c->slot = -1;
+	    (rc = admit_rec(h, txn, c, &rec)) == 0) {
+		/* Another record written in this transaction (a slot's holder,
+		 * the tags) may have moved the cursor's page: write by key. */
+		if (rec.max_inflight || (c->cost->tag && c->cost->tag[0]))
+			rc = ratectl__rec_put(h, txn, c->name, &rec);
+		else
+			rc = ratectl__rec_store(h, cur, c->name, &rec);
 	}
 	if (cur)
 		mdb_cursor_close(cur);
+	if (rc != 0)
+		c->slot = -1;
 	return rc;
 }
 
-static int admit_write_once(ratectl *h, struct admit_ctx *c);
+static void sweep_maybe(ratectl *h, int64_t now);
 
 static int admit_write(ratectl *h, struct admit_ctx *c)
 {
 	int rc;
 
 	c->kick = 0;
-	rc = admit_write_once(h, c);
+	rc = ratectl__write(h, admit_op, c);
+	if (rc != 0)
+		c->slot = -1;
 	if (c->kick)
 		ratectl__share_kick(h, c->name, c->id, c->need, c->kick == 2);
+	sweep_maybe(h, c->now);
 	return rc;
 }
 
-static int admit_write_once(ratectl *h, struct admit_ctx *c)
-{
-	int rc, tries;
-
-	for (tries = 0; tries < 4; tries++) {
-		rc = ratectl__write(h, admit_op, c);
-		if (rc != 0 && c->slot >= 0) {
-			/* Claimed in a transaction that did not commit (the map
-			 * could not grow): the slot is not ours to keep. */
-			ratectl__slot_release(c->lf, c->slot);
-			c->slot = -1;
-		}
-		if (rc != RC_NEED_LFILE)
-			return rc;
-		if ((rc = ratectl__lfile_get(h, c->id, &c->lf)) != 0)
-			return rc;
-	}
-	return ratectl__err(RATECTL_ELMDB, "budget '%s': lease file keeps "
-	                    "changing", c->name);
-}
-
-/* Give back a reservation that will not be used (signal, cooldown). */
+/* Give back a reservation that will not be used (signal, cooldown): its
+ * place, its slot and what its charge counted. */
 static int undo_op(ratectl *h, MDB_txn *txn, void *arg)
 {
 	struct admit_ctx *c = arg;
@@ -213,20 +205,36 @@ static int undo_op(ratectl *h, MDB_txn *txn, void *arg)
 		return rc == RATECTL_ENOTFOUND ? 1 : rc;
 	if (rec.id != c->id)
 		return 1;
-	ratectl__gcra_undo(rec.lim, rec.nlimits, c->before, c->after);
-	ratectl__wake(c->lf, RC_WAKE_RATE);     /* the place is free again */
+	if (c->slot >= 0 && (rc = ratectl__slot_put(h, txn, &rec, c->cost->tokens)) != 0)
+		return rc;
+	if (rec.epoch == c->epoch) {    /* else void: no place left to give */
+		ratectl__gcra_undo(rec.lim, rec.nlimits, c->before, c->after);
+		ratectl__wake(c->lf, RC_WAKE_RATE);     /* the place is free again */
+	}
+	if (rec.counters[RC_C_ADMITTED])
+		rec.counters[RC_C_ADMITTED]--;
+	rec.counters[RC_C_TOK_EST] -= rec.counters[RC_C_TOK_EST] >= c->cost->tokens ?
+	                              c->cost->tokens : rec.counters[RC_C_TOK_EST];
+	if (c->counted_wait >= 0) {
+		if (rec.counters[RC_C_WAITED])
+			rec.counters[RC_C_WAITED]--;
+		rec.counters[RC_C_WAIT_NS] -= rec.counters[RC_C_WAIT_NS] >=
+			(uint64_t)c->counted_wait ? (uint64_t)c->counted_wait :
+			rec.counters[RC_C_WAIT_NS];
+	}
+	if (c->cost->tag && c->cost->tag[0] &&
+	    (rc = ratectl__tag_count(h, txn, rec.id, c->cost->tag, 0,
+	                             -(int64_t)c->cost->tokens)) != 0)
+		return rc;
 	return ratectl__rec_put(h, txn, c->name, &rec);
 }
 
-/* Give back the slot, and the place too unless the reservation was void
- * (reset or deleted: nothing of it is left to give back). */
-static void cancel(ratectl *h, struct admit_ctx *c, int give_back)
+/* Give back the slot, the place and the counts (the place only unless
+ * the reservation was void: nothing of it is left to give back). */
+static void cancel(ratectl *h, struct admit_ctx *c)
 {
-	if (c->slot >= 0)
-		ratectl__slot_release(c->lf, c->slot);
+	ratectl__write(h, undo_op, c);
 	c->slot = -1;
-	if (give_back)
-		ratectl__write(h, undo_op, c);
 }
 
 static void grant(ratectl *h, struct admit_ctx *c, ratectl_lease *lease)
@@ -234,14 +242,15 @@ static void grant(ratectl *h, struct admit_ctx *c, ratectl_lease *lease)
 	lease->magic = RC_LEASE_HELD;
 	lease->budget_id = c->id;
 	if (lease->name != c->name)
-		strcpy(lease->name, c->name);
+		snprintf(lease->name, sizeof lease->name, "%s", c->name);
 	lease->slot = c->slot;
 	lease->pid = h->pid;
 	lease->tokens = c->cost->tokens;
 	lease->start_ns = c->t_adm;
 	lease->fork_gen = h->fork_gen;
-	ratectl__count(c->lf, RC_C_ADMITTED, 1);
-	ratectl__count(c->lf, RC_C_TOK_EST, c->cost->tokens);
+	if (lease->tag != c->cost->tag)
+		snprintf(lease->tag, sizeof lease->tag, "%s",
+		         c->cost->tag ? c->cost->tag : "");
 }
 
 static int admit_begin(ratectl *h, const char *name, const ratectl_cost *c,
@@ -254,9 +263,17 @@ static int admit_begin(ratectl *h, const char *name, const ratectl_cost *c,
 		lease->magic = 0;
 	if (!c || !lease)
 		return ratectl__err(-EINVAL, "admission: cost and lease are required");
+	if (c->tag && c->tag[0] && (rc = ratectl_tag_check(c->tag)) != 0)
+		return rc;
 	if ((rc = ratectl__enter(h)) != 0)
 		return rc;
 	return ratectl_name_check(name);
+}
+
+static int refusal(int rc)
+{
+	return rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN ||
+	       rc == RATECTL_EINFLIGHT;
 }
 
 int ratectl_try(ratectl *h, const char *name, const ratectl_cost *cost,
@@ -269,7 +286,7 @@ int ratectl_try(ratectl *h, const char *name, const ratectl_cost *cost,
 		*wait_ns = 0;
 	if ((rc = admit_begin(h, name, cost, lease)) != 0)
 		return rc;
-	c.now = c.latest = ratectl_now(h);
+	c.now = c.latest = c.start = ratectl_now(h);
 	rc = admit_write(h, &c);
 	if (rc == 0) {
 		grant(h, &c, lease);
@@ -279,70 +296,68 @@ int ratectl_try(ratectl *h, const char *name, const ratectl_cost *cost,
 		if (wait_ns)
 			*wait_ns = c.t_adm - c.now;     /* > 0: t_adm > latest = now */
 	}
-	if (c.lf && (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN ||
-	             rc == RATECTL_EINFLIGHT))
-		ratectl__count(c.lf, RC_C_REFUSED, 1);
+	if (refusal(rc))
+		ratectl__count_later(h, name, c.id, RC_C_REFUSED, 1);
 	return rc;
 }
 
 static int timed_out(ratectl *h, struct admit_ctx *c, const char *name)
 {
-	if (c->lf)
-		ratectl__count(c->lf, RC_C_REFUSED, 1);
-	(void)h;
-	return ratectl__err(RATECTL_ETIMEDOUT, "budget '%s': not admitted before "
-	                    "the deadline", name);
+	ratectl__err(RATECTL_ETIMEDOUT, "budget '%s': not admitted before the "
+	             "deadline", name);
+	ratectl__count_later(h, name, c->id, RC_C_REFUSED, 1);
+	return RATECTL_ETIMEDOUT;
 }
 
-static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
-                        int *waited);
+static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline);
 
 int ratectl_acquire(ratectl *h, const char *name, const ratectl_cost *cost,
                     ratectl_lease *lease, int64_t timeout_ns)
 {
 	struct admit_ctx c = { .name = name, .cost = cost, .slot = -1 };
-	int64_t start, deadline;
-	int rc, waited = 0;
+	int64_t deadline;
+	int rc;
 
 	if ((rc = admit_begin(h, name, cost, lease)) != 0)
 		return rc;
-	start = ratectl_now(h);
-	deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - start ?
-		INT64_MAX : start + timeout_ns;
-	rc = acquire_loop(h, &c, deadline, &waited);
+	c.start = ratectl_now(h);
+	deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - c.start ?
+		INT64_MAX : c.start + timeout_ns;
+	rc = acquire_loop(h, &c, deadline);
 	if (c.watching)
 		ratectl__slot_unwatch(h, c.lf, &c.watching);
 	if (rc != 0)
 		return rc;
 	grant(h, &c, lease);
-	if (waited) {
-		int64_t w = ratectl_now(h) - start;
-
-		ratectl__count(c.lf, RC_C_WAITED, 1);
-		ratectl__count(c.lf, RC_C_WAIT_NS, w > 0 ? (uint64_t)w : 0);
-	}
 	return 0;
+}
+
+static rc_place place_of(const struct admit_ctx *c)
+{
+	return (rc_place){ c->name, c->id, c->epoch, c->vseq, c->t_adm,
+	                   c->cooldown_until };
 }
 
 /* Reserve a place (and a slot) and sleep until it; or wait for a slot,
  * for the cooldown to end, or for a change that may let us in. */
-static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
-                        int *waited)
+static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline)
 {
 	int rc;
 
 	for (;;) {
+		rc_place pl;
+
 		c->now = ratectl_now(h);
 		/* A deadline already past (timeout 0) still admits what fits now. */
 		c->latest = deadline > c->now ? deadline : c->now;
 		rc = admit_write(h, c);
-		if (rc == RATECTL_EINFLIGHT || rc == RATECTL_ELIMITED ||
-		    rc == RATECTL_ECOOLDOWN) {
+		if (refusal(rc)) {
 			if (c->now >= deadline)
 				return timed_out(h, c, c->name);
-			*waited = 1;
+			c->waited = 1;
 			if (rc == RATECTL_EINFLIGHT)
-				rc = ratectl__slot_wait(h, c->lf, c->seq, deadline, &c->watching);
+				rc = ratectl__slot_wait(h, c->lf, c->id, c->seq, deadline,
+				                        &c->watching);
 			else if (rc == RATECTL_ECOOLDOWN)
 				rc = ratectl__change_wait(h, c->lf, c->cseq,
 				                          c->cooldown_until < deadline ?
@@ -356,35 +371,139 @@ static int acquire_loop(ratectl *h, struct admit_ctx *c, int64_t deadline,
 		}
 		if (rc != 0)
 			return rc;
-		if (c->t_adm > c->now)
-			*waited = 1;
-		rc = ratectl__reserved_wait(h, c->lf, c->t_adm, c->cooldown_until, c->epoch);
+		pl = place_of(c);
+		rc = ratectl__reserved_wait(h, &pl);
 		if (rc == 0)
 			return 0;
-		cancel(h, c, rc != 2);
+		cancel(h, c);   /* a void place is not given back: undo_op sees it */
+		c->waited = 1;
 		if (rc < 0)
 			return rc;
 	}
 }
 
+/* ---- the sweep of idle budgets (budget.c), now and then ------------------ */
+
+static void sweep_maybe(ratectl *h, int64_t now)
+{
+	if (now < __atomic_load_n(&h->sweep_next, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&h->sweep_next, now + RATECTL_SWEEP_NS, __ATOMIC_RELAXED);
+	ratectl__sweep_step(h, now);
+}
+
 /* ---- several budgets at once --------------------------------------------- */
+
+/*
+ * Fair shares.  A tenant (names[0] of weight w > 0) keeps in its record the
+ * times of its last w places (gate[]): its next request may take a place
+ * ahead in the other budgets only when one of them has come (the gate is
+ * open at the earliest of them).  Its requests line up for that by
+ * tickets: a request that finds others of its tenant waiting, or the gate
+ * shut, takes the next ticket and goes when its ticket is served and the
+ * gate is open.  A ticket whose holder gave up is skipped; one whose
+ * holder died (it cannot say so) is skipped once the gate has been open
+ * for RC_TICKET_GRACE_NS without it.  A request that can be admitted now
+ * takes no future place, so it needs no gate, only no line ahead of it.
+ */
+#define RC_TICKET_GRACE_NS 50000000LL
 
 struct many_ctx {
 	unsigned n;
-	int64_t now, latest;
+	int64_t now, latest, start;
+	int waited;
 	int which;                 /* the budget that refused or binds the time */
+	int no_ticket;             /* try: never take one */
+	uint64_t ticket;           /* our ticket + 1; 0 none */
+	int gated;                 /* refused by the gate: sleep until gate_at */
+	int64_t gate_at;
 	struct admit_ctx c[RATECTL_MANY_MAX];
 };
 
-static void many_unclaim(struct many_ctx *m)
+static int64_t gate_open_at(const rc_budget_rec *t)
 {
-	unsigned i;
+	int64_t at = INT64_MAX;
+	uint32_t i, w = t->weight < RC_GATE_MAX ? t->weight : RC_GATE_MAX;
 
-	for (i = 0; i < m->n; i++)
-		if (m->c[i].slot >= 0) {
-			ratectl__slot_release(m->c[i].lf, m->c[i].slot);
-			m->c[i].slot = -1;
-		}
+	for (i = 0; i < w; i++)
+		if (t->tn.gate[i] < at)
+			at = t->tn.gate[i];
+	return at;
+}
+
+/* Skip the tickets whose holders gave up. */
+static void tickets_settle(rc_tenant_hot *tn, int64_t now)
+{
+	while (tn->tk_serve < tn->tk_next && (tn->tk_gone & 1)) {
+		tn->tk_serve++;
+		tn->tk_gone >>= 1;
+		tn->tk_since = now;
+	}
+}
+
+static void ticket_next(rc_tenant_hot *tn, int64_t now)
+{
+	tn->tk_serve++;
+	tn->tk_gone >>= 1;
+	tn->tk_since = now;
+	tickets_settle(tn, now);
+}
+
+/* May the request go through the gate of tenant t, wanting admission at
+ * time `when`?  1 yes, 0 no (m->gated, m->gate_at set).  Changes to the
+ * tenant's line are in t, to be written. */
+static int gate_pass(struct many_ctx *m, rc_budget_rec *t, int64_t when)
+{
+	rc_tenant_hot *tn = &t->tn;
+	int64_t open_at = gate_open_at(t), now = m->now;
+	int open = when <= now || open_at <= now;
+	uint64_t mine;
+
+	tickets_settle(tn, now);
+	if (!m->ticket) {
+		if (tn->tk_serve == tn->tk_next && open)
+			return 1;
+		m->gated = 1;
+		m->gate_at = open ? now + RC_TICKET_GRACE_NS : open_at;
+		if (m->no_ticket)
+			return 0;
+		if (tn->tk_serve == tn->tk_next)
+			tn->tk_since = open_at > now ? open_at : now;
+		m->ticket = ++tn->tk_next;      /* ticket tk_next - 1, stored + 1 */
+		return 0;
+	}
+	mine = m->ticket - 1;
+	if (mine > tn->tk_serve && open) {
+		int64_t since = tn->tk_since > open_at ? tn->tk_since : open_at;
+
+		/* The head's holder is gone without a word: skip it. */
+		if (now - since > RC_TICKET_GRACE_NS)
+			ticket_next(tn, now);
+	}
+	if (mine <= tn->tk_serve && open)
+		return 1;
+	m->gated = 1;
+	m->gate_at = mine <= tn->tk_serve ? open_at : now + RC_TICKET_GRACE_NS;
+	if (mine <= tn->tk_serve && open_at > tn->tk_since)
+		tn->tk_since = open_at;
+	return 0;
+}
+
+/* Through the gate: the ticket is served, the place remembered. */
+static void gate_through(struct many_ctx *m, rc_budget_rec *t, int64_t when)
+{
+	rc_tenant_hot *tn = &t->tn;
+	uint32_t i, w = t->weight < RC_GATE_MAX ? t->weight : RC_GATE_MAX, lo = 0;
+
+	if (m->ticket && m->ticket - 1 == tn->tk_serve)
+		ticket_next(tn, m->now);
+	m->ticket = 0;
+	if (when <= m->now)
+		return;         /* no place ahead */
+	for (i = 1; i < w; i++)
+		if (tn->gate[i] < tn->gate[lo])
+			lo = i;
+	tn->gate[lo] = when;
 }
 
 /* Plan every budget, charge all at the latest time any needs, write all:
@@ -393,20 +512,23 @@ static int many_op(ratectl *h, MDB_txn *txn, void *arg)
 {
 	struct many_ctx *m = arg;
 	rc_budget_rec rec[RATECTL_MANY_MAX];
+	uint64_t ticket = m->ticket, served = 0;
 	int64_t t = 0;
 	unsigned i;
-	int rc = 0;
+	int rc = 0, tenant;
 
-	many_unclaim(m);        /* a previous attempt's commit failed */
+	m->gated = 0;
 	for (i = 0; i < m->n && rc == 0; i++) {
 		struct admit_ctx *c = &m->c[i];
 
 		c->now = m->now;
 		c->latest = m->latest;
+		c->start = m->start;
+		c->waited = m->waited;
+		c->slot = -1;
 		m->which = (int)i;
 		if ((rc = ratectl__rec_get(h, txn, c->name, &rec[i])) == 0 &&
-		    (rc = lease_file(h, c, rec[i].id)) == 0 &&
-		    (rc = admit_plan(c, &rec[i])) == 0 && c->t_adm > t)
+		    (rc = admit_plan(h, c, &rec[i])) == 0 && c->t_adm > t)
 			t = c->t_adm;
 	}
 	for (i = 0; i < m->n && rc == 0; i++) {
@@ -416,14 +538,37 @@ static int many_op(ratectl *h, MDB_txn *txn, void *arg)
 	}
 	if (rc == 0 && t > m->latest)
 		rc = RATECTL_ELIMITED;
+	tenant = rc == 0 && m->n > 1 && (rec[0].reserved0 & RC_F_TENANT);
+	if (tenant) {
+		served = rec[0].tn.tk_serve;
+		if (!gate_pass(m, &rec[0], t)) {
+			m->which = 0;
+			m->c[0].t_adm = m->gate_at;
+			if (m->no_ticket)
+				return RATECTL_ELIMITED;
+			/* In line: the ticket is written, nothing is charged. */
+			if ((rc = ratectl__rec_put(h, txn, m->c[0].name, &rec[0])) != 0)
+				m->ticket = ticket;
+			else if (rec[0].tn.tk_serve != served)
+				ratectl__wake(m->c[0].lf, RC_WAKE_RATE);
+			return rc;
+		}
+		gate_through(m, &rec[0], t);
+		/* The next in line looks again. */
+		if (rec[0].tn.tk_serve != served)
+			ratectl__wake(m->c[0].lf, RC_WAKE_RATE);
+	}
 	for (i = 0; i < m->n && rc == 0; i++)
-		if ((rc = admit_charge(h, &m->c[i], &rec[i])) != 0 ||
+		if ((rc = admit_charge(h, txn, &m->c[i], &rec[i])) != 0 ||
 		    (rc = admit_shared(&m->c[i], &rec[i])) != 0)
 			m->which = (int)i;
 	for (i = 0; i < m->n && rc == 0; i++)
 		rc = ratectl__rec_put(h, txn, m->c[i].name, &rec[i]);
-	if (rc != 0)
-		many_unclaim(m);
+	if (rc != 0) {
+		for (i = 0; i < m->n; i++)
+			m->c[i].slot = -1;
+		m->ticket = ticket;     /* not written: the line is as it was */
+	}
 	return rc;
 }
 
@@ -433,31 +578,61 @@ static void many_kick(ratectl *h, struct many_ctx *m)
 
 	for (i = 0; i < m->n; i++)
 		if (m->c[i].kick) {
+			int urgent = m->c[i].kick == 2;
+
 			m->c[i].kick = 0;
 			ratectl__share_kick(h, m->c[i].name, m->c[i].id, m->c[i].need,
-			                    m->c[i].kick == 2);
+			                    urgent);
 		}
 }
 
 static int many_write(ratectl *h, struct many_ctx *m)
 {
-	unsigned tries;
 	int rc;
 
-	for (tries = 0; tries < m->n + 4; tries++) {
-		struct admit_ctx *c;
+	for (unsigned i = 0; i < m->n; i++)
+		m->c[i].kick = 0;
+	rc = ratectl__write(h, many_op, m);
+	many_kick(h, m);
+	sweep_maybe(h, m->now);
+	if (rc == 0 && m->gated)
+		return RATECTL_ELIMITED;
+	return rc;
+}
 
-		rc = ratectl__write(h, many_op, m);
-		if (rc != 0)
-			many_unclaim(m);
-		many_kick(h, m);
-		if (rc != RC_NEED_LFILE)
-			return rc;
-		c = &m->c[m->which];
-		if ((rc = ratectl__lfile_get(h, c->id, &c->lf)) != 0)
-			return rc;
-	}
-	return ratectl__err(RATECTL_ELMDB, "budgets: lease files keep changing");
+/* Give up our ticket, if we hold one (timeout, error, signal). */
+static int ticket_drop_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct many_ctx *m = arg;
+	rc_budget_rec rec;
+	uint64_t mine = m->ticket - 1;
+	int rc;
+
+	if ((rc = ratectl__rec_get(h, txn, m->c[0].name, &rec)) != 0)
+		return rc == RATECTL_ENOTFOUND ? 1 : rc;
+	if (!(rec.reserved0 & RC_F_TENANT) || mine < rec.tn.tk_serve ||
+	    mine >= rec.tn.tk_next)
+		return 1;
+	if (mine == rec.tn.tk_serve)
+		ticket_next(&rec.tn, ratectl_now(h));
+	else if (mine - rec.tn.tk_serve < 64)
+		rec.tn.tk_gone |= (uint64_t)1 << (mine - rec.tn.tk_serve);
+	else
+		return 1;       /* far behind: the grace skips it */
+	ratectl__wake(ratectl__lfile_find(h, rec.id), RC_WAKE_RATE);
+	return ratectl__rec_put(h, txn, m->c[0].name, &rec);
+}
+
+static void ticket_drop(ratectl *h, struct many_ctx *m)
+{
+	char keep[RATECTL_ERRMSG_KEEP];
+
+	if (!m->ticket)
+		return;
+	ratectl__err_save(keep, sizeof keep);
+	ratectl__write(h, ticket_drop_op, m);
+	ratectl__err_restore(keep);
+	m->ticket = 0;
 }
 
 static int many_begin(ratectl *h, const char *const *names, unsigned n,
@@ -473,6 +648,8 @@ static int many_begin(ratectl *h, const char *const *names, unsigned n,
 		                    "as many leases", RATECTL_MANY_MAX);
 	for (i = 0; i < n; i++)
 		leases[i].magic = 0;
+	if (cost->tag && cost->tag[0] && (rc = ratectl_tag_check(cost->tag)) != 0)
+		return rc;
 	if ((rc = ratectl__enter(h)) != 0)
 		return rc;
 	memset(m, 0, sizeof *m);
@@ -507,16 +684,20 @@ int ratectl_try_many(ratectl *h, const char *const *names, unsigned n,
 		*wait_ns = 0;
 	if ((rc = many_begin(h, names, n, c, leases, &m)) != 0)
 		return rc;
-	m.now = m.latest = ratectl_now(h);
+	m.now = m.latest = m.start = ratectl_now(h);
+	m.no_ticket = 1;
 	if ((rc = many_write(h, &m)) == 0) {
 		many_grant(h, &m, leases);
 		return 0;
 	}
-	if ((rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN) && wait_ns)
-		*wait_ns = m.c[m.which].t_adm - m.now;
-	if (m.c[m.which].lf && (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN ||
-	                        rc == RATECTL_EINFLIGHT))
-		ratectl__count(m.c[m.which].lf, RC_C_REFUSED, 1);
+	if ((rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN) && wait_ns) {
+		int64_t w = m.c[m.which].t_adm - m.now;
+
+		*wait_ns = w > 0 ? w : 1;
+	}
+	if (refusal(rc))
+		ratectl__count_later(h, m.c[m.which].name, m.c[m.which].id,
+		                     RC_C_REFUSED, 1);
 	return rc;
 }
 
@@ -527,23 +708,9 @@ static int many_undo_op(ratectl *h, MDB_txn *txn, void *arg)
 	unsigned i;
 	int rc;
 
-	for (i = 0; i < m->n; i++) {
-		struct admit_ctx *c = &m->c[i];
-		rc_budget_rec rec;
-
-		if (__atomic_load_n(&c->lf->hdr->epoch, __ATOMIC_SEQ_CST) != c->epoch)
-			continue;
-		if ((rc = ratectl__rec_get(h, txn, c->name, &rec)) == RATECTL_ENOTFOUND)
-			continue;
-		if (rc != 0)
+	for (i = 0; i < m->n; i++)
+		if ((rc = undo_op(h, txn, &m->c[i])) < 0)
 			return rc;
-		if (rec.id != c->id)
-			continue;
-		ratectl__gcra_undo(rec.lim, rec.nlimits, c->before, c->after);
-		ratectl__wake(c->lf, RC_WAKE_RATE);
-		if ((rc = ratectl__rec_put(h, txn, c->name, &rec)) != 0)
-			return rc;
-	}
 	return 0;
 }
 
@@ -551,18 +718,14 @@ static int many_undo_op(ratectl *h, MDB_txn *txn, void *arg)
  * budget's place must still stand: 0, or > 0 to plan again, or -EINTR. */
 static int many_sleep(ratectl *h, struct many_ctx *m)
 {
-	struct admit_ctx *b = &m->c[m->which];
+	rc_place pl = place_of(&m->c[m->which]);
 	unsigned i;
 	int rc;
 
-	rc = ratectl__reserved_wait(h, b->lf, b->t_adm, b->cooldown_until, b->epoch);
+	rc = ratectl__reserved_wait(h, &pl);
 	for (i = 0; i < m->n && rc == 0; i++) {
-		struct admit_ctx *c = &m->c[i];
-
-		if (__atomic_load_n(&c->lf->hdr->epoch, __ATOMIC_SEQ_CST) != c->epoch ||
-		    (__atomic_load_n(&c->lf->hdr->cooldown_until, __ATOMIC_ACQUIRE) >
-		     c->t_adm && c->cooldown_until <= c->t_adm))
-			rc = 1;
+		pl = place_of(&m->c[i]);
+		rc = ratectl__place_check(h, &pl);
 	}
 	return rc;
 }
@@ -578,9 +741,9 @@ int ratectl_acquire_many(ratectl *h, const char *const *names, unsigned n,
 
 	if ((rc = many_begin(h, names, n, cost, leases, &m)) != 0)
 		return rc;
-	m.now = ratectl_now(h);
-	deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - m.now ?
-		INT64_MAX : m.now + timeout_ns;
+	m.start = ratectl_now(h);
+	deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - m.start ?
+		INT64_MAX : m.start + timeout_ns;
 	for (;;) {
 		struct admit_ctx *w;
 
@@ -588,17 +751,18 @@ int ratectl_acquire_many(ratectl *h, const char *const *names, unsigned n,
 		m.latest = deadline > m.now ? deadline : m.now;
 		rc = many_write(h, &m);
 		w = &m.c[m.which];
-		if (rc == RATECTL_EINFLIGHT || rc == RATECTL_ELIMITED ||
-		    rc == RATECTL_ECOOLDOWN) {
+		if (refusal(rc)) {
 			if (m.now >= deadline) {
 				rc = timed_out(h, w, w->name);
 				break;
 			}
+			m.waited = 1;
 			if (rc == RATECTL_EINFLIGHT) {
 				if (watching && watched != w->lf)
 					ratectl__slot_unwatch(h, watched, &watching);
 				watched = w->lf;
-				rc = ratectl__slot_wait(h, w->lf, w->seq, deadline, &watching);
+				rc = ratectl__slot_wait(h, w->lf, w->id, w->seq, deadline,
+				                        &watching);
 			} else {
 				int64_t until = rc == RATECTL_ECOOLDOWN ? w->cooldown_until
 				                                        : w->t_adm;
@@ -612,13 +776,18 @@ int ratectl_acquire_many(ratectl *h, const char *const *names, unsigned n,
 		}
 		if (rc != 0 || (rc = many_sleep(h, &m)) == 0)
 			break;
-		many_unclaim(&m);
+		/* A void place is not given back: undo_op sees the epoch. */
 		ratectl__write(h, many_undo_op, &m);
+		for (unsigned i = 0; i < m.n; i++)
+			m.c[i].slot = -1;
+		m.waited = 1;
 		if (rc < 0)
 			break;
 	}
 	if (watching)
 		ratectl__slot_unwatch(h, watched, &watching);
+	if (rc != 0)
+		ticket_drop(h, &m);
 	if (rc == 0)
 		many_grant(h, &m, leases);
 	return rc;
@@ -626,34 +795,47 @@ int ratectl_acquire_many(ratectl *h, const char *const *names, unsigned n,
 
 /* ---- release ------------------------------------------------------------- */
 
-struct reconcile_ctx {
+struct release_ctx {
 	const ratectl_lease *lease;
-	rc_lfile *lf;
+	uint64_t actual;
 	int64_t delta;
 	int64_t now;
 };
 
-static int reconcile_op(ratectl *h, MDB_txn *txn, void *arg)
+/* One transaction: the slot back, the tokens reconciled and counted. */
+static int release_op(ratectl *h, MDB_txn *txn, void *arg)
 {
-	struct reconcile_ctx *c = arg;
+	struct release_ctx *c = arg;
+	const ratectl_lease *l = c->lease;
 	rc_budget_rec rec;
 	int rc;
 
-	if ((rc = ratectl__rec_get(h, txn, c->lease->name, &rec)) != 0)
+	if ((rc = ratectl__rec_get(h, txn, l->name, &rec)) != 0)
 		return rc == RATECTL_ENOTFOUND ? 1 : rc;
-	if (rec.id != c->lease->budget_id)
+	if (rec.id != l->budget_id)
 		return 1;       /* deleted and created again: not ours to adjust */
-	ratectl__gcra_adjust(rec.lim, rec.nlimits, RATECTL_TOKENS, c->delta, c->now);
-	ratectl__share_adjust(&rec, c->delta);
-	if (c->delta < 0 && c->lf)
-		ratectl__wake(c->lf, RC_WAKE_RATE);     /* a refund may let one in */
-	return ratectl__rec_put(h, txn, c->lease->name, &rec);
+	if (l->slot >= 0 && (rc = ratectl__slot_put(h, txn, &rec, l->tokens)) != 0)
+		return rc;
+	if (c->actual != RATECTL_UNKNOWN) {
+		rec.counters[RC_C_TOK_ACTUAL] += c->actual;
+		rec.counters[RC_C_TOK_RECONCILED] += l->tokens;
+		if (c->delta != 0) {
+			ratectl__gcra_adjust(rec.lim, rec.nlimits, RATECTL_TOKENS, c->delta,
+			                     c->now);
+			ratectl__share_adjust(&rec, c->delta);
+			if (c->delta < 0)       /* a refund may let one in */
+				ratectl__wake(ratectl__lfile_find(h, rec.id), RC_WAKE_RATE);
+			if (l->tag[0] && (rc = ratectl__tag_count(h, txn, rec.id, l->tag, 0,
+			                                          c->delta)) != 0)
+				return rc;
+		}
+	}
+	return ratectl__rec_put(h, txn, l->name, &rec);
 }
 
 int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens)
 {
-	struct reconcile_ctx c = { .lease = lease };
-	rc_lfile *lf = NULL;
+	struct release_ctx c = { .lease = lease, .actual = actual_tokens };
 	int rc;
 
 	ratectl__err_clear();
@@ -664,26 +846,28 @@ int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens)
 		                    "was taken by process %d", lease->name, lease->pid);
 	if ((rc = ratectl__enter(h)) != 0)
 		return rc;
-	lf = ratectl__lfile_find(h, lease->budget_id);
-	if (!lf && lease->slot >= 0)    /* cannot be: the admission opened it */
-		rc = ratectl__lfile_get(h, lease->budget_id, &lf);
 	lease->magic = 0;
-	if (rc == 0 && lease->slot >= 0)
-		ratectl__slot_release(lf, lease->slot);
-	if (actual_tokens == RATECTL_UNKNOWN)
-		return rc;
-	if (lf) {
-		ratectl__count(lf, RC_C_TOK_ACTUAL, actual_tokens);
-		ratectl__count(lf, RC_C_TOK_RECONCILED, lease->tokens);
+	if (actual_tokens == RATECTL_UNKNOWN && lease->slot < 0)
+		return 0;       /* nothing to give back, nothing to count */
+	if (actual_tokens != RATECTL_UNKNOWN) {
+		uint64_t a = actual_tokens > (uint64_t)INT64_MAX / 2 ?
+			(uint64_t)INT64_MAX / 2 : actual_tokens;
+
+		c.delta = (int64_t)a - (int64_t)lease->tokens;
 	}
-	if (actual_tokens == lease->tokens)
-		return rc;
-	if (actual_tokens > (uint64_t)INT64_MAX / 2)
-		actual_tokens = (uint64_t)INT64_MAX / 2;
-	c.delta = (int64_t)actual_tokens - (int64_t)lease->tokens;
 	c.now = ratectl_now(h);
-	c.lf = lf;
-	return ratectl__write(h, reconcile_op, &c);
+	rc = ratectl__write(h, release_op, &c);
+	if (rc < 0 && lease->slot >= 0 && actual_tokens != RATECTL_UNKNOWN) {
+		/* The slot at least (else it stays held until this process
+		 * exits); the error is the one to report. */
+		char keep[RATECTL_ERRMSG_KEEP];
+
+		ratectl__err_save(keep, sizeof keep);
+		c.actual = RATECTL_UNKNOWN;
+		ratectl__write(h, release_op, &c);
+		ratectl__err_restore(keep);
+	}
+	return rc;
 }
 
 /* ---- reservations for event loops ---------------------------------------- */
@@ -696,57 +880,60 @@ static rc_resv *resv_of(ratectl_reservation *r)
 	return (rc_resv *)(void *)r->priv;
 }
 
-/* The handle's inotify descriptor, watching lf's file: -1 if none can be
- * had (then the caller has at_ns only, which the tick bounds). */
-static int events_watch(ratectl *h, rc_lfile *lf)
+/* The handle's inotify descriptor, watching the wake file: -1 if none can
+ * be had (then the caller has at_ns only, which the tick bounds). */
+static int events_watch(ratectl *h)
 {
 	char path[PATH_MAX];
+	int fd;
 
 	pthread_mutex_lock(&h->mu);
-	if (h->ifd < 0)
-		h->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (h->ifd < 0 && (fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0) {
+		snprintf(path, sizeof path, "%s/wake", h->path);
+		if (inotify_add_watch(fd, path, IN_MODIFY) < 0)
+			close(fd);
+		else
+			h->ifd = fd;
+	}
 	pthread_mutex_unlock(&h->mu);
-	if (h->ifd < 0)
-		return -1;
-	snprintf(path, sizeof path, "%s/leases/%u", h->path, lf->id);
-	return inotify_add_watch(h->ifd, path, IN_MODIFY) < 0 ? -1 : h->ifd;
+	return h->ifd;
 }
 
 /* r is no longer pending: stop counting and watching for it. */
-static void resv_done(ratectl *h, ratectl_reservation *r, rc_lfile *lf)
+static void resv_done(ratectl *h, ratectl_reservation *r)
 {
 	rc_resv *p = resv_of(r);
+	rc_lfile *lf = ratectl__lfile_find(h, p->id);
 
-	if (lf && p->counted)
+	if (p->counted)
 		__atomic_sub_fetch(&lf->hdr->ewaiters, 1, __ATOMIC_ACQ_REL);
-	if (lf && p->watching)
+	if (p->watching)
 		ratectl__slot_unwatch(h, lf, &p->watching);
 	p->counted = 0;
 	p->magic = 0;
 	r->fd = -1;
 }
 
-/* Pending on lf: counted there, watched, r->fd set. */
-static void resv_pend(ratectl *h, ratectl_reservation *r, rc_lfile *lf)
+/* Pending on budget p->id: counted in its bucket, r->fd set. */
+static void resv_pend(ratectl *h, ratectl_reservation *r)
 {
 	rc_resv *p = resv_of(r);
 
 	if (!p->counted) {
-		__atomic_add_fetch(&lf->hdr->ewaiters, 1, __ATOMIC_ACQ_REL);
+		__atomic_add_fetch(&ratectl__lfile_find(h, p->id)->hdr->ewaiters, 1,
+		                   __ATOMIC_ACQ_REL);
 		p->counted = 1;
 	}
 	p->magic = RC_RESV_MAGIC;
 	p->fork_gen = h->fork_gen;
-	r->fd = events_watch(h, lf);
+	r->fd = events_watch(h);
 }
 
-/* An admission that waited, counted as ratectl_acquire() counts it. */
-static void count_waited(ratectl *h, rc_lfile *lf, int64_t start)
+/* The cost as asked, its tag kept in the reservation's lease. */
+static void resv_cost(ratectl_reservation *r, ratectl_cost *cost)
 {
-	int64_t w = ratectl_now(h) - start;
-
-	ratectl__count(lf, RC_C_WAITED, 1);
-	ratectl__count(lf, RC_C_WAIT_NS, w > 0 ? (uint64_t)w : 0);
+	*cost = resv_of(r)->cost;
+	cost->tag = r->lease.tag[0] ? r->lease.tag : NULL;
 }
 
 /* One admission attempt for r, reserving any future time: 0 admitted,
@@ -754,23 +941,22 @@ static void count_waited(ratectl *h, rc_lfile *lf, int64_t start)
 static int resv_step(ratectl *h, ratectl_reservation *r)
 {
 	rc_resv *p = resv_of(r);
-	struct admit_ctx c = { .name = r->lease.name, .cost = &p->cost, .slot = -1 };
-	rc_lfile *old = p->id ? ratectl__lfile_find(h, p->id) : NULL;
+	ratectl_cost cost;
+	struct admit_ctx c = { .name = r->lease.name, .cost = &cost, .slot = -1 };
 	int rc, pending;
 
+	resv_cost(r, &cost);
 	c.now = ratectl_now(h);
 	c.latest = INT64_MAX;
+	c.start = p->start;
+	c.waited = p->state != 0;
 	rc = admit_write(h, &c);
-	pending = rc == 0 ? c.t_adm > c.now : rc == RATECTL_EINFLIGHT ||
-	          rc == RATECTL_ECOOLDOWN || rc == RATECTL_ELIMITED;
-	if (old && (!pending || old != c.lf))
-		resv_done(h, r, old);   /* not pending there any more */
+	pending = rc == 0 ? c.t_adm > c.now : refusal(rc);
+	if (p->magic == RC_RESV_MAGIC && (!pending || p->id != c.id))
+		resv_done(h, r);        /* not pending there any more */
 	if (!pending) {
-		if (rc == 0) {
+		if (rc == 0)
 			grant(h, &c, &r->lease);
-			if (p->state)   /* it was pending: it waited */
-				count_waited(h, c.lf, p->start);
-		}
 		return rc;
 	}
 	p->id = c.id;
@@ -779,6 +965,8 @@ static int resv_step(ratectl *h, ratectl_reservation *r)
 		p->state = RC_RS_PLACE;
 		p->t_adm = c.t_adm;
 		p->epoch = c.epoch;
+		p->vseq = c.vseq;
+		p->counted_wait = c.counted_wait;
 		p->cooldown_until = c.cooldown_until;
 		memcpy(p->before, c.before, sizeof p->before);
 		memcpy(p->after, c.after, sizeof p->after);
@@ -787,12 +975,12 @@ static int resv_step(ratectl *h, ratectl_reservation *r)
 		p->state = RC_RS_WAIT;
 		if (rc == RATECTL_EINFLIGHT) {
 			r->at_ns = c.now + RC_RESV_TICK_NS;
-			ratectl__slot_watch(h, c.lf, &p->watching);
+			ratectl__slot_watch(h, c.lf, c.id, &p->watching);
 		} else {
 			r->at_ns = rc == RATECTL_ECOOLDOWN ? c.cooldown_until : c.t_adm;
 		}
 	}
-	resv_pend(h, r, c.lf);
+	resv_pend(h, r);
 	return RATECTL_EPENDING;
 }
 
@@ -813,29 +1001,36 @@ int ratectl_reserve(ratectl *h, const char *name, const ratectl_cost *c,
 		return rc;
 	memset(p, 0, sizeof *p);
 	p->cost = *c;
+	p->cost.tag = NULL;     /* kept in r->lease.tag: the caller's may go */
 	p->slot = -1;
 	p->start = ratectl_now(h);
 	snprintf(r->lease.name, sizeof r->lease.name, "%s", name);
+	snprintf(r->lease.tag, sizeof r->lease.tag, "%s", c->tag ? c->tag : "");
 	r->at_ns = 0;
 	r->fd = -1;
 	return resv_step(h, r);
 }
 
 /* The context a place was taken with, to grant or give it back. */
-static void resv_ctx(ratectl_reservation *r, rc_lfile *lf, struct admit_ctx *c)
+static void resv_ctx(ratectl *h, ratectl_reservation *r, ratectl_cost *cost,
+                     struct admit_ctx *c)
 {
 	rc_resv *p = resv_of(r);
 
-	*c = (struct admit_ctx){ .name = r->lease.name, .cost = &p->cost, .lf = lf,
-	                         .id = p->id, .slot = p->slot, .t_adm = p->t_adm };
+	resv_cost(r, cost);
+	*c = (struct admit_ctx){ .name = r->lease.name, .cost = cost,
+	                         .lf = ratectl__lfile_find(h, p->id), .id = p->id,
+	                         .slot = p->slot, .t_adm = p->t_adm,
+	                         .epoch = p->epoch, .vseq = p->vseq,
+	                         .counted_wait = p->counted_wait,
+	                         .cooldown_until = p->cooldown_until };
 	memcpy(c->before, p->before, sizeof c->before);
 	memcpy(c->after, p->after, sizeof c->after);
 }
 
-static int resv_check(ratectl *h, ratectl_reservation *r, rc_lfile **lf)
+static int resv_check(ratectl *h, ratectl_reservation *r)
 {
 	rc_resv *p = resv_of(r);
-	int rc;
 
 	ratectl__err_clear();
 	if (!r || r->version != RATECTL_RESERVATION_VERSION || p->magic != RC_RESV_MAGIC)
@@ -843,44 +1038,39 @@ static int resv_check(ratectl *h, ratectl_reservation *r, rc_lfile **lf)
 	if (p->fork_gen != __atomic_load_n(&ratectl__fork_gen, __ATOMIC_ACQUIRE))
 		return ratectl__err(RATECTL_EFORKED, "reservation of budget '%s' was "
 		                    "made by another process", r->lease.name);
-	if ((rc = ratectl__enter(h)) != 0)
-		return rc;
-	*lf = ratectl__lfile_find(h, p->id);
-	return *lf ? 0 : ratectl__err(RATECTL_EBADLEASE, "reservation: budget "
-	                               "'%s' is not open here", r->lease.name);
+	return ratectl__enter(h);
 }
 
 int ratectl_reserve_poll(ratectl *h, ratectl_reservation *r)
 {
 	rc_resv *p = resv_of(r);
 	struct admit_ctx c;
-	rc_lfile *lf = NULL;
+	ratectl_cost cost;
 	int rc;
 
-	if ((rc = resv_check(h, r, &lf)) != 0)
+	if ((rc = resv_check(h, r)) != 0)
 		return rc;
 	if (p->state == RC_RS_PLACE) {
-		rc_lease_hdr *hd = lf->hdr;
+		rc_place pl = { r->lease.name, p->id, p->epoch, p->vseq, p->t_adm,
+		                p->cooldown_until };
 
-		resv_ctx(r, lf, &c);
-		if (__atomic_load_n(&hd->epoch, __ATOMIC_SEQ_CST) != p->epoch) {
-			cancel(h, &c, 0);       /* void: nothing left to give back */
+		resv_ctx(h, r, &cost, &c);
+		/* Cheap while the bucket's vseq stands: no transaction. */
+		rc = ratectl__place_check(h, &pl);
+		if (rc < 0)
+			return rc;
+		if (rc > 0) {   /* a cooldown took its time, or it is void */
+			cancel(h, &c);
 			p->slot = -1;
 			return resv_step(h, r);
 		}
-		if (__atomic_load_n(&hd->cooldown_until, __ATOMIC_ACQUIRE) > p->t_adm &&
-		    p->cooldown_until <= p->t_adm) {
-			cancel(h, &c, 1);       /* a cooldown took its time */
-			p->slot = -1;
-			return resv_step(h, r);
-		}
+		p->vseq = pl.vseq;
 		if (ratectl_now(h) < p->t_adm) {
 			r->at_ns = p->t_adm;
 			return RATECTL_EPENDING;
 		}
-		resv_done(h, r, lf);
+		resv_done(h, r);
 		grant(h, &c, &r->lease);
-		count_waited(h, lf, p->start);
 		return 0;
 	}
 	return resv_step(h, r);
@@ -890,28 +1080,29 @@ void ratectl_reserve_cancel(ratectl *h, ratectl_reservation *r)
 {
 	rc_resv *p;
 	struct admit_ctx c;
-	rc_lfile *lf = NULL;
+	ratectl_cost cost;
 
-	if (!r || resv_check(h, r, &lf) != 0)
+	if (!r || resv_check(h, r) != 0)
 		return;
 	p = resv_of(r);
 	if (p->state == RC_RS_PLACE) {
-		resv_ctx(r, lf, &c);
-		cancel(h, &c, 1);
+		resv_ctx(h, r, &cost, &c);
+		cancel(h, &c);
 	}
-	resv_done(h, r, lf);
+	resv_done(h, r);
 }
 
 int ratectl_reserve_expire(ratectl *h, ratectl_reservation *r)
 {
-	rc_lfile *lf = NULL;
 	const char *name;
+	uint32_t id;
 
-	if (!r || resv_check(h, r, &lf) != 0)
+	if (!r || resv_check(h, r) != 0)
 		return RATECTL_ETIMEDOUT;
 	name = r->lease.name;
+	id = resv_of(r)->id;
 	ratectl_reserve_cancel(h, r);
-	ratectl__count(lf, RC_C_REFUSED, 1);
+	ratectl__count_later(h, name, id, RC_C_REFUSED, 1);
 	return ratectl__err(RATECTL_ETIMEDOUT, "budget '%s': not admitted before the deadline",
 	                    name);
 }

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -36,22 +37,32 @@ int ratectl_name_check(const char *name)
 
 /* ---- create, update, delete --------------------------------------------- */
 
-/* Wake budget id's waiters (ratectl__wake), and put the record's
- * cooldown end in the header's mirror when cooldown_until >= 0.  No lease
- * file: nobody ever waited, nothing to do.  Called inside the write
+/* Wake budget id's waiters (ratectl__wake).  Called inside the write
  * transaction that makes the change: see wait.c. */
-static int wake_budget(ratectl *h, uint32_t id, int what, int64_t cooldown_until)
+static int wake_budget(ratectl *h, uint32_t id, int what)
 {
-	rc_lfile tmp, *lf;
-	int rc;
+	ratectl__wake(ratectl__lfile_find(h, id), what);
+	return 0;
+}
 
-	if ((rc = ratectl__lfile_peek(h, id, &tmp, &lf)) != 0)
-		return rc > 0 ? 0 : rc;
-	if (cooldown_until >= 0)
-		__atomic_store_n(&lf->hdr->cooldown_until, cooldown_until,
-		                 __ATOMIC_RELEASE);
-	ratectl__wake(lf, what);
-	ratectl__lfile_unpeek(&tmp, lf);
+/* A template's pattern: 1 to 64 bytes of name characters and '*'. */
+static int origin_check(const char *o)
+{
+	size_t i, n = strnlen(o, RATECTL_NAME_MAX + 1);
+
+	if (n > RATECTL_NAME_MAX)
+		return ratectl__err(RATECTL_EBADCONFIG, "budget: origin is over %d "
+		                    "bytes or not terminated", RATECTL_NAME_MAX);
+	for (i = 0; i < n; i++) {
+		char c = o[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+		      c == '*'))
+			return ratectl__err(RATECTL_EBADCONFIG, "budget: origin '%s': "
+			                    "character %zu is not one of A-Z a-z 0-9 . _ "
+			                    "- *", o, i + 1);
+	}
 	return 0;
 }
 
@@ -82,6 +93,14 @@ static int config_check(const ratectl_budget *b, rc_limit *lim)
 	if (b->batch_share > 100)
 		return ratectl__err(RATECTL_EBADCONFIG, "budget: batch share %u%% is "
 		                    "over 100%%", b->batch_share);
+	if (b->expire_ns < 0 || (b->expire_ns > 0 && b->expire_ns < RATECTL_PERIOD_MIN))
+		return ratectl__err(RATECTL_EBADCONFIG, "budget: expire must be 0 "
+		                    "(never) or at least 1 s");
+	if (b->weight > RATECTL_WEIGHT_MAX)
+		return ratectl__err(RATECTL_EBADCONFIG, "budget: weight %u is over %d",
+		                    b->weight, RATECTL_WEIGHT_MAX);
+	if ((rc = origin_check(b->origin)) != 0)
+		return rc;
 	for (i = 0; i < b->nlimits; i++) {
 		if ((rc = ratectl__limit_init(&lim[i], &b->limits[i])) != 0)
 			return rc;
@@ -116,6 +135,14 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 	rec.max_inflight = c->b->max_inflight;
 	rec.jitter = c->b->jitter_ns;
 	rec.batch_share = c->b->batch_share ? c->b->batch_share : RATECTL_BATCH_SHARE_DEFAULT;
+	rec.expire = c->b->expire_ns;
+	rec.weight = c->b->weight;
+	if (rec.weight)
+		rec.reserved0 |= RC_F_TENANT;
+	if (c->b->origin[0]) {
+		rec.reserved0 |= RC_F_ORIGIN;
+		snprintf(rec.origin, sizeof rec.origin, "%s", c->b->origin);
+	}
 	memcpy(rec.lim, c->lim, sizeof rec.lim);
 	if ((rc = ratectl__meta_touch(h, txn)) != 0)
 		return rc;
@@ -124,10 +151,17 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 		rec.sched = old.sched;
 		/* New limits, the same sharing: its credit and records stay
 		 * (shared.c), its caps follow the new bursts at the next sync. */
-		rec.reserved0 = old.reserved0 & RC_F_SHARED;
+		rec.reserved0 |= old.reserved0 & RC_F_SHARED;
 		rec.sh = old.sh;
+		/* Its in-flight slots, counters, use, line and epoch stay. */
+		rec.inflight = old.inflight;
+		rec.epoch = old.epoch;
+		rec.last_use = old.last_use;
+		memcpy(rec.counters, old.counters, sizeof rec.counters);
+		if (rec.weight)
+			rec.tn = old.tn;
 		/* Waiters look again once this commits: the limits changed. */
-		if ((rc = wake_budget(h, rec.id, RC_WAKE_SLOTS | RC_WAKE_RATE, 0)) != 0)
+		if ((rc = wake_budget(h, rec.id, RC_WAKE_SLOTS | RC_WAKE_RATE)) != 0)
 			return rc;
 		for (i = 0; i < rec.nlimits; i++)
 			for (j = 0; j < old.nlimits; j++)
@@ -188,10 +222,12 @@ static int delete_op(ratectl *h, MDB_txn *txn, void *arg)
 	if ((rc = mdb_del(txn, h->dbi, &k, NULL)) != 0)
 		return ratectl__mdb_err(h, rc, c->name);
 	if ((rc = ratectl__share_drop(h, txn, c->name)) != 0 ||
+	    (c->id && (rc = ratectl__holders_drop(h, txn, c->id)) != 0) ||
+	    (c->id && (rc = ratectl__tags_drop(h, txn, c->id)) != 0) ||
 	    (rc = ratectl__meta_touch(h, txn)) != 0)
 		return rc;
 	/* Its waiters fail with RATECTL_ENOTFOUND once this commits. */
-	return c->id ? wake_budget(h, c->id, RC_WAKE_VOID, -1) : 0;
+	return c->id ? wake_budget(h, c->id, RC_WAKE_VOID) : 0;
 }
 
 int ratectl_budget_delete(ratectl *h, const char *name)
@@ -200,10 +236,9 @@ int ratectl_budget_delete(ratectl *h, const char *name)
 	int rc;
 
 	ratectl__err_clear();
-	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
-	    (rc = ratectl__write(h, delete_op, &c)) != 0)
+	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0)
 		return rc;
-	return c.id ? ratectl__lfile_unlink(h, c.id) : 0;
+	return ratectl__write(h, delete_op, &c);
 }
 
 /* ---- one-record updates -------------------------------------------------- */
@@ -274,7 +309,8 @@ static int reset_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 	(void)c;
 	ratectl__gcra_reset(rec->lim, rec->nlimits, &rec->sched);
 	/* Every place reserved is gone with the TATs: its waiters plan again. */
-	return wake_budget(h, rec->id, RC_WAKE_VOID, 0);
+	rec->epoch++;
+	return wake_budget(h, rec->id, RC_WAKE_VOID);
 }
 
 int ratectl_budget_reset(ratectl *h, const char *name)
@@ -303,7 +339,7 @@ static int cooldown_fn(ratectl *h, rc_budget_rec *rec, struct mod_ctx *c)
 			return rc;
 		c->kick_id = rec->id;
 	}
-	return wake_budget(h, rec->id, RC_WAKE_RATE | RC_WAKE_RESERVED, until);
+	return wake_budget(h, rec->id, RC_WAKE_RATE | RC_WAKE_RESERVED);
 }
 
 int ratectl_cooldown(ratectl *h, const char *name, int64_t duration_ns)
@@ -412,14 +448,30 @@ int ratectl_observe(ratectl *h, const char *name, ratectl_dim dim,
 
 /* ---- inspection ---------------------------------------------------------- */
 
-/* Fill *out from rec and, when the budget has one, its lease file, read
- * without creating it or keeping a descriptor: a read-only look at
- * thousands of budgets must not exhaust descriptors or make files, and
- * what cannot be read is an error, never a zero. */
-static int info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
-                     int64_t now, ratectl_budget_info *out)
+struct live_ctx {
+	uint32_t inflight, dead;
+};
+
+static int live_count(ratectl *h, uint64_t key, const rc_holder *hd, int alive,
+                      void *arg)
 {
-	rc_lfile tmp, *lf;
+	struct live_ctx *c = arg;
+
+	(void)h;
+	(void)key;
+	if (alive)
+		c->inflight += hd->count;
+	else
+		c->dead += hd->count;
+	return 0;
+}
+
+/* Fill *out from rec (and its holders, when it has slots in flight), in
+ * txn: everything is in the ledger, so a look at 100,000 budgets opens
+ * nothing. */
+static int info_fill(ratectl *h, MDB_txn *txn, const char *name,
+                     const rc_budget_rec *rec, int64_t now, ratectl_budget_info *out)
+{
 	unsigned i;
 	int rc;
 
@@ -430,6 +482,11 @@ static int info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
 	out->config.max_inflight = rec->max_inflight;
 	out->config.jitter_ns = rec->jitter;
 	out->config.batch_share = rec->batch_share;
+	out->config.expire_ns = rec->expire;
+	out->config.weight = rec->weight;
+	if (rec->reserved0 & RC_F_ORIGIN)
+		snprintf(out->config.origin, sizeof out->config.origin, "%.*s",
+		         RATECTL_NAME_MAX, rec->origin);
 	for (i = 0; i < rec->nlimits; i++) {
 		rc_limit l = rec->lim[i];
 		ratectl_limit cfg = { (ratectl_dim)l.dim, l.count, l.period, l.burst };
@@ -444,51 +501,53 @@ static int info_fill(ratectl *h, const char *name, const rc_budget_rec *rec,
 	}
 	if (rec->sched.cooldown_until > now)
 		out->cooldown_ns = rec->sched.cooldown_until - now;
-	if ((rc = ratectl__lfile_peek(h, rec->id, &tmp, &lf)) != 0)
-		return rc > 0 ? 0 : rc;         /* no file: never admitted */
 	for (i = 0; i < RC_C_COUNT; i++)
-		(&out->counters.admitted)[i] =
-			__atomic_load_n(&lf->hdr->counters[i], __ATOMIC_RELAXED);
-	for (i = 0; i < lf->hdr->hiwater && i < RATECTL_MAX_INFLIGHT; i++) {
-		if (lf->slots[i].state != RC_SLOT_HELD)
-			continue;
-		if (ratectl__slot_locked(lf, i))
-			out->inflight++;
-		else
-			out->dead++;
+		(&out->counters.admitted)[i] = rec->counters[i];
+	out->idle_ns = rec->last_use == 0 ? -1 :
+	               now > rec->last_use ? now - rec->last_use : 0;
+	if (rec->inflight) {
+		struct live_ctx c = { 0, 0 };
+
+		if ((rc = ratectl__holders_each(h, txn, rec->id, live_count, &c)) != 0)
+			return rc;
+		out->inflight = c.inflight;
+		out->dead = c.dead;
 	}
-	ratectl__lfile_unpeek(&tmp, lf);
 	return 0;
 }
 
 /* Entry point of the read-only calls on one budget: its record from a
- * read transaction. */
-static int budget_read(ratectl *h, const char *name, rc_budget_rec *rec)
+ * read transaction, left open for the caller to end. */
+static int budget_read(ratectl *h, const char *name, rc_budget_rec *rec, MDB_txn **txn)
 {
-	MDB_txn *txn;
 	int rc;
 
 	ratectl__err_clear();
 	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
-	    (rc = ratectl__read_begin(h, &txn)) != 0)
+	    (rc = ratectl__read_begin(h, txn)) != 0)
 		return rc;
-	rc = ratectl__rec_get(h, txn, name, rec);
-	ratectl__read_end(h, txn);
+	if ((rc = ratectl__rec_get(h, *txn, name, rec)) != 0)
+		ratectl__read_end(h, *txn);
 	return rc;
 }
 
 int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out)
 {
 	rc_budget_rec rec;
+	MDB_txn *txn;
 	int rc;
 
-	if ((rc = budget_read(h, name, &rec)) == 0)
-		rc = info_fill(h, name, &rec, ratectl_now(h), out);
+	if ((rc = budget_read(h, name, &rec, &txn)) != 0)
+		return rc;
+	rc = info_fill(h, txn, name, &rec, ratectl_now(h), out);
+	ratectl__read_end(h, txn);
 	return rc;
 }
+
 struct foreach_ctx {
 	int (*fn)(const ratectl_budget_info *info, void *ctx);
 	void *ctx;
+	int64_t now;
 };
 
 static int foreach_each(ratectl *h, MDB_txn *txn, const char *name,
@@ -499,9 +558,8 @@ static int foreach_each(ratectl *h, MDB_txn *txn, const char *name,
 	rc_budget_rec rec;
 	int rc;
 
-	(void)txn;
 	if ((rc = ratectl__rec_load(name, v, &rec)) != 0 ||
-	    (rc = info_fill(h, name, &rec, ratectl_now(h), &info)) != 0)
+	    (rc = info_fill(h, txn, name, &rec, c->now, &info)) != 0)
 		return rc;
 	return c->fn(&info, c->ctx);
 }
@@ -510,77 +568,84 @@ int ratectl_budget_foreach(ratectl *h,
                            int (*fn)(const ratectl_budget_info *info, void *ctx),
                            void *ctx)
 {
-	struct foreach_ctx c = { fn, ctx };
+	struct foreach_ctx c = { fn, ctx, 0 };
 	MDB_txn *txn;
 	int rc;
 
 	ratectl__err_clear();
 	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl__read_begin(h, &txn)) != 0)
 		return rc;
+	c.now = ratectl_now(h);
 	rc = ratectl__budget_each(h, txn, foreach_each, &c);
 	ratectl__read_end(h, txn);
 	return rc;
 }
 
-int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
-                   size_t cap, size_t *n)
+struct leases_ctx {
+	ratectl_lease_info *out;
+	size_t cap, n;
+	int64_t now;
+};
+
+static int lease_one(ratectl *h, uint64_t key, const rc_holder *hd, int alive,
+                     void *arg)
 {
-	int64_t now = ratectl_now(h);
-	rc_budget_rec rec;
-	rc_lfile tmp, *lf;
-	uint32_t i;
-	int rc;
+	struct leases_ctx *c = arg;
 
-	*n = 0;
-	if ((rc = budget_read(h, name, &rec)) != 0)
-		return rc;
-	if ((rc = ratectl__lfile_peek(h, rec.id, &tmp, &lf)) != 0)
-		return rc > 0 ? 0 : rc;
-	for (i = 0; i < lf->hdr->hiwater && i < RATECTL_MAX_INFLIGHT; i++) {
-		const rc_slot *s = &lf->slots[i];
-
-		if (s->state != RC_SLOT_HELD)
-			continue;
-		if (*n < cap)
-			out[*n] = (ratectl_lease_info){ i, s->pid, ratectl__slot_locked(lf, i),
-			                                now - s->start, s->tokens };
-		(*n)++;
-	}
-	ratectl__lfile_unpeek(&tmp, lf);
+	(void)h;
+	(void)key;
+	if (c->n < c->cap)
+		c->out[c->n] = (ratectl_lease_info){ (uint32_t)c->n, hd->pid, alive,
+		                                     c->now - hd->since, hd->tokens,
+		                                     hd->count };
+	c->n++;
 	return 0;
 }
 
-/* A damaged record must not stop the others' slots from coming back:
- * only the id is read. */
+int ratectl_leases(ratectl *h, const char *name, ratectl_lease_info *out,
+                   size_t cap, size_t *n)
+{
+	struct leases_ctx c = { out, cap, 0, 0 };
+	rc_budget_rec rec;
+	MDB_txn *txn;
+	int rc;
+
+	*n = 0;
+	if ((rc = budget_read(h, name, &rec, &txn)) != 0)
+		return rc;
+	c.now = ratectl_now(h);
+	rc = ratectl__holders_each(h, txn, rec.id, lease_one, &c);
+	ratectl__read_end(h, txn);
+	*n = c.n;
+	return rc;
+}
+
+/* Every budget with slots recorded: those of dead holders come back. */
 static int reclaim_each(ratectl *h, MDB_txn *txn, const char *name,
                         const MDB_val *v, void *ctx)
 {
 	unsigned *slots = ctx;
-	rc_lfile tmp, *lf;
-	uint32_t id;
+	rc_budget_rec rec;
 	int rc;
 
-	(void)txn;
-	(void)name;
-	if (v->mv_size < RC_REC_SIZE(0))
+	/* A damaged record must not stop the others' slots from coming
+	 * back: it is skipped (`ratectl check` reports it). */
+	if (ratectl__rec_load(name, v, &rec) != 0 || rec.inflight == 0)
 		return 0;
-	memcpy(&id, (const char *)v->mv_data + offsetof(rc_budget_rec, id), sizeof id);
-	if ((rc = ratectl__lfile_peek(h, id, &tmp, &lf)) != 0)
-		return rc > 0 ? 0 : rc;
-	*slots += ratectl__slot_reclaim(lf);
-	ratectl__lfile_unpeek(&tmp, lf);
-	return 0;
+	if ((rc = ratectl__slot_reclaim(h, txn, &rec)) < 0)
+		return rc;
+	if (rc == 0)
+		return 0;
+	*slots += (unsigned)rc;
+	return ratectl__rec_put(h, txn, name, &rec);
 }
 
-/* Inside a write transaction, so that no admission probes the same slots. */
 static int reclaim_op(ratectl *h, MDB_txn *txn, void *arg)
 {
 	unsigned *slots = arg;
-	int rc;
 
 	*slots = 0;
-	rc = ratectl__budget_each(h, txn, reclaim_each, slots);
-	return rc != 0 ? rc : 1;        /* nothing written: abort */
+	return ratectl__budget_each(h, txn, reclaim_each, slots);
 }
 
 int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers)
@@ -594,32 +659,289 @@ int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers)
 	mdb_reader_check(h->env, &dead);
 	rc = ratectl__write(h, reclaim_op, &freed);
 	if (slots)
-		*slots = freed;
+		*slots = rc == 0 ? freed : 0;
 	if (readers)
 		*readers = (unsigned)dead;
 	return rc;
 }
 
-/* Lock-free on the shared counters: a compare-and-swap loop keeps the
- * share exact across processes without a transaction. */
-int ratectl_retry_take(ratectl *h, const char *name, unsigned percent)
+/* In a transaction: the share stays exact across processes. */
+struct retry_ctx {
+	const char *name;
+	unsigned percent;
+	int allowed;
+};
+
+static int retry_op(ratectl *h, MDB_txn *txn, void *arg)
 {
+	struct retry_ctx *c = arg;
 	rc_budget_rec rec;
-	rc_lfile *lf;
-	uint64_t r, admitted;
+	uint64_t r;
 	int rc;
 
-	if ((rc = budget_read(h, name, &rec)) != 0 ||
-	    (rc = ratectl__lfile_get(h, rec.id, &lf)) != 0)
+	if ((rc = ratectl__rec_get(h, txn, c->name, &rec)) != 0)
 		return rc;
-	r = __atomic_load_n(&lf->hdr->counters[RC_C_RETRIES], __ATOMIC_RELAXED);
-	do {
-		admitted = __atomic_load_n(&lf->hdr->counters[RC_C_ADMITTED],
-		                           __ATOMIC_RELAXED);
-		if ((r + 1) * 100 > admitted * percent + 100)
-			return RATECTL_ELIMITED;
-	} while (!__atomic_compare_exchange_n(&lf->hdr->counters[RC_C_RETRIES], &r,
-	                                      r + 1, 0, __ATOMIC_RELAXED,
-	                                      __ATOMIC_RELAXED));
+	r = rec.counters[RC_C_RETRIES];
+	if ((r + 1) * 100 > rec.counters[RC_C_ADMITTED] * c->percent + 100) {
+		c->allowed = 0;
+		return 1;
+	}
+	c->allowed = 1;
+	rec.counters[RC_C_RETRIES] = r + 1;
+	return ratectl__rec_put(h, txn, c->name, &rec);
+}
+
+int ratectl_retry_take(ratectl *h, const char *name, unsigned percent)
+{
+	struct retry_ctx c = { name, percent, 0 };
+	int rc;
+
+	ratectl__err_clear();
+	if ((rc = ratectl__enter(h)) != 0 || (rc = ratectl_name_check(name)) != 0 ||
+	    (rc = ratectl__write(h, retry_op, &c)) != 0)
+		return rc;
+	return c.allowed ? 0 : RATECTL_ELIMITED;
+}
+
+/* ---- tags ------------------------------------------------------------------ */
+
+static int tag_cmp(const void *a, const void *b)
+{
+	const ratectl_tag_info *x = a, *y = b;
+
+	if (x->requests != y->requests)
+		return x->requests < y->requests ? 1 : -1;
+	return strcmp(x->tag, y->tag);
+}
+
+int ratectl_tags(ratectl *h, const char *name, ratectl_tag_info *out, size_t cap,
+                 size_t *n, ratectl_tag_info *rest)
+{
+	ratectl_tag_info all[RATECTL_TAGS_TOP];
+	rc_budget_rec rec;
+	rc_tags_rec t;
+	MDB_txn *txn;
+	unsigned i;
+	int rc;
+
+	if (n)
+		*n = 0;
+	if (rest)
+		memset(rest, 0, sizeof *rest);
+	if (!n || (cap && !out))
+		return ratectl__err(-EINVAL, "tags: n and, with cap, out are required");
+	if ((rc = budget_read(h, name, &rec, &txn)) != 0)
+		return rc;
+	rc = ratectl__tags_read(h, txn, rec.id, &t);
+	ratectl__read_end(h, txn);
+	if (rc != 0)
+		return rc;
+	for (i = 0; i < t.n; i++) {
+		memset(&all[i], 0, sizeof all[i]);
+		snprintf(all[i].tag, sizeof all[i].tag, "%s", t.ent[i].tag);
+		all[i].requests = t.ent[i].requests;
+		all[i].tokens = t.ent[i].tokens;
+		all[i].error = t.ent[i].error;
+	}
+	qsort(all, t.n, sizeof all[0], tag_cmp);
+	for (i = 0; i < t.n && i < cap; i++)
+		out[i] = all[i];
+	*n = t.n;
+	if (rest) {
+		rest->requests = t.rest_requests;
+		rest->tokens = t.rest_tokens;
+	}
 	return 0;
+}
+
+/* ---- the sweep of idle budgets ------------------------------------------- */
+
+/*
+ * Budgets with an expire time are removed once idle: nothing admitted for
+ * that long, nothing in flight, every limit full (no place reserved, no
+ * debt), no cooldown.  The host's sweep lives in ".w": when it is next
+ * due and where it stopped.  Any process whose admission finds it due
+ * takes the next RC_SWEEP_BATCH budgets in one transaction and moves the
+ * time RATECTL_SWEEP_NS on, so the host does one step at a time, every
+ * RATECTL_SWEEP_NS at most: a pass over 100,000 budgets takes about 50
+ * s, and no admission waits for more than one step.
+ */
+#define RC_SWEEP_BATCH 512
+#define RC_SWEEP_KEY ".w"
+
+typedef struct rc_sweep_rec {
+	int64_t due;               /* ledger clock */
+	char next[RATECTL_NAME_MAX + 1];   /* where the next step starts */
+} rc_sweep_rec;
+
+static int idle(const rc_budget_rec *rec, int64_t now)
+{
+	unsigned i;
+
+	if (rec->expire <= 0 || rec->inflight || rec->sched.cooldown_until > now ||
+	    now - rec->last_use < rec->expire)
+		return 0;
+	for (i = 0; i < rec->nlimits; i++)
+		if (rec->lim[i].tat > now)
+			return 0;
+	return 1;
+}
+
+struct sweep_ctx {
+	int64_t now;
+	int all;                   /* the whole ledger (ratectl_sweep) */
+	unsigned removed;
+	int due;                   /* a step was due and taken */
+};
+
+static int sweep_get(ratectl *h, MDB_txn *txn, rc_sweep_rec *sw)
+{
+	MDB_val k = { sizeof RC_SWEEP_KEY - 1, (void *)RC_SWEEP_KEY }, v;
+	int rc = mdb_get(txn, h->dbi, &k, &v);
+
+	memset(sw, 0, sizeof *sw);
+	if (rc == 0 && v.mv_size == sizeof *sw)
+		memcpy(sw, v.mv_data, sizeof *sw);
+	else if (rc != 0 && rc != MDB_NOTFOUND)
+		return ratectl__mdb_err(h, rc, "read the sweep");
+	sw->next[RATECTL_NAME_MAX] = '\0';      /* damaged: start over */
+	return 0;
+}
+
+/* Remove budget `name` (id). */
+static int sweep_remove(ratectl *h, MDB_txn *txn, const char *name, uint32_t id)
+{
+	MDB_val k = { strlen(name), (void *)name };
+	int rc;
+
+	if ((rc = mdb_del(txn, h->dbi, &k, NULL)) != 0)
+		return rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, name);
+	if ((rc = ratectl__share_drop(h, txn, name)) != 0 ||
+	    (rc = ratectl__holders_drop(h, txn, id)) != 0 ||
+	    (rc = ratectl__tags_drop(h, txn, id)) != 0)
+		return rc;
+	return wake_budget(h, id, RC_WAKE_VOID);
+}
+
+struct sweep_victim {
+	char name[RATECTL_NAME_MAX + 1];
+	uint32_t id;
+};
+
+/* One step: up to RC_SWEEP_BATCH budgets from `from` looked at, the idle
+ * ones noted in v[] (removed after, with the cursor closed); next gets
+ * where the following step starts ("" at the end). */
+static int sweep_scan(ratectl *h, MDB_txn *txn, const char *from, int64_t now,
+                      struct sweep_victim *v, unsigned *nv, char *next)
+{
+	MDB_val bk = { strlen(from), (void *)from }, bv;
+	MDB_cursor *cur;
+	unsigned seen;
+	int rc;
+
+	*nv = 0;
+	next[0] = '\0';
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
+		return ratectl__mdb_err(h, rc, "sweep");
+	rc = bk.mv_size ? mdb_cursor_get(cur, &bk, &bv, MDB_SET_RANGE)
+	                : mdb_cursor_get(cur, &bk, &bv, MDB_FIRST);
+	for (seen = 0; rc == 0 && seen < RC_SWEEP_BATCH; seen++) {
+		rc_budget_rec rec;
+		char name[RATECTL_NAME_MAX + 1];
+
+		if (rc_budget_key(&bk) && bk.mv_size <= RATECTL_NAME_MAX) {
+			memcpy(name, bk.mv_data, bk.mv_size);
+			name[bk.mv_size] = '\0';
+			/* Damaged records are left for `ratectl check`. */
+			if (ratectl__rec_load(name, &bv, &rec) == 0 && idle(&rec, now)) {
+				memcpy(v[*nv].name, name, sizeof name);
+				v[(*nv)++].id = rec.id;
+			}
+		}
+		rc = mdb_cursor_get(cur, &bk, &bv, MDB_NEXT);
+	}
+	if (rc == 0 && bk.mv_size <= RATECTL_NAME_MAX) {
+		memcpy(next, bk.mv_data, bk.mv_size);
+		next[bk.mv_size] = '\0';
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return ratectl__mdb_err(h, rc, "sweep");
+	return 0;
+}
+
+static int sweep_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct sweep_ctx *c = arg;
+	static _Thread_local struct sweep_victim v[RC_SWEEP_BATCH];
+	MDB_val k = { sizeof RC_SWEEP_KEY - 1, (void *)RC_SWEEP_KEY }, val;
+	char from[RATECTL_NAME_MAX + 1];
+	rc_sweep_rec sw;
+	unsigned nv, i;
+	int rc;
+
+	c->removed = 0;
+	c->due = 0;
+	if ((rc = sweep_get(h, txn, &sw)) != 0)
+		return rc;
+	if (!c->all && sw.due > c->now)
+		return 1;       /* another process did it */
+	c->due = 1;
+	if (c->all)
+		from[0] = '\0';
+	else
+		memcpy(from, sw.next, sizeof from);
+	do {
+		if ((rc = sweep_scan(h, txn, from, c->now, v, &nv, sw.next)) != 0)
+			return rc;
+		for (i = 0; i < nv; i++) {
+			if ((rc = sweep_remove(h, txn, v[i].name, v[i].id)) != 0)
+				return rc;
+			c->removed++;
+		}
+		memcpy(from, sw.next, sizeof from);
+	} while (c->all && from[0]);
+	sw.due = c->now + RATECTL_SWEEP_NS;
+	val = (MDB_val){ sizeof sw, &sw };
+	rc = mdb_put(txn, h->dbi, &k, &val, 0);
+	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write the sweep");
+}
+
+void ratectl__sweep_step(ratectl *h, int64_t now)
+{
+	struct sweep_ctx c = { now, 0, 0, 0 };
+	char keep[RATECTL_ERRMSG_KEEP];
+	rc_sweep_rec sw;
+	MDB_txn *txn;
+
+	/* A look first, without the write lock: most processes find that
+	 * another did it, and learn when the next is due. */
+	if (ratectl__read_begin(h, &txn) != 0)
+		return;
+	if (sweep_get(h, txn, &sw) != 0)
+		sw.due = now + RATECTL_SWEEP_NS;
+	ratectl__read_end(h, txn);
+	if (sw.due > now) {
+		__atomic_store_n(&h->sweep_next, sw.due, __ATOMIC_RELAXED);
+		return;
+	}
+	ratectl__err_save(keep, sizeof keep);
+	ratectl__write(h, sweep_op, &c);
+	ratectl__err_restore(keep);
+}
+
+int ratectl_sweep(ratectl *h, unsigned *removed)
+{
+	struct sweep_ctx c = { 0, 1, 0, 0 };
+	int rc;
+
+	ratectl__err_clear();
+	if (removed)
+		*removed = 0;
+	if ((rc = ratectl__enter(h)) != 0)
+		return rc;
+	c.now = ratectl_now(h);
+	if ((rc = ratectl__write(h, sweep_op, &c)) == 0 && removed)
+		*removed = c.removed;
+	return rc;
 }

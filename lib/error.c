@@ -46,3 +46,13 @@ int ratectl__err(int code, const char *fmt, ...)
 	va_end(ap);
 	return code;
 }
+
+void ratectl__err_save(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s", errmsg);
+}
+
+void ratectl__err_restore(const char *buf)
+{
+	snprintf(errmsg, sizeof errmsg, "%s", buf);
+}

@@ -14,4 +14,9 @@ int ratectl__err(int code, const char *fmt, ...)
 /* Clear the detail (called at the start of public entry points). */
 void ratectl__err_clear(void);
 
+/* Keep the detail across a call that may set its own, and put it back. */
+#define RATECTL_ERRMSG_KEEP 512
+void ratectl__err_save(char *buf, size_t len);
+void ratectl__err_restore(const char *buf);
+
 #endif

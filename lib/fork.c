@@ -43,23 +43,30 @@ static void parent(void)
 static void child(void)
 {
 	ratectl *h;
-	rc_lfile *lf;
+	unsigned i;
 
 	for (h = ratectl__open_list; h; h = h->next_open) {
-		for (lf = h->files; lf; lf = lf->next) {
-			if (lf->fd >= 0)
-				close(lf->fd);
-			lf->fd = -1;
+		/* The parent's liveness lock must not live on in the child: the
+		 * child closes the shared description's descriptor at once, even
+		 * if it never calls ratectl again, and takes its own later. */
+		if (h->wfd >= 0)
+			close(h->wfd);
+		h->wfd = -1;
+		h->live_pid = 0;
+		for (i = 0; h->buckets && i < RC_NBUCKETS; i++) {
+			rc_lfile *lf = &h->buckets[i];
+
 			/* The parent's watch thread is not the child's: forget it
 			 * (writing to its eventfd would stop the parent's). */
 			if (lf->watch_efd >= 0)
 				close(lf->watch_efd);
 			lf->watch_efd = -1;
 			lf->nwatch = 0;
+			lf->nids = 0;
 			pthread_mutex_init(&lf->mu, NULL);
 		}
 		pthread_rwlock_init(&h->maplock, NULL);
-		pthread_mutex_init(&h->files_mu, NULL);
+		pthread_mutex_init(&h->live_mu, NULL);
 		/* The parent's refiller threads are not the child's: the child
 		 * starts its own at its first admission in a shared budget. */
 		pthread_mutex_init(&h->share_mu, NULL);

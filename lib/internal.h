@@ -4,13 +4,21 @@
  *
  * Layout of a ledger directory:
  *   data.mdb, lock.mdb   the LMDB environment, one table: ".meta" (format,
- *                        boot id) and each budget (name -> configuration
- *                        and GCRA state).  One table, not named tables:
- *                        a commit touching a named table also rewrites the
- *                        main table's record of it, a third of the cost.
- *   leases/<id>          one lease file per budget: a shared mapping with
- *                        the wake-up word, counters and the in-flight table,
- *                        and beyond its end one lock byte per slot
+ *                        boot id), each budget (name -> configuration, GCRA
+ *                        state, in-flight count, counters), the holders of
+ *                        in-flight slots (".h"), tags (".t"), the sweep's
+ *                        place (".w") and shared budgets' records (".c",
+ *                        ".s").  One table, not named tables: a commit
+ *                        touching a named table also rewrites the main
+ *                        table's record of it, a third of the cost.
+ *   wake                 one file for every budget: a shared mapping of
+ *                        futex words in buckets (a budget's bucket is its
+ *                        id modulo RC_NBUCKETS), and beyond its end the
+ *                        lock bytes: one per process that holds slots (its
+ *                        liveness) and one per shared budget (its refiller)
+ * Nothing is kept per budget outside the ledger, so a process that admits
+ * in 100,000 budgets holds the same descriptors and mappings as one that
+ * admits in one.
  */
 #ifndef RATECTL_INTERNAL_H
 #define RATECTL_INTERNAL_H
@@ -27,7 +35,8 @@
 /* ---- records in the ledger ------------------------------------------- */
 
 #define RC_META_MAGIC 0x4C544352u   /* "RCTL" little-endian */
-#define RC_BUDGET_MAGIC 0x31424352u /* "RCB1" */
+#define RC_BUDGET_MAGIC 0x33424352u /* "RCB3" */
+#define RC_BUDGET_MAGIC_V2 0x31424352u /* "RCB1": formats 1 and 2 */
 #define RC_BOOT_ID_LEN 40
 
 typedef struct rc_meta {
@@ -64,6 +73,26 @@ enum {
 	RC_SH_OPEN = 0x2           /* ... or the budget's own limits only */
 };
 
+/*
+ * What admissions use of a tenant (weight > 0): its places ahead in the
+ * other budgets, and its line (tickets) for the next one (admit.c).
+ */
+#define RC_GATE_MAX RATECTL_WEIGHT_MAX
+typedef struct rc_tenant_hot {
+	uint64_t tk_next;          /* the next ticket handed out */
+	uint64_t tk_serve;         /* the ticket whose turn it is */
+	uint64_t tk_gone;          /* bit i: ticket tk_serve + i gave up */
+	int64_t tk_since;          /* when tk_serve's turn came (gate open) */
+	int64_t gate[RC_GATE_MAX]; /* times of its last `weight` places */
+} rc_tenant_hot;
+
+enum {
+	RC_C_ADMITTED, RC_C_REFUSED, RC_C_WAITED, RC_C_WAIT_NS,
+	RC_C_TOK_EST, RC_C_TOK_ACTUAL, RC_C_TOK_RECONCILED, RC_C_RECLAIMED,
+	RC_C_RETRIES, RC_C_COUNT
+};
+#define RC_C_COUNT_MAX 10          /* room in the record */
+
 typedef struct rc_budget_rec {
 	uint32_t magic;
 	uint32_t id;
@@ -73,14 +102,25 @@ typedef struct rc_budget_rec {
 	rc_sched sched;
 	uint32_t batch_share;      /* percent, 1..100 */
 	uint32_t reserved0;        /* RC_F_* */
-	uint64_t reserved[1];
+	uint32_t inflight;         /* slots recorded held (".h" records) */
+	uint32_t epoch;            /* bumped when reservations are void */
+	int64_t last_use;          /* the last admission, ledger clock; 0 never */
+	int64_t expire;            /* removed once idle this long; 0 never */
+	uint32_t weight;           /* a tenant's; 0 none */
+	uint32_t reserved1;
+	uint64_t counters[RC_C_COUNT_MAX];
 	rc_limit lim[RATECTL_MAX_LIMITS];
-	/* Stored after lim[nlimits], when RC_F_SHARED (zero otherwise). */
-	rc_share_hot sh;
+	/* Stored after lim[nlimits], in this order, each when its flag is
+	 * set (zero otherwise). */
+	rc_share_hot sh;           /* RC_F_SHARED */
+	rc_tenant_hot tn;          /* RC_F_TENANT */
+	char origin[72];           /* RC_F_ORIGIN: NUL-terminated */
 } rc_budget_rec;
 
 /* rc_budget_rec.reserved0: flags. */
 #define RC_F_SHARED 0x1            /* shared: ".c/NAME" and ".s/NAME" exist */
+#define RC_F_TENANT 0x2            /* weight > 0: rc_tenant_hot stored */
+#define RC_F_ORIGIN 0x4            /* origin stored */
 
 /* ---- shared budgets (shared.c) --------------------------------------- */
 
@@ -126,89 +166,96 @@ static inline int rc_budget_key(const MDB_val *k)
 }
 
 #define RC_REC_SIZE(n) (offsetof(rc_budget_rec, lim) + (size_t)(n) * sizeof(rc_limit))
-/* Its size as stored: the shared part follows the limits. */
+/* Its size as stored: the optional parts follow the limits. */
 #define RC_REC_STORED(r) (RC_REC_SIZE((r)->nlimits) + \
-	(((r)->reserved0 & RC_F_SHARED) ? sizeof(rc_share_hot) : 0))
+	(((r)->reserved0 & RC_F_SHARED) ? sizeof(rc_share_hot) : 0) + \
+	(((r)->reserved0 & RC_F_TENANT) ? sizeof(rc_tenant_hot) : 0) + \
+	(((r)->reserved0 & RC_F_ORIGIN) ? sizeof(((rc_budget_rec *)0)->origin) : 0))
 
-/* ---- lease files ------------------------------------------------------ */
+/* ".h" + be32 budget id + be64 process key: one process's in-flight slots
+ * in one budget.  The process key is the byte it holds locked in the wake
+ * file while it lives (RC_LIVE_BASE + key): the kernel drops the lock when
+ * it dies, SIGKILL included, and no other process ever locks that byte. */
+#define RC_HOLDER_KEY_LEN 14
+typedef struct rc_holder {
+	int32_t pid;
+	uint32_t count;            /* slots held */
+	int64_t since;             /* admission time of the first, ledger clock */
+	uint64_t tokens;           /* estimated tokens of all of them */
+} rc_holder;
 
-#define RC_LEASE_MAGIC 0x314C4352u  /* "RCL1" */
-#define RC_HDR_SIZE 4096
-#define RC_LEASE_FILE_SIZE (RC_HDR_SIZE + RATECTL_MAX_INFLIGHT * sizeof(rc_slot))
-/* Slot i is held by an OFD write lock on byte RC_LOCK_BASE + i, beyond the
- * end of the file, so locks and the mapped table never overlap. */
-#define RC_LOCK_BASE (1 << 20)
+/* ".t" + be32 budget id: its tags (space-saving, RATECTL_TAGS_TOP). */
+#define RC_TAGS_MAGIC 0x53544352u  /* "RCTS" */
+typedef struct rc_tag_ent {
+	char tag[RATECTL_TAG_MAX + 1];
+	uint8_t pad[7];
+	uint64_t requests, tokens, error;
+} rc_tag_ent;
+typedef struct rc_tags_rec {
+	uint32_t magic;
+	uint32_t n;
+	uint64_t rest_requests, rest_tokens;
+	rc_tag_ent ent[RATECTL_TAGS_TOP];
+} rc_tags_rec;
 
-enum { RC_SLOT_FREE = 0, RC_SLOT_HELD = 1 };
+/* ---- the wake file ---------------------------------------------------- */
+
+#define RC_WAKE_MAGIC 0x4B574352u  /* "RCWK" */
+#define RC_NBUCKETS 4096           /* power of two */
+#define RC_WAKE_HDR 4096
+#define RC_WAKE_SIZE (RC_WAKE_HDR + RC_NBUCKETS * sizeof(rc_bucket))
+/* Lock bytes, beyond the end of the file: a shared budget's refiller
+ * (shared.c) at RC_REFILL_BASE + id, a live process at RC_LIVE_BASE + key. */
+#define RC_REFILL_BASE ((off_t)1 << 32)
+#define RC_LIVE_BASE ((off_t)1 << 61)
+#define RC_LIVE_KEYS ((uint64_t)1 << 61)
+
+typedef struct rc_wake_hdr {
+	uint32_t magic;
+	uint32_t nbuckets;
+	char boot_id[RC_BOOT_ID_LEN]; /* buckets belong to this boot */
+} rc_wake_hdr;
+
+/*
+ * The futex words of the budgets whose id falls in it.  Budgets that share
+ * a bucket wake each other's waiters now and then, who look and sleep
+ * again: a wake-up is a hint, the record is the truth (wait.c).
+ */
+typedef struct rc_bucket {
+	uint32_t release_seq;      /* futex word: slots (see wait.c) */
+	uint32_t waiters;          /* threads sleeping on release_seq */
+	uint32_t change_seq;       /* futex word: a budget changed */
+	uint32_t cwaiters;         /* threads sleeping on change_seq */
+	uint32_t vseq;             /* bumped by a cooldown or a void: places
+	                              reserved may have to be looked at */
+	uint32_t ewaiters;         /* pending ratectl_reserve()s, all processes */
+	int32_t watcher;           /* the slot waiter that watches for deaths */
+	uint32_t poke;             /* never changes: written to wake inotify */
+	uint32_t reserved[8];
+} rc_bucket;
+
+_Static_assert(sizeof(rc_bucket) == 64, "a bucket is a cache line");
 
 #define RC_LEASE_HELD 0x4C454153u  /* ratectl_lease.magic while held */
 
-/* One in-flight slot's record, for inspection: the lock is the truth. */
-typedef struct rc_slot {
-	int32_t pid;
-	uint32_t state;
-	int64_t start;
-	uint64_t tokens;
-	uint64_t reserved;
-} rc_slot;
 
-enum {
-	RC_C_ADMITTED, RC_C_REFUSED, RC_C_WAITED, RC_C_WAIT_NS,
-	RC_C_TOK_EST, RC_C_TOK_ACTUAL, RC_C_TOK_RECONCILED, RC_C_RECLAIMED,
-	RC_C_RETRIES, RC_C_COUNT
-};
-
-typedef struct rc_lease_hdr {
-	uint32_t magic;
-	uint32_t budget_id;
-	uint32_t hiwater;          /* slots ever used: the table's extent */
-	int32_t watcher;           /* the slot waiter that watches for deaths */
-	/* Bytes of the file reserved so far (posix_fallocate): the table's
-	 * pages are reserved as the cap grows, not all up front, so an
-	 * uncapped budget costs one page of tmpfs, not the whole table. */
-	uint32_t reserved;
-	uint32_t reserved1;
-	uint32_t release_seq;      /* futex word: slots (see wait.c) */
-	uint32_t waiters;          /* threads sleeping on release_seq */
-	/* Mirror of the budget's cooldown end, so that a waiter that reserved
-	 * its time before a cooldown began notices it without a transaction;
-	 * every admission puts the record's value back if they differ. */
-	int64_t cooldown_until;
-	uint64_t counters[RC_C_COUNT];
-	/* Added after the first release, where older files hold zeros. */
-	uint32_t change_seq;       /* futex word: the budget changed (wait.c) */
-	uint32_t cwaiters;         /* threads sleeping on change_seq */
-	uint32_t epoch;            /* bumped when reservations are void */
-	uint32_t ewaiters;         /* pending ratectl_reserve()s, all processes */
-	uint32_t poke;             /* never changes: written to wake inotify */
-	uint32_t reserved2;
-} rc_lease_hdr;
-
-_Static_assert(sizeof(rc_lease_hdr) <= RC_HDR_SIZE, "lease header fits its page");
-
-/* A process's view of one lease file. */
+#define RC_WATCH_IDS 8
+/* A process's view of one bucket. */
 typedef struct rc_lfile {
-	struct rc_lfile *next;
-	uint32_t id;
-	int fd;
-	rc_lease_hdr *hdr;
-	rc_slot *slots;
-	/* Threads share the process's OFD: a lock taken twice through it
-	 * "succeeds", so which slots this process holds is kept here, and
-	 * changed only under mu. */
+	uint32_t id;               /* the bucket's index */
+	rc_bucket *hdr;
 	pthread_mutex_t mu;
-	uint8_t held[RATECTL_MAX_INFLIGHT / 8];
 	/* The death watch (wait.c), while this process is the watcher: a
 	 * thread polling pidfds of the slots' holders. Under mu. */
 	unsigned nwatch;           /* waits in this process using it */
 	pthread_t watch_thread;
 	int watch_efd;             /* eventfd that stops the thread */
+	uint32_t nids;             /* budgets it watches the holders of */
+	uint32_t ids[RC_WATCH_IDS];
+	struct ratectl *h;
 } rc_lfile;
 
 /* ---- the handle ------------------------------------------------------- */
-
-#define RC_LF_CHUNK 1024
-#define RC_LF_CHUNKS 1024
 
 struct ratectl {
 	struct ratectl *next_open; /* registry of open handles (fork, reuse) */
@@ -222,12 +269,16 @@ struct ratectl {
 	 * (LMDB requires no transaction of this process to be active). */
 	pthread_rwlock_t maplock;
 	pthread_mutex_t mu;        /* reopen after fork */
-	pthread_mutex_t files_mu;  /* adding to the lease file list */
-	rc_lfile *files;           /* append-only until close: read lock-free */
-	/* The same files indexed by budget id (ids are small and dense): a
-	 * chunk of RC_LF_CHUNK pointers is allocated once and never moves, so
-	 * lookups need no lock.  Ids past the table use the list. */
-	rc_lfile **lf_index[RC_LF_CHUNKS];
+	/* The wake file, mapped once per process (lease.c). */
+	int wfd;
+	rc_wake_hdr *wake;
+	rc_lfile *buckets;         /* RC_NBUCKETS, allocated with the handle */
+	/* This process's liveness lock (lease.c), taken at its first slot. */
+	pthread_mutex_t live_mu;
+	uint64_t live_key;
+	pid_t live_pid;            /* the process that took it; 0 none */
+	/* The next time this process looks whether a sweep is due (admit.c). */
+	int64_t sweep_next;
 	uint64_t fork_gen;
 	pid_t pid;                 /* this process, cached at (re)open */
 	int shared_group;
@@ -291,10 +342,11 @@ typedef struct rc_resv {
 	uint32_t epoch;            /* the budget's when the place was taken */
 	uint32_t counted;          /* counted in that budget's ewaiters */
 	int watching;              /* this reservation watches for dead holders */
-	uint32_t reserved0;
+	uint32_t vseq;             /* its bucket's when the place was taken */
 	uint64_t fork_gen;
 	int64_t start;             /* when it was asked: its wait, for the counters */
-	ratectl_cost cost;
+	int64_t counted_wait;      /* wait_ns counted with the place; -1 none */
+	ratectl_cost cost;         /* its tag is the lease's */
 	int64_t t_adm;
 	int64_t cooldown_until;
 	int64_t before[RATECTL_MAX_LIMITS];
@@ -349,35 +401,49 @@ int ratectl__rec_store(ratectl *h, MDB_cursor *cur, const char *name,
                        const rc_budget_rec *rec);
 int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out);
 
-/* ---- lease.c ---------------------------------------------------------- */
+/* ---- lease.c: the wake file, liveness, in-flight slots --------------- */
 
-int ratectl__lfile_get(ratectl *h, uint32_t id, rc_lfile **out);
-/* The lease file of budget id if this process has it open, else NULL:
- * no I/O, for use inside the admission transaction. */
+/* Open and map the wake file (ratectl__enter). */
+int ratectl__wake_open(ratectl *h);
+/* Unmap it; stop watch threads; close the descriptor (dropping this
+ * process's liveness lock: its slots become reclaimable). */
+void ratectl__wake_close(ratectl *h);
+/* Budget id's bucket. */
 rc_lfile *ratectl__lfile_find(const ratectl *h, uint32_t id);
-void ratectl__lfile_close_all(ratectl *h, int unlock);
-/* Budget id's lease file for one look, without creating it or keeping a
- * descriptor: this process's own when it has it open, else mapped into
- * *tmp.  0 and *out; 1 when the file does not exist (nothing was ever
- * admitted); or an error.  Hand *out to ratectl__lfile_unpeek() after. */
-int ratectl__lfile_peek(ratectl *h, uint32_t id, rc_lfile *tmp, rc_lfile **out);
-void ratectl__lfile_unpeek(rc_lfile *tmp, rc_lfile *lf);
-/* A new boot: reset budget id's lease file, if it has one (no holder or
- * waiter survives a reboot); its cooldown mirror becomes cooldown_until. */
-int ratectl__lfile_reboot(ratectl *h, uint32_t id, int64_t cooldown_until);
-int ratectl__lfile_unlink(ratectl *h, uint32_t id);
-/* Claim a free slot below max: 0 and *slot, or RATECTL_EINFLIGHT. */
-int ratectl__slot_claim(rc_lfile *lf, uint32_t max, int32_t pid, int64_t now,
-                        uint64_t tokens, int32_t *slot);
-void ratectl__slot_release(rc_lfile *lf, int32_t slot);
-/* 1 if someone (another descriptor) holds slot's lock, 0 if not. */
-int ratectl__slot_locked(const rc_lfile *lf, uint32_t slot);
-/* Free slots recorded held whose lock is free; returns how many. */
-unsigned ratectl__slot_reclaim(rc_lfile *lf);
-/* Forget the in-flight table (after a reboot: no holder survives one). */
-void ratectl__slot_reset(rc_lfile *lf);
-/* 1 if this process holds slot i (under lf->mu for a stable answer). */
-int ratectl__slot_is_ours(const rc_lfile *lf, uint32_t i);
+/* A new boot: the buckets' sleepers and watchers are gone. */
+void ratectl__wake_reboot(ratectl *h);
+/* Inside a write transaction: take a slot of budget `rec` (recording
+ * this process as a holder), reclaiming the slots of dead holders first
+ * when all are held.  0, RATECTL_EINFLIGHT or an error. */
+int ratectl__slot_claim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
+                        int64_t now, uint64_t tokens);
+/* Inside a write transaction: give one back (tokens: its estimate). */
+int ratectl__slot_put(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
+                      uint64_t tokens);
+/* Inside a write transaction: free the slots of budget rec's dead
+ * holders; returns how many (counted as reclaimed), or an error. */
+int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec);
+/* Inside a write transaction: forget every holder of budget id (it is
+ * deleted) or, id 0, of every budget (a reboot: no holder survives). */
+int ratectl__holders_drop(ratectl *h, MDB_txn *txn, uint32_t id);
+/* Budget id's holders, from txn: fn for each until it returns non-zero. */
+typedef int (*rc_holder_fn)(ratectl *h, uint64_t key, const rc_holder *hd,
+                            int alive, void *ctx);
+int ratectl__holders_each(ratectl *h, MDB_txn *txn, uint32_t id,
+                          rc_holder_fn fn, void *ctx);
+/* Count an event in budget `name`'s record, in a transaction of its own
+ * (for what happens outside an admission: a timeout, a refusal). */
+void ratectl__count_later(ratectl *h, const char *name, uint32_t id, int which,
+                          uint64_t n);
+/* The tags record of budget id: count cost (admission) or correct the
+ * tokens of `tag` by delta (release). */
+int ratectl__tag_count(ratectl *h, MDB_txn *txn, uint32_t id, const char *tag,
+                       uint64_t requests, int64_t tokens);
+int ratectl__tags_drop(ratectl *h, MDB_txn *txn, uint32_t id);
+int ratectl__tags_load(const MDB_val *v, rc_tags_rec *t);
+int ratectl__tags_read(ratectl *h, MDB_txn *txn, uint32_t id, rc_tags_rec *t);
+uint32_t ratectl__key_id(const unsigned char *p);
+void ratectl__key_be32(unsigned char *p, uint32_t v);
 
 /* ---- wait.c ------------------------------------------------------------ */
 
@@ -392,30 +458,46 @@ void ratectl__wake(rc_lfile *lf, int what);
 /* Sleep until a slot may be free (a release, a holder's death, a change),
  * one tick passes, or `deadline`: the caller then tries again.  *watching
  * is the caller's: 0 at first. */
-int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline,
-                       int *watching);
-/* Sleep until reserved time t_adm: 0 then; 1 when a cooldown that covers
- * it began meanwhile (give the place back, plan again); 2 when the
- * reservation was voided (plan again, nothing to give back); or -EINTR.
- * cooldown_until and epoch are what the caller saw when it reserved. */
-int ratectl__reserved_wait(ratectl *h, rc_lfile *lf, int64_t t_adm,
-                           int64_t cooldown_until, uint32_t epoch);
+int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t id, uint32_t seq,
+                       int64_t deadline, int *watching);
+/* A place reserved in budget `name` (id) at t_adm, when its record said
+ * cooldown_until and epoch, and its bucket vseq. */
+typedef struct rc_place {
+	const char *name;
+	uint32_t id;
+	uint32_t epoch;
+	uint32_t vseq;
+	int64_t t_adm;
+	int64_t cooldown_until;
+} rc_place;
+/* Does the place still stand?  0 yes; 1 a cooldown that covers it began
+ * (give it back, plan again); 2 it is void (plan again, nothing to give
+ * back); or an error.  Cheap while the bucket's vseq has not moved: then
+ * no transaction (p->vseq is brought up to date). */
+int ratectl__place_check(ratectl *h, rc_place *p);
+/* Sleep until the place's time: 0 then, or what ratectl__place_check()
+ * says, or -EINTR. */
+int ratectl__reserved_wait(ratectl *h, rc_place *p);
 /* Watch for dead holders of lf's slots (one thread per process and
  * budget, shared by its waiters), and stop when done waiting. */
-void ratectl__slot_watch(ratectl *h, rc_lfile *lf, int *watching);
+void ratectl__slot_watch(ratectl *h, rc_lfile *lf, uint32_t id, int *watching);
 void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf, int *watching);
 /* The file is being closed with waits still watching (reservations left
  * pending at ratectl_close()): stop the thread and hand the watch on. */
 void ratectl__watch_end(ratectl *h, rc_lfile *lf);
 /* Sleep until the budget changes (change_seq moves from seq) or `until`. */
 int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until);
-void ratectl__count(rc_lfile *lf, int which, uint64_t n);
 
 /* ---- clock.c ---------------------------------------------------------- */
 
 int64_t ratectl__realtime(const ratectl *h);
 int ratectl__sleep_until(const ratectl *h, int64_t t);
 void ratectl__boot_id(const ratectl *h, char out[RC_BOOT_ID_LEN]);
+
+/* ---- budget.c: the sweep of idle budgets ---------------------------- */
+
+/* Look whether a sweep is due in the host and, if so, do one step. */
+void ratectl__sweep_step(ratectl *h, int64_t now);
 
 /* ---- fork.c ----------------------------------------------------------- */
 

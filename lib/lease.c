@@ -1,14 +1,24 @@
 /*
- * lease.c - in-flight slots held by open-file-description locks.
+ * lease.c - the wake file, the liveness of processes, in-flight slots.
  *
- * Each budget has a lease file, leases/<id>.  Slot i is held by an OFD
- * write lock (F_OFD_SETLK) on byte RC_LOCK_BASE + i: the kernel drops it
- * when the holder's last descriptor closes, SIGKILL included, so a dead
- * process cannot leak a slot.  The file's first pages are mapped shared by
- * every process: a header with the futex word that waiters sleep on and
- * the budget's counters, then one record per slot (pid, start, tokens)
- * that says who holds what, for inspection.  The lock is the truth; a
- * record marked held whose lock can be taken belonged to a dead process.
+ * Nothing here is per budget outside the ledger: a process maps one file,
+ * `wake`, whatever the number of budgets, and keeps one descriptor on it.
+ *
+ * The file's buckets hold the futex words that waiters sleep on (wait.c);
+ * a budget's bucket is its id modulo RC_NBUCKETS.
+ *
+ * In-flight slots are counted in the budget's record and owned by
+ * holders: one ".h" record per budget and process, naming the process by
+ * a key drawn at random when it takes its first slot.  While it lives,
+ * the process holds an open-file-description write lock on byte
+ * RC_LIVE_BASE + key of the wake file, taken once: the kernel drops it
+ * when its last descriptor closes, SIGKILL included.  So a holder whose
+ * byte nobody holds is dead, and its slots are taken back; that is looked
+ * at only when a budget's slots run out (or by `ratectl reclaim`), so a
+ * capped admission costs one more record in its transaction, no system
+ * call.  Keys are 61 random bits: a process that drew one already held
+ * (never seen) draws again.  A fork child closes the inherited descriptor
+ * (fork.c), so it never keeps its parent alive, and draws its own key.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -24,408 +35,590 @@
 
 #include "internal.h"
 
-
-static void lease_path(const ratectl *h, uint32_t id, char *buf, size_t len)
+void ratectl__key_be32(unsigned char *p, uint32_t v)
 {
-	snprintf(buf, len, "%s/leases/%u", h->path, id);
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
 }
 
-int ratectl__slot_is_ours(const rc_lfile *lf, uint32_t i)
+static void key_be64(unsigned char *p, uint64_t v)
 {
-	return lf->held[i / 8] & (1u << (i % 8));
+	ratectl__key_be32(p, (uint32_t)(v >> 32));
+	ratectl__key_be32(p + 4, (uint32_t)v);
 }
 
-static void set_held(rc_lfile *lf, uint32_t i, int on)
+static uint64_t key_get64(const unsigned char *p)
 {
-	if (on)
-		lf->held[i / 8] |= (uint8_t)(1u << (i % 8));
-	else
-		lf->held[i / 8] &= (uint8_t)~(1u << (i % 8));
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
 }
 
-/* 1: taken, 0: someone holds it, < 0: error. */
-static int lock_byte(int fd, uint32_t i, short type)
+static uint32_t key_get32(const unsigned char *p)
 {
-	struct flock fl = { .l_type = type, .l_whence = SEEK_SET,
-	                    .l_start = RC_LOCK_BASE + (off_t)i, .l_len = 1 };
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return 1;
-	return errno == EAGAIN || errno == EACCES ? 0 : -errno;
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Build the file under a temporary name and link it into place, so no
- * process ever maps a lease file whose header is not yet written. */
-static int lfile_create(const ratectl *h, const char *path, uint32_t id)
+/* ---- the wake file --------------------------------------------------------- */
+
+/* Build it under a temporary name and link it into place, so no process
+ * ever maps a file whose header is not written. */
+static int wake_create(const ratectl *h, const char *path)
 {
-	rc_lease_hdr hdr = { .magic = RC_LEASE_MAGIC, .budget_id = id };
+	rc_wake_hdr hdr = { .magic = RC_WAKE_MAGIC, .nbuckets = RC_NBUCKETS };
 	char tmp[PATH_MAX + 64];
 	int fd, rc = 0;
 
+	memcpy(hdr.boot_id, h->boot_id, RC_BOOT_ID_LEN);
 	snprintf(tmp, sizeof tmp, "%s.%d.%ld.tmp", path, (int)getpid(),
 	         (long)syscall(SYS_gettid));
 	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 	          h->shared_group ? 0660 : 0600);
 	if (fd < 0)
-		return ratectl__err(-errno, "lease file %s: %s", tmp, strerror(errno));
+		return ratectl__err(-errno, "wake file %s: %s", tmp, strerror(errno));
 	if (h->shared_group)
 		fchmod(fd, 0660);       /* the umask must not shut the group out */
-	/* Reserve the header page now, and the slot table's pages as the cap
-	 * grows (reserve()): a mapped page that a full tmpfs cannot back is a
-	 * SIGBUS, not an error.  The file has its full size from the start,
-	 * so the whole mapping lies within it. */
-	hdr.reserved = RC_HDR_SIZE;
-	if ((rc = posix_fallocate(fd, 0, RC_HDR_SIZE)) != 0)
-		rc = ratectl__err(-rc, "lease file %s: cannot reserve: %s", tmp,
-		                  strerror(rc));
-	else if (ftruncate(fd, RC_LEASE_FILE_SIZE) != 0)
-		rc = ratectl__err(-errno, "lease file %s: %s", tmp, strerror(errno));
+	/* Every page reserved now: a mapped page that a full tmpfs cannot
+	 * back is a SIGBUS, not an error. */
+	if ((rc = posix_fallocate(fd, 0, RC_WAKE_SIZE)) != 0 && rc != EOPNOTSUPP)
+		rc = ratectl__err(-rc, "wake file %s: cannot reserve %zu bytes: %s", tmp,
+		                  (size_t)RC_WAKE_SIZE, strerror(rc));
+	else if ((rc = 0, ftruncate(fd, RC_WAKE_SIZE)) != 0)
+		rc = ratectl__err(-errno, "wake file %s: %s", tmp, strerror(errno));
 	else if (pwrite(fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr)
-		rc = ratectl__err(-EIO, "lease file %s: cannot write header", tmp);
+		rc = ratectl__err(-EIO, "wake file %s: cannot write its header", tmp);
 	else if (link(tmp, path) != 0 && errno != EEXIST)
-		rc = ratectl__err(-errno, "lease file %s: %s", path, strerror(errno));
+		rc = ratectl__err(-errno, "wake file %s: %s", path, strerror(errno));
 	unlink(tmp);
 	close(fd);
 	return rc;
 }
 
-static int lfile_map(const ratectl *h, uint32_t id, int fd, rc_lfile *lf,
-                     const char *path)
-{
-	struct stat st;
-	void *p;
-
-	(void)h;
-	if (fstat(fd, &st) != 0)
-		return ratectl__err(-errno, "lease file %s: %s", path, strerror(errno));
-	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)RC_LEASE_FILE_SIZE)
-		return ratectl__err(RATECTL_ECORRUPT, "lease file %s: damaged (%lld "
-		                    "bytes); run `ratectl check --repair`", path,
-		                    (long long)st.st_size);
-	p = mmap(NULL, RC_LEASE_FILE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		return ratectl__err(-errno, "lease file %s: mmap: %s", path,
-		                    strerror(errno));
-	lf->hdr = p;
-	lf->slots = (rc_slot *)((char *)p + RC_HDR_SIZE);
-	if (lf->hdr->magic != RC_LEASE_MAGIC || lf->hdr->budget_id != id ||
-	    lf->hdr->hiwater > RATECTL_MAX_INFLIGHT) {
-		munmap(p, RC_LEASE_FILE_SIZE);
-		return ratectl__err(RATECTL_ECORRUPT, "lease file %s: bad header; run "
-		                    "`ratectl check --repair`", path);
-	}
-	return 0;
-}
-
-/* Open and map budget id's lease file into *lf, creating it when asked:
- * 0, 1 when it does not exist and create is 0, or an error. */
-static int lfile_attach(ratectl *h, uint32_t id, int create, rc_lfile *lf)
+int ratectl__wake_open(ratectl *h)
 {
 	char path[PATH_MAX];
+	struct stat st;
+	void *p;
 	int fd, rc;
+	unsigned i;
 
-	lease_path(h, id, path, sizeof path);
+	snprintf(path, sizeof path, "%s/wake", h->path);
 	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT) {
-		if (!create)
-			return 1;
-		if ((rc = lfile_create(h, path, id)) != 0)
+		if ((rc = wake_create(h, path)) != 0)
 			return rc;
 		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (fd < 0)
 		return ratectl__err(errno == ELOOP ? RATECTL_EUNSAFE : -errno,
-		                    "lease file %s: %s", path, strerror(errno));
-	memset(lf, 0, sizeof *lf);
-	if ((rc = lfile_map(h, id, fd, lf, path)) != 0) {
-		close(fd);
-		return rc;
+		                    "wake file %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) != 0) {
+		rc = ratectl__err(-errno, "wake file %s: %s", path, strerror(errno));
+		goto fail;
 	}
-	lf->id = id;
-	lf->fd = fd;
-	lf->watch_efd = -1;
-	pthread_mutex_init(&lf->mu, NULL);
-	return 0;
-}
-
-static void lfile_detach(rc_lfile *lf)
-{
-	if (lf->fd >= 0)
-		close(lf->fd);
-	munmap(lf->hdr, RC_LEASE_FILE_SIZE);
-	pthread_mutex_destroy(&lf->mu);
-}
-
-static int lfile_open(ratectl *h, uint32_t id, rc_lfile **out)
-{
-	rc_lfile *lf;
-	int rc;
-
-	if (!(lf = malloc(sizeof *lf)))
-		return -ENOMEM;
-	if ((rc = lfile_attach(h, id, 1, lf)) != 0) {
-		free(lf);
-		return rc;
+	if (!S_ISREG(st.st_mode) || st.st_size != (off_t)RC_WAKE_SIZE) {
+		rc = ratectl__err(RATECTL_ECORRUPT, "wake file %s: not a ratectl wake "
+		                  "file (%lld bytes, expected %zu); run `ratectl check "
+		                  "--repair`", path, (long long)st.st_size,
+		                  (size_t)RC_WAKE_SIZE);
+		goto fail;
 	}
-	*out = lf;
+	p = mmap(NULL, RC_WAKE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		rc = ratectl__err(-errno, "wake file %s: mmap: %s", path, strerror(errno));
+		goto fail;
+	}
+	h->wake = p;
+	if (h->wake->magic != RC_WAKE_MAGIC || h->wake->nbuckets != RC_NBUCKETS) {
+		munmap(p, RC_WAKE_SIZE);
+		h->wake = NULL;
+		rc = ratectl__err(RATECTL_ECORRUPT, "wake file %s: bad header; run "
+		                  "`ratectl check --repair`", path);
+		goto fail;
+	}
+	if (!h->buckets && !(h->buckets = calloc(RC_NBUCKETS, sizeof *h->buckets))) {
+		munmap(p, RC_WAKE_SIZE);
+		h->wake = NULL;
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < RC_NBUCKETS; i++) {
+		rc_lfile *lf = &h->buckets[i];
+
+		lf->id = i;
+		lf->h = h;
+		lf->hdr = (rc_bucket *)((char *)p + RC_WAKE_HDR) + i;
+		lf->watch_efd = -1;
+		lf->nwatch = 0;
+		pthread_mutex_init(&lf->mu, NULL);
+	}
+	h->wfd = fd;
 	return 0;
-}
-
-int ratectl__lfile_peek(ratectl *h, uint32_t id, rc_lfile *tmp, rc_lfile **out)
-{
-	int rc;
-
-	if ((*out = ratectl__lfile_find(h, id)) != NULL)
-		return 0;
-	if ((rc = lfile_attach(h, id, 0, tmp)) == 0)
-		*out = tmp;
+fail:
+	close(fd);
 	return rc;
 }
 
-void ratectl__lfile_unpeek(rc_lfile *tmp, rc_lfile *lf)
+void ratectl__wake_close(ratectl *h)
 {
-	if (lf == tmp)
-		lfile_detach(tmp);
-}
+	unsigned i;
 
-int ratectl__lfile_reboot(ratectl *h, uint32_t id, int64_t cooldown_until)
-{
-	rc_lfile tmp, *lf;
-	int rc;
-
-	if ((rc = ratectl__lfile_peek(h, id, &tmp, &lf)) != 0)
-		return rc > 0 ? 0 : rc;
-	ratectl__slot_reset(lf);
-	__atomic_store_n(&lf->hdr->watcher, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&lf->hdr->waiters, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&lf->hdr->cwaiters, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&lf->hdr->ewaiters, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&lf->hdr->cooldown_until, cooldown_until, __ATOMIC_RELEASE);
-	ratectl__lfile_unpeek(&tmp, lf);
-	return 0;
+	if (!h->wake)
+		return;
+	/* A watch thread reads the mapping: it ends before the unmap.  (In a
+	 * forked child there is none: fork.c forgot it.) */
+	for (i = 0; i < RC_NBUCKETS; i++)
+		if (h->buckets[i].watch_efd >= 0)
+			ratectl__watch_end(h, &h->buckets[i]);
+	if (h->wfd >= 0)
+		close(h->wfd);  /* the liveness lock goes with it */
+	h->wfd = -1;
+	h->live_pid = 0;
+	/* Slot waiters look again: this process's slots are reclaimable. */
+	for (i = 0; i < RC_NBUCKETS; i++)
+		if (__atomic_load_n(&h->buckets[i].hdr->waiters, __ATOMIC_ACQUIRE))
+			ratectl__wake(&h->buckets[i], RC_WAKE_SLOTS);
+	munmap(h->wake, RC_WAKE_SIZE);
+	h->wake = NULL;
+	for (i = 0; i < RC_NBUCKETS; i++) {
+		pthread_mutex_destroy(&h->buckets[i].mu);
+		h->buckets[i].hdr = NULL;
+	}
 }
 
 rc_lfile *ratectl__lfile_find(const ratectl *h, uint32_t id)
 {
-	rc_lfile **chunk, *lf;
-
-	if (id / RC_LF_CHUNK < RC_LF_CHUNKS) {
-		chunk = __atomic_load_n(&h->lf_index[id / RC_LF_CHUNK], __ATOMIC_ACQUIRE);
-		return chunk ? __atomic_load_n(&chunk[id % RC_LF_CHUNK], __ATOMIC_ACQUIRE)
-		             : NULL;
-	}
-	for (lf = __atomic_load_n(&h->files, __ATOMIC_ACQUIRE); lf; lf = lf->next)
-		if (lf->id == id)
-			return lf;
-	return NULL;
+	return &h->buckets[id & (RC_NBUCKETS - 1)];
 }
 
-/* Under files_mu: make lf findable by its id. */
-static int lfile_index(ratectl *h, rc_lfile *lf)
+void ratectl__wake_reboot(ratectl *h)
 {
-	rc_lfile ***slot = &h->lf_index[lf->id / RC_LF_CHUNK];
+	unsigned i;
 
-	if (lf->id / RC_LF_CHUNK < RC_LF_CHUNKS) {
-		if (!*slot) {
-			rc_lfile **chunk = calloc(RC_LF_CHUNK, sizeof *chunk);
+	for (i = 0; i < RC_NBUCKETS; i++) {
+		rc_bucket *b = h->buckets[i].hdr;
 
-			if (!chunk)
-				return -ENOMEM;
-			__atomic_store_n(slot, chunk, __ATOMIC_RELEASE);
-		}
-		__atomic_store_n(&(*slot)[lf->id % RC_LF_CHUNK], lf, __ATOMIC_RELEASE);
-	}
-	lf->next = h->files;
-	__atomic_store_n(&h->files, lf, __ATOMIC_RELEASE);
-	return 0;
-}
-
-int ratectl__lfile_get(ratectl *h, uint32_t id, rc_lfile **out)
-{
-	rc_lfile *lf;
-	int rc = 0;
-
-	if ((*out = ratectl__lfile_find(h, id)) != NULL)
-		return 0;
-	pthread_mutex_lock(&h->files_mu);
-	if (!(lf = ratectl__lfile_find(h, id)) && (rc = lfile_open(h, id, &lf)) == 0 &&
-	    (rc = lfile_index(h, lf)) != 0) {
-		lfile_detach(lf);
-		free(lf);
-	}
-	pthread_mutex_unlock(&h->files_mu);
-	*out = rc == 0 ? lf : NULL;
-	return rc;
-}
-
-void ratectl__lfile_close_all(ratectl *h, int unlock)
-{
-	rc_lfile *lf, *next;
-	uint32_t i;
-
-	for (lf = h->files; lf; lf = next) {
-		int freed = 0;
-
-		next = lf->next;
-		/* Closing the descriptor drops this process's locks; mark the
-		 * records first so that nobody takes them for dead holders,
-		 * and wake the slot waiters once the locks are gone. */
-		for (i = 0; unlock && i < RATECTL_MAX_INFLIGHT; i++)
-			if (ratectl__slot_is_ours(lf, i)) {
-				__atomic_store_n(&lf->slots[i].state, RC_SLOT_FREE,
-				                 __ATOMIC_RELEASE);
-				freed = 1;
-			}
-		/* A watch thread reads the mapping: it ends before the unmap.
-		 * (In a forked child there is none: fork.c forgot it.) */
-		if (lf->watch_efd >= 0)
-			ratectl__watch_end(h, lf);
-		if (lf->fd >= 0)
-			close(lf->fd);
-		lf->fd = -1;
-		if (freed)
-			ratectl__wake(lf, RC_WAKE_SLOTS);
-		lfile_detach(lf);
-		free(lf);
-	}
-	h->files = NULL;
-	for (i = 0; i < RC_LF_CHUNKS; i++) {
-		free(h->lf_index[i]);
-		h->lf_index[i] = NULL;
+		__atomic_store_n(&b->watcher, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&b->waiters, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&b->cwaiters, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&b->ewaiters, 0, __ATOMIC_RELEASE);
 	}
 }
 
-int ratectl__lfile_unlink(ratectl *h, uint32_t id)
-{
-	char path[PATH_MAX];
+/* ---- liveness ---------------------------------------------------------------- */
 
-	lease_path(h, id, path, sizeof path);
-	if (unlink(path) != 0 && errno != ENOENT)
-		return ratectl__err(-errno, "lease file %s: %s", path, strerror(errno));
-	return 0;
-}
-
-/* ---- slots --------------------------------------------------------------- */
-
-static int claim_pass(rc_lfile *lf, uint32_t max, int dead, int32_t *slot)
-{
-	uint32_t i;
-	int rc;
-
-	for (i = 0; i < max; i++) {
-		uint32_t st = __atomic_load_n(&lf->slots[i].state, __ATOMIC_ACQUIRE);
-
-		if (ratectl__slot_is_ours(lf, i) || (st == RC_SLOT_HELD) != dead)
-			continue;
-		if ((rc = lock_byte(lf->fd, i, F_WRLCK)) < 0)
-			return ratectl__err(rc, "lease lock: %s", strerror(-rc));
-		if (rc == 1) {
-			*slot = (int32_t)i;
-			return 0;
-		}
-	}
-	return RATECTL_EINFLIGHT;
-}
-
-/* Reserve the file's pages for slots below max before touching them. */
-static int reserve(rc_lfile *lf, uint32_t max)
-{
-	uint32_t need = (uint32_t)(RC_HDR_SIZE + max * sizeof(rc_slot));
-	int rc;
-
-	if (__atomic_load_n(&lf->hdr->reserved, __ATOMIC_ACQUIRE) >= need)
-		return 0;
-	if ((rc = posix_fallocate(lf->fd, 0, need)) != 0 && rc != EOPNOTSUPP)
-		return ratectl__err(-rc, "lease file of budget %u: cannot reserve "
-		                    "%u bytes: %s", lf->id, need, strerror(rc));
-	__atomic_store_n(&lf->hdr->reserved, need, __ATOMIC_RELEASE);
-	return 0;
-}
-
-int ratectl__slot_claim(rc_lfile *lf, uint32_t max, int32_t pid, int64_t now,
-                        uint64_t tokens, int32_t *slot)
-{
-	rc_slot *s;
-	int rc;
-
-	if ((rc = reserve(lf, max)) != 0)
-		return rc;
-	pthread_mutex_lock(&lf->mu);
-	/* Free records first; then records of holders that may have died,
-	 * whose lock we can take only if they did. */
-	rc = claim_pass(lf, max, 0, slot);
-	if (rc == RATECTL_EINFLIGHT && (rc = claim_pass(lf, max, 1, slot)) == 0)
-		ratectl__count(lf, RC_C_RECLAIMED, 1);
-	if (rc == 0) {
-		s = &lf->slots[*slot];
-		set_held(lf, (uint32_t)*slot, 1);
-		__atomic_store_n(&s->pid, pid, __ATOMIC_RELAXED);   /* the watcher reads it */
-		s->start = now;
-		s->tokens = tokens;
-		__atomic_store_n(&s->state, RC_SLOT_HELD, __ATOMIC_RELEASE);
-		if ((uint32_t)*slot >= lf->hdr->hiwater)
-			__atomic_store_n(&lf->hdr->hiwater, (uint32_t)*slot + 1,
-			                 __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&lf->mu);
-	return rc;
-}
-
-void ratectl__slot_release(rc_lfile *lf, int32_t slot)
-{
-	pthread_mutex_lock(&lf->mu);
-	__atomic_store_n(&lf->slots[slot].state, RC_SLOT_FREE, __ATOMIC_RELEASE);
-	set_held(lf, (uint32_t)slot, 0);
-	lock_byte(lf->fd, (uint32_t)slot, F_UNLCK);
-	pthread_mutex_unlock(&lf->mu);
-	ratectl__wake(lf, RC_WAKE_SLOTS);
-}
-
-int ratectl__slot_locked(const rc_lfile *lf, uint32_t slot)
+/* 1: byte RC_LIVE_BASE + key is held by another open file description
+ * (its process lives); 0: nobody holds it.  Cannot tell: 1 (never call a
+ * live holder dead). */
+static int key_alive(const ratectl *h, uint64_t key)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
-	                    .l_start = RC_LOCK_BASE + (off_t)slot, .l_len = 1 };
+	                    .l_start = RC_LIVE_BASE + (off_t)key, .l_len = 1 };
 
-	if (ratectl__slot_is_ours(lf, slot))
+	if (h->live_pid == h->pid && key == h->live_key)
+		return 1;       /* ours: GETLK does not see our own lock */
+	if (fcntl(h->wfd, F_OFD_GETLK, &fl) != 0)
 		return 1;
-	if (fcntl(lf->fd, F_OFD_GETLK, &fl) != 0)
-		return 1;       /* cannot tell: never call a live holder dead */
 	return fl.l_type != F_UNLCK;
 }
 
-unsigned ratectl__slot_reclaim(rc_lfile *lf)
+/* This process's key, its lock taken at the first call (after a fork, the
+ * child's own). */
+static int live_key(ratectl *h, uint64_t *key)
 {
-	uint32_t i, n = __atomic_load_n(&lf->hdr->hiwater, __ATOMIC_ACQUIRE);
+	int rc = 0, tries;
+
+	if (__atomic_load_n(&h->live_pid, __ATOMIC_ACQUIRE) == h->pid) {
+		*key = h->live_key;
+		return 0;
+	}
+	pthread_mutex_lock(&h->live_mu);
+	for (tries = 0; h->live_pid != h->pid && tries < 8; tries++) {
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_len = 1 };
+		uint64_t k;
+
+		if (getrandom(&k, sizeof k, 0) != (ssize_t)sizeof k) {
+			rc = ratectl__err(-errno, "liveness key: getrandom: %s",
+			                  strerror(errno));
+			break;
+		}
+		k &= RC_LIVE_KEYS - 1;
+		fl.l_start = RC_LIVE_BASE + (off_t)k;
+		if (fcntl(h->wfd, F_OFD_SETLK, &fl) == 0) {
+			h->live_key = k;
+			__atomic_store_n(&h->live_pid, h->pid, __ATOMIC_RELEASE);
+		} else if (errno != EAGAIN && errno != EACCES) {
+			rc = ratectl__err(-errno, "liveness lock in %s/wake: %s", h->path,
+			                  strerror(errno));
+			break;
+		}
+	}
+	if (rc == 0 && h->live_pid != h->pid)
+		rc = ratectl__err(-EAGAIN, "liveness lock in %s/wake: no free key",
+		                  h->path);
+	*key = h->live_key;
+	pthread_mutex_unlock(&h->live_mu);
+	return rc;
+}
+
+/* ---- holders ----------------------------------------------------------------- */
+
+static void holder_key(unsigned char k[RC_HOLDER_KEY_LEN], uint32_t id, uint64_t key)
+{
+	k[0] = '.';
+	k[1] = 'h';
+	ratectl__key_be32(k + 2, id);
+	key_be64(k + 6, key);
+}
+
+static int holder_load(const MDB_val *v, rc_holder *out)
+{
+	if (v->mv_size != sizeof *out)
+		return -1;
+	memcpy(out, v->mv_data, sizeof *out);
+	return 0;
+}
+
+/* Add n (> 0) or take -n slots of this process in budget id. */
+static int holder_add(ratectl *h, MDB_txn *txn, uint32_t id, int n, int64_t now,
+                      uint64_t tokens)
+{
+	unsigned char kb[RC_HOLDER_KEY_LEN];
+	MDB_val k = { sizeof kb, kb }, v;
+	rc_holder hd = { 0 };
+	uint64_t key;
+	int rc;
+
+	if ((rc = live_key(h, &key)) != 0)
+		return rc;
+	holder_key(kb, id, key);
+	rc = mdb_get(txn, h->dbi, &k, &v);
+	if (rc == 0 && holder_load(&v, &hd) != 0)
+		memset(&hd, 0, sizeof hd);      /* damaged: rewritten whole */
+	else if (rc != 0 && rc != MDB_NOTFOUND)
+		return ratectl__mdb_err(h, rc, "read a slot holder");
+	if (n > 0) {
+		if (hd.count == 0)
+			hd.since = now;
+		hd.pid = h->pid;
+		hd.count += (uint32_t)n;
+		hd.tokens += tokens;
+	} else {
+		if (hd.count == 0)
+			return 1;       /* none recorded: nothing to give back */
+		hd.count -= 1;
+		hd.tokens = hd.tokens > tokens ? hd.tokens - tokens : 0;
+	}
+	if (hd.count == 0)
+		rc = mdb_del(txn, h->dbi, &k, NULL);
+	else {
+		v = (MDB_val){ sizeof hd, &hd };
+		rc = mdb_put(txn, h->dbi, &k, &v, 0);
+	}
+	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write a slot holder");
+}
+
+int ratectl__holders_each(ratectl *h, MDB_txn *txn, uint32_t id,
+                          rc_holder_fn fn, void *ctx)
+{
+	unsigned char kb[RC_HOLDER_KEY_LEN];
+	MDB_cursor *cur;
+	MDB_val k = { 6, kb }, v;
+	int rc;
+
+	holder_key(kb, id, 0);
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
+		return ratectl__mdb_err(h, rc, "read slot holders");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		rc_holder hd;
+		uint64_t key;
+
+		if (k.mv_size != RC_HOLDER_KEY_LEN || memcmp(k.mv_data, kb, 6) != 0)
+			break;
+		key = key_get64((const unsigned char *)k.mv_data + 6);
+		if (holder_load(&v, &hd) != 0)
+			hd = (rc_holder){ 0 };  /* damaged: shown as dead, reclaimed */
+		if ((rc = fn(h, key, &hd, hd.count && key_alive(h, key), ctx)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND || rc == 0)
+		return 0;
+	return rc;
+}
+
+int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec)
+{
+	unsigned char kb[RC_HOLDER_KEY_LEN];
+	MDB_cursor *cur;
+	MDB_val k = { 6, kb }, v;
 	unsigned freed = 0;
+	int rc;
 
-	pthread_mutex_lock(&lf->mu);
-	for (i = 0; i < n; i++) {
-		if (ratectl__slot_is_ours(lf, i) || lf->slots[i].state != RC_SLOT_HELD)
+	holder_key(kb, rec->id, 0);
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
+		return ratectl__mdb_err(h, rc, "read slot holders");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		rc_holder hd;
+
+		if (k.mv_size != RC_HOLDER_KEY_LEN || memcmp(k.mv_data, kb, 6) != 0)
+			break;
+		if (holder_load(&v, &hd) == 0 &&
+		    key_alive(h, key_get64((const unsigned char *)k.mv_data + 6)))
 			continue;
-		if (lock_byte(lf->fd, i, F_WRLCK) != 1)
-			continue;
-		__atomic_store_n(&lf->slots[i].state, RC_SLOT_FREE, __ATOMIC_RELEASE);
-		lock_byte(lf->fd, i, F_UNLCK);
-		freed++;
+		if (holder_load(&v, &hd) != 0)
+			hd.count = 0;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+		freed += hd.count;
 	}
-	pthread_mutex_unlock(&lf->mu);
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "free dead slots");
 	if (freed) {
-		ratectl__count(lf, RC_C_RECLAIMED, freed);
-		ratectl__wake(lf, RC_WAKE_SLOTS);
+		rec->inflight = rec->inflight > freed ? rec->inflight - freed : 0;
+		rec->counters[RC_C_RECLAIMED] += freed;
+		ratectl__wake(ratectl__lfile_find(h, rec->id), RC_WAKE_SLOTS);
 	}
-	return freed;
+	return (int)freed;
 }
 
-void ratectl__slot_reset(rc_lfile *lf)
+int ratectl__slot_claim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
+                        int64_t now, uint64_t tokens)
 {
-	pthread_mutex_lock(&lf->mu);
-	memset(lf->slots, 0, (size_t)lf->hdr->hiwater * sizeof(rc_slot));
-	memset(lf->held, 0, sizeof lf->held);
-	lf->hdr->hiwater = 0;
-	pthread_mutex_unlock(&lf->mu);
+	int rc;
+
+	if (rec->inflight >= rec->max_inflight) {
+		if ((rc = ratectl__slot_reclaim(h, txn, rec)) < 0 || rc == MDB_MAP_FULL)
+			return rc;
+		if (rec->inflight >= rec->max_inflight)
+			return RATECTL_EINFLIGHT;
+	}
+	if ((rc = holder_add(h, txn, rec->id, 1, now, tokens)) != 0)
+		return rc;
+	rec->inflight++;
+	return 0;
 }
 
-void ratectl__count(rc_lfile *lf, int which, uint64_t n)
+int ratectl__slot_put(ratectl *h, MDB_txn *txn, rc_budget_rec *rec, uint64_t tokens)
 {
-	__atomic_add_fetch(&lf->hdr->counters[which], n, __ATOMIC_RELAXED);
+	int rc = holder_add(h, txn, rec->id, -1, 0, tokens);
+
+	if (rc < 0 || rc == MDB_MAP_FULL)
+		return rc;
+	/* 1: none recorded (reclaimed as dead: cannot be while we live, or
+	 * the budget was made again): the count is not ours to lower. */
+	if (rc == 0 && rec->inflight > 0)
+		rec->inflight--;
+	ratectl__wake(ratectl__lfile_find(h, rec->id), RC_WAKE_SLOTS);
+	return 0;
+}
+
+int ratectl__holders_drop(ratectl *h, MDB_txn *txn, uint32_t id)
+{
+	unsigned char kb[RC_HOLDER_KEY_LEN];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t plen = id ? 6 : 2;
+	int rc;
+
+	holder_key(kb, id, 0);
+	k = (MDB_val){ plen, kb };
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
+		return ratectl__mdb_err(h, rc, "drop slot holders");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < plen || memcmp(k.mv_data, kb, plen) != 0)
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "drop slot holders");
+	return 0;
+}
+
+/* ---- counters outside an admission ---------------------------------------- */
+
+struct count_ctx {
+	const char *name;
+	uint32_t id;
+	int which;
+	uint64_t n;
+};
+
+static int count_op(ratectl *h, MDB_txn *txn, void *arg)
+{
+	struct count_ctx *c = arg;
+	rc_budget_rec rec;
+	int rc;
+
+	if ((rc = ratectl__rec_get(h, txn, c->name, &rec)) != 0)
+		return rc == RATECTL_ENOTFOUND ? 1 : rc;
+	if (rec.id != c->id)
+		return 1;
+	rec.counters[c->which] += c->n;
+	return ratectl__rec_put(h, txn, c->name, &rec);
+}
+
+void ratectl__count_later(ratectl *h, const char *name, uint32_t id, int which,
+                          uint64_t n)
+{
+	struct count_ctx c = { name, id, which, n };
+	char keep[RATECTL_ERRMSG_KEEP];
+
+	if (!id)
+		return;
+	/* The caller's error message is the one that matters. */
+	ratectl__err_save(keep, sizeof keep);
+	ratectl__write(h, count_op, &c);
+	ratectl__err_restore(keep);
+}
+
+/* ---- tags ------------------------------------------------------------------- */
+
+int ratectl_tag_check(const char *tag)
+{
+	size_t i, n = tag ? strlen(tag) : 0;
+
+	if (n == 0 || n > RATECTL_TAG_MAX)
+		return ratectl__err(RATECTL_EBADNAME, "tag '%.64s%s': must be 1 to %d "
+		                    "bytes", tag ? tag : "", n > 64 ? "..." : "",
+		                    RATECTL_TAG_MAX);
+	for (i = 0; i < n; i++) {
+		char c = tag[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+		      c == ':' || c == '/'))
+			return ratectl__err(RATECTL_EBADNAME, "tag '%s': byte %zu is not "
+			                    "one of A-Z a-z 0-9 . _ - : /", tag, i + 1);
+	}
+	return 0;
+}
+
+static void tags_key(unsigned char kb[6], uint32_t id)
+{
+	kb[0] = '.';
+	kb[1] = 't';
+	ratectl__key_be32(kb + 2, id);
+}
+
+int ratectl__tags_load(const MDB_val *v, rc_tags_rec *t)
+{
+	size_t base = offsetof(rc_tags_rec, ent);
+
+	memset(t, 0, sizeof *t);
+	if (v->mv_size < base || v->mv_size > sizeof *t)
+		return -1;
+	memcpy(t, v->mv_data, v->mv_size);
+	if (t->magic != RC_TAGS_MAGIC || t->n > RATECTL_TAGS_TOP ||
+	    v->mv_size != base + t->n * sizeof(rc_tag_ent))
+		return -1;
+	for (unsigned i = 0; i < t->n; i++)
+		t->ent[i].tag[RATECTL_TAG_MAX] = '\0';
+	return 0;
+}
+
+int ratectl__tag_count(ratectl *h, MDB_txn *txn, uint32_t id, const char *tag,
+                       uint64_t requests, int64_t tokens)
+{
+	unsigned char kb[6];
+	MDB_val k = { sizeof kb, kb }, v;
+	rc_tags_rec t;
+	rc_tag_ent *e = NULL;
+	unsigned i;
+	int rc;
+
+	tags_key(kb, id);
+	rc = mdb_get(txn, h->dbi, &k, &v);
+	if (rc == MDB_NOTFOUND || (rc == 0 && ratectl__tags_load(&v, &t) != 0)) {
+		memset(&t, 0, sizeof t);        /* none yet, or damaged: anew */
+		t.magic = RC_TAGS_MAGIC;
+	} else if (rc != 0) {
+		return ratectl__mdb_err(h, rc, "read tags");
+	}
+	for (i = 0; tag && *tag && i < t.n; i++)
+		if (strcmp(t.ent[i].tag, tag) == 0) {
+			e = &t.ent[i];
+			break;
+		}
+	if (!e && tag && *tag && requests) {
+		/* Space-saving: a new tag takes a free place, or that of the
+		 * least-counted one, whose counts it inherits as its error. */
+		if (t.n < RATECTL_TAGS_TOP) {
+			e = &t.ent[t.n++];
+			memset(e, 0, sizeof *e);
+		} else {
+			e = &t.ent[0];
+			for (i = 1; i < t.n; i++)
+				if (t.ent[i].requests < e->requests)
+					e = &t.ent[i];
+			t.rest_requests += e->requests - e->error;
+			t.rest_tokens += e->tokens;
+			e->error = e->requests;
+			e->tokens = 0;
+		}
+		snprintf(e->tag, sizeof e->tag, "%s", tag);
+	}
+	if (e) {
+		e->requests += requests;
+		e->tokens = tokens < 0 && (uint64_t)-tokens > e->tokens ? 0 :
+		            e->tokens + (uint64_t)tokens;
+	} else {
+		t.rest_requests += requests;
+		t.rest_tokens = tokens < 0 && (uint64_t)-tokens > t.rest_tokens ? 0 :
+		                t.rest_tokens + (uint64_t)tokens;
+	}
+	v = (MDB_val){ offsetof(rc_tags_rec, ent) + t.n * sizeof(rc_tag_ent), &t };
+	rc = mdb_put(txn, h->dbi, &k, &v, 0);
+	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write tags");
+}
+
+int ratectl__tags_drop(ratectl *h, MDB_txn *txn, uint32_t id)
+{
+	unsigned char kb[6];
+	MDB_val k = { sizeof kb, kb };
+	int rc;
+
+	tags_key(kb, id);
+	rc = mdb_del(txn, h->dbi, &k, NULL);
+	if (rc == 0 || rc == MDB_NOTFOUND || rc == MDB_MAP_FULL)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	return ratectl__mdb_err(h, rc, "drop tags");
+}
+
+/* Used by ratectl_tags() (budget.c). */
+int ratectl__tags_read(ratectl *h, MDB_txn *txn, uint32_t id, rc_tags_rec *t)
+{
+	unsigned char kb[6];
+	MDB_val k = { sizeof kb, kb }, v;
+	int rc;
+
+	tags_key(kb, id);
+	rc = mdb_get(txn, h->dbi, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		memset(t, 0, sizeof *t);
+		return 0;
+	}
+	if (rc != 0)
+		return ratectl__mdb_err(h, rc, "read tags");
+	if (ratectl__tags_load(&v, t) != 0)
+		return ratectl__err(RATECTL_ECORRUPT, "ledger %s: the tags of budget %u "
+		                    "are damaged (%zu bytes); run `ratectl check --repair`",
+		                    h->path, id, v.mv_size);
+	return 0;
+}
+
+uint32_t ratectl__key_id(const unsigned char *p)
+{
+	return key_get32(p);
 }

@@ -264,7 +264,7 @@ static int dir_prepare(ratectl *h)
 	h->ino = st.st_ino;
 	if ((rc = check_entry(h->path, "data.mdb")) != 0 ||
 	    (rc = check_entry(h->path, "lock.mdb")) != 0 ||
-	    (rc = check_entry(h->path, "leases")) != 0)
+	    (rc = check_entry(h->path, "wake")) != 0)
 		return rc;
 	return 0;
 }
@@ -298,8 +298,9 @@ static void handle_free(ratectl *h)
 {
 	pthread_rwlock_destroy(&h->maplock);
 	pthread_mutex_destroy(&h->mu);
-	pthread_mutex_destroy(&h->files_mu);
+	pthread_mutex_destroy(&h->live_mu);
 	pthread_mutex_destroy(&h->share_mu);
+	free(h->buckets);
 	free(h->path);
 	free(h);
 }
@@ -323,10 +324,11 @@ int ratectl_open(ratectl **out, const char *dir, const ratectl_options *opts)
 	}
 	pthread_rwlock_init(&h->maplock, NULL);
 	pthread_mutex_init(&h->mu, NULL);
-	pthread_mutex_init(&h->files_mu, NULL);
+	pthread_mutex_init(&h->live_mu, NULL);
 	pthread_mutex_init(&h->share_mu, NULL);
 	h->refs = 1;
 	h->ifd = -1;
+	h->wfd = -1;
 	if (opts && opts->version >= 1) {
 		h->shared_group = opts->shared_group;
 		if (opts->clock)
@@ -367,7 +369,6 @@ int ratectl_open(ratectl **out, const char *dir, const ratectl_options *opts)
 int ratectl__enter(ratectl *h)
 {
 	uint64_t gen = __atomic_load_n(&ratectl__fork_gen, __ATOMIC_ACQUIRE);
-	char lease_dir[PATH_MAX];
 	int rc = 0;
 
 	if (h->env && h->fork_gen == gen)
@@ -377,20 +378,13 @@ int ratectl__enter(ratectl *h)
 		if (h->env)
 			mdb_env_close(h->env);
 		h->env = NULL;
-		ratectl__lfile_close_all(h, 0);
+		ratectl__wake_close(h);
 		if (h->ifd >= 0)        /* the parent's events are the parent's */
 			close(h->ifd);
 		h->ifd = -1;
-		snprintf(lease_dir, sizeof lease_dir, "%s/leases", h->path);
-		if (mkdir(lease_dir, h->shared_group ? 02770 : 0700) == 0) {
-			if (h->shared_group)
-				chmod(lease_dir, 02770);
-		} else if (errno != EEXIST) {
-			rc = ratectl__err(-errno, "ledger %s: cannot create leases/: %s",
-			                  h->path, strerror(errno));
-		}
 		h->pid = getpid();
-		if (rc == 0 && (rc = env_open(h)) == 0)
+		h->sweep_next = 0;
+		if ((rc = ratectl__wake_open(h)) == 0 && (rc = env_open(h)) == 0)
 			h->fork_gen = gen;
 	}
 	pthread_mutex_unlock(&h->mu);
@@ -417,10 +411,11 @@ void ratectl_close(ratectl *h)
 	/* The refillers use the handle: they stop first (a sync under way
 	 * ends within its Redis timeout). */
 	ratectl__share_stop_all(h);
-	/* A child that inherited the handle and closes it (atexit) holds none
-	 * of the parent's slots: their records are the parent's to change. */
-	ratectl__lfile_close_all(h, h->fork_gen ==
-	                         __atomic_load_n(&ratectl__fork_gen, __ATOMIC_ACQUIRE));
+	/* Closing the wake file drops this process's liveness lock: slots
+	 * it still holds become reclaimable, and their waiters look again.
+	 * (A child that inherited the handle closed the parent's descriptor
+	 * at the fork: fork.c.) */
+	ratectl__wake_close(h);
 	if (h->env)
 		mdb_env_close(h->env);
 	if (h->ifd >= 0)

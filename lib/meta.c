@@ -15,7 +15,12 @@
  * every lease file is reset: no holder or waiter survives a reboot.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -116,10 +121,10 @@ static int rebase_each(ratectl *h, MDB_txn *txn, const char *name,
 		return rc;
 	ratectl__gcra_rebase(rec.lim, rec.nlimits, &rec.sched, c->shift, c->stamp,
 	                     c->now);
-	if ((rc = ratectl__share_reboot(h, txn, name, &rec)) != 0 ||
-	    (rc = ratectl__rec_put(h, txn, name, &rec)) != 0)
+	rec.inflight = 0;       /* no holder survives a reboot */
+	if ((rc = ratectl__share_reboot(h, txn, name, &rec)) != 0)
 		return rc;
-	return ratectl__lfile_reboot(h, rec.id, rec.sched.cooldown_until);
+	return ratectl__rec_put(h, txn, name, &rec);
 }
 
 static int reboot(ratectl *h, MDB_txn *txn, rc_meta *m)
@@ -132,12 +137,102 @@ static int reboot(ratectl *h, MDB_txn *txn, rc_meta *m)
 	 * t + old - new on this boot's clock. */
 	if (__builtin_sub_overflow(m->rt_offset, off, &c.shift))
 		c.shift = m->rt_offset > off ? INT64_MAX : INT64_MIN;
-	if ((rc = ratectl__budget_each(h, txn, rebase_each, &c)) != 0)
+	if ((rc = ratectl__budget_each(h, txn, rebase_each, &c)) != 0 ||
+	    (rc = ratectl__holders_drop(h, txn, 0)) != 0)
 		return rc;
+	ratectl__wake_reboot(h);
 	m->rt_offset = off;
 	m->stamp = c.now;
 	memcpy(m->boot_id, h->boot_id, RC_BOOT_ID_LEN);
 	return 0;
+}
+
+/* ---- upgrade from format 2 --------------------------------------------- */
+
+/* Format 2's record: the same up to the flags, then the limits. */
+#define RC_V2_FIXED (offsetof(rc_budget_rec, reserved0) + 4 + 8)
+/* Format 2's lease file: its header's counters, and its slot table. */
+#define RC_V2_HDR 4096
+#define RC_V2_COUNTERS 40
+#define RC_V2_SLOT 32
+#define RC_V2_LOCK_BASE (1 << 20)
+
+/* Budget id's counters from its format-2 lease file (zeros without one).
+ * A slot whose lock someone holds means a process of the older build is
+ * admitting: the upgrade must wait for it to stop. */
+static int upgrade_lease(ratectl *h, const char *name, uint32_t id, rc_budget_rec *rec)
+{
+	char path[PATH_MAX];
+	unsigned char hdr[RC_V2_COUNTERS + 9 * 8];
+	uint32_t hiwater, i;
+	ssize_t got;
+	int fd, rc = 0;
+
+	snprintf(path, sizeof path, "%s/leases/%u", h->path, id);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? 0 :
+		       ratectl__err(-errno, "upgrade: lease file %s: %s", path, strerror(errno));
+	got = pread(fd, hdr, sizeof hdr, 0);
+	if (got != (ssize_t)sizeof hdr) {
+		rc = ratectl__err(got < 0 ? -errno : RATECTL_ECORRUPT, "upgrade: lease "
+		                  "file %s: cannot read its header (%s)", path,
+		                  got < 0 ? strerror(errno) : "short");
+		goto out;
+	}
+	memcpy(&hiwater, hdr + 8, sizeof hiwater);
+	for (i = 0; i < 9 && i < RC_C_COUNT; i++)
+		memcpy(&rec->counters[i], hdr + RC_V2_COUNTERS + 8 * i, 8);
+	for (i = 0; i < hiwater && i < RATECTL_MAX_INFLIGHT; i++) {
+		struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET,
+		                    .l_start = RC_V2_LOCK_BASE + (off_t)i, .l_len = 1 };
+
+		if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
+			rc = ratectl__err(RATECTL_EVERSION, "ledger %s: budget '%s' has a "
+			                  "request in flight from an older ratectl (format "
+			                  "2); stop those processes, then open it again",
+			                  h->path, name);
+			goto out;
+		}
+	}
+out:
+	close(fd);
+	return rc;
+}
+
+static int upgrade_each(ratectl *h, MDB_txn *txn, const char *name,
+                        const MDB_val *v, void *arg)
+{
+	const unsigned char *p = v->mv_data;
+	rc_budget_rec rec;
+	uint32_t magic, nlimits, flags;
+	size_t lim;
+	int rc;
+
+	(void)arg;
+	if (v->mv_size < RC_V2_FIXED)
+		return ratectl__rec_load(name, v, &rec);        /* says it is damaged */
+	memcpy(&magic, p, 4);
+	if (magic == RC_BUDGET_MAGIC)
+		return 0;       /* upgraded already (an aborted open went before) */
+	memcpy(&nlimits, p + offsetof(rc_budget_rec, nlimits), 4);
+	memcpy(&flags, p + offsetof(rc_budget_rec, reserved0), 4);
+	lim = nlimits <= RATECTL_MAX_LIMITS ? nlimits * sizeof(rc_limit) : SIZE_MAX;
+	if (magic != RC_BUDGET_MAGIC_V2 || lim == SIZE_MAX || (flags & ~RC_F_SHARED) ||
+	    v->mv_size != RC_V2_FIXED + lim +
+	                  ((flags & RC_F_SHARED) ? sizeof(rc_share_hot) : 0))
+		return ratectl__err(RATECTL_ECORRUPT, "budget '%s': record is damaged "
+		                    "(%zu bytes, format 2); run `ratectl check --repair`",
+		                    name, v->mv_size);
+	memset(&rec, 0, sizeof rec);
+	memcpy(&rec, p, offsetof(rc_budget_rec, reserved0) + 4);
+	rec.magic = RC_BUDGET_MAGIC;
+	memcpy(rec.lim, p + RC_V2_FIXED, lim);
+	if (flags & RC_F_SHARED)
+		memcpy(&rec.sh, p + RC_V2_FIXED + lim, sizeof rec.sh);
+	if ((rc = upgrade_lease(h, name, rec.id, &rec)) != 0)
+		return rc;
+	return ratectl__rec_put(h, txn, name, &rec);
 }
 
 int ratectl__meta_init(ratectl *h, MDB_txn *txn, void *ctx)
@@ -153,15 +248,19 @@ int ratectl__meta_init(ratectl *h, MDB_txn *txn, void *ctx)
 		return meta_create(h, txn);
 	if (rc != 0)
 		return rc;
+	/* An older format is upgraded in place, first: version 1's records
+	 * are version 2's (a budget without the shared flag); version 2's
+	 * gain the in-flight count and counters that lived in lease files.
+	 * The version changes, so that an older build refuses the ledger
+	 * from then on. */
+	if (m.format < 3 && (rc = ratectl__budget_each(h, txn, upgrade_each, NULL)) != 0)
+		return rc;
+	if (m.format < RATECTL_FORMAT_VERSION)
+		m.format = RATECTL_FORMAT_VERSION;
 	if (memcmp(m.boot_id, h->boot_id, RC_BOOT_ID_LEN) != 0)
 		rc = reboot(h, txn, &m);
 	else
 		meta_sample(h, &m);
-	/* An older format is upgraded in place: version 1's records are
-	 * version 2's (a budget without the shared flag); only the version
-	 * changes, so that an older build refuses the ledger from then on. */
-	if (m.format < RATECTL_FORMAT_VERSION)
-		m.format = RATECTL_FORMAT_VERSION;
 	/* Written even when nothing else changed: table handles opened in
 	 * an aborted transaction are closed with it. */
 	return rc != 0 ? rc : meta_put(h, txn, &m);

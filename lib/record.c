@@ -36,10 +36,13 @@ int ratectl__mdb_err(const ratectl *h, int rc, const char *what)
 
 /* ---- records ------------------------------------------------------------- */
 
+#define RC_TAILS (RC_F_SHARED | RC_F_TENANT | RC_F_ORIGIN)
+
 /* LMDB values are not aligned: copy before looking, then validate. */
 int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out)
 {
 	const rc_budget_rec *r = out;
+	const char *p = v->mv_data;
 	size_t base;
 	unsigned i;
 
@@ -47,17 +50,36 @@ int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out)
 		goto bad;
 	memcpy(out, v->mv_data, RC_REC_SIZE(0));
 	if (r->magic != RC_BUDGET_MAGIC || r->nlimits > RATECTL_MAX_LIMITS ||
+	    (r->reserved0 & ~(uint32_t)RC_TAILS) ||
 	    v->mv_size != RC_REC_STORED(r) || r->max_inflight > RATECTL_MAX_INFLIGHT ||
-	    r->batch_share < 1 || r->batch_share > 100)
+	    r->batch_share < 1 || r->batch_share > 100 ||
+	    r->weight > RATECTL_WEIGHT_MAX || !(r->weight > 0) != !(r->reserved0 & RC_F_TENANT) ||
+	    r->expire < 0)
 		goto bad;
 	base = RC_REC_SIZE(r->nlimits);
-	memcpy(out->lim, (const char *)v->mv_data + RC_REC_SIZE(0), base - RC_REC_SIZE(0));
+	memcpy(out->lim, p + RC_REC_SIZE(0), base - RC_REC_SIZE(0));
 	if (r->reserved0 & RC_F_SHARED) {
-		memcpy(&out->sh, (const char *)v->mv_data + base, sizeof out->sh);
+		memcpy(&out->sh, p + base, sizeof out->sh);
+		base += sizeof out->sh;
 		if (out->sh.hosts < 1)
 			goto bad;
 	} else {
 		memset(&out->sh, 0, sizeof out->sh);
+	}
+	if (r->reserved0 & RC_F_TENANT) {
+		memcpy(&out->tn, p + base, sizeof out->tn);
+		base += sizeof out->tn;
+		if (out->tn.tk_serve > out->tn.tk_next)
+			goto bad;
+	} else {
+		memset(&out->tn, 0, sizeof out->tn);
+	}
+	if (r->reserved0 & RC_F_ORIGIN) {
+		memcpy(out->origin, p + base, sizeof out->origin);
+		if (memchr(out->origin, '\0', RATECTL_NAME_MAX + 1) == NULL)
+			goto bad;
+	} else {
+		out->origin[0] = '\0';
 	}
 	for (i = 0; i < r->nlimits; i++) {
 		const rc_limit *l = &r->lim[i];
@@ -74,14 +96,23 @@ bad:
 	                    "bytes); run `ratectl check --repair`", name, v->mv_size);
 }
 
-/* The stored bytes of rec: the limits, then (shared) its shared part. */
+/* The stored bytes of rec: the limits, then its optional parts. */
 static void rec_bytes(const rc_budget_rec *rec, void *out)
 {
 	size_t base = RC_REC_SIZE(rec->nlimits);
+	char *p = out;
 
-	memcpy(out, rec, base);
-	if (rec->reserved0 & RC_F_SHARED)
-		memcpy((char *)out + base, &rec->sh, sizeof rec->sh);
+	memcpy(p, rec, base);
+	if (rec->reserved0 & RC_F_SHARED) {
+		memcpy(p + base, &rec->sh, sizeof rec->sh);
+		base += sizeof rec->sh;
+	}
+	if (rec->reserved0 & RC_F_TENANT) {
+		memcpy(p + base, &rec->tn, sizeof rec->tn);
+		base += sizeof rec->tn;
+	}
+	if (rec->reserved0 & RC_F_ORIGIN)
+		memcpy(p + base, rec->origin, sizeof rec->origin);
 }
 
 int ratectl__rec_get(ratectl *h, MDB_txn *txn, const char *name,
@@ -124,7 +155,7 @@ int ratectl__rec_store(ratectl *h, MDB_cursor *cur, const char *name,
 	MDB_val v = { RC_REC_STORED(rec), NULL };
 	int rc;
 
-	if (!(rec->reserved0 & RC_F_SHARED)) {
+	if (!(rec->reserved0 & RC_TAILS)) {
 		v.mv_data = (void *)rec;        /* the limits end the record */
 		rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
 	} else if ((rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT | MDB_RESERVE)) == 0) {

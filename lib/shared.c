@@ -53,7 +53,6 @@
 #define RC_BACKOFF_MIN (100 * 1000000LL)
 #define RC_BACKOFF_MAX (5 * RC_NS_PER_S)
 /* The refill lock: a byte just below the slot locks. */
-#define RC_REFILL_LOCK (RC_LOCK_BASE - 1)
 
 /* ---- records ------------------------------------------------------------- */
 
@@ -503,17 +502,17 @@ typedef struct rc_refiller {
  * waking it for every admission would only take the admitting CPU. */
 #define RC_KICK_MIN_NS (10 * 1000000LL)
 
-/* The refill lock on the budget's lease file: one refiller per host. */
-static int refill_lock(rc_lfile *lf, int type)
+/* The budget's refill lock in the wake file: one refiller per host. */
+static int refill_lock(ratectl *h, uint32_t id, int type)
 {
 	struct flock fl;
 
 	memset(&fl, 0, sizeof fl);
 	fl.l_type = (short)type;
 	fl.l_whence = SEEK_SET;
-	fl.l_start = RC_REFILL_LOCK;
+	fl.l_start = RC_REFILL_BASE + (off_t)id;
 	fl.l_len = 1;
-	return fcntl(lf->fd, F_OFD_SETLK, &fl) == 0 ? 0 : -errno;
+	return fcntl(h->wfd, F_OFD_SETLK, &fl) == 0 ? 0 : -errno;
 }
 
 struct sync_plan {
@@ -714,12 +713,7 @@ static int sync_write_op(ratectl *h, MDB_txn *txn, void *arg)
 /* Wake the budget's rate waiters: credit came, or the fallback applies. */
 static void wake_rate(ratectl *h, uint32_t id)
 {
-	rc_lfile tmp, *lf;
-
-	if (ratectl__lfile_peek(h, id, &tmp, &lf) == 0) {
-		ratectl__wake(lf, RC_WAKE_RATE);
-		ratectl__lfile_unpeek(&tmp, lf);
-	}
+	ratectl__wake(ratectl__lfile_find(h, id), RC_WAKE_RATE);
 }
 
 /* A global cooldown learned from Redis: this host pauses too, without
@@ -821,7 +815,6 @@ static void *refiller_main(void *arg)
 	rc_refiller *rf = arg;
 	ratectl *h = rf->h;
 	int64_t need[2], next = 0;
-	rc_lfile *lf = NULL;
 
 	for (;;) {
 		struct timespec ts;
@@ -855,12 +848,10 @@ static void *refiller_main(void *arg)
 		__atomic_store_n(&rf->last_look, ratectl_now(h), __ATOMIC_RELAXED);
 
 		next = ratectl_now(h) + RC_SYNC_NS;
-		if (!lf && ratectl__lfile_get(h, rf->id, &lf) != 0)
-			continue;
-		if (refill_lock(lf, F_WRLCK) != 0)
+		if (refill_lock(h, rf->id, F_WRLCK) != 0)
 			continue;       /* another process of the host syncs */
 		sync_once(rf, need, &next);
-		refill_lock(lf, F_UNLCK);
+		refill_lock(h, rf->id, F_UNLCK);
 	}
 	if (rf->conn)
 		ratectl__redis_close(rf->conn);

@@ -121,25 +121,30 @@ static void wake_word(uint32_t *word, uint32_t *sleepers, uint32_t mask)
 
 void ratectl__wake(rc_lfile *lf, int what)
 {
+	rc_bucket *b = lf->hdr;
 	uint32_t mask = 0;
 
-	if (what & RC_WAKE_VOID)
-		__atomic_add_fetch(&lf->hdr->epoch, 1, __ATOMIC_SEQ_CST);
+	if (!b)
+		return;
+	if (what & (RC_WAKE_VOID | RC_WAKE_RESERVED))
+		__atomic_add_fetch(&b->vseq, 1, __ATOMIC_SEQ_CST);
 	if (what & (RC_WAKE_SLOTS | RC_WAKE_VOID))
-		wake_word(&lf->hdr->release_seq, &lf->hdr->waiters, RC_BIT_ANY);
+		wake_word(&b->release_seq, &b->waiters, RC_BIT_ANY);
 	if (what & (RC_WAKE_RATE | RC_WAKE_VOID))
 		mask |= RC_BIT_RATE;
 	if (what & (RC_WAKE_RESERVED | RC_WAKE_VOID))
 		mask |= RC_BIT_RESERVED;
 	if (mask)
-		wake_word(&lf->hdr->change_seq, &lf->hdr->cwaiters, mask);
+		wake_word(&b->change_seq, &b->cwaiters, mask);
 	/* Event loops wait on inotify, which a write to the file wakes (a
-	 * store through the mapping would not): write a byte that never
-	 * changes. */
-	if (__atomic_load_n(&lf->hdr->ewaiters, __ATOMIC_ACQUIRE) > 0 && lf->fd >= 0) {
+	 * store through the mapping would not): write a word that never
+	 * changes.  Every event loop watching the file wakes, and looks at
+	 * its reservations without a transaction when they are not due. */
+	if (__atomic_load_n(&b->ewaiters, __ATOMIC_ACQUIRE) > 0 && lf->h->wfd >= 0) {
 		uint32_t zero = 0;
+		off_t at = (off_t)((char *)&b->poke - (char *)lf->h->wake);
 
-		if (pwrite(lf->fd, &zero, sizeof zero, offsetof(rc_lease_hdr, poke)) < 0)
+		if (pwrite(lf->h->wfd, &zero, sizeof zero, at) < 0)
 			(void)0;        /* the waiter's one-second look covers it */
 	}
 }
@@ -160,31 +165,60 @@ static int sleep_on(uint32_t *word, uint32_t *sleepers, uint32_t seq, int64_t ns
 
 /* ---- the watch thread -------------------------------------------------- */
 
-/* pidfds of the processes holding slots, not counting this one.  A holder
- * already gone (ESRCH) means a slot to take now: return -1. */
+/* pidfds of the processes holding slots in the bucket's budgets, not
+ * counting this one.  A holder already gone means a slot to take now:
+ * return -1. */
+struct holders_ctx {
+	struct pollfd *pfd;
+	int cap, k, gone;
+	int32_t me;
+};
+
+static int holder_pidfd(ratectl *h, uint64_t key, const rc_holder *hd, int alive,
+                        void *arg)
+{
+	struct holders_ctx *c = arg;
+	int fd;
+
+	(void)h;
+	(void)key;
+	if (!alive) {
+		c->gone = 1;
+		return 1;
+	}
+	if (hd->pid <= 0 || hd->pid == c->me)
+		return 0;
+	if (c->k >= c->cap)
+		return 1;
+	fd = (int)syscall(SYS_pidfd_open, hd->pid, 0);
+	if (fd < 0 && errno == ESRCH) {
+		c->gone = 1;
+		return 1;
+	}
+	if (fd >= 0)
+		c->pfd[c->k++] = (struct pollfd){ fd, POLLIN, 0 };
+	return 0;
+}
+
 static int holders(rc_lfile *lf, struct pollfd *pfd, int cap)
 {
-	uint32_t i, n = __atomic_load_n(&lf->hdr->hiwater, __ATOMIC_ACQUIRE);
-	int32_t me = getpid();
-	int k = 0;
+	struct holders_ctx c = { pfd, cap, 0, 0, lf->h->pid };
+	ratectl *h = lf->h;
+	uint32_t i, n = __atomic_load_n(&lf->nids, __ATOMIC_ACQUIRE);
+	MDB_txn *txn;
 
-	for (i = 0; i < n && i < RATECTL_MAX_INFLIGHT && k < cap; i++) {
-		int32_t pid = __atomic_load_n(&lf->slots[i].pid, __ATOMIC_RELAXED);
-		int fd;
-
-		if (__atomic_load_n(&lf->slots[i].state, __ATOMIC_ACQUIRE) != RC_SLOT_HELD ||
-		    pid <= 0 || pid == me)
-			continue;
-		fd = (int)syscall(SYS_pidfd_open, pid, 0);
-		if (fd < 0 && errno == ESRCH) {
-			while (k > 0)
-				close(pfd[--k].fd);
-			return -1;
-		}
-		if (fd >= 0)
-			pfd[k++] = (struct pollfd){ fd, POLLIN, 0 };
+	if (ratectl__read_begin(h, &txn) != 0)
+		return 0;
+	for (i = 0; i < n && !c.gone && c.k < cap; i++)
+		ratectl__holders_each(h, txn, __atomic_load_n(&lf->ids[i], __ATOMIC_ACQUIRE),
+		                      holder_pidfd, &c);
+	ratectl__read_end(h, txn);
+	if (c.gone) {
+		while (c.k > 0)
+			close(pfd[--c.k].fd);
+		return -1;
 	}
-	return k;
+	return c.k;
 }
 
 static void *watch_main(void *arg)
@@ -263,10 +297,20 @@ static int pid_alive(int32_t pid)
 }
 
 /* Become the watcher if there is none (or it died); start the thread. */
-void ratectl__slot_watch(ratectl *h, rc_lfile *lf, int *watching)
+void ratectl__slot_watch(ratectl *h, rc_lfile *lf, uint32_t id, int *watching)
 {
 	int32_t w = __atomic_load_n(&lf->hdr->watcher, __ATOMIC_ACQUIRE);
+	uint32_t i;
 
+	/* The budgets of the bucket whose holders the thread watches: this
+	 * process's waits (another process's waits on a budget of the same
+	 * bucket, rare, have the tick). */
+	pthread_mutex_lock(&lf->mu);
+	for (i = 0; i < lf->nids && lf->ids[i] != id; i++)
+		;
+	if (i == lf->nids && lf->nids < RC_WATCH_IDS)
+		__atomic_store_n(&lf->ids[lf->nids++], id, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&lf->mu);
 	if (*watching)
 		return;
 	if (w != h->pid && w != 0 && pid_alive(w))
@@ -292,8 +336,10 @@ void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf, int *watching)
 	*watching = 0;
 	pthread_mutex_lock(&lf->mu);
 	last = --lf->nwatch == 0;
-	if (last)
+	if (last) {
 		watch_stop(lf);
+		lf->nids = 0;
+	}
 	pthread_mutex_unlock(&lf->mu);
 	if (last && __atomic_compare_exchange_n(&lf->hdr->watcher, &me, 0, 0,
 	                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
@@ -302,8 +348,8 @@ void ratectl__slot_unwatch(ratectl *h, rc_lfile *lf, int *watching)
 
 /* ---- waiting ------------------------------------------------------------- */
 
-int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline,
-                       int *watching)
+int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t id, uint32_t seq,
+                       int64_t deadline, int *watching)
 {
 	int64_t now = ratectl_now(h), until;
 
@@ -312,7 +358,7 @@ int ratectl__slot_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t deadline,
 		return ratectl__sleep_until(h, until);
 	if (now >= until)
 		return 0;
-	ratectl__slot_watch(h, lf, watching);
+	ratectl__slot_watch(h, lf, id, watching);
 	return sleep_on(&lf->hdr->release_seq, &lf->hdr->waiters, seq, until - now,
 	                RC_BIT_ANY);
 }
@@ -329,28 +375,67 @@ int ratectl__change_wait(ratectl *h, rc_lfile *lf, uint32_t seq, int64_t until)
 	                RC_BIT_RATE);
 }
 
-int ratectl__reserved_wait(ratectl *h, rc_lfile *lf, int64_t t_adm,
-                           int64_t cooldown_until, uint32_t epoch)
+struct place_ctx {
+	rc_place *p;
+	int verdict;
+};
+
+/* In a write transaction, so that it runs after the commit of the change
+ * that moved vseq (which moves it before committing: see the top). */
+static int place_op(ratectl *h, MDB_txn *txn, void *arg)
 {
-	rc_lease_hdr *hd = lf->hdr;
+	struct place_ctx *c = arg;
+	rc_budget_rec rec;
+	int rc;
+
+	rc = ratectl__rec_get(h, txn, c->p->name, &rec);
+	if (rc == RATECTL_ENOTFOUND || (rc == 0 && (rec.id != c->p->id ||
+	                                            rec.epoch != c->p->epoch)))
+		c->verdict = 2;
+	else if (rc != 0)
+		return rc;
+	else if (rec.sched.cooldown_until > c->p->t_adm &&
+	         c->p->cooldown_until <= c->p->t_adm)
+		c->verdict = 1;
+	else
+		c->verdict = 0;
+	return 1;       /* nothing to write */
+}
+
+int ratectl__place_check(ratectl *h, rc_place *p)
+{
+	rc_lfile *lf = ratectl__lfile_find(h, p->id);
+	uint32_t v = __atomic_load_n(&lf->hdr->vseq, __ATOMIC_SEQ_CST);
+	struct place_ctx c = { p, 0 };
+	int rc;
+
+	if (v == p->vseq)
+		return 0;
+	if ((rc = ratectl__write(h, place_op, &c)) < 0)
+		return rc;
+	if (c.verdict == 0)
+		p->vseq = v;
+	return c.verdict;
+}
+
+int ratectl__reserved_wait(ratectl *h, rc_place *p)
+{
+	rc_lfile *lf = ratectl__lfile_find(h, p->id);
+	rc_bucket *b = lf->hdr;
 	int64_t now;
 	int rc;
 
 	for (;;) {
-		uint32_t seq = __atomic_load_n(&hd->change_seq, __ATOMIC_SEQ_CST);
+		uint32_t seq = __atomic_load_n(&b->change_seq, __ATOMIC_SEQ_CST);
 
-		if (__atomic_load_n(&hd->epoch, __ATOMIC_SEQ_CST) != epoch)
-			return 2;
-		/* A cooldown begun after the place was taken, covering it. */
-		if (__atomic_load_n(&hd->cooldown_until, __ATOMIC_ACQUIRE) > t_adm &&
-		    cooldown_until <= t_adm)
-			return 1;
-		if ((now = ratectl_now(h)) >= t_adm)
+		if ((rc = ratectl__place_check(h, p)) != 0)
+			return rc;
+		if ((now = ratectl_now(h)) >= p->t_adm)
 			return 0;
 		if (h->clock.sleep_until)
-			rc = ratectl__sleep_until(h, t_adm);
+			rc = ratectl__sleep_until(h, p->t_adm);
 		else
-			rc = sleep_on(&hd->change_seq, &hd->cwaiters, seq, t_adm - now,
+			rc = sleep_on(&b->change_seq, &b->cwaiters, seq, p->t_adm - now,
 			              RC_BIT_RESERVED);
 		if (rc != 0)
 			return rc;

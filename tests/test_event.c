@@ -17,7 +17,7 @@
 #include "testutil.h"
 
 
-static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE };
+static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE, NULL };
 
 /* Admitted while the burst lasts, then a place and its time. */
 static void test_now_or_a_place(void **state)
@@ -49,7 +49,7 @@ static void test_now_or_a_place(void **state)
 	/* errors are those of ratectl_try() */
 	assert_int_equal(ratectl_reserve(f->h, "nope", &one, &r), RATECTL_ENOTFOUND);
 	{
-		ratectl_cost big = { 3, 0, RATECTL_INTERACTIVE };
+		ratectl_cost big = { 3, 0, RATECTL_INTERACTIVE, NULL };
 
 		assert_int_equal(ratectl_reserve(f->h, "b", &big, &r), RATECTL_ETOOBIG);
 	}

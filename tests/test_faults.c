@@ -45,7 +45,7 @@ static void test_failed_commit_keeps_no_slot(void **state)
 	(void)state;
 	if ((pid = fork()) == 0) {
 		ratectl_budget b = budget_simple(1000, 1000, 1);
-		ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+		ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 		ratectl_budget_info info;
 		char data[600];
 		struct stat st;

@@ -24,7 +24,7 @@ static const rc_sched none = { 0, 0, 0, 0, 0 };
 static int admit(rc_limit *l, unsigned n, rc_sched *s, uint64_t req, uint64_t tok,
                  int64_t now, int64_t *wait)
 {
-	ratectl_cost c = { req, tok, RATECTL_INTERACTIVE };
+	ratectl_cost c = { req, tok, RATECTL_INTERACTIVE, NULL };
 	int64_t t;
 
 	assert_int_equal(ratectl__gcra_plan(l, n, s, &c, now, &t), 0);
@@ -94,7 +94,7 @@ static void test_wait_charged_at_admission_time(void **state)
 	rc_limit l[2] = { mk(RATECTL_REQUESTS, 10, 10 * S, 10),
 	                  mk(RATECTL_TOKENS, 10, 10 * S, 10) };
 	rc_sched s = none;
-	ratectl_cost c = { 10, 10, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 10, 10, RATECTL_INTERACTIVE, NULL };
 	int64_t t;
 
 	(void)state;
@@ -108,7 +108,7 @@ static void test_wait_charged_at_admission_time(void **state)
 static void test_toobig(void **state)
 {
 	rc_limit l = mk(RATECTL_TOKENS, 1000, 60 * S, 500);
-	ratectl_cost c = { 1, 501, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 501, RATECTL_INTERACTIVE, NULL };
 	int64_t t;
 
 	(void)state;
@@ -142,7 +142,7 @@ static void test_undo_only_when_last(void **state)
 {
 	rc_limit l = mk(RATECTL_REQUESTS, 1, S, 1);
 	rc_sched s = none;
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	int64_t before, after, t1, t2, tat_after_second;
 
 	(void)state;
@@ -166,7 +166,7 @@ static void test_reservations_fifo(void **state)
 {
 	rc_limit l = mk(RATECTL_REQUESTS, 10, S, 1);
 	rc_sched s = none;
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	int64_t t, prev = 0;
 	int i;
 
@@ -184,7 +184,7 @@ static void test_big_reservation_first(void **state)
 {
 	rc_limit l = mk(RATECTL_TOKENS, 1000, S, 1000);
 	rc_sched s = none;
-	ratectl_cost big = { 1, 900, RATECTL_INTERACTIVE }, small = { 1, 1, RATECTL_INTERACTIVE };
+	ratectl_cost big = { 1, 900, RATECTL_INTERACTIVE, NULL }, small = { 1, 1, RATECTL_INTERACTIVE, NULL };
 	int64_t t_big, t;
 	int i;
 
@@ -226,7 +226,7 @@ static void test_cooldown_spreads(void **state)
 {
 	rc_limit l = mk(RATECTL_REQUESTS, 100, S, 10);
 	rc_sched s = none;
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	int64_t t, prev = 0;
 	int i;
 

@@ -13,7 +13,7 @@
 #include "testutil.h"
 
 static const char *const both[] = { "model", "key" };
-static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE };
+static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE, NULL };
 
 static uint64_t avail(clock_fixture *f, const char *name)
 {
@@ -87,7 +87,7 @@ static void test_acquire_waits_for_the_binding_one(void **state)
 {
 	clock_fixture *f = *state;
 	ratectl_budget m = RATECTL_BUDGET_INIT, k = RATECTL_BUDGET_INIT;
-	ratectl_cost c = { 1, 100, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 100, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l[2];
 	int64_t t0 = f->clk.now;
 	ratectl_budget_info info;
@@ -125,7 +125,7 @@ static void test_errors(void **state)
 {
 	clock_fixture *f = *state;
 	ratectl_budget m = budget_simple(10, 2, 0), k = budget_simple(10, 5, 0);
-	ratectl_cost big = { 3, 0, RATECTL_INTERACTIVE };
+	ratectl_cost big = { 3, 0, RATECTL_INTERACTIVE, NULL };
 	const char *const twice[] = { "model", "model" };
 	const char *const missing[] = { "model", "nope" };
 	const char *const nine[9] = { "a", "b", "c", "d", "e", "f", "g", "h", "i" };

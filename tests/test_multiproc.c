@@ -36,7 +36,7 @@ static struct shared *shared_map(void)
 static void worker_bound(const char *path, struct shared *s, int idx,
                          int64_t t_end)
 {
-	ratectl_cost c = { 1, 10 + (uint64_t)(idx % 4) * 5, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 10 + (uint64_t)(idx % 4) * 5, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l;
 	ratectl *h;
 	int rc;

@@ -151,7 +151,7 @@ static int state(ratectl *h, const char *name, ratectl_shared_state *st)
 	return ratectl_budget_shared_state(h, name, st);
 }
 
-static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE };
+static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE, NULL };
 
 /* ---- the format ------------------------------------------------------------ */
 
@@ -197,14 +197,14 @@ static void test_format_upgrade(void **st)
 	assert_int_equal(ratectl_try(h, "old", &one, &l, NULL), 0);
 	assert_int_equal(ratectl_release(h, &l, RATECTL_UNKNOWN), 0);
 	ratectl_close(h);
-	/* ... and the record now says 2. */
+	/* ... and the record now says this build's version. */
 	assert_int_equal(mdb_env_create(&env), 0);
 	assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
 	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
 	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
 	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
 	memcpy(meta, v.mv_data, sizeof meta);
-	assert_int_equal(meta[1], 2);
+	assert_int_equal(meta[1], RATECTL_FORMAT_VERSION);
 	mdb_txn_abort(txn);
 	mdb_env_close(env);
 	tmp_ledger_rm(dir);

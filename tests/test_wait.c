@@ -18,7 +18,7 @@ static void test_give_up_reserves_nothing(void **state)
 {
 	clock_fixture *f = *state;
 	ratectl_budget b = budget_simple(2, 1, 0);
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l;
 	int64_t wait, t0;
 
@@ -39,7 +39,7 @@ static void test_large_request_not_starved(void **state)
 {
 	clock_fixture *f = *state;
 	ratectl_budget b = RATECTL_BUDGET_INIT;
-	ratectl_cost big = { 1, 900, RATECTL_INTERACTIVE }, small = { 1, 10, RATECTL_INTERACTIVE };
+	ratectl_cost big = { 1, 900, RATECTL_INTERACTIVE, NULL }, small = { 1, 10, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l;
 	int64_t t0 = f->clk.now, wait;
 
@@ -62,7 +62,7 @@ static void test_cooldown_releases_spread(void **state)
 {
 	clock_fixture *f = *state;
 	ratectl_budget b = budget_simple(100, 10, 0);
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l;
 	int64_t start = f->clk.now, prev = 0;
 	int i;
@@ -95,7 +95,7 @@ static void test_fifo_across_processes(void **state)
 	struct order_rec *r = mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE,
 	                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ratectl_budget b = budget_simple(20, 1, 0);
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l;
 	pid_t pid[8];
 	ratectl *h;
@@ -145,7 +145,7 @@ static void test_signal_interrupts_wait(void **state)
 {
 	char *path = tmp_ledger();
 	ratectl_budget b = budget_simple(1, 1, 0);
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l;
 	int64_t wait;
 	int status, p[2];
@@ -193,7 +193,7 @@ static void test_dead_holder_wakes_waiter(void **state)
 {
 	char *path = tmp_ledger();
 	ratectl_budget b = budget_simple(1000, 1000, 1);
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l;
 	int64_t t0, took;
 	int status, p[2];
@@ -248,7 +248,7 @@ static void test_priority_share(void **state)
 	t_end = mono() + 2 * SEC;
 	for (i = 0; i < 8; i++) {
 		if ((pid[i] = fork()) == 0) {
-			ratectl_cost c = { 1, 0, i < 4 ? RATECTL_INTERACTIVE : RATECTL_BATCH };
+			ratectl_cost c = { 1, 0, i < 4 ? RATECTL_INTERACTIVE : RATECTL_BATCH, NULL };
 			ratectl_lease l;
 			int64_t now;
 

@@ -120,7 +120,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE };
+static const ratectl_cost one = { 1, 0, RATECTL_INTERACTIVE, NULL };
 
 /* A budget of one request every `period`, burst 1, `cap` in flight. */
 static void set_slow(fixture *f, int64_t period, uint32_t cap)
@@ -282,7 +282,7 @@ static void test_refund_wakes_rate_waiter(void **state)
 {
 	fixture *f = *state;
 	ratectl_budget b = RATECTL_BUDGET_INIT;
-	ratectl_cost big = { 1, 100, RATECTL_INTERACTIVE }, half = { 1, 50, RATECTL_INTERACTIVE };
+	ratectl_cost big = { 1, 100, RATECTL_INTERACTIVE, NULL }, half = { 1, 50, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l;
 	int64_t t0;
 	pid_t pid;

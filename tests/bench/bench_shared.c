@@ -391,7 +391,7 @@ static void floor_op(void *arg)
 
 /* ---- admissions ------------------------------------------------------------- */
 
-static const ratectl_cost cost = { 1, EST_TOKENS, RATECTL_INTERACTIVE };
+static const ratectl_cost cost = { 1, EST_TOKENS, RATECTL_INTERACTIVE, NULL };
 
 /* try + release: 1 admitted, 0 refused (a shared budget out of credit). */
 static int admit(ratectl *h, const char *name)

@@ -51,7 +51,7 @@ static void fairness(int64_t seconds)
 	BENCH_CHECK(ratectl_budget_set(h, "fair", &b, 0));
 	for (i = 0; i < NFAIR; i++) {
 		if ((pid[i] = fork()) == 0) {
-			ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+			ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 			ratectl_lease l;
 			int64_t now;
 
@@ -95,7 +95,7 @@ struct pingpong {
 
 static void pingpong_worker(ratectl *h, struct pingpong *pp, int rounds)
 {
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	struct timespec hold = { 0, 1000000 };
 	ratectl_lease l;
 	int i;
@@ -153,7 +153,7 @@ static void wake_after_release(void)
  * gone, which is when the slot frees) to the wake-up. */
 static int64_t one_kill(ratectl *h, int64_t *woke, int64_t *from_kill)
 {
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	struct timespec settle = { 0, 5000000 };
 	struct pollfd pfd;
 	int p[2], st;
@@ -261,7 +261,7 @@ static void idle_cpu(int64_t seconds, int slots)
 	ratectl *h = open_fresh(dir, sizeof dir, "idle");
 	ratectl_budget b = slots ? one_limit(1000000, BENCH_SEC, 1000000, 1)
 	                         : one_limit(1, 86400 * BENCH_SEC, 1, 0);
-	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	double *cpu = bench_shared(NIDLE * sizeof *cpu), total = 0, share;
 	ratectl_lease held;
 	pid_t pid[NIDLE];
@@ -326,7 +326,7 @@ static void spike_after_cooldown(void)
 	t_end = bench_now() + 3 * BENCH_SEC;
 	for (i = 0; i < NSPIKE; i++) {
 		if ((pid[i] = fork()) == 0) {
-			ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE };
+			ratectl_cost c = { 1, 0, RATECTL_INTERACTIVE, NULL };
 			ratectl_lease l;
 			int64_t now;
 

@@ -109,7 +109,7 @@ static void worker(const char *path, struct shared *s, int idx)
 		_exit(3);
 	srand((unsigned)getpid());
 	while (!s->stop) {
-		ratectl_cost c = { 1, 1 + (uint64_t)(rand() % 20), RATECTL_INTERACTIVE };
+		ratectl_cost c = { 1, 1 + (uint64_t)(rand() % 20), RATECTL_INTERACTIVE, NULL };
 
 		rc = many ? ratectl_acquire_many(h, both, 2, &c, l, SEC)
 		          : ratectl_acquire(h, "chaos", &c, &l[0], SEC);
@@ -185,7 +185,7 @@ static unsigned killer(const char *path, struct shared *s, pid_t *pid, int nw,
 /* After everyone is gone: nothing held, the dead reclaimed, all slots free. */
 static int check_after(ratectl *h)
 {
-	ratectl_cost c = { 1, 1, RATECTL_INTERACTIVE };
+	ratectl_cost c = { 1, 1, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease l[CAP + 1];
 	ratectl_budget_info info, info2;
 	unsigned slots = 0, readers = 0;

@@ -30,7 +30,7 @@ static int fail(const char *what, int rc)
 
 static int admit_until(ratectl *h, const char *name, int64_t end)
 {
-	ratectl_cost cost = { 1, 0, RATECTL_INTERACTIVE };
+	ratectl_cost cost = { 1, 0, RATECTL_INTERACTIVE, NULL };
 	ratectl_lease lease;
 	int64_t now;
 	int rc;

@@ -288,7 +288,7 @@ static int do_run(const struct opts *o)
 	/* Processes of one host start at random phases of their interval. */
 	next = start + (int64_t)(rand_r(&seed) % 1000) * interval / 1000;
 	for (;;) {
-		ratectl_cost c = { 1, o->kmin, RATECTL_INTERACTIVE };
+		ratectl_cost c = { 1, o->kmin, RATECTL_INTERACTIVE, NULL };
 		int64_t t_seen, left;
 		char line[160];
 		int status = 0, len;
