@@ -49,7 +49,9 @@ static int same_budget(const ratectl_budget *a, const ratectl_budget *b)
 	unsigned i;
 
 	if (a->nlimits != b->nlimits || a->max_inflight != b->max_inflight ||
-	    a->jitter_ns != b->jitter_ns || a->batch_share != b->batch_share)
+	    a->jitter_ns != b->jitter_ns || a->batch_share != b->batch_share ||
+	    a->expire_ns != b->expire_ns || a->weight != b->weight ||
+	    strcmp(a->origin, b->origin) != 0)
 		return 0;
 	for (i = 0; i < a->nlimits; i++)
 		if (a->limits[i].dim != b->limits[i].dim ||
@@ -81,6 +83,18 @@ static void part(char *buf, size_t len, const ratectl_budget *b, int which)
 		snprintf(buf, len, "%u%%", b->batch_share);
 		return;
 	}
+	if (which == 5) {
+		snprintf(buf, len, "%s", b->expire_ns ? fmt_dur(one, b->expire_ns) : "never");
+		return;
+	}
+	if (which == 6) {
+		snprintf(buf, len, "%u", b->weight);
+		return;
+	}
+	if (which == 7) {
+		snprintf(buf, len, "%s", b->origin[0] ? b->origin : "none");
+		return;
+	}
 	for (i = 0; i < b->nlimits; i++)
 		if (b->limits[i].dim == (ratectl_dim)which)
 			used += (size_t)snprintf(buf + used, used < len ? len - used : 0,
@@ -91,8 +105,9 @@ static void part(char *buf, size_t len, const ratectl_budget *b, int which)
 }
 
 static const char *const part_names[] = { "requests", "tokens", "concurrency",
-                                          "jitter", "batch share" };
-#define NPARTS 5
+                                          "jitter", "batch share", "expire",
+                                          "weight", "origin" };
+#define NPARTS 8
 
 /* "requests 500 per min; tokens 200k per min; concurrency 16" for a new
  * budget, "requests 500 per min -> 600 per min" for a change. */
@@ -111,7 +126,7 @@ static void describe(const ratectl_budget *old, const ratectl_budget *new)
 			else
 				continue;
 		} else if (strcmp(b, "none") == 0 || strcmp(b, "0") == 0 ||
-		           strcmp(b, "default") == 0 || (i == 4 &&
+		           strcmp(b, "default") == 0 || strcmp(b, "never") == 0 || (i == 4 &&
 		           new->batch_share == RATECTL_BATCH_SHARE_DEFAULT)) {
 			continue;
 		} else {
@@ -247,6 +262,41 @@ static int apply_one(cli *c, const rh__conf_budget *cb, int dry, struct tally *t
 	return 0;
 }
 
+/*
+ * Templates ([user-*]: a section name with a '*') are not budgets: their
+ * budgets are made on first use, by the processes that admit, and removed
+ * once idle.  So apply creates no budget for a template, and --prune
+ * keeps the budgets whose origin is a template of the file: the file does
+ * not name them, and never will.
+ */
+static int is_template(const rh__conf_budget *cb)
+{
+	return strchr(cb->name, '*') != NULL;
+}
+
+static size_t conf_templates(const rh__conf *conf)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < conf->nbudgets; i++)
+		n += is_template(&conf->budgets[i]);
+#ifdef RH_CONF_EXPIRE_DEFAULT   /* the config API that lists them apart */
+	n += conf->ntemplates;
+#endif
+	return n;
+}
+
+static int conf_has_template(const rh__conf *conf, const char *origin)
+{
+	if (!strchr(origin, '*'))
+		return 0;
+#ifdef RH_CONF_EXPIRE_DEFAULT
+	if (rh__conf_template_find(conf, origin))
+		return 1;
+#endif
+	return rh__conf_find(conf, origin) != NULL;
+}
+
 /* Delete the budgets of the ledger that conf does not name.  Runs after
  * every create and update succeeded: an apply that fails half way never
  * leaves the host with fewer budgets than it had. */
@@ -259,7 +309,8 @@ static int prune(cli *c, const rh__conf *conf, int dry, struct tally *t)
 	if ((rc = cli_snapshot(c, &v, &n)) != 0)
 		return rc;
 	for (i = 0; i < n && rc == 0; i++) {
-		if (rh__conf_find(conf, v[i].name))
+		if (rh__conf_find(conf, v[i].name) ||
+		    conf_has_template(conf, v[i].config.origin))
 			continue;
 		if (!dry && (rc = ratectl_budget_delete(c->h, v[i].name)) != 0 &&
 		    rc != RATECTL_ENOTFOUND) {
@@ -309,7 +360,7 @@ int cmd_apply(cli *c, int argc, char **argv)
 	}
 	/* An empty file is more often a truncated one (a failed write, a `>`
 	 * meant as `>>`) than a wish to delete every budget. */
-	if (do_prune && conf->nbudgets == 0) {
+	if (do_prune && conf->nbudgets == 0 && conf_templates(conf) == 0) {
 		cli_err(c, "%s names no budget: --prune would delete every budget; "
 		        "refusing (delete them with `ratectl delete NAME`)", conf->path);
 		rh__conf_free(conf);
@@ -317,14 +368,19 @@ int cmd_apply(cli *c, int argc, char **argv)
 	}
 	if ((rc = cli_open(c)) == 0) {
 		for (i = 0; i < conf->nbudgets && rc == 0; i++)
-			rc = apply_one(c, &conf->budgets[i], dry, &t);
+			if (!is_template(&conf->budgets[i]))
+				rc = apply_one(c, &conf->budgets[i], dry, &t);
 		if (rc == 0 && do_prune)
 			rc = prune(c, conf, dry, &t);
 	}
-	if (rc == 0)
-		printf("%s: %u created, %u updated, %u deleted, %u unchanged%s\n",
-		       conf->path, t.created, t.updated, t.deleted, t.same,
-		       dry ? " (dry run: nothing was changed)" : "");
+	if (rc == 0) {
+		printf("%s: %u created, %u updated, %u deleted, %u unchanged", conf->path,
+		       t.created, t.updated, t.deleted, t.same);
+		if (conf_templates(conf))
+			printf("; %zu template%s (budgets made on first use)",
+			       conf_templates(conf), conf_templates(conf) == 1 ? "" : "s");
+		printf("%s\n", dry ? " (dry run: nothing was changed)" : "");
+	}
 	rh__conf_free(conf);
 	return rc;
 }
@@ -336,7 +392,7 @@ int cmd_apply(cli *c, int argc, char **argv)
  * options, in that order. */
 enum { SET_REQUESTS, SET_TOKENS, SET_CONCURRENCY, SET_JITTER, SET_BURST,
        SET_BATCH, SET_SHARED, SET_HOSTS, SET_PW_FILE, SET_PW_ENV, SET_ON_ERR,
-       SET_NO_SHARED, SET_N };
+       SET_NO_SHARED, SET_EXPIRE, SET_WEIGHT, SET_ORIGIN, SET_N };
 
 static const struct option set_opts[] = {
 	{ "requests", required_argument, NULL, SET_REQUESTS },
@@ -351,14 +407,64 @@ static const struct option set_opts[] = {
 	{ "password-env", required_argument, NULL, SET_PW_ENV },
 	{ "on-redis-error", required_argument, NULL, SET_ON_ERR },
 	{ "no-shared", no_argument, NULL, SET_NO_SHARED },
+	{ "expire", required_argument, NULL, SET_EXPIRE },
+	{ "weight", required_argument, NULL, SET_WEIGHT },
+	{ "origin", required_argument, NULL, SET_ORIGIN },
 	{ NULL, 0, NULL, 0 }
 };
 
-/* The config key each option stands for (--no-shared: none). */
+/* The config key each option stands for (--no-shared: none; the last
+ * three are read here, see issue_options()). */
 static const char *const set_keys[SET_N] = {
 	"requests", "tokens", "concurrency", "jitter", "burst", "batch_share",
-	"shared", "hosts", "password_file", "password_env", "on_redis_error", NULL
+	"shared", "hosts", "password_file", "password_env", "on_redis_error", NULL,
+	NULL, NULL, NULL
 };
+
+/* The longest --expire: as a template's `expire` (ratectl.conf(5)). */
+#define EXPIRE_MAX_NS (366LL * 86400 * 1000000000LL)
+
+/* --expire DURATION|never, --weight N, --origin PATTERN|'' into cb:
+ * 0 or an exit code.  A budget's own fields, with no config key of a
+ * budget's section (expire is a template's key there). */
+static int issue_option(const cli *c, int o, const char *v, rh__conf_budget *cb)
+{
+	uint64_t w;
+	int64_t ns;
+	const char *p;
+
+	switch (o) {
+	case SET_EXPIRE:
+		if (strcmp(v, "never") == 0) {
+			cb->budget.expire_ns = 0;
+			return 0;
+		}
+		if (ratectl_parse_duration(v, &ns) != 0 || ns < 0 || ns > EXPIRE_MAX_NS)
+			return cli_usage(c, "--expire '%s': a duration (30s, 10m, 1h), 0 to "
+			                 "366 days, or never", v);
+		cb->budget.expire_ns = ns;
+		return 0;
+	case SET_WEIGHT:
+		if (cli_parse_u64(v, RATECTL_WEIGHT_MAX, &w) != 0)
+			return cli_usage(c, "--weight '%s': a whole number, 0 (not a tenant) "
+			                 "to %d", v, RATECTL_WEIGHT_MAX);
+		cb->budget.weight = (unsigned)w;
+		return 0;
+	case SET_ORIGIN:
+		if (strlen(v) > RATECTL_NAME_MAX)
+			return cli_usage(c, "--origin '%.32s...': longer than %d bytes", v,
+			                 RATECTL_NAME_MAX);
+		for (p = v; *p; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
+			      *p == '-' || *p == '*'))
+				return cli_usage(c, "--origin '%s': '%c' is neither a name "
+				                 "character ([A-Za-z0-9._-]) nor '*'", v, *p);
+		snprintf(cb->budget.origin, sizeof cb->budget.origin, "%s", v);
+		return 0;
+	}
+	return 0;
+}
 
 /* Longest values of --shared, --hosts (unused), --password-file and
  * --password-env: the fields of ratectl_share. */
@@ -393,6 +499,12 @@ static void merge(rh__conf_budget *cb, const ratectl_budget *old,
 		cb->budget.jitter_ns = old->jitter_ns;
 	if (!given[SET_BATCH])
 		cb->budget.batch_share = old->batch_share;
+	if (!given[SET_EXPIRE])
+		cb->budget.expire_ns = old->expire_ns;
+	if (!given[SET_WEIGHT])
+		cb->budget.weight = old->weight;
+	if (!given[SET_ORIGIN])
+		memcpy(cb->budget.origin, old->origin, sizeof cb->budget.origin);
 }
 
 /*
@@ -470,7 +582,7 @@ static int set_options(cli *c, int argc, char **argv, rh__conf_budget *cb,
                        int given[SET_N])
 {
 	char err[512];
-	int o;
+	int o, rc;
 
 	while ((o = cli_getopt(argc, argv, set_opts, 1)) != -1) {
 		if (o == 'h') {
@@ -490,6 +602,8 @@ static int set_options(cli *c, int argc, char **argv, rh__conf_budget *cb,
 		    rh__conf_budget_key(cb, set_keys[o], optarg, err, sizeof err) != 0)
 			return cli_usage(c, "--%s: %s", set_opts[o].name,
 			                 unkeyed(err, set_keys[o]));
+		if (o >= SET_EXPIRE && (rc = issue_option(c, o, optarg, cb)) != 0)
+			return rc;
 	}
 	if (optind + 1 != argc)
 		return cli_usage(c, optind < argc ? "one budget at a time" : "which budget?");

@@ -10,7 +10,7 @@
  *   json.c     the JSON schema (version 1) shared by list, show, metrics
  *   budget.c   apply, set, delete, reset, cooldown
  *   show.c     list, show
- *   check.c    check (and --repair), reclaim
+ *   check.c    check (and --repair), reclaim, sweep
  *   watch.c    watch
  *   metrics.c  metrics (Prometheus text, or JSON)
  *   run.c      run
@@ -105,6 +105,70 @@ int cli_leases(cli *c, const char *name, ratectl_lease_info **out, size_t *n);
 int cli_shared(cli *c, const ratectl_budget_info *v, size_t n,
                ratectl_shared_state ***out);
 void cli_shared_free(ratectl_shared_state **s, size_t n);
+/* The same for rows (cli_row, below). */
+typedef struct cli_row cli_row;
+int cli_shared_rows(cli *c, const cli_row *const *v, size_t n,
+                    ratectl_shared_state ***out);
+
+/*
+ * Budget name filters: shell patterns (fnmatch(3): * ? [...]) given as
+ * operands, `ratectl list 'user-*'`.  No pattern matches every budget.
+ */
+typedef struct cli_filter {
+	char **pats;
+	int n;
+} cli_filter;
+
+/* Take argv's n operands as patterns: 0, or a usage error (an empty
+ * pattern, a character no name has) as an exit code. */
+int cli_filter_init(const cli *c, cli_filter *f, char **pats, int n);
+int cli_filter_match(const cli_filter *f, const char *name);
+/* 1 when f is one plain name, without a glob character. */
+int cli_filter_literal(const cli_filter *f);
+/* "'a', 'b' or 'c'" on out, for messages. */
+void cli_filter_say(const cli_filter *f, FILE *out);
+/*
+ * ratectl_budget_foreach() on the open ledger over the budgets f matches:
+ * one snapshot, in name order, nothing copied, so that 100,000 budgets
+ * stream in constant memory.  fn must not call into the library (it runs
+ * inside the snapshot's read transaction).  *matched (may be NULL): how
+ * many fn was called for.  Returns like ratectl_budget_foreach().
+ */
+int cli_foreach(cli *c, const cli_filter *f,
+                int (*fn)(const ratectl_budget_info *in, void *ctx), void *ctx,
+                size_t *matched);
+
+/*
+ * A compact copy of a ratectl_budget_info: only the limits it has, so that
+ * 100,000 budgets read in one snapshot take ~30 MB, not ~90.  Rows live in
+ * a cli_rows arena; cli_row_info() expands one back (config.limits[i] is
+ * then state[i].limit, burst filled in).
+ */
+struct cli_row {
+	char name[RATECTL_NAME_MAX + 1];
+	char origin[RATECTL_NAME_MAX + 1];
+	uint32_t nlimits, max_inflight, inflight, dead;
+	unsigned batch_share, weight;
+	int64_t jitter_ns, expire_ns, cooldown_ns, idle_ns;
+	ratectl_counters counters;
+	ratectl_limit_state state[];   /* nlimits of them */
+};
+
+typedef struct cli_rows {
+	char *buf;                 /* the rows, each 8-byte aligned */
+	size_t used, size;
+	size_t *off;               /* row i at buf + off[i] */
+	size_t n, cap;
+} cli_rows;
+
+/* Append a copy of in: 0 or -ENOMEM.  Safe inside a foreach callback. */
+int cli_rows_add(cli_rows *r, const ratectl_budget_info *in);
+const cli_row *cli_rows_at(const cli_rows *r, size_t i);
+void cli_rows_free(cli_rows *r);
+/* The row's size in bytes, and copies between rows and infos. */
+size_t cli_row_size(uint32_t nlimits);
+void cli_row_fill(cli_row *out, const ratectl_budget_info *in);
+void cli_row_info(const cli_row *r, ratectl_budget_info *out);
 
 /* Strict whole numbers for options: 0 or -1 (reported as usage). */
 int cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
@@ -138,20 +202,48 @@ typedef struct table table;
 table *table_new(unsigned ncols);
 void table_cell(table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int table_print(const table *t, FILE *f, const char *indent);
+/* The same with only the columns whose bit is set in mask (bit 0: the
+ * first): columns that would say nothing for every row can be left out
+ * once every row is in. */
+int table_print_cols(const table *t, FILE *f, const char *indent, unsigned mask);
 void table_free(table *t);
 
 /* ---- json.c --------------------------------------------------------------- */
 
+/* A budget's tags (ratectl_tags()): the counted ones and the rest. */
+typedef struct cli_tags {
+	ratectl_tag_info top[RATECTL_TAGS_TOP];
+	size_t n;
+	ratectl_tag_info rest;
+} cli_tags;
+
+/* Budget name's tags into *t: 0 or the library's code. */
+int cli_tags_get(cli *c, const char *name, cli_tags *t);
+
 /* The JSON object of one budget; shared NULL when it is not shared
- * ("shared": null), leases NULL when not wanted (no "leases"). */
+ * ("shared": null), leases NULL when not wanted (no "leases"), tags NULL
+ * when not wanted (no "tags" nor "tags_other"). */
 json_t *json_budget(const ratectl_budget_info *in, const ratectl_shared_state *shared,
-                    const ratectl_lease_info *leases, size_t nleases);
+                    const ratectl_lease_info *leases, size_t nleases,
+                    const cli_tags *tags);
 /* {"version": 1, "ledger": PATH} to which a command adds its data. */
 json_t *json_envelope(const cli *c);
-/* The envelope with "budgets": [one object per budget]; shared[i] as
- * from cli_shared(). */
-json_t *json_list(const cli *c, const ratectl_budget_info *v,
-                  ratectl_shared_state *const *shared, size_t n);
+/*
+ * The envelope written as it is built, for lists of any length:
+ * begin, then for each list json_stream_list(key) and its items (each
+ * stolen), then end.  Each returns 0 or -1 (json_stream_fail() reports it
+ * and gives the exit code).
+ */
+typedef struct json_stream {
+	const cli *c;
+	size_t items;
+	unsigned lists;
+} json_stream;
+int json_stream_begin(const cli *c, json_stream *js);
+int json_stream_list(json_stream *js, const char *key);
+int json_stream_item(json_stream *js, json_t *item);
+int json_stream_end(json_stream *js);
+int json_stream_fail(const json_stream *js);
 /* Print j (stolen) to stdout; 0 or an exit code. */
 int json_print(const cli *c, json_t *j);
 
@@ -166,6 +258,7 @@ int cmd_list(cli *c, int argc, char **argv);
 int cmd_show(cli *c, int argc, char **argv);
 int cmd_check(cli *c, int argc, char **argv);
 int cmd_reclaim(cli *c, int argc, char **argv);
+int cmd_sweep(cli *c, int argc, char **argv);
 int cmd_watch(cli *c, int argc, char **argv);
 int cmd_metrics(cli *c, int argc, char **argv);
 int cmd_run(cli *c, int argc, char **argv);

@@ -148,12 +148,15 @@ int64_t fmt_wall_now(void)
 
 /* ---- tables ---------------------------------------------------------------- */
 
-/* Cells are kept as allocated strings, row-major: widths are known only
- * when every row is in. */
+/* Cells are kept row-major in one growing buffer, each ending in '\0',
+ * found by their offsets: widths are known only when every row is in, and
+ * 100,000 rows must not cost a million small allocations. */
 struct table {
 	unsigned ncols;
 	size_t ncells, cap;
-	char **cells;
+	size_t *off;               /* cell i starts at text + off[i] */
+	char *text;
+	size_t used, size;
 	int lost;                  /* a cell could not be allocated */
 };
 
@@ -166,34 +169,55 @@ table *table_new(unsigned ncols)
 	return t;
 }
 
+static int grow(void **p, size_t *cap, size_t need, size_t unit)
+{
+	size_t n = *cap ? *cap : 64;
+	void *v;
+
+	while (n < need)
+		n *= 2;
+	if (n == *cap)
+		return 0;
+	if (!(v = realloc(*p, n * unit)))
+		return -1;
+	*p = v;
+	*cap = n;
+	return 0;
+}
+
 void table_cell(table *t, const char *fmt, ...)
 {
 	va_list ap;
-	char *s = NULL;
+	int len;
 
 	/* A cell lost would shift every later one into the wrong column, or
 	 * show a blank for a figure: table_print() then prints nothing and
 	 * says so. */
 	if (!t || t->lost)
 		return;
-	if (t->ncells == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 32;
-		char **v = realloc(t->cells, cap * sizeof *v);
+	if (grow((void **)&t->off, &t->cap, t->ncells + 1, sizeof *t->off) != 0) {
+		t->lost = 1;
+		return;
+	}
+	for (;;) {
+		size_t room = t->size - t->used;
 
-		if (!v) {
+		va_start(ap, fmt);
+		len = vsnprintf(t->text ? t->text + t->used : NULL, room, fmt, ap);
+		va_end(ap);
+		if (len < 0) {
 			t->lost = 1;
 			return;
 		}
-		t->cells = v;
-		t->cap = cap;
+		if ((size_t)len < room)
+			break;
+		if (grow((void **)&t->text, &t->size, t->used + (size_t)len + 1, 1) != 0) {
+			t->lost = 1;
+			return;
+		}
 	}
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0) {
-		s = NULL;
-		t->lost = 1;
-	}
-	va_end(ap);
-	t->cells[t->ncells++] = s;
+	t->off[t->ncells++] = t->used;
+	t->used += (size_t)len + 1;
 }
 
 /* Display width: UTF-8 continuation bytes take no column. */
@@ -206,40 +230,47 @@ static size_t width(const char *s)
 	return w;
 }
 
-int table_print(const table *t, FILE *f, const char *indent)
+int table_print_cols(const table *t, FILE *f, const char *indent, unsigned mask)
 {
 	size_t w[16] = { 0 }, i;
-	unsigned col;
+	unsigned col, last = 0;
 
 	if (!t || t->lost || t->ncols == 0 || t->ncols > 16)
 		return -ENOMEM;
+	for (col = 0; col < t->ncols; col++)
+		if (mask & (1u << col))
+			last = col;
 	for (i = 0; i < t->ncells; i++)
-		if (width(t->cells[i]) > w[i % t->ncols])
-			w[i % t->ncols] = width(t->cells[i]);
+		if (width(t->text + t->off[i]) > w[i % t->ncols])
+			w[i % t->ncols] = width(t->text + t->off[i]);
 	for (i = 0; i < t->ncells; i++) {
-		const char *s = t->cells[i] ? t->cells[i] : "";
+		const char *s = t->text + t->off[i];
 
 		col = (unsigned)(i % t->ncols);
 		if (col == 0)
 			fputs(indent ? indent : "", f);
-		fputs(s, f);
-		/* No trailing blanks: the last column is not padded. */
-		if (col + 1 < t->ncols && i + 1 < t->ncells)
-			fprintf(f, "%*s", (int)(w[col] - width(s) + 2), "");
-		else
+		if (mask & (1u << col)) {
+			fputs(s, f);
+			/* No trailing blanks: the last column is not padded. */
+			if (col < last && i + 1 < t->ncells)
+				fprintf(f, "%*s", (int)(w[col] - width(s) + 2), "");
+		}
+		if (col + 1 == t->ncols || i + 1 == t->ncells)
 			fputc('\n', f);
 	}
 	return 0;
 }
 
+int table_print(const table *t, FILE *f, const char *indent)
+{
+	return table_print_cols(t, f, indent, ~0u);
+}
+
 void table_free(table *t)
 {
-	size_t i;
-
 	if (!t)
 		return;
-	for (i = 0; i < t->ncells; i++)
-		free(t->cells[i]);
-	free(t->cells);
+	free(t->off);
+	free(t->text);
 	free(t);
 }

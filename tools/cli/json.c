@@ -11,6 +11,7 @@
  * as the truth.  json_print() reports the NULL.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli.h"
 
@@ -65,12 +66,13 @@ static json_t *json_leases(const ratectl_lease_info *l, size_t n)
 	size_t i;
 
 	for (i = 0; a && i < n; i++)
-		a = append(a, json_pack("{s:I, s:I, s:b, s:I, s:o}",
+		a = append(a, json_pack("{s:I, s:I, s:b, s:I, s:o, s:I}",
 		                        "slot", (json_int_t)l[i].slot,
 		                        "pid", (json_int_t)l[i].pid,
 		                        "alive", l[i].alive,
 		                        "age_ns", (json_int_t)l[i].age_ns,
-		                        "tokens", jint(l[i].tokens)));
+		                        "tokens", jint(l[i].tokens),
+		                        "count", (json_int_t)l[i].count));
 	return a;
 }
 
@@ -78,6 +80,31 @@ static json_t *json_leases(const ratectl_lease_info *l, size_t n)
 static json_t *jstr_or_null(const char *v)
 {
 	return v[0] ? json_string(v) : json_null();
+}
+
+static json_t *json_tag(const ratectl_tag_info *t, int with_name)
+{
+	if (!with_name)
+		return json_pack("{s:o, s:o}", "requests", jint(t->requests),
+		                 "tokens", jint(t->tokens));
+	return json_pack("{s:s, s:o, s:o, s:o}", "tag", t->tag,
+	                 "requests", jint(t->requests), "tokens", jint(t->tokens),
+	                 "error", jint(t->error));
+}
+
+/* "tags": the counted tags, most requests first; "tags_other": untagged
+ * requests and tags no longer counted, together. */
+static int json_tags(json_t *b, const cli_tags *t)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a && i < t->n; i++)
+		a = append(a, json_tag(&t->top[i], 1));
+	if (json_object_set_new(b, "tags", a) != 0 ||
+	    json_object_set_new(b, "tags_other", json_tag(&t->rest, 0)) != 0)
+		return -1;
+	return 0;
 }
 
 /*
@@ -119,7 +146,8 @@ static json_t *json_shared(const ratectl_shared_state *s)
 /* Field names follow ratectl.h's structs, so that the schema in
  * ratectl(1) and the header read alike. */
 json_t *json_budget(const ratectl_budget_info *in, const ratectl_shared_state *shared,
-                    const ratectl_lease_info *leases, size_t nleases)
+                    const ratectl_lease_info *leases, size_t nleases,
+                    const cli_tags *tags)
 {
 	json_t *limits = json_array(), *b;
 	unsigned i;
@@ -138,8 +166,24 @@ json_t *json_budget(const ratectl_budget_info *in, const ratectl_shared_state *s
 	              "batch_share", (json_int_t)in->config.batch_share,
 	              "counters", json_counters(&in->counters),
 	              "shared", shared ? json_shared(shared) : json_null());
+	/* Issue 14's fields: a template's budget says which one made it;
+	 * idle null when never admitted, as last_sync_age_ms is. */
+	if (b && (json_object_set_new(b, "expire_ns",
+	                              json_integer(in->config.expire_ns)) != 0 ||
+	          json_object_set_new(b, "weight",
+	                              json_integer(in->config.weight)) != 0 ||
+	          json_object_set_new(b, "origin", jstr_or_null(in->config.origin)) != 0 ||
+	          json_object_set_new(b, "idle_ns", in->idle_ns >= 0 ?
+	                              json_integer(in->idle_ns) : json_null()) != 0)) {
+		json_decref(b);
+		return NULL;
+	}
 	if (b && leases && json_object_set_new(b, "leases",
 	                                       json_leases(leases, nleases)) != 0) {
+		json_decref(b);
+		return NULL;
+	}
+	if (b && tags && json_tags(b, tags) != 0) {
 		json_decref(b);
 		return NULL;
 	}
@@ -154,23 +198,79 @@ json_t *json_envelope(const cli *c)
 	                 "ledger", c->h ? ratectl_path(c->h) : "");
 }
 
-json_t *json_list(const cli *c, const ratectl_budget_info *v,
-                  ratectl_shared_state *const *shared, size_t n)
+/*
+ * A document too large to build in memory (100,000 budgets) is written a
+ * piece at a time: the envelope's head, each item as it is built (then
+ * freed), the tail.  The output is the indented JSON json_print() would
+ * have written.  A failure midway leaves the document unfinished, which
+ * no JSON reader takes for a whole one, and the command exits 1.
+ */
+static int put_indented(json_t *j, const char *indent)
 {
-	json_t *root = json_envelope(c), *a = json_array();
-	size_t i;
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	const char *p;
 
-	for (i = 0; a && i < n; i++)
-		a = append(a, json_budget(&v[i], shared ? shared[i] : NULL, NULL, 0));
-	if (!root) {
-		json_decref(a);
-		return NULL;
+	if (!s)
+		return -1;
+	fputs(indent, stdout);
+	for (p = s; *p; p++) {
+		putchar(*p);
+		if (*p == '\n')
+			fputs(indent, stdout);
 	}
-	if (json_object_set_new(root, "budgets", a) != 0) {     /* frees a */
-		json_decref(root);
-		return NULL;
-	}
-	return root;
+	free(s);
+	return ferror(stdout) ? -1 : 0;
+}
+
+int json_stream_begin(const cli *c, json_stream *js)
+{
+	json_t *path = json_string(c->h ? ratectl_path(c->h) : "");
+	int rc;
+
+	js->c = c;
+	js->items = 0;
+	js->lists = 0;
+	if (!path)
+		return -1;
+	printf("{\n  \"version\": %d,\n  \"ledger\": ", CLI_JSON_VERSION);
+	rc = put_indented(path, "");
+	json_decref(path);
+	return rc;
+}
+
+int json_stream_list(json_stream *js, const char *key)
+{
+	if (js->lists++)
+		fputs(js->items ? "\n  ]" : "]", stdout);
+	printf(",\n  \"%s\": [", key);
+	js->items = 0;
+	return ferror(stdout) ? -1 : 0;
+}
+
+int json_stream_item(json_stream *js, json_t *item)
+{
+	int rc;
+
+	if (!item)
+		return -1;
+	fputs(js->items++ ? ",\n" : "\n", stdout);
+	rc = put_indented(item, "    ");
+	json_decref(item);
+	return rc;
+}
+
+int json_stream_end(json_stream *js)
+{
+	if (js->lists)
+		fputs(js->items ? "\n  ]" : "]", stdout);
+	printf("\n}\n");
+	return ferror(stdout) ? -1 : 0;
+}
+
+int json_stream_fail(const json_stream *js)
+{
+	cli_err(js->c, "cannot build or write the JSON output");
+	return CLI_ERROR;
 }
 
 int json_print(const cli *c, json_t *j)

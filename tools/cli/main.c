@@ -23,23 +23,32 @@ static const cli_cmd commands[] = {
 	  "Create or update every budget of FILE (default: --config, $RATECTL_CONFIG\n"
 	  "or /etc/ratectl.conf) in the ledger, live, and print what changed.\n"
 	  "\n"
-	  "  --prune     also delete budgets that the file does not name\n"
-	  "  --dry-run   print what would change, change nothing\n" },
-	{ "list", cmd_list, "one line per budget: limits, available, in flight",
-	  "usage: ratectl list [--json]\n"
+	  "  --prune     also delete budgets that the file does not name (not those\n"
+	  "              made from one of its templates)\n"
+	  "  --dry-run   print what would change, change nothing\n"
 	  "\n"
-	  "One row per budget: each limit's available units now out of its burst,\n"
-	  "in-flight slots out of the cap, and any cooldown; when a budget is\n"
-	  "shared through Redis, a SHARED column: its hosts, or DEGRADED and for\n"
-	  "how long.\n"
+	  "A template section ([user-*]) is not a budget: apply creates none for it;\n"
+	  "its budgets are made on first use and removed once idle.\n" },
+	{ "list", cmd_list, "one line per budget: limits, available, in flight",
+	  "usage: ratectl list [PATTERN...] [--json]\n"
+	  "\n"
+	  "One row per budget whose name matches a PATTERN (a shell pattern such as\n"
+	  "'user-*'; none: every budget): each limit's available units now out of\n"
+	  "its burst, in-flight slots out of the cap, any cooldown and the time\n"
+	  "since its last admission; when some budget has them, its ORIGIN (the\n"
+	  "template that made it), EXPIRE (removed once idle that long) and\n"
+	  "WEIGHT (as a tenant); when a budget is shared through Redis, a SHARED\n"
+	  "column: its hosts, or DEGRADED and for how long.\n"
 	  "\n"
 	  "  --json      JSON instead (schema in ratectl(1))\n" },
 	{ "show", cmd_show, "limits, leases and counters of one budget",
-	  "usage: ratectl show NAME [--json]\n"
+	  "usage: ratectl show NAME|PATTERN... [--json]\n"
 	  "\n"
-	  "Each limit (rate, burst, available now, time until full), each in-flight\n"
-	  "lease (slot, pid, alive or dead, age, estimated tokens), the cooldown and\n"
-	  "the counters since the budget was created; for a budget shared through\n"
+	  "Each limit (rate, burst, available now, time until full), each process\n"
+	  "holding in-flight slots (pid, alive or dead, slots, age of the oldest,\n"
+	  "estimated tokens), the busiest tags (requests, tokens, how much a count\n"
+	  "may be over) and the rest, the cooldown, origin, weight, expiry, idle\n"
+	  "time and the counters since the budget was created; for a budget shared through\n"
 	  "Redis, its URL, hosts and fallback, whether Redis answers (or DEGRADED\n"
 	  "since when, and why), the credit this host holds and its syncs.\n"
 	  "\n"
@@ -49,7 +58,8 @@ static const cli_cmd commands[] = {
 	  "                        [--burst B] [--jitter DURATION] [--batch-share P]\n"
 	  "                        [--shared URL --hosts N [--password-file PATH |\n"
 	  "                         --password-env NAME] [--on-redis-error share|open]]\n"
-	  "                        [--no-shared]\n"
+	  "                        [--no-shared] [--expire DURATION] [--weight N]\n"
+	  "                        [--origin PATTERN]\n"
 	  "\n"
 	  "Create budget NAME or change it, live.  Options take the values of the\n"
 	  "config file's keys (ratectl.conf(5)).  On an existing budget, what is not\n"
@@ -62,6 +72,10 @@ static const cli_cmd commands[] = {
 	  "  --burst B           a duration of the rate (10s) or a request count\n"
 	  "  --jitter DURATION   spread of waiters released after a cooldown\n"
 	  "  --batch-share P     percent of the first limit kept for batch requests\n"
+	  "\n"
+	  "  --expire DURATION   remove it once idle this long (never: keep it)\n"
+	  "  --weight N          its weight as a tenant, 0 (none) to 100\n"
+	  "  --origin PATTERN    the template it is reported under ('' for none)\n"
 	  "\n"
 	  "Sharing with other hosts through Redis (ratectl.conf(5) `shared`):\n"
 	  "  --shared URL        redis://HOST:PORT/DB or unix:///PATH?db=N\n"
@@ -91,6 +105,12 @@ static const cli_cmd commands[] = {
 	  "\n"
 	  "Release the in-flight slots of processes that died holding them, and the\n"
 	  "LMDB reader slots of dead processes, and print how many.\n" },
+	{ "sweep", cmd_sweep, "remove the budgets idle past their expire time",
+	  "usage: ratectl sweep\n"
+	  "\n"
+	  "Remove now every budget idle for longer than its expire time (those\n"
+	  "made from a template, typically), and print how many.  Admissions do\n"
+	  "this a few hundred budgets at a time, so it is never required.\n" },
 	{ "check", cmd_check, "verify the ledger; --repair rebuilds a damaged one",
 	  "usage: ratectl check [--repair [--config FILE]]\n"
 	  "\n"
@@ -114,13 +134,21 @@ static const cli_cmd commands[] = {
 	  "  --interval DURATION  time between refreshes (at least 100ms)\n"
 	  "  --count N            stop after N refreshes\n" },
 	{ "metrics", cmd_metrics, "Prometheus text exposition of every budget",
-	  "usage: ratectl metrics [--json]\n"
+	  "usage: ratectl metrics [PATTERN...] [--top N | --all] [--json]\n"
 	  "\n"
-	  "Counters and gauges of every budget in the Prometheus text format, for a\n"
-	  "node exporter textfile collector or an HTTP wrapper; ratectl_shared_*\n"
-	  "for the budgets shared through Redis.\n"
+	  "Counters and gauges of every budget (or those matching a PATTERN) in the\n"
+	  "Prometheus text format, for a node exporter textfile collector or an\n"
+	  "HTTP wrapper; ratectl_shared_* for the budgets shared through Redis;\n"
+	  "ratectl_tag_*_total for each budget's busiest tags.  Budgets made from a\n"
+	  "template are summed per template (ratectl_template_*), and only the top\n"
+	  "N of each by admissions get series of their own: the output stays\n"
+	  "bounded however many such budgets there are.\n"
 	  "\n"
-	  "  --json      the same data as JSON (as `list --json`)\n" },
+	  "  --top N     budgets of each template printed in full (default 10;\n"
+	  "              0 to 10000)\n"
+	  "  --all       every budget in full, as budgets without a template are\n"
+	  "  --json      the same data as JSON (\"budgets\" as `list --json`, and\n"
+	  "              \"templates\")\n" },
 	{ "key-id", cmd_key_id, "the id of an API key, for a config `key =` rule",
 	  "usage: ratectl key-id < FILE\n"
 	  "\n"
@@ -135,7 +163,7 @@ static const cli_cmd commands[] = {
 	  "  printf %s \"$OPENAI_API_KEY\" | ratectl key-id\n" },
 	{ "run", cmd_run, "run a command under a budget",
 	  "usage: ratectl run NAME [--tokens N] [--timeout DURATION] [--batch]\n"
-	  "                        -- COMMAND [ARGS...]\n"
+	  "                        [--tag TAG] -- COMMAND [ARGS...]\n"
 	  "\n"
 	  "Wait for one request (and N tokens) of budget NAME, run COMMAND, release\n"
 	  "when it exits, and exit with its status (128+signal if it was killed).\n"
@@ -143,7 +171,8 @@ static const cli_cmd commands[] = {
 	  "\n"
 	  "  --tokens N          tokens to charge (estimate), default 0\n"
 	  "  --timeout DURATION  give up after DURATION and exit 75 (default: wait)\n"
-	  "  --batch             wait as a batch request, behind interactive ones\n" },
+	  "  --batch             wait as a batch request, behind interactive ones\n"
+	  "  --tag TAG           count the request under TAG (`ratectl show NAME`)\n" },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -7,14 +7,27 @@
  * HELP and TYPE lines, so the budgets are read once into a snapshot and
  * the output is written family by family.  Units are in the names
  * (_seconds, _total) as the Prometheus naming guide asks.  Label values
- * need no escaping: budget names are [A-Za-z0-9._-] (ratectl_name_check).
+ * need no escaping: budget names are [A-Za-z0-9._-] (ratectl_name_check),
+ * tags [A-Za-z0-9._:/-], templates names and '*'.
+ *
+ * The output is bounded however many budgets templates make (100,000
+ * users, one budget each): the budgets made from a template are summed per
+ * template (ratectl_template_*) and only the --top N of each by admissions
+ * get series of their own; every other budget is printed in full.  The
+ * snapshot keeps compact rows of the budgets printed and a heap of N per
+ * template, so memory and time grow with the budgets printed, and reading
+ * 100,000 is one pass.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
 #define NS_PER_S 1e9
+#define TOP_DEFAULT 10
+#define TOP_MAX 10000
 
 static double secs(int64_t ns)
 {
@@ -27,11 +40,11 @@ struct family {
 	const char *type;
 	const char *help;
 	int per_limit;
-	double (*value)(const ratectl_budget_info *in, unsigned i);
+	double (*value)(const cli_row *in, unsigned i);
 };
 
 #define COUNTER(field) \
-	static double v_##field(const ratectl_budget_info *in, unsigned i) \
+	static double v_##field(const cli_row *in, unsigned i) \
 	{ (void)i; return (double)in->counters.field; }
 COUNTER(admitted)
 COUNTER(refused)
@@ -43,52 +56,52 @@ COUNTER(reclaimed)
 COUNTER(retries)
 #undef COUNTER
 
-static double v_wait(const ratectl_budget_info *in, unsigned i)
+static double v_wait(const cli_row *in, unsigned i)
 {
 	(void)i;
 	return (double)in->counters.wait_ns / NS_PER_S;
 }
 
-static double v_inflight(const ratectl_budget_info *in, unsigned i)
+static double v_inflight(const cli_row *in, unsigned i)
 {
 	(void)i;
 	return in->inflight;
 }
 
-static double v_dead(const ratectl_budget_info *in, unsigned i)
+static double v_dead(const cli_row *in, unsigned i)
 {
 	(void)i;
 	return in->dead;
 }
 
-static double v_max(const ratectl_budget_info *in, unsigned i)
+static double v_max(const cli_row *in, unsigned i)
 {
 	(void)i;
-	return in->config.max_inflight;
+	return in->max_inflight;
 }
 
-static double v_cooldown(const ratectl_budget_info *in, unsigned i)
+static double v_cooldown(const cli_row *in, unsigned i)
 {
 	(void)i;
 	return secs(in->cooldown_ns);
 }
 
-static double v_per_second(const ratectl_budget_info *in, unsigned i)
+static double v_per_second(const cli_row *in, unsigned i)
 {
 	return (double)in->state[i].limit.count / secs(in->state[i].limit.period_ns);
 }
 
-static double v_burst(const ratectl_budget_info *in, unsigned i)
+static double v_burst(const cli_row *in, unsigned i)
 {
 	return (double)in->state[i].limit.burst;
 }
 
-static double v_available(const ratectl_budget_info *in, unsigned i)
+static double v_available(const cli_row *in, unsigned i)
 {
 	return (double)in->state[i].available;
 }
 
-static double v_full(const ratectl_budget_info *in, unsigned i)
+static double v_full(const cli_row *in, unsigned i)
 {
 	return secs(in->state[i].until_full_ns);
 }
@@ -203,22 +216,66 @@ static const struct sfamily sfamilies[] = {
 	  "Redis commands sent by this host for the budget.", 0, s_commands },
 };
 
+/* ---- output ----------------------------------------------------------------- */
+
 /* %.15g: integers print as integers up to 10^15, fractions without the
- * noise of the last binary digits, and both parse back in Prometheus. */
-static void sample(const struct family *f, const ratectl_budget_info *in, unsigned i)
+ * noise of the last binary digits, and both parse back in Prometheus.
+ * Integers, nearly every sample, are written without printf: 100,000
+ * budgets make two million samples. */
+static void put_value(double v)
+{
+	char buf[32], *p = buf + sizeof buf;
+	uint64_t u;
+
+	if (v >= 0 && v < 1e15 && v == (double)(uint64_t)v) {
+		u = (uint64_t)v;
+		*--p = '\0';
+		do
+			*--p = (char)('0' + u % 10);
+		while ((u /= 10) != 0);
+		fputs(p, stdout);
+	} else {
+		printf("%.15g", v);
+	}
+	putchar('\n');
+}
+
+/* A label value as the exposition format wants it: \, " and newline
+ * escaped (names never hold them; this is for what might). */
+static void put_label(const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			putchar('\\');
+		if (*s == '\n')
+			fputs("\\n", stdout);
+		else
+			putchar(*s);
+	}
+}
+
+static void head(const char *name, const char *help, const char *type)
+{
+	printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample(const struct family *f, const cli_row *in, unsigned i)
 {
 	const ratectl_limit *l = &in->state[i].limit;
 
+	fputs(f->name, stdout);
+	fputs("{budget=\"", stdout);
+	put_label(in->name);
 	if (f->per_limit)
-		printf("%s{budget=\"%s\",dimension=\"%s\",period_seconds=\"%.9g\"} %.15g\n",
-		       f->name, in->name, fmt_dim(l->dim), secs(l->period_ns),
-		       f->value(in, i));
+		printf("\",dimension=\"%s\",period_seconds=\"%.9g\"} ", fmt_dim(l->dim),
+		       secs(l->period_ns));
 	else
-		printf("%s{budget=\"%s\"} %.15g\n", f->name, in->name, f->value(in, 0));
+		fputs("\"} ", stdout);
+	put_value(f->value(in, i));
 }
 
-static void shared_exposition(const ratectl_budget_info *v,
-                              ratectl_shared_state *const *sh, size_t n)
+static void shared_exposition(const cli_row *const *v, ratectl_shared_state *const *sh,
+                              size_t n)
 {
 	size_t f, b;
 	unsigned d;
@@ -229,71 +286,516 @@ static void shared_exposition(const ratectl_budget_info *v,
 	for (f = 0; any && f < sizeof sfamilies / sizeof sfamilies[0]; f++) {
 		const struct sfamily *sf = &sfamilies[f];
 
-		printf("# HELP %s %s\n# TYPE %s %s\n", sf->name, sf->help, sf->name,
-		       sf->type);
+		head(sf->name, sf->help, sf->type);
 		for (b = 0; b < n; b++) {
 			if (!sh[b])
 				continue;
 			if (!sf->per_dim)
-				printf("%s{budget=\"%s\"} %.15g\n", sf->name, v[b].name,
+				printf("%s{budget=\"%s\"} %.15g\n", sf->name, v[b]->name,
 				       sf->value(sh[b], 0));
 			for (d = 0; sf->per_dim && d < 2; d++)
 				printf("%s{budget=\"%s\",dimension=\"%s\"} %.15g\n", sf->name,
-				       v[b].name, fmt_dim((ratectl_dim)d), sf->value(sh[b], d));
+				       v[b]->name, fmt_dim((ratectl_dim)d), sf->value(sh[b], d));
 		}
 	}
 }
 
-static void exposition(const ratectl_budget_info *v, ratectl_shared_state *const *sh,
-                       size_t n)
+/* ---- templates: one series each, and their top N budgets ------------------ */
+
+struct tmpl {
+	char origin[RATECTL_NAME_MAX + 1];
+	uint64_t budgets, inflight, dead;
+	ratectl_counters sum;
+	cli_row **top;             /* a heap: top[0] the least admitted kept */
+	size_t ntop;
+};
+
+struct mctx {
+	cli_rows plain;            /* the budgets printed in full */
+	struct tmpl *t;
+	size_t nt, tcap;
+	size_t *index;             /* hash of origins: tmpl i + 1, or 0 */
+	size_t icap;
+	size_t top;                /* N of each template kept */
+	int all;                   /* --all: every budget printed, none summed */
+};
+
+static size_t hash(const char *s)
+{
+	size_t h = 1469598103934665603ULL;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+static int index_put(struct mctx *m, size_t k)
+{
+	size_t i = hash(m->t[k].origin) & (m->icap - 1);
+
+	while (m->index[i])
+		i = (i + 1) & (m->icap - 1);
+	m->index[i] = k + 1;
+	return 0;
+}
+
+/* The template named origin, created when first seen; NULL: no memory. */
+static struct tmpl *tmpl_of(struct mctx *m, const char *origin)
+{
+	size_t i, k;
+	void *p;
+
+	for (i = m->icap ? hash(origin) & (m->icap - 1) : 0; m->icap && m->index[i];
+	     i = (i + 1) & (m->icap - 1))
+		if (strcmp(m->t[m->index[i] - 1].origin, origin) == 0)
+			return &m->t[m->index[i] - 1];
+	if (m->nt == m->tcap) {
+		size_t cap = m->tcap ? m->tcap * 2 : 8;
+
+		if (!(p = realloc(m->t, cap * sizeof *m->t)))
+			return NULL;
+		m->t = p;
+		m->tcap = cap;
+	}
+	memset(&m->t[m->nt], 0, sizeof m->t[0]);
+	snprintf(m->t[m->nt].origin, sizeof m->t[0].origin, "%s", origin);
+	m->nt++;
+	/* The index at most half full: rebuilt twice as large. */
+	if (2 * m->nt > m->icap) {
+		size_t cap = m->icap ? m->icap * 2 : 16;
+
+		if (!(p = calloc(cap, sizeof *m->index))) {
+			m->nt--;
+			return NULL;
+		}
+		free(m->index);
+		m->index = p;
+		m->icap = cap;
+		for (k = 0; k < m->nt; k++)
+			index_put(m, k);
+	} else {
+		index_put(m, m->nt - 1);
+	}
+	return &m->t[m->nt - 1];
+}
+
+/* a ranks below b: fewer admissions, or as many and a later name (the
+ * snapshot comes in name order, so of equals the first ones are kept). */
+static int below(const cli_row *a, const cli_row *b)
+{
+	if (a->counters.admitted != b->counters.admitted)
+		return a->counters.admitted < b->counters.admitted;
+	return strcmp(a->name, b->name) > 0;
+}
+
+static void sift_down(cli_row **h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		cli_row *x;
+
+		if (l < n && below(h[l], h[m]))
+			m = l;
+		if (r < n && below(h[r], h[m]))
+			m = r;
+		if (m == i)
+			return;
+		x = h[i];
+		h[i] = h[m];
+		h[m] = x;
+		i = m;
+	}
+}
+
+/* Keep in among the top N of t: 0 or -ENOMEM. */
+static int top_offer(struct mctx *m, struct tmpl *t, const ratectl_budget_info *in)
+{
+	cli_row probe, *r;
+	size_t i;
+
+	if (m->top == 0)
+		return 0;
+	if (t->ntop == m->top) {
+		/* Compared on what below() reads, without copying the row. */
+		memcpy(probe.name, in->name, sizeof probe.name);
+		probe.counters = in->counters;
+		if (!below(t->top[0], &probe))
+			return 0;
+		cli_row_fill(t->top[0], in);
+		sift_down(t->top, t->ntop, 0);
+		return 0;
+	}
+	if (!t->top && !(t->top = calloc(m->top, sizeof *t->top)))
+		return -ENOMEM;
+	if (!(r = malloc(cli_row_size(RATECTL_MAX_LIMITS))))
+		return -ENOMEM;
+	cli_row_fill(r, in);
+	/* Sift up. */
+	for (i = t->ntop++; i > 0 && below(r, t->top[(i - 1) / 2]); i = (i - 1) / 2)
+		t->top[i] = t->top[(i - 1) / 2];
+	t->top[i] = r;
+	return 0;
+}
+
+static void add_counters(ratectl_counters *s, const ratectl_counters *k)
+{
+	s->admitted += k->admitted;
+	s->refused += k->refused;
+	s->waited += k->waited;
+	s->wait_ns += k->wait_ns;
+	s->tokens_estimated += k->tokens_estimated;
+	s->tokens_actual += k->tokens_actual;
+	s->tokens_reconciled += k->tokens_reconciled;
+	s->reclaimed += k->reclaimed;
+	s->retries += k->retries;
+}
+
+/* The snapshot's callback: no call into the library from here. */
+static int collect(const ratectl_budget_info *in, void *ctx)
+{
+	struct mctx *m = ctx;
+	struct tmpl *t;
+
+	if (m->all || !in->config.origin[0])
+		return cli_rows_add(&m->plain, in);
+	if (!(t = tmpl_of(m, in->config.origin)))
+		return -ENOMEM;
+	t->budgets++;
+	t->inflight += in->inflight;
+	t->dead += in->dead;
+	add_counters(&t->sum, &in->counters);
+	return top_offer(m, t, in);
+}
+
+static void mctx_free(struct mctx *m)
+{
+	size_t i, k;
+
+	for (i = 0; i < m->nt; i++) {
+		for (k = 0; k < m->t[i].ntop; k++)
+			free(m->t[i].top[k]);
+		free(m->t[i].top);
+	}
+	free(m->t);
+	free(m->index);
+	cli_rows_free(&m->plain);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp((*(const cli_row *const *)a)->name,
+	              (*(const cli_row *const *)b)->name);
+}
+
+/* Most admitted first: a template's top N, once the heap is done with. */
+static int by_rank(const void *a, const void *b)
+{
+	const cli_row *x = *(const cli_row *const *)a, *y = *(const cli_row *const *)b;
+
+	return below(x, y) - below(y, x);
+}
+
+static int by_origin(const void *a, const void *b)
+{
+	return strcmp(((const struct tmpl *)a)->origin, ((const struct tmpl *)b)->origin);
+}
+
+/* The budgets printed in full, in name order: the plain ones (already
+ * in order) and each template's top N.  NULL: no memory. */
+static const cli_row **printed(const struct mctx *m, size_t *n)
+{
+	const cli_row **v;
+	size_t i, k, tops = 0;
+
+	for (i = 0; i < m->nt; i++)
+		tops += m->t[i].ntop;
+	*n = m->plain.n + tops;
+	if (!(v = malloc((*n ? *n : 1) * sizeof *v)))
+		return NULL;
+	for (i = 0; i < m->plain.n; i++)
+		v[i] = cli_rows_at(&m->plain, i);
+	for (i = 0, k = m->plain.n; i < m->nt; i++)
+		memcpy(v + k, m->t[i].top, m->t[i].ntop * sizeof *v), k += m->t[i].ntop;
+	if (tops)
+		qsort(v, *n, sizeof *v, by_name);
+	return v;
+}
+
+/* Families of the templates, each summed over every budget it made. */
+struct tfamily {
+	const char *name;
+	const char *type;
+	const char *help;
+	double (*value)(const struct tmpl *t);
+};
+
+#define TSUM(field) \
+	static double t_##field(const struct tmpl *t) { return (double)t->sum.field; }
+TSUM(admitted)
+TSUM(refused)
+TSUM(waited)
+TSUM(tokens_estimated)
+TSUM(tokens_actual)
+TSUM(tokens_reconciled)
+TSUM(reclaimed)
+TSUM(retries)
+#undef TSUM
+
+static double t_budgets(const struct tmpl *t) { return (double)t->budgets; }
+static double t_wait(const struct tmpl *t) { return (double)t->sum.wait_ns / NS_PER_S; }
+static double t_inflight(const struct tmpl *t) { return (double)t->inflight; }
+static double t_dead(const struct tmpl *t) { return (double)t->dead; }
+
+static const struct tfamily tfamilies[] = {
+	{ "ratectl_template_budgets", "gauge",
+	  "Budgets made from the template on first use that exist now.", t_budgets },
+	{ "ratectl_template_admitted_total", "counter",
+	  "Requests admitted, summed over the template's budgets.", t_admitted },
+	{ "ratectl_template_refused_total", "counter",
+	  "Admissions refused and waits timed out, summed over the template's budgets.",
+	  t_refused },
+	{ "ratectl_template_waited_total", "counter",
+	  "Admissions that waited, summed over the template's budgets.", t_waited },
+	{ "ratectl_template_wait_seconds_total", "counter",
+	  "Time waited, summed over the template's budgets.", t_wait },
+	{ "ratectl_template_tokens_estimated_total", "counter",
+	  "Tokens charged at admission, summed over the template's budgets.",
+	  t_tokens_estimated },
+	{ "ratectl_template_tokens_actual_total", "counter",
+	  "Tokens reported at release, summed over the template's budgets.",
+	  t_tokens_actual },
+	{ "ratectl_template_tokens_reconciled_total", "counter",
+	  "Estimates of the leases reported, summed over the template's budgets.",
+	  t_tokens_reconciled },
+	{ "ratectl_template_reclaimed_total", "counter",
+	  "Slots taken back from dead holders, summed over the template's budgets.",
+	  t_reclaimed },
+	{ "ratectl_template_retries_total", "counter",
+	  "Retries allowed, summed over the template's budgets.", t_retries },
+	{ "ratectl_template_inflight", "gauge",
+	  "Requests in flight now in the template's budgets.", t_inflight },
+	{ "ratectl_template_inflight_dead", "gauge",
+	  "Slots held by dead processes in the template's budgets.", t_dead },
+};
+
+static void template_exposition(const struct mctx *m)
+{
+	size_t f, i;
+
+	for (f = 0; m->nt && f < sizeof tfamilies / sizeof tfamilies[0]; f++) {
+		head(tfamilies[f].name, tfamilies[f].help, tfamilies[f].type);
+		for (i = 0; i < m->nt; i++) {
+			printf("%s{template=\"", tfamilies[f].name);
+			put_label(m->t[i].origin);
+			fputs("\"} ", stdout);
+			put_value(tfamilies[f].value(&m->t[i]));
+		}
+	}
+}
+
+/*
+ * Per-tag counters of the budgets printed in full that have counted tags:
+ * the top tags and the rest (tag=""), so at most RATECTL_TAGS_TOP + 1
+ * series a budget.  One read per budget that ever admitted (tags are
+ * counted at admission).  The tokens family is kept in memory while the
+ * requests one is written: each family's samples go together.
+ */
+static int tag_exposition(cli *c, const cli_row *const *v, size_t n)
+{
+	char *tok = NULL;
+	size_t toklen = 0, i, k;
+	FILE *t = open_memstream(&tok, &toklen);
+	cli_tags g;
+	int rc = 0, any = 0;
+
+	if (!t)
+		return -ENOMEM;
+	for (i = 0; i < n && rc == 0; i++) {
+		if (v[i]->counters.admitted == 0)
+			continue;
+		rc = cli_tags_get(c, v[i]->name, &g);
+		if (rc == RATECTL_ENOTFOUND) {     /* deleted since the snapshot */
+			rc = 0;
+			continue;
+		}
+		if (rc != 0 || g.n == 0)
+			continue;
+		if (!any++)
+			head("ratectl_tag_requests_total",
+			     "Requests admitted with a tag, for the budget's busiest tags; "
+			     "tag=\"\": the rest.", "counter");
+		for (k = 0; k <= g.n; k++) {
+			const ratectl_tag_info *x = k < g.n ? &g.top[k] : &g.rest;
+
+			printf("ratectl_tag_requests_total{budget=\"%s\",tag=\"", v[i]->name);
+			put_label(k < g.n ? x->tag : "");
+			fputs("\"} ", stdout);
+			put_value((double)x->requests);
+			fprintf(t, "ratectl_tag_tokens_total{budget=\"%s\",tag=\"%s\"} %llu\n",
+			        v[i]->name, k < g.n ? x->tag : "",
+			        (unsigned long long)x->tokens);
+		}
+	}
+	if (fclose(t) != 0 && rc == 0)
+		rc = -ENOMEM;
+	if (rc == 0 && any) {
+		head("ratectl_tag_tokens_total",
+		     "Tokens charged with a tag (estimates, corrected at release), for "
+		     "the budget's busiest tags; tag=\"\": the rest.", "counter");
+		fwrite(tok, 1, toklen, stdout);
+	}
+	free(tok);
+	return rc;
+}
+
+static void exposition(const cli_row *const *v, ratectl_shared_state *const *sh,
+                       size_t n, const struct mctx *m)
 {
 	size_t f, b;
 	unsigned i;
 
 	for (f = 0; f < sizeof families / sizeof families[0]; f++) {
-		printf("# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
-		       families[f].name, families[f].type);
+		head(families[f].name, families[f].help, families[f].type);
 		for (b = 0; b < n; b++) {
 			if (!families[f].per_limit)
-				sample(&families[f], &v[b], 0);
-			for (i = 0; families[f].per_limit && i < v[b].config.nlimits; i++)
-				sample(&families[f], &v[b], i);
+				sample(&families[f], v[b], 0);
+			for (i = 0; families[f].per_limit && i < v[b]->nlimits; i++)
+				sample(&families[f], v[b], i);
 		}
 	}
+	template_exposition(m);
 	shared_exposition(v, sh, n);
+}
+
+/* ---- JSON ------------------------------------------------------------------------ */
+
+static json_t *json_template(const struct tmpl *t)
+{
+	json_t *top = json_array(), *o;
+	size_t i;
+
+	for (i = 0; top && i < t->ntop; i++)
+		if (json_array_append_new(top, json_string(t->top[i]->name)) != 0) {
+			json_decref(top);
+			top = NULL;
+		}
+	o = json_pack("{s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+	              "s:I, s:I}, s:o}",
+	              "template", t->origin,
+	              "budgets", (json_int_t)t->budgets,
+	              "inflight", (json_int_t)t->inflight,
+	              "dead", (json_int_t)t->dead,
+	              "counters",
+	              "admitted", (json_int_t)t->sum.admitted,
+	              "refused", (json_int_t)t->sum.refused,
+	              "waited", (json_int_t)t->sum.waited,
+	              "wait_ns", (json_int_t)t->sum.wait_ns,
+	              "tokens_estimated", (json_int_t)t->sum.tokens_estimated,
+	              "tokens_actual", (json_int_t)t->sum.tokens_actual,
+	              "tokens_reconciled", (json_int_t)t->sum.tokens_reconciled,
+	              "reclaimed", (json_int_t)t->sum.reclaimed,
+	              "retries", (json_int_t)t->sum.retries,
+	              "top", top);
+	return o;
+}
+
+static int metrics_json(const cli *c, const cli_row *const *v,
+                        ratectl_shared_state *const *sh, size_t n,
+                        const struct mctx *m)
+{
+	ratectl_budget_info in;
+	json_stream js;
+	size_t i;
+
+	if (json_stream_begin(c, &js) != 0 || json_stream_list(&js, "budgets") != 0)
+		return json_stream_fail(&js);
+	for (i = 0; i < n; i++) {
+		cli_row_info(v[i], &in);
+		if (json_stream_item(&js, json_budget(&in, sh[i], NULL, 0, NULL)) != 0)
+			return json_stream_fail(&js);
+	}
+	if (json_stream_list(&js, "templates") != 0)
+		return json_stream_fail(&js);
+	for (i = 0; i < m->nt; i++)
+		if (json_stream_item(&js, json_template(&m->t[i])) != 0)
+			return json_stream_fail(&js);
+	return json_stream_end(&js) == 0 ? CLI_OK : json_stream_fail(&js);
+}
+
+/* ---- the command ----------------------------------------------------------------- */
+
+static int metrics_options(cli *c, int argc, char **argv, struct mctx *m, int *json)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "top", required_argument, NULL, 't' },
+		{ "all", no_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 }
+	};
+	uint64_t v;
+	int o, top = 0;
+
+	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
+		switch (o) {
+		case 'h': cli_help(c); return -1;
+		case 'j': *json = 1; break;
+		case 'a': m->all = 1; break;
+		case 't':
+			if (cli_parse_u64(optarg, TOP_MAX, &v) != 0)
+				return cli_usage(c, "--top '%s': a whole number of budgets, 0 to %d",
+				                 optarg, TOP_MAX);
+			m->top = (size_t)v;
+			top = 1;
+			break;
+		default: return cli_badopt(c, o, argv);
+		}
+	}
+	if (top && m->all)
+		return cli_usage(c, "--top and --all: the top N of each template, or "
+		                 "every budget");
+	return 0;
 }
 
 int cmd_metrics(cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 }
-	};
-	ratectl_shared_state **sh;
-	ratectl_budget_info *v;
-	size_t n;
-	int o, json = 0, rc;
+	struct mctx m = { .top = TOP_DEFAULT };
+	ratectl_shared_state **sh = NULL;
+	const cli_row **v = NULL;
+	cli_filter f;
+	size_t n = 0, i;
+	int json = 0, rc;
 
-	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
-		if (o == 'h')
-			return cli_help(c);
-		if (o != 'j')
-			return cli_badopt(c, o, argv);
-		json = 1;
-	}
-	if (optind < argc)
-		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-	if ((rc = cli_snapshot(c, &v, &n)) != 0)
+	if ((rc = metrics_options(c, argc, argv, &m, &json)) != 0)
+		return rc < 0 ? CLI_OK : rc;
+	if ((rc = cli_filter_init(c, &f, argv + optind, argc - optind)) != 0)
 		return rc;
-	if ((rc = cli_shared(c, v, n, &sh)) != 0) {
-		free(v);
-		return cli_fail(c, rc, "cannot read how the budgets are shared");
+	if ((rc = cli_open(c)) != 0)
+		return rc;
+	if ((rc = cli_foreach(c, &f, collect, &m, NULL)) != 0) {
+		rc = rc == -ENOMEM ? cli_oom(c) : cli_fail(c, rc, "cannot read the budgets");
+		goto out;
 	}
-	if (json)
-		rc = json_print(c, json_list(c, v, sh, n));
-	else
-		exposition(v, sh, n);
+	qsort(m.t, m.nt, sizeof *m.t, by_origin);   /* the index is done with */
+	for (i = 0; i < m.nt; i++)
+		qsort(m.t[i].top, m.t[i].ntop, sizeof *m.t[i].top, by_rank);
+	if (!(v = printed(&m, &n))) {
+		rc = cli_oom(c);
+		goto out;
+	}
+	if ((rc = cli_shared_rows(c, v, n, &sh)) != 0) {
+		rc = cli_fail(c, rc, "cannot read how the budgets are shared");
+		goto out;
+	}
+	if (json) {
+		rc = metrics_json(c, v, sh, n, &m);
+	} else {
+		exposition(v, sh, n, &m);
+		if ((rc = tag_exposition(c, v, n)) != 0)
+			rc = rc == -ENOMEM ? cli_oom(c) : cli_fail(c, rc, "cannot read the tags");
+	}
+out:
 	cli_shared_free(sh, n);
 	free(v);
+	mctx_free(&m);
 	return rc;
 }

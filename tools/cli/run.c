@@ -143,6 +143,7 @@ static int run_options(cli *c, int argc, char **argv, struct run_args *a)
 		{ "tokens", required_argument, NULL, 't' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "batch", no_argument, NULL, 'b' },
+		{ "tag", required_argument, NULL, 'g' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int pass, o, base = 0;
@@ -158,9 +159,14 @@ static int run_options(cli *c, int argc, char **argv, struct run_args *a)
 				return cli_usage(c, "--tokens: a whole number of tokens");
 			if (o == 'T' && ratectl_parse_duration(optarg, &a->timeout_ns) != 0)
 				return cli_usage(c, "--timeout: %s", ratectl_errmsg());
+			if (o == 'g' && ratectl_tag_check(optarg) != 0)
+				return cli_usage(c, "--tag '%s': 1 to %d characters of "
+				                 "[A-Za-z0-9._:/-]", optarg, RATECTL_TAG_MAX);
+			if (o == 'g')
+				a->cost.tag = optarg;
 			if (o == 'b')
 				a->cost.priority = RATECTL_BATCH;
-			else if (o != 't' && o != 'T')
+			else if (o != 't' && o != 'T' && o != 'g')
 				return cli_badopt(c, o, argv + base);
 		}
 		base += optind;
@@ -178,7 +184,7 @@ static int run_options(cli *c, int argc, char **argv, struct run_args *a)
 
 int cmd_run(cli *c, int argc, char **argv)
 {
-	struct run_args a = { NULL, { 1, 0, RATECTL_INTERACTIVE }, -1, NULL };
+	struct run_args a = { NULL, { 1, 0, RATECTL_INTERACTIVE, NULL }, -1, NULL };
 	ratectl_lease lease;
 	int rc, status;
 

@@ -3,6 +3,7 @@
  * now, as aligned tables or as JSON; for a budget shared through Redis,
  * what this host knows of it (ratectl_budget_shared_state()).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,32 +107,124 @@ void show_shared_cell(char *buf, size_t len, const ratectl_shared_state *s)
 		snprintf(buf, len, "%u host%s", s->share.hosts, s->share.hosts == 1 ? "" : "s");
 }
 
-/* The SHARED column only when some budget is shared: a host that shares
- * nothing sees the table it always had. */
-static int list_table(const cli *c, const ratectl_budget_info *v,
-                      ratectl_shared_state *const *shared, size_t n)
+/*
+ * The budgets f matches, from one snapshot, as rows (*v points into rows)
+ * with how each is shared.  0 or an exit code, reported.
+ */
+struct rowsel {
+	cli_rows rows;
+	const cli_row **v;
+	size_t n;
+	ratectl_shared_state **sh;
+};
+
+static int rows_add(const ratectl_budget_info *in, void *ctx)
 {
-	char sh[64];
-	int any = 0, rc;
+	return cli_rows_add(ctx, in);
+}
+
+static int show_read_rows(cli *c, const cli_filter *f, cli_rows *rows)
+{
+	int rc;
+
+	if ((rc = cli_open(c)) != 0)
+		return rc;
+	if ((rc = cli_foreach(c, f, rows_add, rows, NULL)) != 0) {
+		cli_rows_free(rows);
+		return rc == -ENOMEM ? cli_oom(c) : cli_fail(c, rc, "cannot read the budgets");
+	}
+	return 0;
+}
+
+static int rowsel_read(cli *c, const cli_filter *f, struct rowsel *s)
+{
+	size_t i;
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	if ((rc = show_read_rows(c, f, &s->rows)) != 0)
+		return rc;
+	s->n = s->rows.n;
+	if (!(s->v = malloc((s->n ? s->n : 1) * sizeof *s->v))) {
+		cli_rows_free(&s->rows);
+		return cli_oom(c);
+	}
+	for (i = 0; i < s->n; i++)
+		s->v[i] = cli_rows_at(&s->rows, i);
+	if ((rc = cli_shared_rows(c, s->v, s->n, &s->sh)) != 0) {
+		free(s->v);
+		cli_rows_free(&s->rows);
+		return cli_fail(c, rc, "cannot read how the budgets are shared");
+	}
+	return 0;
+}
+
+static void rowsel_free(struct rowsel *s)
+{
+	cli_shared_free(s->sh, s->n);
+	free(s->v);
+	cli_rows_free(&s->rows);
+}
+
+/* list's columns past the five of show_summary_row(); the last four are
+ * printed only when some budget has something to say in them, so that a
+ * host that uses none of it sees the table it always had. */
+enum { COL_IDLE = 5, COL_ORIGIN, COL_EXPIRE, COL_WEIGHT, COL_SHARED, NCOLS };
+
+static int list_table(const cli *c, const struct rowsel *s)
+{
+	ratectl_budget_info in;
+	char buf[64];
+	unsigned mask = (1u << (COL_IDLE + 1)) - 1;
 	table *t;
 	size_t i;
+	int rc;
 
-	for (i = 0; i < n && !any; i++)
-		any = shared[i] != NULL;
-	t = table_new(any ? 6 : 5);
+	t = table_new(NCOLS);
 	show_summary_header(t);
-	if (any)
-		table_cell(t, "SHARED");
-	for (i = 0; i < n; i++) {
-		show_summary_row(t, &v[i]);
-		if (any) {
-			show_shared_cell(sh, sizeof sh, shared[i]);
-			table_cell(t, "%s", sh);
-		}
+	table_cell(t, "IDLE");
+	table_cell(t, "ORIGIN");
+	table_cell(t, "EXPIRE");
+	table_cell(t, "WEIGHT");
+	table_cell(t, "SHARED");
+	for (i = 0; i < s->n; i++) {
+		cli_row_info(s->v[i], &in);
+		show_summary_row(t, &in);
+		table_cell(t, "%s", in.idle_ns < 0 ? "never" : fmt_dur(buf, in.idle_ns));
+		table_cell(t, "%s", in.config.origin[0] ? in.config.origin : "-");
+		table_cell(t, "%s", in.config.expire_ns ?
+		           fmt_dur(buf, in.config.expire_ns) : "-");
+		table_cell(t, in.config.weight ? "%u" : "-", in.config.weight);
+		show_shared_cell(buf, sizeof buf, s->sh[i]);
+		table_cell(t, "%s", buf);
+		if (in.config.origin[0])
+			mask |= 1u << COL_ORIGIN;
+		if (in.config.expire_ns)
+			mask |= 1u << COL_EXPIRE;
+		if (in.config.weight)
+			mask |= 1u << COL_WEIGHT;
+		if (s->sh[i])
+			mask |= 1u << COL_SHARED;
 	}
-	rc = table_print(t, stdout, "");
+	rc = table_print_cols(t, stdout, "", mask);
 	table_free(t);
 	return rc == 0 ? CLI_OK : cli_oom(c);
+}
+
+static int list_json(const cli *c, const struct rowsel *s)
+{
+	ratectl_budget_info in;
+	json_stream js;
+	size_t i;
+
+	if (json_stream_begin(c, &js) != 0 || json_stream_list(&js, "budgets") != 0)
+		return json_stream_fail(&js);
+	for (i = 0; i < s->n; i++) {
+		cli_row_info(s->v[i], &in);
+		if (json_stream_item(&js, json_budget(&in, s->sh[i], NULL, 0, NULL)) != 0)
+			return json_stream_fail(&js);
+	}
+	return json_stream_end(&js) == 0 ? CLI_OK : json_stream_fail(&js);
 }
 
 int cmd_list(cli *c, int argc, char **argv)
@@ -140,9 +233,8 @@ int cmd_list(cli *c, int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
-	ratectl_shared_state **sh;
-	ratectl_budget_info *v;
-	size_t n;
+	struct rowsel s;
+	cli_filter f;
 	int o, json = 0, rc;
 
 	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
@@ -152,23 +244,23 @@ int cmd_list(cli *c, int argc, char **argv)
 			return cli_badopt(c, o, argv);
 		json = 1;
 	}
-	if (optind < argc)
-		return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-	if ((rc = cli_snapshot(c, &v, &n)) != 0)
+	if ((rc = cli_filter_init(c, &f, argv + optind, argc - optind)) != 0)
 		return rc;
-	if ((rc = cli_shared(c, v, n, &sh)) != 0) {
-		free(v);
-		return cli_fail(c, rc, "cannot read how the budgets are shared");
-	}
-	if (json)
-		rc = json_print(c, json_list(c, v, sh, n));
-	else if (n == 0)        /* an empty table would say nothing useful */
+	if ((rc = rowsel_read(c, &f, &s)) != 0)
+		return rc;
+	if (json) {
+		rc = list_json(c, &s);
+	} else if (s.n == 0 && f.n) {
+		printf("no budget in ledger %s matches ", ratectl_path(c->h));
+		cli_filter_say(&f, stdout);
+		putchar('\n');
+	} else if (s.n == 0) {  /* an empty table would say nothing useful */
 		printf("no budgets in ledger %s; create one with `ratectl set` or "
 		       "`ratectl apply`\n", ratectl_path(c->h));
-	else
-		rc = list_table(c, v, sh, n);
-	cli_shared_free(sh, n);
-	free(v);
+	} else {
+		rc = list_table(c, &s);
+	}
+	rowsel_free(&s);
 	return rc;
 }
 
@@ -194,6 +286,18 @@ static void show_head(const ratectl_budget_info *in, const char *ledger)
 	       fmt_dur(a, in->config.jitter_ns) : "1s (default)");
 	printf("batch:      %u%% of the first limit kept for batch requests\n",
 	       in->config.batch_share);
+	if (in->config.origin[0])
+		printf("origin:     template [%s], made on first use\n", in->config.origin);
+	if (in->config.weight)
+		printf("weight:     %u (its share as a tenant)\n", in->config.weight);
+	if (in->config.expire_ns)
+		printf("expire:     removed after %s idle\n", fmt_dur(a, in->config.expire_ns));
+	else
+		printf("expire:     never\n");
+	if (in->idle_ns >= 0)
+		printf("idle:       %s since the last admission\n", fmt_dur(a, in->idle_ns));
+	else
+		printf("idle:       never admitted\n");
 }
 
 static int show_limits(const ratectl_budget_info *in)
@@ -229,8 +333,9 @@ static int show_limits(const ratectl_budget_info *in)
 	return rc;
 }
 
-/* Dead holders are listed too: the operator asking "who holds the slots?"
- * needs to see the pid that died as much as the ones that live. */
+/* One row per holder process.  Dead holders are listed too: the operator
+ * asking "who holds the slots?" needs to see the pid that died as much as
+ * the ones that live. */
 static int show_leases(const ratectl_lease_info *l, size_t n)
 {
 	char a[FMT_LEN], b[FMT_LEN];
@@ -241,19 +346,56 @@ static int show_leases(const ratectl_lease_info *l, size_t n)
 	if (n == 0)
 		return 0;
 	t = table_new(5);
-	table_cell(t, "SLOT");
 	table_cell(t, "PID");
 	table_cell(t, "HOLDER");
-	table_cell(t, "AGE");
+	table_cell(t, "SLOTS");
+	table_cell(t, "OLDEST");
 	table_cell(t, "TOKENS");
 	for (i = 0; i < n; i++) {
-		table_cell(t, "%u", l[i].slot);
 		table_cell(t, "%d", l[i].pid);
 		table_cell(t, "%s", l[i].alive ? "alive" : "dead");
+		table_cell(t, "%u", l[i].count);
 		table_cell(t, "%s", fmt_dur(a, l[i].age_ns));
 		table_cell(t, "%s", fmt_count(b, l[i].tokens));
 	}
 	putchar('\n');
+	rc = table_print(t, stdout, "");
+	table_free(t);
+	return rc;
+}
+
+/* Who used the budget: its busiest tags, then the rest.  A tag that took
+ * the place of another inherited its counts, so its figures may be over
+ * by up to its error (shown as ±N; exact when 0). */
+static int show_tags(const cli_tags *g)
+{
+	char a[FMT_LEN], b[FMT_LEN];
+	table *t;
+	size_t i;
+	int rc;
+
+	if (g->n == 0)
+		return 0;
+	t = table_new(4);
+	table_cell(t, "TAG");
+	table_cell(t, "REQUESTS");
+	table_cell(t, "TOKENS");
+	table_cell(t, "ERROR");
+	for (i = 0; i < g->n; i++) {
+		table_cell(t, "%s", g->top[i].tag);
+		table_cell(t, "%llu", (unsigned long long)g->top[i].requests);
+		table_cell(t, "%s", fmt_count(a, g->top[i].tokens));
+		if (g->top[i].error)
+			table_cell(t, "±%s", fmt_count(b, g->top[i].error));
+		else
+			table_cell(t, "exact");
+	}
+	table_cell(t, "(other)");
+	table_cell(t, "%llu", (unsigned long long)g->rest.requests);
+	table_cell(t, "%s", fmt_count(a, g->rest.tokens));
+	table_cell(t, "-");
+	printf("\ntags (the %d busiest; (other): untagged and tags no longer counted):\n",
+	       RATECTL_TAGS_TOP);
 	rc = table_print(t, stdout, "");
 	table_free(t);
 	return rc;
@@ -343,18 +485,128 @@ static void show_counters(const ratectl_counters *k)
 	printf("  retries            %llu\n", (unsigned long long)k->retries);
 }
 
+/* Everything show says of one budget, read afresh. */
+struct shown {
+	ratectl_budget_info in;
+	ratectl_shared_state sh;
+	ratectl_lease_info *l;
+	size_t n;
+	cli_tags tags;
+};
+
+/* Several reads, not one snapshot: a lease may come or go in between, so
+ * the holders can differ from the in-flight count by a slot or two.
+ * 0, RATECTL_ENOTFOUND silently, or an exit code. */
+static int shown_read(cli *c, const char *name, struct shown *s, int quiet_gone)
+{
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	if ((rc = ratectl_budget_get(c->h, name, &s->in)) != 0 ||
+	    (rc = ratectl_budget_shared_state(c->h, name, &s->sh)) != 0 ||
+	    (rc = cli_tags_get(c, name, &s->tags)) != 0) {
+		if (rc == RATECTL_ENOTFOUND && quiet_gone)
+			return rc;
+		return cli_fail(c, rc, name);
+	}
+	if ((rc = cli_leases(c, name, &s->l, &s->n)) != 0)
+		return rc;
+	return 0;
+}
+
+static json_t *shown_json(const struct shown *s)
+{
+	return json_budget(&s->in, s->sh.share.url[0] ? &s->sh : NULL, s->l, s->n,
+	                   &s->tags);
+}
+
+static int shown_text(const cli *c, const struct shown *s)
+{
+	show_head(&s->in, ratectl_path(c->h));
+	if (s->sh.share.url[0])
+		show_shared(&s->in, &s->sh);
+	if (show_limits(&s->in) != 0 || show_leases(s->l, s->n) != 0 ||
+	    show_tags(&s->tags) != 0)
+		return cli_oom(c);
+	show_counters(&s->in.counters);
+	return CLI_OK;
+}
+
+static int show_one(cli *c, const char *name, int json)
+{
+	struct shown s;
+	json_t *root;
+	int rc;
+
+	if ((rc = shown_read(c, name, &s, 0)) != 0)
+		return rc;
+	if (json) {
+		root = json_envelope(c);
+		if (root && json_object_set_new(root, "budget", shown_json(&s)) != 0) {
+			json_decref(root);
+			root = NULL;    /* json_print() reports it */
+		}
+		rc = json_print(c, root);
+	} else {
+		rc = shown_text(c, &s);
+	}
+	free(s.l);
+	return rc;
+}
+
+/* show PATTERN...: each budget matched, in name order; with --json a
+ * "budgets" list, as list's but with leases and tags. */
+static int show_many(cli *c, const cli_filter *f, int json)
+{
+	cli_rows rows = { 0 };
+	struct shown s;
+	json_stream js;
+	size_t i, shown = 0;
+	int rc;
+
+	if ((rc = show_read_rows(c, f, &rows)) != 0)
+		return rc;
+	if (rows.n == 0) {
+		fprintf(stderr, "ratectl: show: no budget matches ");
+		cli_filter_say(f, stderr);
+		fputc('\n', stderr);
+		cli_rows_free(&rows);
+		return CLI_ERROR;
+	}
+	if (json && (json_stream_begin(c, &js) != 0 ||
+	             json_stream_list(&js, "budgets") != 0))
+		rc = json_stream_fail(&js);
+	for (i = 0; rc == 0 && i < rows.n; i++) {
+		rc = shown_read(c, cli_rows_at(&rows, i)->name, &s, 1);
+		if (rc == RATECTL_ENOTFOUND) {  /* deleted since: not there to show */
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		if (json && json_stream_item(&js, shown_json(&s)) != 0)
+			rc = json_stream_fail(&js);
+		if (!json) {
+			if (shown++)
+				putchar('\n');
+			rc = shown_text(c, &s);
+		}
+		free(s.l);
+	}
+	if (rc == 0 && json && json_stream_end(&js) != 0)
+		rc = json_stream_fail(&js);
+	cli_rows_free(&rows);
+	return rc;
+}
+
 int cmd_show(cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
-	ratectl_budget_info in;
-	ratectl_shared_state sh;
-	ratectl_lease_info *l = NULL;
-	size_t n = 0;
+	cli_filter f;
 	int o, json = 0, rc;
-	json_t *root;
 
 	while ((o = cli_getopt(argc, argv, opts, 1)) != -1) {
 		if (o == 'h')
@@ -363,36 +615,15 @@ int cmd_show(cli *c, int argc, char **argv)
 			return cli_badopt(c, o, argv);
 		json = 1;
 	}
-	if (optind + 1 != argc)
-		return cli_usage(c, optind < argc ? "one budget at a time" : "which budget?");
+	if (optind == argc)
+		return cli_usage(c, "which budget?");
+	if ((rc = cli_filter_init(c, &f, argv + optind, argc - optind)) != 0)
+		return rc;
 	if ((rc = cli_open(c)) != 0)
 		return rc;
-	/* Two reads, not one snapshot: a lease may come or go in between, so
-	 * the table can differ from the in-flight count by a lease or two. */
-	if ((rc = ratectl_budget_get(c->h, argv[optind], &in)) != 0)
-		return cli_fail(c, rc, argv[optind]);
-	if ((rc = ratectl_budget_shared_state(c->h, argv[optind], &sh)) != 0)
-		return cli_fail(c, rc, argv[optind]);
-	if ((rc = cli_leases(c, argv[optind], &l, &n)) != 0)
-		return rc;
-	if (json) {
-		root = json_envelope(c);
-		if (root && json_object_set_new(root, "budget",
-		                                json_budget(&in, sh.share.url[0] ? &sh : NULL,
-		                                            l, n)) != 0) {
-			json_decref(root);
-			root = NULL;    /* json_print() reports it */
-		}
-		rc = json_print(c, root);
-	} else {
-		show_head(&in, ratectl_path(c->h));
-		if (sh.share.url[0])
-			show_shared(&in, &sh);
-		if (show_limits(&in) != 0 || show_leases(l, n) != 0)
-			rc = cli_oom(c);
-		else
-			show_counters(&in.counters);
-	}
-	free(l);
-	return rc;
+	/* One plain name is the budget itself (an error if it does not
+	 * exist, "budget" in JSON); patterns are a selection. */
+	if (cli_filter_literal(&f))
+		return show_one(c, f.pats[0], json);
+	return show_many(c, &f, json);
 }

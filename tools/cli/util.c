@@ -4,6 +4,7 @@
  * leases that a command can sort, print and free.
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,10 +77,10 @@ int cli_help(const cli *c)
 
 int cli_getopt(int argc, char **argv, const struct option *opts, int permute)
 {
-	struct option all[16];
+	struct option all[24];
 	size_t n = 0;
 
-	while (opts && opts[n].name && n < 14) {
+	while (opts && opts[n].name && n < 22) {
 		all[n] = opts[n];
 		n++;
 	}
@@ -235,8 +236,8 @@ int cli_leases(cli *c, const char *name, ratectl_lease_info **out, size_t *n)
  * file opened), so 20,000 budgets cost a fraction of a second.  Only the
  * shared ones are kept, so the memory is in proportion to them.
  */
-int cli_shared(cli *c, const ratectl_budget_info *v, size_t n,
-               ratectl_shared_state ***out)
+static int shared_of(cli *c, size_t n, const char *(*name)(const void *, size_t),
+                     const void *v, ratectl_shared_state ***out)
 {
 	ratectl_shared_state **s, one;
 	size_t i;
@@ -246,7 +247,7 @@ int cli_shared(cli *c, const ratectl_budget_info *v, size_t n,
 	if (!(s = calloc(n ? n : 1, sizeof *s)))
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
-		rc = ratectl_budget_shared_state(c->h, v[i].name, &one);
+		rc = ratectl_budget_shared_state(c->h, name(v, i), &one);
 		if (rc == RATECTL_ENOTFOUND) {  /* deleted since the snapshot */
 			rc = 0;
 			continue;
@@ -269,6 +270,28 @@ int cli_shared(cli *c, const ratectl_budget_info *v, size_t n,
 	return 0;
 }
 
+static const char *info_name(const void *v, size_t i)
+{
+	return ((const ratectl_budget_info *)v)[i].name;
+}
+
+static const char *row_name(const void *v, size_t i)
+{
+	return ((const cli_row *const *)v)[i]->name;
+}
+
+int cli_shared(cli *c, const ratectl_budget_info *v, size_t n,
+               ratectl_shared_state ***out)
+{
+	return shared_of(c, n, info_name, v, out);
+}
+
+int cli_shared_rows(cli *c, const cli_row *const *v, size_t n,
+                    ratectl_shared_state ***out)
+{
+	return shared_of(c, n, row_name, v, out);
+}
+
 void cli_shared_free(ratectl_shared_state **s, size_t n)
 {
 	size_t i;
@@ -276,6 +299,203 @@ void cli_shared_free(ratectl_shared_state **s, size_t n)
 	for (i = 0; s && i < n; i++)
 		free(s[i]);
 	free(s);
+}
+
+/* Name characters (ratectl_name_check()) and the glob's own. */
+static int pattern_char(int ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	       (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-' ||
+	       ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '!' ||
+	       ch == '^';
+}
+
+int cli_filter_init(const cli *c, cli_filter *f, char **pats, int n)
+{
+	int i;
+	const char *p;
+
+	f->pats = pats;
+	f->n = n > 0 ? n : 0;
+	for (i = 0; i < f->n; i++) {
+		/* A pattern that no budget name can match is a typo, said now
+		 * rather than as an empty list that looks like no budgets. */
+		if (!pats[i][0])
+			return cli_usage(c, "an empty pattern matches no budget");
+		if (strlen(pats[i]) > 4 * RATECTL_NAME_MAX)
+			return cli_usage(c, "pattern '%.32s...' is longer than %d bytes",
+			                 pats[i], 4 * RATECTL_NAME_MAX);
+		for (p = pats[i]; *p; p++)
+			if (!pattern_char((unsigned char)*p))
+				return cli_usage(c, "pattern '%s': '%c' is in no budget name "
+				                 "(names are [A-Za-z0-9._-]; patterns add "
+				                 "* ? [...])", pats[i], *p);
+	}
+	return 0;
+}
+
+int cli_filter_match(const cli_filter *f, const char *name)
+{
+	int i;
+
+	if (!f || f->n == 0)
+		return 1;
+	for (i = 0; i < f->n; i++)
+		if (fnmatch(f->pats[i], name, 0) == 0)
+			return 1;
+	return 0;
+}
+
+int cli_filter_literal(const cli_filter *f)
+{
+	return f->n == 1 && !strpbrk(f->pats[0], "*?[");
+}
+
+void cli_filter_say(const cli_filter *f, FILE *out)
+{
+	int i;
+
+	for (i = 0; i < f->n; i++)
+		fprintf(out, "%s'%s'", i == 0 ? "" : i + 1 == f->n ? " or " : ", ",
+		        f->pats[i]);
+}
+
+struct filtered {
+	const cli_filter *f;
+	int (*fn)(const ratectl_budget_info *in, void *ctx);
+	void *ctx;
+	size_t matched;
+};
+
+static int filtered_one(const ratectl_budget_info *in, void *ctx)
+{
+	struct filtered *x = ctx;
+
+	if (!cli_filter_match(x->f, in->name))
+		return 0;
+	x->matched++;
+	return x->fn(in, x->ctx);
+}
+
+int cli_foreach(cli *c, const cli_filter *f,
+                int (*fn)(const ratectl_budget_info *in, void *ctx), void *ctx,
+                size_t *matched)
+{
+	struct filtered x = { f, fn, ctx, 0 };
+	int rc;
+
+	rc = ratectl_budget_foreach(c->h, filtered_one, &x);
+	if (matched)
+		*matched = x.matched;
+	return rc;
+}
+
+size_t cli_row_size(uint32_t nlimits)
+{
+	size_t n = sizeof(cli_row) + nlimits * sizeof(ratectl_limit_state);
+
+	return (n + 7) & ~(size_t)7;
+}
+
+void cli_row_fill(cli_row *out, const ratectl_budget_info *in)
+{
+	uint32_t n = in->config.nlimits <= RATECTL_MAX_LIMITS ? in->config.nlimits :
+	             RATECTL_MAX_LIMITS;
+
+	memcpy(out->name, in->name, sizeof out->name);
+	memcpy(out->origin, in->config.origin, sizeof out->origin);
+	out->name[RATECTL_NAME_MAX] = out->origin[RATECTL_NAME_MAX] = '\0';
+	out->nlimits = n;
+	out->max_inflight = in->config.max_inflight;
+	out->inflight = in->inflight;
+	out->dead = in->dead;
+	out->batch_share = in->config.batch_share;
+	out->weight = in->config.weight;
+	out->jitter_ns = in->config.jitter_ns;
+	out->expire_ns = in->config.expire_ns;
+	out->cooldown_ns = in->cooldown_ns;
+	out->idle_ns = in->idle_ns;
+	out->counters = in->counters;
+	memcpy(out->state, in->state, n * sizeof in->state[0]);
+}
+
+void cli_row_info(const cli_row *r, ratectl_budget_info *out)
+{
+	ratectl_budget b = RATECTL_BUDGET_INIT;
+	uint32_t i;
+
+	memset(out, 0, sizeof *out);
+	memcpy(out->name, r->name, sizeof out->name);
+	b.nlimits = r->nlimits;
+	for (i = 0; i < r->nlimits; i++) {
+		b.limits[i] = r->state[i].limit;
+		out->state[i] = r->state[i];
+	}
+	b.max_inflight = r->max_inflight;
+	b.jitter_ns = r->jitter_ns;
+	b.batch_share = r->batch_share;
+	b.expire_ns = r->expire_ns;
+	b.weight = r->weight;
+	memcpy(b.origin, r->origin, sizeof b.origin);
+	out->config = b;
+	out->inflight = r->inflight;
+	out->dead = r->dead;
+	out->cooldown_ns = r->cooldown_ns;
+	out->counters = r->counters;
+	out->idle_ns = r->idle_ns;
+}
+
+int cli_rows_add(cli_rows *r, const ratectl_budget_info *in)
+{
+	size_t need = cli_row_size(in->config.nlimits <= RATECTL_MAX_LIMITS ?
+	                           in->config.nlimits : RATECTL_MAX_LIMITS);
+	void *p;
+
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 256;
+
+		if (!(p = realloc(r->off, cap * sizeof *r->off)))
+			return -ENOMEM;
+		r->off = p;
+		r->cap = cap;
+	}
+	if (r->used + need > r->size) {
+		size_t size = r->size ? r->size * 2 : 64 * 1024;
+
+		while (size < r->used + need)
+			size *= 2;
+		if (!(p = realloc(r->buf, size)))
+			return -ENOMEM;
+		r->buf = p;
+		r->size = size;
+	}
+	cli_row_fill((cli_row *)(void *)(r->buf + r->used), in);
+	r->off[r->n++] = r->used;
+	r->used += need;
+	return 0;
+}
+
+const cli_row *cli_rows_at(const cli_rows *r, size_t i)
+{
+	return (const cli_row *)(const void *)(r->buf + r->off[i]);
+}
+
+void cli_rows_free(cli_rows *r)
+{
+	free(r->buf);
+	free(r->off);
+	memset(r, 0, sizeof *r);
+}
+
+int cli_tags_get(cli *c, const char *name, cli_tags *t)
+{
+	int rc;
+
+	memset(t, 0, sizeof *t);
+	rc = ratectl_tags(c->h, name, t->top, RATECTL_TAGS_TOP, &t->n, &t->rest);
+	if (t->n > RATECTL_TAGS_TOP)
+		t->n = RATECTL_TAGS_TOP;
+	return rc;
 }
 
 int cli_parse_u64(const char *s, uint64_t max, uint64_t *out)
