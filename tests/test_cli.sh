@@ -585,7 +585,7 @@ check "... and none in flight" [ "$(j "$T/kb.json" 'd["budget"]["inflight"]')" -
 check "... listing each lease as dead" [ "$(j "$T/kb.json" 'sum(not l["alive"] for l in d["budget"]["leases"])')" -eq 3 ]
 r show kb; check "show says so in words" has "(3 dead"
 r check; status_is 0 "check reports dead holders as warnings, not problems"
-check "... naming them" has "warning: kb: slot .* died holding it"
+check "... naming them" has "warning: kb: holder pid [0-9]* died holding 1 slot;"
 r reclaim; check "reclaim frees them" has "reclaimed 3 in-flight slots"
 r show kb --json; check "... leaving no dead holder" [ "$(j "$T/out" 'd["budget"]["dead"]')" -eq 0 ]
 check "three more run processes hold the three slots" hold 3 b
@@ -631,6 +631,152 @@ check "... every admission counted once" [ "$(j "$T/out" 'd["budget"]["counters"
 check "... nothing left in flight" [ "$(j "$T/out" 'd["budget"]["inflight"] + d["budget"]["dead"]')" -eq 0 ]
 r check; status_is 0 "... and check finds nothing wrong"
 
+# ---- templates, filters, tags, holders, expire and weight ----------------------
+# A ledger of its own: two plain budgets and 300 made as a template makes
+# them (origin user-*), so that metrics has something to sum and to bound.
+P=$T/tpl
+p() { timeout 20 "$RC" --ledger "$P" "$@" >"$T/out" 2>"$T/err"; S=$?; }
+p set plain-a --requests 100/s; p set plain-b --requests 100/s --concurrency 4
+i=0
+while [ $i -lt 300 ]; do
+	timeout 20 "$RC" --ledger "$P" set "user-$i" --requests 100/s --origin 'user-*' \
+		>/dev/null 2>"$T/err" || break
+	i=$((i + 1))
+done
+check "set --origin makes 300 budgets of template user-*" [ $i -eq 300 ]
+# Admissions: user-7 3, user-42 2, user-5 1 (tagged), plain-a 4 (tagged).
+for b in user-7 user-7 user-7 user-42 user-42; do p run "$b" -- true; done
+p run user-5 --tag rare -- true
+p run plain-a --tag chat -- true; p run plain-a --tag chat -- true
+p run plain-a --tag embed -- true; p run plain-a -- true
+p run plain-a --tag 'a b' -- true; status_is 2 "run --tag with a bad tag is a usage error"
+check "... naming the option and the tag" err_has "--tag 'a b'"
+
+p list 'user-1*'; status_is 0 "list PATTERN"
+check "... lists exactly the budgets it matches" [ "$(grep -c '^user-1' "$T/out")" -eq 111 ]
+check "... and no other" [ "$(grep -c '^user-[02-9]\|^plain' "$T/out")" -eq 0 ]
+check "... with their ORIGIN" grep -q '^BUDGET .* IDLE  *ORIGIN$' "$T/out"
+p list 'plain-?' user-42; check "list with several patterns" [ "$(grep -c '^plain-[ab] \|^user-42 ' "$T/out")" -eq 3 ]
+check "... the idle time of a budget never admitted" grep -q '^plain-b .* never' "$T/out"
+p list nosuch; status_is 0 "list PATTERN matching nothing"
+check "... says so" has "matches 'nosuch'"
+p list 'a b'; status_is 2 "list with a pattern no name can match is a usage error"
+check "... naming the pattern" err_has "pattern 'a b'"
+p list --json 'plain-*'
+check "list --json PATTERN" [ "$(j "$T/out" '[b["name"] for b in d["budgets"]]')" = "['plain-a', 'plain-b']" ]
+p list --json 'user-7'
+check "... with origin, expire, weight and idle" [ "$(j "$T/out" '[(b["origin"], b["expire_ns"], b["weight"], b["idle_ns"] >= 0) for b in d["budgets"]]')" = "[('user-*', 0, 0, True)]" ]
+
+# metrics: the template summed, its top N in full, plain budgets as ever.
+p metrics; cp "$T/out" "$T/tm.txt"
+check "metrics sums the template" grep -qx 'ratectl_template_admitted_total{template="user-\*"} 6' "$T/tm.txt"
+check "... counts its budgets" grep -qx 'ratectl_template_budgets{template="user-\*"} 300' "$T/tm.txt"
+check "... prints 10 of them in full by default" [ "$(grep -c '^ratectl_admitted_total{budget="user-' "$T/tm.txt")" -eq 10 ]
+check "... the most admitted among them" grep -qx 'ratectl_admitted_total{budget="user-7"} 3' "$T/tm.txt"
+check "... and the budgets without a template as ever" [ "$(grep -c '^ratectl_admitted_total{budget="plain-[ab]"}' "$T/tm.txt")" -eq 2 ]
+check "... with their limits" grep -q '^ratectl_limit_available{budget="plain-a",dimension="requests",period_seconds="1"} ' "$T/tm.txt"
+check "... in a bounded output (under 400 lines for 302 budgets)" [ "$(wc -l <"$T/tm.txt")" -lt 400 ]
+if "$PY" "$T/promcheck.py" "$T/tm.txt" >/dev/null 2>"$T/prom.err"; then
+	pass "... which parses as Prometheus text"
+else
+	fail "... which parses as Prometheus text"; sed 's/^/#   /' "$T/prom.err"
+fi
+check "metrics exports the tags of a budget printed in full" grep -qx 'ratectl_tag_requests_total{budget="plain-a",tag="chat"} 2' "$T/tm.txt"
+check "... and the rest as tag=\"\"" grep -q '^ratectl_tag_requests_total{budget="plain-a",tag=""} [0-9]' "$T/tm.txt"
+check "... tokens too" grep -q '^ratectl_tag_tokens_total{budget="plain-a",tag="embed"} ' "$T/tm.txt"
+p metrics --top 2; cp "$T/out" "$T/tm2.txt"
+check "metrics --top 2 prints the two most admitted of the template" [ "$(grep '^ratectl_admitted_total{budget="user-' "$T/tm2.txt" | sort | tr '\n' ' ')" = 'ratectl_admitted_total{budget="user-42"} 2 ratectl_admitted_total{budget="user-7"} 3 ' ]
+check "... and no tag of a budget summed only" [ "$(grep -c 'tag="rare"' "$T/tm2.txt")" -eq 0 ]
+p metrics --top 0
+check "metrics --top 0 prints no budget of the template" [ "$(grep -c 'budget="user-' "$T/out")" -eq 0 ]
+p metrics --all; cp "$T/out" "$T/tma.txt"
+check "metrics --all prints every budget" [ "$(grep -c '^ratectl_admitted_total{' "$T/tma.txt")" -eq 302 ]
+check "... and their tags" grep -qx 'ratectl_tag_requests_total{budget="user-5",tag="rare"} 1' "$T/tma.txt"
+p metrics 'plain-*'
+check "metrics PATTERN prints those budgets only" [ "$(grep -c '^ratectl_admitted_total{' "$T/out")" -eq 2 ]
+check "... and no template they do not include" [ "$(grep -c '^ratectl_template' "$T/out")" -eq 0 ]
+p metrics --top 10001; status_is 2 "metrics --top beyond 10000 is a usage error"
+check "... naming the option" err_has "--top '10001'"
+p metrics --top 3 --all; status_is 2 "metrics --top with --all is a usage error"
+p metrics --json --top 2
+check "metrics --json has the template, its count and its top" [ "$(j "$T/out" '[(t["template"], t["budgets"], t["counters"]["admitted"], t["top"]) for t in d["templates"]]')" = "[('user-*', 300, 6, ['user-7', 'user-42'])]" ]
+check "... and the budgets printed in full" [ "$(j "$T/out" 'len(d["budgets"])')" -eq 4 ]
+
+# show: the tags table and the holders.
+p show plain-a; cp "$T/out" "$T/pa.txt"
+check "show has the tags table" grep -q '^TAG  *REQUESTS  *TOKENS  *ERROR$' "$T/pa.txt"
+check "... most requests first" [ "$(sed -n '/^TAG /{n;p;}' "$T/pa.txt" | awk '{print $1, $2}')" = "chat 2" ]
+check "... then the rest" grep -q '^(other)  *[0-9]' "$T/pa.txt"
+p show plain-a --json; cp "$T/out" "$T/pa.json"
+check "show --json has the tags" [ "$(j "$T/pa.json" '[(t["tag"], t["requests"], t["error"]) for t in d["budget"]["tags"]]')" = "[('chat', 2, 0), ('embed', 1, 0)]" ]
+rest=$(j "$T/pa.json" 'd["budget"]["tags_other"]["requests"]')
+check "... and the rest, as show and metrics say" [ "$(grep -c "^(other)  *$rest \|^ratectl_tag_requests_total{budget=\"plain-a\",tag=\"\"} $rest\$" "$T/pa.txt" "$T/tm.txt" | awk -F: '{s += $2} END {print s}')" -eq 2 ]
+HELD=
+for k in 1 2; do
+	"$RC" --ledger "$P" run plain-b -- sh -c 'echo $$ >"$0"; exec sleep 30' "$T/kid.pb$k" &
+	HELD="$HELD $!"; PIDS="$PIDS $!"
+done
+i=0
+while [ $i -lt 100 ]; do
+	p show plain-b --json
+	[ "$S" -eq 0 ] && [ "$(j "$T/out" 'd["budget"]["inflight"]')" -eq 2 ] && break
+	sleep 0.05; i=$((i + 1))
+done
+check "show --json lists one holder per process" [ "$(j "$T/out" 'sorted((l["count"], l["alive"]) for l in d["budget"]["leases"])')" = "[(1, True), (1, True)]" ]
+check "... with their pids" [ "$(j "$T/out" 'sorted(l["pid"] for l in d["budget"]["leases"])' | tr -d '[],')" = "$(for k in $HELD; do echo "$k"; done | sort -n | tr '\n' ' ' | sed 's/ $//')" ]
+p show plain-b
+check "show lists the holders: pid, alive, slots" [ "$(grep -c '^[0-9][0-9]*  *alive  *1 ' "$T/out")" -eq 2 ]
+check "... under their header" grep -q '^PID  *HOLDER  *SLOTS  *OLDEST  *TOKENS$' "$T/out"
+for k in $HELD; do kill -9 "$k" 2>/dev/null; wait "$k" 2>/dev/null; done
+for k in 1 2; do kill -9 "$(cat "$T/kid.pb$k")" 2>/dev/null; done
+p show 'plain-*'; status_is 0 "show PATTERN"
+check "... shows each budget matched" [ "$(grep -c '^budget: ' "$T/out")" -eq 2 ]
+p show 'plain-*' --json
+check "... and as JSON a list of them" [ "$(j "$T/out" '[b["name"] for b in d["budgets"]]')" = "['plain-a', 'plain-b']" ]
+p show 'nosuch-*'; status_is 1 "show of a pattern matching nothing fails"
+check "... saying so" err_has "no budget matches 'nosuch-\*'"
+
+# set --expire, --weight, --origin: shown, kept, refused when bad.
+p set plain-a --expire 10m --weight 3; status_is 0 "set --expire --weight"
+check "... says what changed" has "update plain-a: expire never -> 10m; weight 0 -> 3"
+p show plain-a
+check "show says when it is removed" has "^expire:     removed after 10m idle$"
+check "... its weight" has "^weight:     3 "
+check "... and how long it has been idle" grep -q '^idle:       .* since the last admission$' "$T/out"
+p set plain-a --requests 200/s; p show plain-a --json
+check "a set without them keeps expire and weight" [ "$(j "$T/out" '(d["budget"]["expire_ns"], d["budget"]["weight"])')" = "(600000000000, 3)" ]
+p list 'plain-a'; check "list has a WEIGHT column then" grep -q '^plain-a .* 10m  *3$' "$T/out"
+p set plain-a --expire never --weight 0; p show plain-a --json
+check "set --expire never --weight 0 clears them" [ "$(j "$T/out" '(d["budget"]["expire_ns"], d["budget"]["weight"])')" = "(0, 0)" ]
+p set plain-a --weight 101; status_is 2 "set --weight above 100 is a usage error"
+check "... naming the option and value" err_has "--weight '101'"
+p set plain-a --expire soon; status_is 2 "set --expire with a bad duration is a usage error"
+check "... naming the option and value" err_has "--expire 'soon'"
+p set plain-a --expire 400d; status_is 2 "set --expire beyond 366 days is a usage error"
+p set plain-a --origin 'user/*'; status_is 2 "set --origin with a bad character is a usage error"
+check "... naming it" err_has "--origin 'user/\*'"
+
+# sweep: a budget idle past its expire time goes.
+p set brief --requests 100/s --expire 1s; p run brief -- true
+sleep 1.5
+p sweep; status_is 0 "sweep"
+check "... removes the budget idle past its expire time" has "^removed 1 idle budget "
+p show brief; status_is 1 "... which is gone"
+p sweep; check "sweep again removes nothing" has "^removed 0 idle budgets "
+
+# apply: a template is not a budget, and the budgets it made stay.
+conf tpl.conf '[plain-a]' 'requests = 200/s' '[user-*]' 'requests = 100/s' 'expire = 1h'
+p apply --dry-run --prune "$T/tpl.conf"; status_is 0 "apply --dry-run --prune of a config with a template"
+check "... would delete the budget the file does not name" has "^delete plain-b$"
+check "... and none made from the template" lacks "^delete user-"
+check "... nor create the template" lacks "create user"
+p apply --prune "$T/tpl.conf"; status_is 0 "apply --prune of a config with a template"
+check "... counts the template apart" has "0 created, 0 updated, 1 deleted, 1 unchanged; 1 template"
+p list 'user-*'; check "... and keeps the 300 budgets made from it" [ "$(grep -c '^user-' "$T/out")" -eq 300 ]
+conf notpl.conf '[plain-a]' 'requests = 200/s'
+p apply --dry-run --prune "$T/notpl.conf"
+check "without the template, apply --prune would delete its budgets" [ "$(grep -c '^delete user-' "$T/out")" -eq 300 ]
+
 # ---- 20,000 budgets, 1024 descriptors: read-only commands read, or fail --------
 # A read-only command must never create a file, nor print a figure it
 # could not read.  20,001 budgets in their own ledger; one of them, last in
@@ -656,7 +802,7 @@ while [ $i -lt 100 ] && ! grep -q '"inflight": 1' "$T/out"; do
 	timeout 20 "$RC" --ledger "$M" show zz-held --json >"$T/out" 2>/dev/null
 done
 check "ratectl run holds a slot of zz-held" grep -q '"inflight": 1' "$T/out"
-leases() { find "$M/leases" -type f | wc -l; }
+leases() { find "$M" -type f | wc -l; }
 n0=$(leases)
 # m ARGS...: ratectl on that ledger with at most 1024 descriptors.
 m() {
@@ -684,28 +830,40 @@ check "... counts them all" has "20001 budgets, 0 problems"
 m apply --prune "$T/many.conf"; status_is 0 "apply --prune of the same 20,001 under ulimit -n 1024"
 check "... changes nothing" has "0 created, 0 updated, 0 deleted, 20001 unchanged"
 n1=$(leases)
-check "no read-only command (nor apply) created a lease file ($n0 before, $n1 after)" [ "$n1" -eq "$n0" ]
+check "no read-only command (nor apply) created a file ($n0 before, $n1 after)" [ "$n1" -eq "$n0" ]
 kill -9 "$HOLDER" "$(cat "$T/kid.held")" 2>/dev/null; wait "$HOLDER" 2>/dev/null
-# A budget whose live state cannot be read (its lease file damaged) is an
-# error for every read-only command, never a row of zeros.
-lf=$(find "$M/leases" -type f | head -n 1)
-[ -n "$lf" ] && : >"$lf"
+# A budget whose record cannot be read (zz-held's damaged, the last in
+# name order) is an error for every read-only command, never a row of
+# zeros, and none prints the budgets before it either.
+"$PY" - "$M/data.mdb" <<'EOF'
+import re, sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+n = 0
+for m in re.finditer(rb'zz-held', bytes(d)):
+    i = d.find(b'RCB3', m.end(), m.end() + 16)
+    if i >= 0:
+        d[i:i + 4] = b'XCB3'
+        n += 1
+open(sys.argv[1], 'r+b').write(d)
+sys.exit(0 if n else 1)
+EOF
+check "zz-held's record damaged in the LMDB file" [ $? -eq 0 ]
 for c in list "list --json" metrics "show zz-held" "watch --count 1"; do
-	m $c; status_is 1 "$c with a damaged lease file fails"
-	check "... naming the file" err_has "lease file .*: damaged"
-	check "... and prints no figure for that budget" lacks zz-held
+	m $c; status_is 1 "$c with a damaged record fails"
+	check "... naming the budget" err_has "zz-held.*damaged"
+	check "... and prints no figure" [ ! -s "$T/out" ]
 done
 check "... and on a terminal says so after giving the screen back" \
 	env RATECTL_LEDGER="$M" timeout 10 "$PY" "$T/watchtty.py" "$RC" err
-m check; status_is 1 "check with a damaged lease file finds a problem"
-check "... naming the file" has "problem: lease file .*: damaged"
+m check; status_is 1 "check with a damaged record finds a problem"
+check "... naming it" has "problem: .*zz-held.*damaged"
 
 # ---- check --repair -----------------------------------------------------------------
 # Damage every copy of the budget records' magic in the LMDB file.
 "$PY" - "$L/data.mdb" <<'EOF'
 import sys
 d = bytearray(open(sys.argv[1], 'rb').read())
-open(sys.argv[1], 'r+b').write(d.replace(b'RCB1', b'XCB1'))
+open(sys.argv[1], 'r+b').write(d.replace(b'RCB3', b'XCB3'))
 EOF
 r list; status_is 1 "a damaged record is an error for list"
 r check; status_is 1 "check finds the damaged record"
