@@ -8,6 +8,6 @@ demand.  See doc/python.md.
 from ._errors import *  # noqa: F401,F403
 from ._errors import Error, check, raise_for  # noqa: F401
 from .ledger import (BudgetInfo, Counters, Lease, Ledger, Limit,  # noqa: F401
-                     parse_duration, parse_rate)
+                     TagInfo, Tags, parse_duration, parse_rate)
 
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import dataclasses
 import math
+import operator
 import os
 import threading
 import weakref
@@ -26,8 +27,8 @@ from . import _errors
 from ._errors import raise_for
 from ._lib import libratectl
 
-__all__ = ["Ledger", "Lease", "Limit", "BudgetInfo", "Counters",
-           "parse_rate", "parse_duration"]
+__all__ = ["Ledger", "Lease", "Limit", "BudgetInfo", "Counters", "TagInfo",
+           "Tags", "parse_rate", "parse_duration"]
 
 NAME_MAX = 64
 MAX_LIMITS = 8
@@ -145,6 +146,10 @@ def _lib():
             "ratectl_leases": (c_int, [H, c_char_p, POINTER(_LeaseInfo), c_size_t,
                                        POINTER(c_size_t)]),
             "ratectl_reclaim": (c_int, [H, POINTER(c_uint), POINTER(c_uint)]),
+            "ratectl_sweep": (c_int, [H, POINTER(c_uint)]),
+            "ratectl_tag_check": (c_int, [c_char_p]),
+            "ratectl_tags": (c_int, [H, c_char_p, POINTER(_TagInfo), c_size_t,
+                                     POINTER(c_size_t), POINTER(_TagInfo)]),
             "ratectl_try": (c_int, [H, c_char_p, POINTER(_Cost), POINTER(_Lease),
                                     POINTER(c_int64)]),
             "ratectl_acquire": (c_int, [H, c_char_p, POINTER(_Cost), POINTER(_Lease),
@@ -183,19 +188,112 @@ def _name_cached(s):
     return b
 
 
-def _cost_cached(requests, tokens, priority):
-    """A cost struct; the C library only reads it, so equal costs share one."""
-    c = _Cost(requests, tokens, _priority(priority))
+def _cost_cached(requests, tokens, priority, tag):
+    """A cost struct; the C library only reads it, so equal costs share one
+    (its tag's bytes live as long as it: ctypes keeps them in the struct)."""
+    c = _cost(requests, tokens, priority, tag)
     if len(_costs) < _CACHE_MAX:
-        _costs[(requests, tokens, priority)] = c
+        _costs[(requests, tokens, priority, tag)] = c
+    return c
+
+
+def _cost(requests, tokens, priority, tag):
+    c = _Cost(requests, tokens, _priority(priority))
+    if tag is not None:
+        c.tag = _tag(tag)
     return c
 
 
 def _name(s):
-    """A budget name as bytes (str or bytes accepted)."""
-    if isinstance(s, bytes):
-        return s
-    return s.encode("utf-8")
+    """A budget name as bytes (str or bytes accepted).  A NUL would end the
+    C string early, and the name before it could be another budget's."""
+    b = s if isinstance(s, bytes) else s.encode("utf-8")
+    if b"\0" in b:
+        raise _errors.BadName("invalid budget name: contains a NUL character",
+                              _errors.BadName.code)
+    return b
+
+
+def _cstr(s, error):
+    """A rate, duration or path as bytes for C, never cut at a NUL."""
+    b = s if isinstance(s, bytes) else s.encode("utf-8")
+    if b"\0" in b:
+        raise error("%r contains a NUL character" % (s[:80],))
+    return b
+
+
+def _tag(t):
+    """A request's tag as bytes, checked by the C library
+    (ratectl_tag_check): 1 to TAG_MAX bytes of [A-Za-z0-9._:/-].  A NUL
+    would end the C string early and make it another, valid, tag."""
+    b = _text(t, "tag", _errors.BadName)
+    if b"\0" in b:
+        raise _errors.BadName("invalid tag: contains a NUL character", _errors.BadName.code)
+    rc = _lib().ratectl_tag_check(b)
+    if rc:
+        raise_for(rc)
+    return b
+
+
+def _uint(v, what, top=2 ** 32 - 1):
+    """v for an unsigned C field: ctypes would wrap a negative or too large
+    number silently (-1 becomes 4294967295, 2**32 + 5 becomes 5)."""
+    if v is None:
+        return 0
+    try:
+        n = operator.index(v)           # an int or int-like, never a float
+    except TypeError:
+        n = None
+    if n is None or not 0 <= n <= top:
+        raise _errors.BadConfig("invalid budget configuration: %s must be a whole "
+                                "number from 0 to %d, not %r" % (what, top, v),
+                                _errors.BadConfig.code)
+    return n
+
+
+def _ns_field(seconds, what):
+    """seconds as int64 nanoseconds (ctypes would cut a larger number)."""
+    if seconds is None:
+        return 0
+    try:
+        ns = _seconds_to_ns(seconds)
+    except (TypeError, ValueError, OverflowError):
+        ns = None
+    if ns is None or not -2 ** 63 <= ns < 2 ** 63:
+        raise _errors.BadConfig("invalid budget configuration: %s must be a number of "
+                                "seconds, not %r" % (what, seconds), _errors.BadConfig.code)
+    return ns
+
+
+def _origin(o):
+    """A budget's origin as bytes for its char[NAME_MAX + 1]: ctypes would
+    fill all NAME_MAX + 1 bytes without a terminating NUL."""
+    if o is None:
+        return b""
+    b = _text(o, "origin", _errors.BadConfig)
+    if len(b) > NAME_MAX or b"\0" in b:
+        raise _errors.BadConfig("invalid budget configuration: origin: %s"
+                                % ("contains a NUL character" if b"\0" in b else
+                                   "longer than %d bytes" % NAME_MAX),
+                                _errors.BadConfig.code)
+    return b
+
+
+def _text(v, what, error):
+    """str (UTF-8) or bytes as bytes; another type is a TypeError, a str
+    UTF-8 cannot encode (a lone surrogate) the library's error for it."""
+    if isinstance(v, bytes):
+        return v
+    if not isinstance(v, str):
+        raise TypeError("%s must be a str, not %s" % (what, type(v).__name__))
+    try:
+        return v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error("invalid %s: not encodable as UTF-8" % what, error.code) from None
+
+
+def _parse_error(msg):
+    return _errors.ParseError(msg, _errors.ParseError.code)
 
 
 def _seconds_to_ns(s):
@@ -216,7 +314,7 @@ def parse_rate(text):
     ``ratectl.ParseError``."""
     lib = _lib()
     count, period = c_uint64(), c_int64()
-    rc = lib.ratectl_parse_rate(_name(text), byref(count), byref(period))
+    rc = lib.ratectl_parse_rate(_cstr(text, _parse_error), byref(count), byref(period))
     if rc:
         raise_for(rc)
     return count.value, period.value / _NS
@@ -227,7 +325,7 @@ def parse_duration(text):
     library's parser; returns seconds (float).  Raises ``ratectl.ParseError``."""
     lib = _lib()
     ns = c_int64()
-    rc = lib.ratectl_parse_duration(_name(text), byref(ns))
+    rc = lib.ratectl_parse_duration(_cstr(text, _parse_error), byref(ns))
     if rc:
         raise_for(rc)
     return ns.value / _NS
@@ -272,7 +370,11 @@ class BudgetInfo:
     ``concurrency`` is the cap on requests in flight (0: none); ``inflight``
     the slots held now and ``dead`` those whose holder died; ``cooldown``
     the seconds of cooldown left (0.0: none); ``jitter`` seconds;
-    ``batch_share`` percent (0: the library's default).
+    ``batch_share`` percent (0: the library's default).  ``expire``: the
+    seconds idle after which the budget is removed (0.0: never);
+    ``weight``: its weight as a tenant (0: not one); ``origin``: the
+    template that made it, or ""; ``idle``: seconds since its last
+    admission (None: never admitted).
     """
     name: str
     limits: List[Limit]
@@ -283,6 +385,35 @@ class BudgetInfo:
     dead: int
     cooldown: float
     counters: Counters
+    expire: float = 0.0
+    weight: int = 0
+    origin: str = ""
+    idle: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TagInfo:
+    """What requests of one tag used in a budget (ratectl_tag_info):
+    ``requests`` and ``tokens`` (estimated, corrected at release);
+    ``error``: counts inherited from the tag it replaced among the counted
+    ones, the most by which its own counts may be too high."""
+    tag: str
+    requests: int
+    tokens: int
+    error: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Tags:
+    """A budget's counted tags (``top``, most requests first, at most
+    ``ratectl.ledger.TAGS_TOP``) and ``rest``: the totals of untagged
+    requests and of tags no longer counted (its ``tag`` is "")."""
+    top: List[TagInfo]
+    rest: TagInfo
+
+
+def _tag_from_c(t):
+    return TagInfo(t.tag.decode("utf-8", "replace"), t.requests, t.tokens, t.error)
 
 
 def _info_from_c(ci):
@@ -299,7 +430,10 @@ def _info_from_c(ci):
         concurrency=ci.config.max_inflight, jitter=ci.config.jitter_ns / _NS,
         batch_share=ci.config.batch_share, inflight=ci.inflight, dead=ci.dead,
         cooldown=ci.cooldown_ns / _NS,
-        counters=Counters(*(getattr(c, f) for f, _ in _Counters._fields_)))
+        counters=Counters(*(getattr(c, f) for f, _ in _Counters._fields_)),
+        expire=ci.config.expire_ns / _NS, weight=ci.config.weight,
+        origin=ci.config.origin.decode("utf-8", "replace"),
+        idle=None if ci.idle_ns < 0 else ci.idle_ns / _NS)
 
 
 # ---- leases -----------------------------------------------------------------
@@ -346,6 +480,11 @@ class Lease:
         return self._c.start_ns
 
     @property
+    def tag(self):
+        """The tag it was admitted with, or None."""
+        return self._c.tag.decode("utf-8", "replace") or None
+
+    @property
     def held(self):
         """True until the lease is released."""
         return self._c.magic != 0
@@ -378,10 +517,14 @@ class Lease:
 # ---- event loops ------------------------------------------------------------
 
 class _Waiter:
-    __slots__ = ("res", "fut", "timer", "seq")
+    __slots__ = ("res", "cost", "fut", "timer", "seq")
 
-    def __init__(self, res, fut, seq):
+    def __init__(self, res, cost, fut, seq):
         self.res = res
+        # The library keeps a copy of the cost in the pending reservation,
+        # the tag's pointer with it: the cost (whose tag bytes ctypes keeps)
+        # lives as long as the waiter.
+        self.cost = cost
         self.fut = fut
         self.timer = None
         self.seq = seq
@@ -482,7 +625,7 @@ class Ledger:
     def __init__(self, path=None):
         lib = _lib()
         h = c_void_p()
-        rc = lib.ratectl_open(byref(h), None if path is None else _name(str(path)), None)
+        rc = lib.ratectl_open(byref(h), None if path is None else _cstr(str(path), ValueError), None)
         if rc:
             raise_for(rc)
         self._h = h.value
@@ -546,7 +689,8 @@ class Ledger:
     # ---- budgets ----
 
     def set(self, name, requests=None, tokens=None, concurrency=0, jitter=0.0,
-            batch_share=0, create=False, update=False):
+            batch_share=0, create=False, update=False, expire=0.0, weight=0,
+            origin=None):
         """Create or update budget ``name``.
 
         ``requests`` and ``tokens`` are each a rate (``"500/min"``, parsed by
@@ -555,10 +699,14 @@ class Ledger:
         limits of one dimension.  ``concurrency`` caps requests in flight
         (0: no cap).  ``jitter`` is the seconds over which waiters are let in
         after a cooldown (0: 1 s); ``batch_share`` the percent of the first
-        limit kept for batch requests (0: 10).  ``create=True`` fails with
-        ``ratectl.Exists`` when it exists, ``update=True`` with
-        ``ratectl.NotFound`` when it doesn't.  Raises ``ratectl.BadName``,
-        ``ratectl.BadConfig``, ``ratectl.ParseError``.
+        limit kept for batch requests (0: 10).  ``expire``: the seconds
+        idle (nothing admitted or in flight, every limit full) after which
+        the budget is removed (0: never).  ``weight``: its weight as a
+        tenant, 1 to ``WEIGHT_MAX`` (0: not one).  ``origin``: what made
+        it, for reports (a template such as ``"user-*"``; up to 64 bytes).
+        ``create=True`` fails with ``ratectl.Exists`` when it exists,
+        ``update=True`` with ``ratectl.NotFound`` when it doesn't.  Raises
+        ``ratectl.BadName``, ``ratectl.BadConfig``, ``ratectl.ParseError``.
         """
         b = _Budget()
         b.version = BUDGET_VERSION
@@ -579,7 +727,7 @@ class Ledger:
                         burst = one[2]
                 else:
                     c, p = c_uint64(), c_int64()
-                    rc = _lib().ratectl_parse_rate(_name(one), byref(c), byref(p))
+                    rc = _lib().ratectl_parse_rate(_cstr(one, _parse_error), byref(c), byref(p))
                     if rc:
                         raise_for(rc)
                     count, period = c.value, p.value
@@ -587,9 +735,12 @@ class Ledger:
                 lim.dim, lim.count, lim.period_ns, lim.burst = dim, count, period, burst
                 n += 1
         b.nlimits = n
-        b.max_inflight = concurrency or 0
-        b.jitter_ns = _seconds_to_ns(jitter or 0)
-        b.batch_share = batch_share or 0
+        b.max_inflight = _uint(concurrency, "concurrency")
+        b.jitter_ns = _ns_field(jitter, "jitter")
+        b.batch_share = _uint(batch_share, "batch_share")
+        b.expire_ns = _ns_field(expire, "expire")
+        b.weight = _uint(weight, "weight")
+        b.origin = _origin(origin)
         flags = (1 if create else 0) | (2 if update else 0)
         rc = _lib().ratectl_budget_set(self._handle(), _name(name), byref(b), flags)
         if rc:
@@ -653,10 +804,36 @@ class Ledger:
             raise_for(rc)
         return s.value, r.value
 
+    def sweep(self):
+        """Remove every budget idle past its ``expire`` now; returns how
+        many.  (Admissions do it a few at a time: nobody needs to call it.)"""
+        removed = c_uint()
+        rc = _lib().ratectl_sweep(self._handle(), byref(removed))
+        if rc:
+            raise_for(rc)
+        return removed.value
+
+    def tags(self, name):
+        """Budget ``name``'s counted tags: a ``Tags`` (``top``, most
+        requests first, and ``rest``).  Raises ``ratectl.NotFound``."""
+        out = (_TagInfo * TAGS_TOP)()
+        rest = _TagInfo()
+        n = c_size_t()
+        rc = _lib().ratectl_tags(self._handle(), _name(name), out, TAGS_TOP,
+                                 byref(n), byref(rest))
+        if rc:
+            raise_for(rc)
+        return Tags([_tag_from_c(out[i]) for i in range(min(n.value, TAGS_TOP))],
+                    _tag_from_c(rest))
+
     # ---- admission ----
 
-    def try_acquire(self, budget, tokens=0, requests=1, priority="interactive"):
+    def try_acquire(self, budget, tokens=0, requests=1, priority="interactive", tag=None):
         """Admit the cost now or refuse, never blocking; returns a ``Lease``.
+
+        ``tag`` (1 to 48 bytes of ``[A-Za-z0-9._:/-]``: the route, the user
+        action) is counted in the budget's ``tags()``; another raises
+        ``ratectl.BadName``, a tag that is not a str ``TypeError``.
 
         Raises ``ratectl.Limited`` (``.wait``: seconds after which the same
         cost would pass if nobody else takes it), its subclasses
@@ -671,15 +848,16 @@ class Ledger:
         lease = _Lease()
         wait = c_int64()
         rc = _c_try(h, _names.get(budget) or _name_cached(budget),
-                    _costs.get((requests, tokens, priority)) or
-                    _cost_cached(requests, tokens, priority), lease, wait)
+                    _costs.get((requests, tokens, priority, tag)) or
+                    _cost_cached(requests, tokens, priority, tag), lease, wait)
         if rc:
             raise_for(rc, wait=wait.value / _NS if rc in (E_LIMITED, E_COOLDOWN) else None)
         return Lease(self, lease)
 
-    def acquire(self, budget, tokens=0, requests=1, timeout=None, priority="interactive"):
+    def acquire(self, budget, tokens=0, requests=1, timeout=None, priority="interactive",
+                tag=None):
         """Admit the cost, waiting up to ``timeout`` seconds (None: forever);
-        returns a ``Lease``.
+        returns a ``Lease``.  ``tag`` as in ``try_acquire()``.
 
         The wait is fair: the place is kept in the budget's schedule, across
         every process, in the order of asking.  The GIL is released while
@@ -691,7 +869,7 @@ class Ledger:
         lib = _lib()
         h = self._handle()
         name = _name(budget)
-        cost = _Cost(requests, tokens, _priority(priority))
+        cost = _cost(requests, tokens, priority, tag)
         lease = _Lease()
         if timeout is None or math.isinf(timeout):
             deadline = None
@@ -721,12 +899,13 @@ class Ledger:
             _check_signals()
 
     async def aacquire(self, budget, tokens=0, requests=1, timeout=None,
-                       priority="interactive"):
+                       priority="interactive", tag=None):
         """``acquire()`` for asyncio: admitted at once or a place taken in
         line (across processes), then woken by a loop timer at its time or
         by the handle's event descriptor (one reader per loop); no thread
         per waiter.  Cancelling the task gives the place back.  ``timeout``
         (seconds) raises ``ratectl.TimedOut`` and gives the place back.
+        ``tag`` as in ``try_acquire()``.
         """
         loop = asyncio.get_running_loop()     # before anything is reserved
         lib = _lib()
@@ -734,7 +913,7 @@ class Ledger:
         res = _Reservation()
         res.version = RESERVATION_VERSION
         res.fd = -1
-        cost = _Cost(requests, tokens, _priority(priority))
+        cost = _cost(requests, tokens, priority, tag)
         rc = lib.ratectl_reserve(h, _name(budget), byref(cost), byref(res))
         if rc == 0:
             return Lease(self, res.lease)
@@ -745,7 +924,7 @@ class Ledger:
             if st is None:
                 st = self._loops[loop] = _LoopState(self, loop)
         st.seq += 1
-        w = _Waiter(res, loop.create_future(), st.seq)
+        w = _Waiter(res, cost, loop.create_future(), st.seq)
         st.add(w)
         try:
             if timeout is None:
