@@ -3,10 +3,13 @@
  * requests, header sets and bodies of OpenAI (chat completions,
  * responses, embeddings; JSON and streamed), Anthropic (messages, JSON
  * and streamed) and Azure OpenAI; model and key matching; SDK retries
- * against the retry budget; and the fixed buffers at their sizes.  Each
- * test has its own ledger and an in-memory config.
+ * against the retry budget; tenants' budgets made from templates, and
+ * tags; and the fixed buffers at their sizes.  Each test has its own
+ * ledger and an in-memory config.
  */
 #include <errno.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -993,6 +996,794 @@ static void test_header_arena_full(void **state)
 	free(h);
 }
 
+/* ---- templates and tenants -------------------------------------------------- */
+
+/* A config's error, compared by its start. */
+static void config_refused(const char *text, const char *want)
+{
+	char err[768];
+	rh__conf *c;
+
+	err[0] = '\0';
+	if (rh__conf_parse(&c, "c", text, strlen(text), err, sizeof err) !=
+	    RATECTL_EBADCONFIG || c != NULL || strncmp(err, want, strlen(want)) != 0)
+		fail_msg("%s\n  want '%s'\n  got  '%s'", text, want, err);
+}
+
+static void test_templates_in_the_config(void **state)
+{
+	static const char text[] =
+		"[user-*]\n"
+		"requests = 5/min\n"
+		"expire = 30min\n"
+		"weight = 3\n"
+		"[openai]\n"
+		"match = api.openai.com\n"
+		"requests = 10/s\n"
+		"tenant = header X-Ratectl-Tenant\n"
+		"tenant_template = user-*\n"
+		"tenant_default = anon\n"
+		"tag = header X-Ratectl-Tag\n"
+		"weight = 2\n"
+		"[team-*]\n"
+		"tokens = 1000/min\n"
+		"[*]\n"
+		"requests = 1/s\n"
+		"expire = never\n"
+		"[keyed]\n"
+		"match = k.test\n"
+		"requests = 1/s\n"
+		"tenant = key\n"
+		"tenant_template = *\n";
+	const rh__conf_budget *b, *t;
+	ratectl_http_config *hc;
+	ratectl_http_config_budget cb;
+	char err[512];
+	rh__conf *c;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(rh__conf_parse(&c, "c", text, sizeof text - 1, err, sizeof err), 0);
+	/* budgets first, then templates, each in the order of the file */
+	assert_int_equal(c->nbudgets, 2);
+	assert_int_equal(c->ntemplates, 3);
+	assert_string_equal(c->budgets[0].name, "openai");
+	assert_string_equal(c->budgets[1].name, "keyed");
+	assert_string_equal(c->templates[0].name, "user-*");
+	assert_string_equal(c->templates[1].name, "team-*");
+	assert_string_equal(c->templates[2].name, "*");
+	t = rh__conf_template_find(c, "user-*");
+	assert_ptr_equal(t, &c->templates[0]);
+	assert_int_equal(t->is_template, 1);
+	assert_int_equal(t->line, 1);
+	assert_int_equal(t->budget.expire_ns, 30 * 60 * SEC);
+	assert_int_equal(t->budget.weight, 3);
+	assert_string_equal(t->budget.origin, "user-*");
+	assert_int_equal(t->budget.limits[0].count, 5);
+	/* the defaults: an hour, weight 1; never is 0 */
+	t = rh__conf_template_find(c, "team-*");
+	assert_int_equal(t->budget.expire_ns, 3600 * SEC);
+	assert_int_equal(t->budget.weight, 1);
+	assert_string_equal(t->budget.origin, "team-*");
+	assert_int_equal(rh__conf_template_find(c, "*")->budget.expire_ns, 0);
+	/* a budget is no template, a template no budget */
+	b = rh__conf_find(c, "openai");
+	assert_non_null(b);
+	assert_int_equal(b->is_template, 0);
+	assert_int_equal(b->budget.weight, 2);
+	assert_int_equal(b->budget.expire_ns, 0);
+	assert_string_equal(b->budget.origin, "");
+	assert_int_equal(b->tenant_from, RH_TENANT_HEADER);
+	assert_string_equal(b->tenant_header, "X-Ratectl-Tenant");
+	assert_string_equal(b->tenant_template, "user-*");
+	assert_string_equal(b->tenant_default, "anon");
+	assert_string_equal(b->tag_header, "X-Ratectl-Tag");
+	assert_int_equal(rh__conf_find(c, "keyed")->tenant_from, RH_TENANT_KEY);
+	assert_null(rh__conf_find(c, "user-*"));
+	assert_null(rh__conf_template_find(c, "openai"));
+	assert_ptr_equal(rh__conf_match(c, "api.openai.com", 443, "/v1", NULL, NULL), b);
+	rh__conf_free(c);
+
+	/* through the public header: templates apart from the budgets */
+	assert_int_equal(ratectl_http_config_parse(&hc, "t.conf", text, sizeof text - 1,
+	                                           err, sizeof err), 0);
+	assert_int_equal(ratectl_http_config_count(hc), 2);
+	assert_int_equal(ratectl_http_config_template_count(hc), 3);
+	assert_int_equal(ratectl_http_config_template_count(NULL), 0);
+	assert_int_equal(ratectl_http_config_template_get(hc, 0, &cb), 0);
+	assert_string_equal(cb.name, "user-*");
+	assert_string_equal(cb.match, "");
+	assert_string_equal(cb.also, "");
+	assert_int_equal(cb.line, 1);
+	assert_int_equal(cb.budget.weight, 3);
+	assert_string_equal(cb.budget.origin, "user-*");
+	assert_int_equal(ratectl_http_config_template_get(hc, 3, &cb), -EINVAL);
+	assert_int_equal(ratectl_http_config_template_find(hc, "team-*", &i), 0);
+	assert_int_equal(i, 1);
+	assert_int_equal(ratectl_http_config_template_find(hc, "openai", &i),
+	                 RATECTL_ENOTFOUND);
+	assert_int_equal(ratectl_http_config_find(hc, "user-*", &i), RATECTL_ENOTFOUND);
+	for (i = 0; i < ratectl_http_config_count(hc); i++) {
+		assert_int_equal(ratectl_http_config_get(hc, i, &cb), 0);
+		assert_null(strchr(cb.name, '*'));
+	}
+	assert_int_equal(ratectl_http_config_get(hc, 0, &cb), 0);
+	assert_int_equal(cb.line, 5);
+	assert_string_equal(cb.match, "api.openai.com");
+	ratectl_http_config_free(hc);
+}
+
+/* Every refusal names the file, the line, the section and the key. */
+static void test_templates_refused(void **state)
+{
+	static const struct { const char *text, *err; } bad[] = {
+		{ "[a*b*]\nrequests = 1/s\n", "c:1: template [a*b*]: 'a*b*': a "
+		  "template's name has one '*'" },
+		{ "[us er-*]\nrequests = 1/s\n", "c:1: template [us er-*]: 'us er-*': "
+		  "with its '*' replaced, not a budget name" },
+		{ "[-*]\nrequests = 1/s\n", "c:1: template [-*]: '-*': with its '*' "
+		  "replaced, not a budget name" },
+		{ "[user-*]\nrequests = 1/s\n[user-*]\nrequests = 1/s\n",
+		  "c:3: section [user-*] appears twice (first on line 1)" },
+		{ "[user-*]\nrequests = 1/s\nmatch = a.com\n",
+		  "c:3: [user-*]: key 'match': not in a template" },
+		{ "[user-*]\nrequests = 1/s\nshared = redis://h\n",
+		  "c:3: [user-*]: key 'shared': not in a template" },
+		{ "[user-*]\nrequests = 1/s\ntenant = key\n",
+		  "c:3: [user-*]: key 'tenant': not in a template" },
+		{ "[a]\nrequests = 1/s\nexpire = 1h\n",
+		  "c:3: [a]: key 'expire': only in a template" },
+		{ "[user-*]\nrequests = 1/s\nweight = 0\n",
+		  "c:3: [user-*]: key 'weight': '0': must be 1 .. 100" },
+		{ "[user-*]\nrequests = 1/s\nweight = 101\n",
+		  "c:3: [user-*]: key 'weight': '101': must be 1 .. 100" },
+		{ "[user-*]\nrequests = 1/s\nexpire = soon\n",
+		  "c:3: [user-*]: key 'expire': " },
+		{ "[user-*]\nrequests = 1/s\nexpire = 400d\n",
+		  "c:3: [user-*]: key 'expire': duration '400d' must be 0 (never) .. 366 days" },
+		{ "[user-*]\nexpire = 1h\n", "c:1: [user-*]: no limit" },
+		{ "[a]\nrequests = 1/s\ntenant = header X-T\n",
+		  "c:3: [a]: key 'tenant': give the template of the tenants' budgets" },
+		{ "[a]\nrequests = 1/s\ntenant_template = u-*\n[u-*]\nrequests = 1/s\n",
+		  "c:3: [a]: key 'tenant_template': say where the tenant comes from" },
+		{ "[a]\nrequests = 1/s\ntenant_default = x\n",
+		  "c:3: [a]: key 'tenant_default': goes with `tenant`" },
+		{ "[a]\nrequests = 1/s\ntenant = key\ntenant_template = u-*\n",
+		  "c:4: [a]: key 'tenant_template': no template [u-*] in the file" },
+		{ "[a]\nrequests = 1/s\ntenant = key\ntenant_template = user\n",
+		  "c:4: [a]: key 'tenant_template': 'user': a template's name has one '*'" },
+		{ "[a]\nrequests = 1/s\ntenant = cookie\n",
+		  "c:3: [a]: key 'tenant': tenant: expected `header NAME` or `key`" },
+		{ "[a]\nrequests = 1/s\ntenant = header X Y\n",
+		  "c:3: [a]: key 'tenant': tenant: 'X Y' is not a header name" },
+		/* 65 characters */
+		{ "[a]\nrequests = 1/s\ntenant = header "
+		  "X-123456789012345678901234567890123456789012345678901234567890123\n",
+		  "c:3: [a]: key 'tenant': tenant: give `header NAME`, a header name of "
+		  "1 to 64 characters" },
+		{ "[a]\nrequests = 1/s\ntag = header\n",
+		  "c:3: [a]: key 'tag': tag: expected `header NAME`" },
+		{ "[a]\nrequests = 1/s\ntag = key\n",
+		  "c:3: [a]: key 'tag': tag: expected `header NAME`" },
+		/* 49 characters around the '*' leave 15 for a key id of 16 */
+		{ "[a]\nrequests = 1/s\ntenant = key\ntenant_template = "
+		  "k-1234567890123456789012345678901234567890123456-*\n"
+		  "[k-1234567890123456789012345678901234567890123456-*]\nrequests = 1/s\n",
+		  "c:4: [a]: key 'tenant_template': tenant = key puts a key id of 16 "
+		  "characters in it: tenant '0123456789abcdef': longer than the 15 "
+		  "characters template [k-" },
+		{ "[a]\nrequests = 1/s\ntenant = header X-T\ntenant_template = u-*\n"
+		  "tenant_default = a b\n[u-*]\nrequests = 1/s\n",
+		  "c:5: [a]: key 'tenant_default': tenant 'a b': [u-a b] is not a budget name" },
+		{ "[a]\nrequests = 1/s\nalso = u-*\n[u-*]\nrequests = 1/s\n",
+		  "c:3: [a]: key 'also': no budget [u-*] in the file" },
+		/* 8 budgets by also, and the tenant's: 9 */
+		{ "[a]\nrequests=1/s\ntenant = key\ntenant_template = u-*\n"
+		  "also=b,c,d,e,f,g,h\n[b]\nrequests=1/s\n[c]\nrequests=1/s\n[d]\n"
+		  "requests=1/s\n[e]\nrequests=1/s\n[f]\nrequests=1/s\n[g]\nrequests=1/s\n"
+		  "[h]\nrequests=1/s\n[u-*]\nrequests=1/s\n",
+		  "c:4: [a]: key 'tenant_template': with the tenant's budget, charges "
+		  "more than 8 budgets" },
+	};
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		config_refused(bad[i].text, bad[i].err);
+}
+
+/*
+ * The policy's tenants over a ledger on the injected clock: [openai] is
+ * the key's budget, 3/min; each end user's budget, from [user-*], 1/min
+ * (both with a cap on requests in flight, so that their slots show).
+ * [keyed] takes the tenant from the key id, or "anon" without a key.
+ */
+static const char tenant_text[] =
+	"[openai]\n"
+	"match = api.openai.com/v1\n"
+	"requests = 3/min\n"
+	"tokens = 100000/min\n"
+	"concurrency = 8\n"
+	"tenant = header X-Ratectl-Tenant\n"
+	"tenant_template = user-*\n"
+	"tag = header X-Ratectl-Tag\n"
+	"[keyed]\n"
+	"match = keyed.test\n"
+	"requests = 100/min\n"
+	"tenant = key\n"
+	"tenant_template = k-*\n"
+	"tenant_default = anon\n"
+	"tag = header X-Ratectl-Tag\n"
+	"[same]\n"
+	"match = same.test\n"
+	"requests = 100/min\n"
+	"tenant = header x-ratectl-tenant\n"
+	"tenant_template = *\n"
+	"[user-*]\n"
+	"requests = 1/min\n"
+	"tokens = 50000/min\n"
+	"concurrency = 4\n"
+	"expire = 2s\n"
+	"weight = 3\n"
+	"[k-*]\n"
+	"requests = 10/min\n"
+	"[*]\n"
+	"requests = 10/min\n";
+
+struct tfx {
+	clock_fixture *c;
+	ratectl_http *h;
+	int notices;
+	char notice[1024];
+};
+
+static void count_notice(void *ctx, int kind, const char *msg)
+{
+	struct tfx *f = ctx;
+
+	assert_int_equal(kind, RATECTL_HTTP_NOTICE_BADTAG);
+	f->notices++;
+	snprintf(f->notice, sizeof f->notice, "%s", msg);
+}
+
+static int setup_tenant(void **state)
+{
+	ratectl_http_options o = RATECTL_HTTP_OPTIONS_INIT;
+	struct tfx *f = calloc(1, sizeof *f);
+	void *cs;
+
+	clock_setup(&cs);
+	f->c = cs;
+	o.config_text = tenant_text;
+	o.config_len = sizeof tenant_text - 1;
+	o.ledger = f->c->h;
+	o.notice = count_notice;
+	o.notice_ctx = f;
+	assert_int_equal(ratectl_http_open(&f->h, &o), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown_tenant(void **state)
+{
+	struct tfx *f = *state;
+	void *cs = f->c;
+
+	ratectl_http_close(f->h);
+	clock_teardown(&cs);
+	free(f);
+	return 0;
+}
+
+/* A request to url with header name: value (none when name is NULL). */
+static ratectl_http_request *begin_h(ratectl_http *h, const char *url,
+                                     const char *name, const char *value)
+{
+	ratectl_http_header rq[1] = { { name, value } };
+	ratectl_http_request *r;
+
+	assert_int_equal(ratectl_http_request_begin(&r, h, "POST", url, rq, name ? 1 : 0,
+	                                            "{}", 2, 0), 0);
+	assert_non_null(r);
+	return r;
+}
+
+#define OPENAI "https://api.openai.com/v1/chat/completions"
+
+static ratectl_http_request *begin_tenant(ratectl_http *h, const char *tenant)
+{
+	return begin_h(h, OPENAI, tenant ? "X-Ratectl-Tenant" : NULL, tenant);
+}
+
+static int exists(ratectl *l, const char *name)
+{
+	ratectl_budget_info bi;
+	int rc = ratectl_budget_get(l, name, &bi);
+
+	assert_true(rc == 0 || rc == RATECTL_ENOTFOUND);
+	return rc == 0;
+}
+
+static ratectl_budget_info info_of(ratectl *l, const char *name)
+{
+	ratectl_budget_info bi;
+
+	assert_int_equal(ratectl_budget_get(l, name, &bi), 0);
+	return bi;
+}
+
+/* The tenant's budget is made from its template at the first request
+ * that needs it, and charged first, with the key's, in one admission. */
+static void test_tenant_created_on_first_use(void **state)
+{
+	struct tfx *f = *state;
+	ratectl *l = f->c->h;
+	ratectl_http_request *r = begin_tenant(f->h, "alice");
+	const ratectl_http_info *in = ratectl_http_request_info(r);
+	ratectl_budget_info bi;
+
+	assert_string_equal(in->budget, "openai");
+	assert_int_equal(in->nbudgets, 2);
+	assert_string_equal(in->budgets[0], "user-alice");
+	assert_string_equal(in->budgets[1], "openai");
+	assert_string_equal(in->tenant, "user-alice");
+	/* ratectl's own headers, for adapters that can drop them */
+	assert_int_equal(in->ndrop_headers, 2);
+	assert_string_equal(in->drop_headers[0], "X-Ratectl-Tenant");
+	assert_string_equal(in->drop_headers[1], "X-Ratectl-Tag");
+	assert_false(exists(l, "user-alice"));
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	bi = info_of(l, "user-alice");
+	assert_string_equal(bi.config.origin, "user-*");
+	assert_int_equal(bi.config.expire_ns, 2 * SEC);
+	assert_int_equal(bi.config.weight, 3);
+	assert_int_equal(bi.config.nlimits, 2);
+	assert_int_equal(bi.config.limits[0].count, 1);
+	assert_int_equal(bi.counters.admitted, 1);
+	assert_int_equal(bi.inflight, 1);
+	assert_int_equal(info_of(l, "openai").counters.admitted, 1);
+	assert_int_equal(info_of(l, "openai").config.weight, 0);
+	end_ok(r);
+	assert_int_equal(info_of(l, "user-alice").inflight, 0);
+	assert_int_equal(info_of(l, "openai").inflight, 0);
+	ratectl_http_request_free(r);
+
+	/* without the header: the key's budget alone */
+	r = begin_tenant(f->h, NULL);
+	in = ratectl_http_request_info(r);
+	assert_int_equal(in->nbudgets, 1);
+	assert_string_equal(in->budgets[0], "openai");
+	assert_null(in->tenant);
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	end_ok(r);
+	ratectl_http_request_free(r);
+	assert_int_equal(info_of(l, "openai").counters.admitted, 2);
+	assert_int_equal(info_of(l, "user-alice").counters.admitted, 1);
+}
+
+/* The tenant's budget made by another process first: EEXISTS is success,
+ * and what that process made is kept. */
+static void test_tenant_exists_already(void **state)
+{
+	struct tfx *f = *state;
+	ratectl *l = f->c->h;
+	ratectl_budget b = budget_simple(7, 7, 0);
+	ratectl_http_request *r;
+
+	b.limits[0].period_ns = 60 * SEC;
+	b.expire_ns = 3600 * SEC;
+	b.weight = 5;
+	snprintf(b.origin, sizeof b.origin, "user-*");
+	assert_int_equal(ratectl_budget_set(l, "user-bob", &b, RATECTL_CREATE), 0);
+	/* openai is not in the ledger yet: the admission makes both, and
+	 * finds user-bob there */
+	assert_false(exists(l, "openai"));
+	r = begin_tenant(f->h, "bob");
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	assert_int_equal(info_of(l, "user-bob").config.limits[0].count, 7);
+	assert_int_equal(info_of(l, "user-bob").config.weight, 5);
+	assert_int_equal(info_of(l, "user-bob").counters.admitted, 1);
+	assert_int_equal(info_of(l, "openai").counters.admitted, 1);
+	end_ok(r);
+	ratectl_http_request_free(r);
+}
+
+/* All or none: a request refused by its tenant's budget charges the
+ * key's nothing, and one refused by the key's charges the tenant's
+ * nothing; both blocking and not. */
+static void test_tenant_all_or_none(void **state)
+{
+	struct tfx *f = *state;
+	ratectl *l = f->c->h;
+	ratectl_http_request *r[6];
+	const char *who[6] = { "alice", "alice", "bob", "carol", "dave", "dave" };
+	int64_t wait;
+	unsigned i;
+
+	for (i = 0; i < 6; i++)
+		r[i] = begin_tenant(f->h, who[i]);
+	assert_int_equal(ratectl_http_try(r[0], &wait), 0);
+	/* alice's 1/min is spent: openai keeps its 2 left */
+	assert_int_equal(ratectl_http_try(r[1], &wait), RATECTL_ELIMITED);
+	assert_true(wait > 50 * SEC);
+	assert_int_equal(ratectl_http_admit(r[1], 10 * MSEC), RATECTL_ETIMEDOUT);
+	assert_int_equal(info_of(l, "openai").counters.admitted, 1);
+	assert_int_equal(info_of(l, "user-alice").counters.admitted, 1);
+	assert_int_equal(ratectl_http_try(r[2], &wait), 0);
+	assert_int_equal(ratectl_http_try(r[3], &wait), 0);
+	/* openai's 3/min is spent: dave's own budget is charged nothing */
+	assert_int_equal(ratectl_http_try(r[4], &wait), RATECTL_ELIMITED);
+	assert_int_equal(info_of(l, "user-dave").counters.admitted, 0);
+	assert_int_equal(ratectl_http_admit(r[5], 10 * MSEC), RATECTL_ETIMEDOUT);
+	assert_int_equal(info_of(l, "user-dave").counters.admitted, 0);
+	assert_int_equal(info_of(l, "openai").counters.admitted, 3);
+	for (i = 0; i < 6; i++)
+		ratectl_http_request_free(r[i]);
+	assert_int_equal(info_of(l, "openai").inflight, 0);
+}
+
+/* An idle tenant's budget is removed once it expires (2 s idle, and full
+ * again: a minute of 1/min), and made again by its next request; one
+ * removed while a request waits for it is made again at the next poll. */
+static void test_tenant_expired_then_made_again(void **state)
+{
+	struct tfx *f = *state;
+	ratectl *l = f->c->h;
+	fake_clock *clk = &f->c->clk;
+	ratectl_http_request *r = begin_tenant(f->h, "erin"), *p[4];
+	ratectl_http_wait w;
+	unsigned removed = 0, i;
+
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	end_ok(r);
+	ratectl_http_request_free(r);
+	clk->now += 61 * SEC;
+	assert_int_equal(ratectl_sweep(l, &removed), 0);
+	assert_int_equal(removed, 1);           /* user-erin; openai never expires */
+	assert_false(exists(l, "user-erin"));
+	r = begin_tenant(f->h, "erin");
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	assert_int_equal(info_of(l, "user-erin").counters.admitted, 1);
+	assert_string_equal(info_of(l, "user-erin").config.origin, "user-*");
+	end_ok(r);
+	ratectl_http_request_free(r);
+
+	/* openai spent by three tenants: frank waits (nothing held) */
+	for (i = 0; i < 3; i++) {
+		p[i] = begin_tenant(f->h, i == 0 ? "gina" : i == 1 ? "hal" : "ivy");
+		assert_int_equal(ratectl_http_reserve(p[i], 60 * SEC, &w),
+		                 i < 2 ? 0 : RATECTL_EPENDING);
+	}
+	p[3] = begin_tenant(f->h, "frank");
+	assert_int_equal(ratectl_http_reserve(p[3], 60 * SEC, &w), RATECTL_EPENDING);
+	assert_int_equal(w.fifo, 0);
+	assert_int_equal(info_of(l, "user-frank").counters.admitted, 0);
+	/* another process removes frank's budget meanwhile */
+	assert_int_equal(ratectl_budget_delete(l, "user-frank"), 0);
+	clk->now += 40 * SEC;
+	assert_int_equal(ratectl_http_reserve_poll(p[2], &w), 0);
+	assert_int_equal(ratectl_http_reserve_poll(p[3], &w), 0);
+	assert_int_equal(info_of(l, "user-frank").counters.admitted, 1);
+	assert_int_equal(info_of(l, "user-frank").config.weight, 3);
+	for (i = 0; i < 4; i++)
+		ratectl_http_request_free(p[i]);
+}
+
+/* tenant = key: the key id's budget; no key: tenant_default. */
+static void test_tenant_from_key(void **state)
+{
+	struct tfx *f = *state;
+	ratectl_http_request *r = begin_h(f->h, "https://keyed.test/v1", "Authorization",
+	                                  "Bearer sk-test-1");
+	const ratectl_http_info *in = ratectl_http_request_info(r);
+
+	assert_string_equal(in->tenant, "k-db567a0dd8d24a1a");
+	assert_string_equal(in->budgets[1], "keyed");
+	assert_int_equal(in->ndrop_headers, 1);         /* the tag's alone */
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	assert_string_equal(info_of(f->c->h, "k-db567a0dd8d24a1a").config.origin, "k-*");
+	end_ok(r);
+	ratectl_http_request_free(r);
+	r = begin_h(f->h, "https://keyed.test/v1", NULL, NULL);
+	assert_string_equal(ratectl_http_request_info(r)->tenant, "k-anon");
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	end_ok(r);
+	ratectl_http_request_free(r);
+	assert_int_equal(info_of(f->c->h, "k-anon").counters.admitted, 1);
+	assert_int_equal(info_of(f->c->h, "keyed").counters.admitted, 2);
+}
+
+/* A string of len bytes of c whose NUL is the last readable byte before
+ * a PROT_NONE page, so that reading past it crashes. */
+struct guarded {
+	char *map, *s;
+	size_t maplen;
+};
+
+static struct guarded guarded(size_t len, char c)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t area = (len + 1 + page - 1) / page * page;
+	struct guarded g;
+
+	g.maplen = area + page;
+	g.map = mmap(NULL, g.maplen, PROT_READ | PROT_WRITE,
+	             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(g.map != MAP_FAILED);
+	assert_int_equal(mprotect(g.map + area, page, PROT_NONE), 0);
+	g.s = g.map + area - len - 1;
+	memset(g.s, c, len);
+	g.s[len] = '\0';
+	return g;
+}
+
+static void guarded_free(struct guarded *g)
+{
+	munmap(g->map, g->maplen);
+}
+
+/* Tenant header values at the room the template leaves (59 for user-*:
+ * 58, 59, 60 and 1 MiB), laid before a guard page; values that make no
+ * budget name; blanks around; none.  A bad one is refused by every kind
+ * of admission, and charges nothing. */
+static void test_tenant_header_values(void **state)
+{
+	static const char *const bad[] = { "a b", "al*ce", "x/y", "\xc3\xa9", "a\tb" };
+	const size_t sizes[] = { 58, 59, 60, 1 << 20 };
+	struct tfx *f = *state;
+	ratectl *l = f->c->h;
+	ratectl_http_request *r;
+	ratectl_http_wait w;
+	int64_t wait;
+	unsigned i;
+
+	for (i = 0; i < 4; i++) {
+		struct guarded g = guarded(sizes[i], 'a');
+		char want[RATECTL_NAME_MAX + 1];
+
+		r = begin_tenant(f->h, g.s);
+		if (sizes[i] <= 59) {
+			snprintf(want, sizeof want, "user-%s", g.s);
+			assert_string_equal(ratectl_http_request_info(r)->tenant, want);
+			assert_int_equal(strlen(want), sizes[i] + 5);
+			assert_int_equal(ratectl_http_try(r, &wait), 0);
+			assert_int_equal(info_of(l, want).counters.admitted, 1);
+			end_ok(r);
+		} else {
+			assert_null(ratectl_http_request_info(r)->tenant);
+			assert_int_equal(ratectl_http_try(r, &wait), RATECTL_EBADNAME);
+			assert_non_null(strstr(ratectl_http_request_why(r), "budget 'openai': "
+			                "header X-Ratectl-Tenant: tenant 'aaaaaaaaaa"));
+			assert_non_null(strstr(ratectl_http_request_why(r), "': longer "
+			                "than the 59 characters template [user-*] leaves"));
+			/* the value shown is cut at 64 bytes, and says so */
+			assert_int_equal(strstr(ratectl_http_request_why(r), "...'") != NULL,
+			                 sizes[i] > 64);
+		}
+		ratectl_http_request_free(r);
+		guarded_free(&g);
+	}
+	assert_int_equal(info_of(l, "openai").counters.admitted, 2);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		r = begin_tenant(f->h, bad[i]);
+		assert_int_equal(ratectl_http_admit(r, SEC), RATECTL_EBADNAME);
+		assert_non_null(strstr(ratectl_http_request_why(r), "is not a budget name"));
+		assert_int_equal(ratectl_http_try(r, &wait), RATECTL_EBADNAME);
+		assert_int_equal(ratectl_http_reserve(r, SEC, &w), RATECTL_EBADNAME);
+		assert_int_equal(ratectl_http_request_end(r, NULL), RATECTL_HTTP_ESTATE);
+		ratectl_http_request_free(r);
+	}
+	r = begin_tenant(f->h, "\xc3\xa9");
+	assert_int_equal(ratectl_http_try(r, &wait), RATECTL_EBADNAME);
+	assert_non_null(strstr(ratectl_http_request_why(r), "tenant '?" "?'"));
+	ratectl_http_request_free(r);
+	assert_int_equal(info_of(l, "openai").counters.admitted, 2);
+	assert_int_equal(info_of(l, "openai").counters.refused, 0);
+	/* blanks around are not the value's; a blank value is none */
+	r = begin_tenant(f->h, " \tbob\t ");
+	assert_string_equal(ratectl_http_request_info(r)->tenant, "user-bob");
+	ratectl_http_request_free(r);
+	r = begin_tenant(f->h, " \t ");
+	assert_null(ratectl_http_request_info(r)->tenant);
+	assert_int_equal(ratectl_http_request_info(r)->nbudgets, 1);
+	ratectl_http_request_free(r);
+	/* the template "*": a tenant named as the budget charged already */
+	r = begin_h(f->h, "http://same.test/", "X-Ratectl-Tenant", "same");
+	assert_int_equal(ratectl_http_admit(r, SEC), RATECTL_EBADNAME);
+	assert_non_null(strstr(ratectl_http_request_why(r), "[same] is one this "
+	                "request is charged to already"));
+	ratectl_http_request_free(r);
+	r = begin_h(f->h, "http://same.test/", "X-Ratectl-Tenant", "other");
+	assert_string_equal(ratectl_http_request_info(r)->tenant, "other");
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	end_ok(r);
+	ratectl_http_request_free(r);
+}
+
+/* The requests counted for tag in budget name (0: not counted), and how
+ * many tags it counts (ntags, may be NULL). */
+static uint64_t tag_requests(ratectl *l, const char *name, const char *tag,
+                             size_t *ntags)
+{
+	ratectl_tag_info t[RATECTL_TAGS_TOP];
+	size_t n, i;
+	uint64_t k = 0;
+
+	assert_int_equal(ratectl_tags(l, name, t, RATECTL_TAGS_TOP, &n, NULL), 0);
+	for (i = 0; i < n; i++)
+		if (strcmp(t[i].tag, tag) == 0)
+			k = t[i].requests;
+	if (ntags)
+		*ntags = n;
+	return k;
+}
+
+/* A request's tag from its tag header, counted in every budget it is
+ * charged to; an invalid tag (too long, bad bytes) dropped with one
+ * notice; the per-request setter. */
+static void test_tags(void **state)
+{
+	const size_t sizes[] = { 47, 48, 49, 1 << 20 };
+	struct tfx *f = *state;
+	ratectl *l = f->c->h;
+	ratectl_http_header rq[2] = { { "X-Ratectl-Tenant", "alice" },
+	                              { "X-Ratectl-Tag", "route:/chat" } };
+	ratectl_http_request *r, *p[4];
+	ratectl_http_outcome o;
+	ratectl_http_wait w;
+	char t48[RATECTL_TAG_MAX + 1];
+	size_t ntags;
+	unsigned i;
+
+	assert_int_equal(ratectl_http_request_begin(&r, f->h, "POST", OPENAI, rq, 2,
+	                                            "{}", 2, 0), 0);
+	assert_string_equal(ratectl_http_request_info(r)->tag, "route:/chat");
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	ratectl_http_response_status(r, 200);
+	ratectl_http_response_body(r, "{\"usage\":{\"total_tokens\":10}}", 30);
+	assert_int_equal(ratectl_http_request_end(r, &o), 0);
+	ratectl_http_request_free(r);
+	assert_int_equal(tag_requests(l, "openai", "route:/chat", NULL), 1);
+	assert_int_equal(tag_requests(l, "user-alice", "route:/chat", NULL), 1);
+	{
+		ratectl_tag_info t[RATECTL_TAGS_TOP];
+		size_t n;
+
+		/* charged the estimate, corrected to the usage at release */
+		assert_int_equal(ratectl_tags(l, "user-alice", t, RATECTL_TAGS_TOP, &n,
+		                              NULL), 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(t[0].tokens, 10);
+	}
+
+	/* the tag header at 47, 48, 49 and 1 MiB bytes, before a guard page */
+	for (i = 0; i < 4; i++) {
+		struct guarded g = guarded(sizes[i], 't');
+
+		r = begin_h(f->h, "https://keyed.test/", "X-Ratectl-Tag", g.s);
+		assert_string_equal(ratectl_http_request_info(r)->tag,
+		                    sizes[i] <= RATECTL_TAG_MAX ? g.s : "");
+		assert_int_equal(ratectl_http_admit(r, SEC), 0);
+		end_ok(r);
+		ratectl_http_request_free(r);
+		guarded_free(&g);
+	}
+	assert_int_equal(f->notices, 1);        /* the 49 bytes; 1 MiB said nothing */
+	assert_non_null(strstr(f->notice, "budget 'keyed': header X-Ratectl-Tag: 'ttt"));
+	assert_non_null(strstr(f->notice, "...' is not a tag"));
+	r = begin_h(f->h, "https://keyed.test/", "X-Ratectl-Tag", "bad tag");
+	assert_string_equal(ratectl_http_request_info(r)->tag, "");
+	ratectl_http_request_free(r);
+	assert_int_equal(f->notices, 1);
+	memset(t48, 't', RATECTL_TAG_MAX);
+	t48[RATECTL_TAG_MAX] = '\0';
+	assert_int_equal(tag_requests(l, "k-anon", t48, NULL), 1);
+	assert_int_equal(tag_requests(l, "keyed", t48 + 1, &ntags), 1);
+	assert_int_equal(ntags, 2);     /* the 49 bytes and 1 MiB: untagged, not cut */
+
+	/* the setter: good, bad (left as it was), none */
+	r = begin_h(f->h, "https://keyed.test/", NULL, NULL);
+	assert_int_equal(ratectl_http_request_tag(r, "batch.nightly"), 0);
+	assert_string_equal(ratectl_http_request_info(r)->tag, "batch.nightly");
+	assert_int_equal(ratectl_http_request_tag(r, "no spaces"), RATECTL_EBADNAME);
+	assert_int_equal(ratectl_http_request_tag(r, t48 - 0), 0);
+	assert_int_equal(ratectl_http_request_tag(r, "batch.nightly"), 0);
+	{
+		struct guarded g = guarded(1 << 20, 'x');
+
+		assert_int_equal(ratectl_http_request_tag(r, g.s), RATECTL_EBADNAME);
+		guarded_free(&g);
+	}
+	assert_string_equal(ratectl_http_request_info(r)->tag, "batch.nightly");
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);
+	end_ok(r);
+	assert_int_equal(ratectl_http_request_tag(r, NULL), 0);
+	assert_string_equal(ratectl_http_request_info(r)->tag, "");
+	assert_int_equal(ratectl_http_admit(r, SEC), 0);     /* untagged now */
+	end_ok(r);
+	ratectl_http_request_free(r);
+	assert_int_equal(tag_requests(l, "keyed", "batch.nightly", &ntags), 1);
+	assert_int_equal(ntags, 3);     /* the last one untagged */
+
+	/* no new tag while pending: openai spent by three tenants */
+	for (i = 0; i < 4; i++) {
+		p[i] = begin_tenant(f->h, i == 0 ? "bob" : i == 1 ? "carol" : "dave");
+		assert_int_equal(ratectl_http_reserve(p[i], 60 * SEC, &w),
+		                 i < 2 ? 0 : RATECTL_EPENDING);
+	}
+	assert_int_equal(ratectl_http_request_tag(p[2], "late"), RATECTL_HTTP_ESTATE);
+	assert_int_equal(ratectl_http_request_tag(p[1], "next"), 0);  /* admitted */
+	for (i = 0; i < 4; i++)
+		ratectl_http_request_free(p[i]);
+}
+
+/* Processes making one tenant's budget at once: one makes it, the others
+ * find it (EEXISTS), every request is admitted once. */
+static const char race_text[] =
+	"[openai]\n"
+	"match = api.openai.com/v1\n"
+	"requests = 100/min\n"
+	"tenant = header X-Ratectl-Tenant\n"
+	"tenant_template = user-*\n"
+	"[user-*]\n"
+	"requests = 100/min\n";
+
+static void test_tenant_made_by_many_processes(void **state)
+{
+	enum { N = 6 };
+	char *dir = tmp_ledger(), c;
+	ratectl_budget_info bi;
+	pid_t pid[N];
+	int go[2], st, i;
+	ratectl *l;
+
+	(void)state;
+	assert_int_equal(pipe(go), 0);
+	for (i = 0; i < N; i++) {
+		assert_true((pid[i] = fork()) >= 0);
+		if (pid[i] == 0) {
+			ratectl_http_options o = RATECTL_HTTP_OPTIONS_INIT;
+			ratectl_http_request *r;
+			ratectl_http *h;
+			int rc = 1;
+
+			close(go[1]);
+			o.config_text = race_text;
+			o.config_len = sizeof race_text - 1;
+			o.ledger_dir = dir;
+			if (ratectl_http_open(&h, &o) != 0)
+				_exit(2);
+			/* the ledger opened before the start, so that they race
+			 * on the budget and not on opening */
+			r = begin_tenant(h, "zoe");
+			ratectl_http_request_free(begin_tenant(h, NULL));
+			if (read(go[0], &c, 1) == 0 && ratectl_http_admit(r, 5 * SEC) == 0) {
+				ratectl_http_response_status(r, 200);
+				rc = ratectl_http_request_end(r, NULL) == 0 ? 0 : 3;
+			}
+			ratectl_http_request_free(r);
+			ratectl_http_close(h);
+			_exit(rc);
+		}
+	}
+	close(go[0]);
+	close(go[1]);                           /* all go */
+	for (i = 0; i < N; i++) {
+		assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+	assert_int_equal(ratectl_open(&l, dir, NULL), 0);
+	assert_int_equal(ratectl_budget_get(l, "user-zoe", &bi), 0);
+	assert_int_equal(bi.counters.admitted, N);
+	assert_string_equal(bi.config.origin, "user-*");
+	assert_int_equal(bi.config.weight, 1);
+	assert_int_equal(ratectl_budget_get(l, "openai", &bi), 0);
+	assert_int_equal(bi.counters.admitted, N);
+	ratectl_close(l);
+	tmp_ledger_rm(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1016,6 +1807,22 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reserve_several_budgets, setup_ev, teardown_ev),
 		cmocka_unit_test(test_header_value_sizes),
 		cmocka_unit_test(test_header_arena_full),
+		cmocka_unit_test(test_templates_in_the_config),
+		cmocka_unit_test(test_templates_refused),
+		cmocka_unit_test_setup_teardown(test_tenant_created_on_first_use, setup_tenant,
+		                                teardown_tenant),
+		cmocka_unit_test_setup_teardown(test_tenant_exists_already, setup_tenant,
+		                                teardown_tenant),
+		cmocka_unit_test_setup_teardown(test_tenant_all_or_none, setup_tenant,
+		                                teardown_tenant),
+		cmocka_unit_test_setup_teardown(test_tenant_expired_then_made_again,
+		                                setup_tenant, teardown_tenant),
+		cmocka_unit_test_setup_teardown(test_tenant_from_key, setup_tenant,
+		                                teardown_tenant),
+		cmocka_unit_test_setup_teardown(test_tenant_header_values, setup_tenant,
+		                                teardown_tenant),
+		cmocka_unit_test_setup_teardown(test_tags, setup_tenant, teardown_tenant),
+		cmocka_unit_test(test_tenant_made_by_many_processes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
