@@ -265,36 +265,13 @@ static int apply_one(cli *c, const rh__conf_budget *cb, int dry, struct tally *t
 /*
  * Templates ([user-*]: a section name with a '*') are not budgets: their
  * budgets are made on first use, by the processes that admit, and removed
- * once idle.  So apply creates no budget for a template, and --prune
- * keeps the budgets whose origin is a template of the file: the file does
- * not name them, and never will.
+ * once idle.  The config lists them apart (conf->templates), so apply
+ * creates no budget for one, and --prune keeps the budgets whose origin is
+ * a template of the file: the file does not name them, and never will.
  */
-static int is_template(const rh__conf_budget *cb)
-{
-	return strchr(cb->name, '*') != NULL;
-}
-
-static size_t conf_templates(const rh__conf *conf)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < conf->nbudgets; i++)
-		n += is_template(&conf->budgets[i]);
-#ifdef RH_CONF_EXPIRE_DEFAULT   /* the config API that lists them apart */
-	n += conf->ntemplates;
-#endif
-	return n;
-}
-
 static int conf_has_template(const rh__conf *conf, const char *origin)
 {
-	if (!strchr(origin, '*'))
-		return 0;
-#ifdef RH_CONF_EXPIRE_DEFAULT
-	if (rh__conf_template_find(conf, origin))
-		return 1;
-#endif
-	return rh__conf_find(conf, origin) != NULL;
+	return origin[0] && rh__conf_template_find(conf, origin) != NULL;
 }
 
 /* Delete the budgets of the ledger that conf does not name.  Runs after
@@ -360,7 +337,7 @@ int cmd_apply(cli *c, int argc, char **argv)
 	}
 	/* An empty file is more often a truncated one (a failed write, a `>`
 	 * meant as `>>`) than a wish to delete every budget. */
-	if (do_prune && conf->nbudgets == 0 && conf_templates(conf) == 0) {
+	if (do_prune && conf->nbudgets == 0 && conf->ntemplates == 0) {
 		cli_err(c, "%s names no budget: --prune would delete every budget; "
 		        "refusing (delete them with `ratectl delete NAME`)", conf->path);
 		rh__conf_free(conf);
@@ -368,17 +345,16 @@ int cmd_apply(cli *c, int argc, char **argv)
 	}
 	if ((rc = cli_open(c)) == 0) {
 		for (i = 0; i < conf->nbudgets && rc == 0; i++)
-			if (!is_template(&conf->budgets[i]))
-				rc = apply_one(c, &conf->budgets[i], dry, &t);
+			rc = apply_one(c, &conf->budgets[i], dry, &t);
 		if (rc == 0 && do_prune)
 			rc = prune(c, conf, dry, &t);
 	}
 	if (rc == 0) {
 		printf("%s: %u created, %u updated, %u deleted, %u unchanged", conf->path,
 		       t.created, t.updated, t.deleted, t.same);
-		if (conf_templates(conf))
+		if (conf->ntemplates)
 			printf("; %zu template%s (budgets made on first use)",
-			       conf_templates(conf), conf_templates(conf) == 1 ? "" : "s");
+			       conf->ntemplates, conf->ntemplates == 1 ? "" : "s");
 		printf("%s\n", dry ? " (dry run: nothing was changed)" : "");
 	}
 	rh__conf_free(conf);

@@ -261,9 +261,6 @@ static int rebuild(cli *c, const char *dir, const rh__conf *conf)
 	for (i = 0; i < conf->nbudgets; i++) {
 		const rh__conf_budget *b = &conf->budgets[i];
 
-		/* A template is not a budget: its budgets come back on first use. */
-		if (strchr(b->name, '*'))
-			continue;
 		rc = ratectl_budget_set(c->h, b->name, &b->budget,
 		                        RATECTL_CREATE | RATECTL_EMPTY);
 		/* Shared: with no credit, which the first admission takes. */

@@ -201,23 +201,20 @@ json_t *json_envelope(const cli *c)
 /*
  * A document too large to build in memory (100,000 budgets) is written a
  * piece at a time: the envelope's head, each item as it is built (then
- * freed), the tail.  The output is the indented JSON json_print() would
- * have written.  A failure midway leaves the document unfinished, which
- * no JSON reader takes for a whole one, and the command exits 1.
+ * freed) on a line of its own, the tail.  A failure midway leaves the
+ * document unfinished, which no JSON reader takes for a whole one, and
+ * the command exits 1.
  */
-static int put_indented(json_t *j, const char *indent)
+static int put_item(json_t *j, const char *indent)
 {
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
-	const char *p;
+	/* One line an item: half the bytes of an indented one, and each
+	 * budget one line for grep. */
+	char *s = json_dumps(j, JSON_ENCODE_ANY);
 
 	if (!s)
 		return -1;
 	fputs(indent, stdout);
-	for (p = s; *p; p++) {
-		putchar(*p);
-		if (*p == '\n')
-			fputs(indent, stdout);
-	}
+	fputs(s, stdout);
 	free(s);
 	return ferror(stdout) ? -1 : 0;
 }
@@ -233,7 +230,7 @@ int json_stream_begin(const cli *c, json_stream *js)
 	if (!path)
 		return -1;
 	printf("{\n  \"version\": %d,\n  \"ledger\": ", CLI_JSON_VERSION);
-	rc = put_indented(path, "");
+	rc = put_item(path, "");
 	json_decref(path);
 	return rc;
 }
@@ -254,7 +251,7 @@ int json_stream_item(json_stream *js, json_t *item)
 	if (!item)
 		return -1;
 	fputs(js->items++ ? ",\n" : "\n", stdout);
-	rc = put_indented(item, "    ");
+	rc = put_item(item, "    ");
 	json_decref(item);
 	return rc;
 }
