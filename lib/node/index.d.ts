@@ -15,6 +15,13 @@ export interface BudgetOptions {
   jitter?: number;
   /** Percent of the first limit kept for batch requests (0: 10). */
   batchShare?: number;
+  /** Ms idle (nothing admitted or in flight, every limit full) after which
+   *  the budget is removed (0 or absent: never). */
+  expire?: number;
+  /** Its weight as a tenant, 1 to 100 (0 or absent: not one). */
+  weight?: number;
+  /** What made it, for reports: a template such as 'user-*' (up to 64 bytes). */
+  origin?: string | null;
   /** Fail with EEXISTS when the budget exists. */
   create?: boolean;
   /** Fail with ENOTFOUND when it does not. */
@@ -57,6 +64,31 @@ export interface BudgetInfo {
   /** Remaining cooldown, 0 when none. */
   cooldownMs: number;
   counters: Counters;
+  /** Removed once idle this long, 0: never. */
+  expireMs: number;
+  /** Its weight as a tenant, 0: not one. */
+  weight: number;
+  /** The template that made it, or ''. */
+  origin: string;
+  /** Since its last admission; null: never admitted. */
+  idleMs: number | null;
+}
+
+export interface TagInfo {
+  /** '' for the rest. */
+  tag: string;
+  requests: number;
+  /** Estimated, corrected at release. */
+  tokens: number;
+  /** Counts inherited from the tag it replaced: its own may be this much too high. */
+  error: number;
+}
+
+export interface Tags {
+  /** The counted tags (at most 32), most requests first. */
+  top: TagInfo[];
+  /** Untagged requests and tags no longer counted. */
+  rest: TagInfo;
 }
 
 export type Priority = 'interactive' | 'batch';
@@ -68,6 +100,9 @@ export interface CostOptions {
   requests?: number;
   /** Default 'interactive'. */
   priority?: Priority;
+  /** Counted in the budget's tags(): 1 to 48 bytes of [A-Za-z0-9._:/-]
+   *  (another throws EBADNAME). */
+  tag?: string | null;
 }
 
 export interface AcquireOptions extends CostOptions {
@@ -87,6 +122,8 @@ export class Lease {
   readonly pid: number;
   /** Admission time, ns on the ledger's clock. */
   readonly startNs: number;
+  /** The tag it was admitted with, or null. */
+  readonly tag: string | null;
   readonly held: boolean;
   /** Free the slot; correct the token charge when actualTokens is given. */
   release(actualTokens?: number): void;
@@ -110,6 +147,10 @@ export class Ledger {
   reset(name?: string): void;
   /** Free the slots of dead holders. */
   reclaim(): { slots: number; readers: number };
+  /** Remove every budget idle past its expire now; how many. */
+  sweep(): number;
+  /** The budget's counted tags. */
+  tags(name: string): Tags;
   /** Admit now or throw RatectlError (ELIMITED, ECOOLDOWN, EINFLIGHT, ETOOBIG, ENOTFOUND). */
   tryAcquire(budget: string, options?: CostOptions): Lease;
   /** Admit, waiting in line with every process of the host, never blocking the loop. */

@@ -74,6 +74,8 @@ class Lease {
   get pid() { return this._get(3); }
   /** Admission time, ns on the ledger's clock (CLOCK_BOOTTIME). */
   get startNs() { return this._get(4); }
+  /** The tag it was admitted with, or null. */
+  get tag() { return this._get(6); }
   /** Held: not yet released (nor its Ledger closed). */
   get held() { return binding.leaseInfo(this._x)[5]; }
 
@@ -125,10 +127,12 @@ class Ledger {
     limitsOf(opts.requests, 0, l);
     limitsOf(opts.tokens, 1, l);
     const jitterNs = Math.round(count(opts.jitter, 'jitter', 0) * NS_PER_MS);
+    const expireNs = Math.round(count(opts.expire, 'expire', 0) * NS_PER_MS);
     const flags = (opts.create ? 1 : 0) | (opts.update ? 2 : 0);
     binding.set(this._handle(), name, l.dims, l.counts, l.periods, l.bursts,
       count(opts.concurrency, 'concurrency', 0), jitterNs,
-      count(opts.batchShare, 'batchShare', 0), flags);
+      count(opts.batchShare, 'batchShare', 0), flags, expireNs,
+      count(opts.weight, 'weight', 0), opts.origin === undefined ? null : opts.origin);
   }
 
   delete(name) { binding.delete(this._handle(), name); }
@@ -146,6 +150,15 @@ class Ledger {
     return { slots, readers };
   }
 
+  /** Remove every budget idle past its expire now; returns how many. */
+  sweep() { return binding.sweep(this._handle()); }
+
+  /**
+   * The budget's counted tags: { top: [{ tag, requests, tokens, error }],
+   * most requests first, rest: the untagged and no longer counted }.
+   */
+  tags(name) { return binding.tags(this._handle(), name); }
+
   // ---- admission ----
 
   /**
@@ -155,7 +168,7 @@ class Ledger {
   tryAcquire(budget, opts = {}) {
     const h = this._handle();
     const r = binding.tryAcquire(h, budget, count(opts.requests, 'requests', 1),
-      count(opts.tokens, 'tokens', 0), priorityOf(opts.priority));
+      count(opts.tokens, 'tokens', 0), priorityOf(opts.priority), opts.tag);
     if (typeof r !== 'number') return new Lease(this, r);
     const e = binding.error(r);
     if (r !== codes.EINFLIGHT) e.waitMs = scratch[0];
@@ -202,7 +215,7 @@ class Ledger {
         throw e;
       }
     }
-    const [resv, rc] = binding.reserve(h, budget, requests, tokens, prio);
+    const [resv, rc] = binding.reserve(h, budget, requests, tokens, prio, opts.tag);
     if (rc === 0) {
       const lease = new Lease(this, binding.take(resv));
       this._group.catchUp();

@@ -330,6 +330,24 @@ napi_value rn_str(napi_env env, const char *s)
 	return v;
 }
 
+/* A string from a fixed char array of the library's, cap bytes: read to
+ * its NUL or to cap, never past it. */
+napi_value rn_strn(napi_env env, const char *s, size_t cap)
+{
+	napi_value v = NULL;
+
+	napi_create_string_utf8(env, s, strnlen(s, cap), &v);
+	return v;
+}
+
+napi_value rn_null(napi_env env)
+{
+	napi_value v = NULL;
+
+	napi_get_null(env, &v);
+	return v;
+}
+
 napi_value rn_undefined(napi_env env)
 {
 	napi_value v = NULL;

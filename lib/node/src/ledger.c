@@ -8,6 +8,7 @@
  * handle at once (its leases are then released without a count, as
  * ratectl_close() does); the struct goes with the last reference. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,9 @@ typedef struct rn_lease {
 
 struct rn_resv {
 	ratectl_reservation r;
+	/* The cost's tag: the library keeps the cost, tag pointer included,
+	 * in the pending reservation, so the tag lives as long as r. */
+	char tag[RATECTL_TAG_MAX + 1];
 	rn_ledger *L;
 	rn_resv *prev, *next;    /* in L->pending while pending */
 	int pending;             /* r is pending: cancel it if dropped */
@@ -198,20 +202,80 @@ static int array_u64(napi_env env, napi_value arr, uint32_t i, const char *what,
 	return rn_u64(env, v, what, out);
 }
 
+/* A string argument into buf[cap] (cap - 1 bytes at most, NUL included
+ * in cap), never cut: longer, or with a NUL inside, throws RatectlError
+ * `code` (the library's own error for such a value) with `what` named.
+ * Nullish: *has = 0 and buf "".  Not a string: TypeError. */
+static int fixed_string(napi_env env, napi_value v, const char *what, char *buf,
+                        size_t cap, int code, int *has)
+{
+	napi_valuetype t;
+	char msg[128];
+	size_t n = 0;
+
+	buf[0] = '\0';
+	*has = 0;
+	if (rn_is_nullish(env, v))
+		return 0;
+	if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) {
+		snprintf(msg, sizeof msg, "%s must be a string", what);
+		rn_throw_type(env, msg);
+		return -1;
+	}
+	/* The length first: a copy into buf would silently cut a long value
+	 * (at a character's boundary), and the cut value could be valid. */
+	if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) {
+		rn_throw_napi(env, what);
+		return -1;
+	}
+	if (n >= cap) {
+		snprintf(msg, sizeof msg, "invalid %s: longer than %zu bytes", what, cap - 1);
+		rn_throw_rc(env, code, msg);
+		return -1;
+	}
+	if (napi_get_value_string_utf8(env, v, buf, cap, &n) != napi_ok) {
+		rn_throw_napi(env, what);
+		return -1;
+	}
+	if (strlen(buf) != n) {
+		snprintf(msg, sizeof msg, "invalid %s: contains a NUL character", what);
+		rn_throw_rc(env, code, msg);
+		return -1;
+	}
+	*has = 1;
+	return 0;
+}
+
+/* A request's tag into buf[RATECTL_TAG_MAX + 1], checked by the library;
+ * *has = 0 when there is none (undefined or null). */
+static int tag_arg(napi_env env, napi_value v, char *buf, int *has)
+{
+	int rc;
+
+	if (fixed_string(env, v, "tag", buf, RATECTL_TAG_MAX + 1, RATECTL_EBADNAME, has))
+		return -1;
+	if (*has && (rc = ratectl_tag_check(buf)) != 0) {
+		rn_throw_rc(env, rc, ratectl_errmsg());
+		return -1;
+	}
+	return 0;
+}
+
 /* set(L, name, dims[], counts[], periodsNs[], bursts[], maxInflight,
- *     jitterNs, batchShare, flags) */
+ *     jitterNs, batchShare, flags, expireNs, weight, origin) */
 static napi_value n_set(napi_env env, napi_callback_info info)
 {
 	ratectl_budget b = RATECTL_BUDGET_INIT;
 	char name[RATECTL_NAME_MAX + 1];
-	napi_value argv[10];
-	uint64_t u, dim, inflight, share, flags;
-	int64_t jitter;
+	napi_value argv[13];
+	uint64_t u, dim, inflight, share, flags, weight;
+	int64_t jitter, expire;
 	uint32_t n, i;
 	rn_ledger *L;
 	bool isarr;
+	int has;
 
-	if (rn_args(env, info, 10, argv) || !(L = ARG_LEDGER(argv[0])) || !live(env, L) ||
+	if (rn_args(env, info, 13, argv) || !(L = ARG_LEDGER(argv[0])) || !live(env, L) ||
 	    rn_name(env, argv[1], name))
 		return NULL;
 	for (i = 2; i < 6; i++) {
@@ -241,16 +305,23 @@ static napi_value n_set(napi_env env, napi_callback_info info)
 	if (rn_u64(env, argv[6], "concurrency", &inflight) ||
 	    rn_i64(env, argv[7], "jitter", &jitter) ||
 	    rn_u64(env, argv[8], "batchShare", &share) ||
-	    rn_u64(env, argv[9], "flags", &flags))
+	    rn_u64(env, argv[9], "flags", &flags) ||
+	    rn_i64(env, argv[10], "expire", &expire) ||
+	    rn_u64(env, argv[11], "weight", &weight) ||
+	    fixed_string(env, argv[12], "origin", b.origin, sizeof b.origin,
+	                 RATECTL_EBADCONFIG, &has))
 		return NULL;
-	if (inflight > UINT32_MAX || share > 100 || flags > 7) {
+	/* Checked here, not cast: a weight of 2^32 + 5 would be 5. */
+	if (inflight > UINT32_MAX || share > 100 || flags > 7 || weight > UINT32_MAX) {
 		rn_throw_rc(env, RATECTL_EBADCONFIG, "invalid budget configuration: "
-		            "concurrency, batchShare (0..100) or flags out of range");
+		            "concurrency, batchShare (0..100), weight or flags out of range");
 		return NULL;
 	}
 	b.max_inflight = (uint32_t)inflight;
 	b.jitter_ns = jitter;
 	b.batch_share = (unsigned)share;
+	b.expire_ns = expire;
+	b.weight = (unsigned)weight;
 	return result(env, ratectl_budget_set(L->h, name, &b, (int)flags));
 }
 
@@ -362,7 +433,12 @@ static napi_value info_object(napi_env env, const ratectl_budget_info *bi)
 	    rn_set(env, o, "inflight", rn_int(env, bi->inflight)) ||
 	    rn_set(env, o, "dead", rn_int(env, bi->dead)) ||
 	    rn_set(env, o, "cooldownMs", rn_num(env, bi->cooldown_ns / NS_PER_MS)) ||
-	    rn_set(env, o, "counters", cs))
+	    rn_set(env, o, "counters", cs) ||
+	    rn_set(env, o, "expireMs", rn_num(env, bi->config.expire_ns / NS_PER_MS)) ||
+	    rn_set(env, o, "weight", rn_int(env, bi->config.weight)) ||
+	    rn_set(env, o, "origin", rn_strn(env, bi->config.origin, sizeof bi->config.origin)) ||
+	    rn_set(env, o, "idleMs", bi->idle_ns < 0 ? rn_null(env) :
+	                             rn_num(env, bi->idle_ns / NS_PER_MS)))
 		return NULL;
 	return o;
 }
@@ -423,6 +499,71 @@ static napi_value n_list(napi_env env, napi_callback_info info)
 	return c.arr;
 }
 
+/* ---- tags, sweep ------------------------------------------------------------ */
+
+static napi_value tag_object(napi_env env, const ratectl_tag_info *t)
+{
+	napi_value o;
+
+	if (napi_create_object(env, &o) != napi_ok ||
+	    rn_set(env, o, "tag", rn_strn(env, t->tag, sizeof t->tag)) ||
+	    rn_set(env, o, "requests", rn_num(env, (double)t->requests)) ||
+	    rn_set(env, o, "tokens", rn_num(env, (double)t->tokens)) ||
+	    rn_set(env, o, "error", rn_num(env, (double)t->error)))
+		return NULL;
+	return o;
+}
+
+/* tags(L, name) -> { top: [{tag, requests, tokens, error}], rest } */
+static napi_value n_tags(napi_env env, napi_callback_info info)
+{
+	ratectl_tag_info top[RATECTL_TAGS_TOP], rest;
+	char name[RATECTL_NAME_MAX + 1];
+	napi_value argv[2], o, arr, v;
+	size_t n = 0, i;
+	rn_ledger *L;
+	int rc;
+
+	if (rn_args(env, info, 2, argv) || !(L = ARG_LEDGER(argv[0])) || !live(env, L) ||
+	    rn_name(env, argv[1], name))
+		return NULL;
+	memset(&rest, 0, sizeof rest);
+	if ((rc = ratectl_tags(L->h, name, top, RATECTL_TAGS_TOP, &n, &rest)) != 0)
+		return result(env, rc);
+	if (n > RATECTL_TAGS_TOP)   /* how many there are: only cap were filled */
+		n = RATECTL_TAGS_TOP;
+	RN_CALL(env, napi_create_object(env, &o));
+	RN_CALL(env, napi_create_array_with_length(env, n, &arr));
+	for (i = 0; i < n; i++) {
+		if (!(v = tag_object(env, &top[i]))) {
+			rn_throw_napi(env, "tag info");
+			return NULL;
+		}
+		RN_CALL(env, napi_set_element(env, arr, (uint32_t)i, v));
+	}
+	if (!(v = tag_object(env, &rest)) || rn_set(env, o, "top", arr) ||
+	    rn_set(env, o, "rest", v)) {
+		rn_throw_napi(env, "tag info");
+		return NULL;
+	}
+	return o;
+}
+
+/* sweep(L) -> budgets removed */
+static napi_value n_sweep(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	unsigned removed = 0;
+	rn_ledger *L;
+	int rc;
+
+	if (rn_args(env, info, 1, argv) || !(L = ARG_LEDGER(argv[0])) || !live(env, L))
+		return NULL;
+	if ((rc = ratectl_sweep(L->h, &removed)) != 0)
+		return result(env, rc);
+	return rn_int(env, removed);
+}
+
 /* ---- leases ------------------------------------------------------------------ */
 
 static void lease_finalize(napi_env env, void *data, void *hint)
@@ -461,33 +602,38 @@ static napi_value new_lease(napi_env env, rn_ledger *L, const ratectl_lease *lea
 	return ext;
 }
 
-static int cost_args(napi_env env, napi_value *argv, ratectl_cost *c)
+/* The cost of argv[0..4): requests, tokens, priority, tag; the tag goes
+ * to tag[RATECTL_TAG_MAX + 1], which must live as long as c is used. */
+static int cost_args(napi_env env, napi_value *argv, ratectl_cost *c, char *tag)
 {
 	uint64_t prio;
+	int has;
 
 	memset(c, 0, sizeof *c);   /* every field, tag included: NULL, none */
 	if (rn_u64(env, argv[0], "requests", &c->requests) ||
 	    rn_u64(env, argv[1], "tokens", &c->tokens) ||
-	    rn_u64(env, argv[2], "priority", &prio))
+	    rn_u64(env, argv[2], "priority", &prio) ||
+	    tag_arg(env, argv[3], tag, &has))
 		return -1;
 	c->priority = prio ? RATECTL_BATCH : RATECTL_INTERACTIVE;
+	c->tag = has ? tag : NULL;
 	return 0;
 }
 
-/* tryAcquire(L, name, requests, tokens, priority) -> a lease, or the code
- * of a refusal (ELIMITED, ECOOLDOWN, EINFLIGHT; the wait in scratch). */
+/* tryAcquire(L, name, requests, tokens, priority, tag) -> a lease, or the
+ * code of a refusal (ELIMITED, ECOOLDOWN, EINFLIGHT; the wait in scratch). */
 static napi_value n_try(napi_env env, napi_callback_info info)
 {
-	char name[RATECTL_NAME_MAX + 1];
-	napi_value argv[5];
+	char name[RATECTL_NAME_MAX + 1], tag[RATECTL_TAG_MAX + 1];
+	napi_value argv[6];
 	ratectl_lease lease;
 	ratectl_cost c;
 	int64_t wait = 0;
 	rn_ledger *L;
 	int rc;
 
-	if (rn_args(env, info, 5, argv) || !(L = ARG_LEDGER(argv[0])) || !live(env, L) ||
-	    rn_name(env, argv[1], name) || cost_args(env, argv + 2, &c))
+	if (rn_args(env, info, 6, argv) || !(L = ARG_LEDGER(argv[0])) || !live(env, L) ||
+	    rn_name(env, argv[1], name) || cost_args(env, argv + 2, &c, tag))
 		return NULL;
 	rc = ratectl_try(L->h, name, &c, &lease, &wait);
 	if (rc == 0)
@@ -522,10 +668,10 @@ static napi_value n_release(napi_env env, napi_callback_info info)
 	                                   actual < 0 ? RATECTL_UNKNOWN : (uint64_t)actual));
 }
 
-/* leaseInfo(lease) -> [budget, tokens, slot, pid, startNs, held] */
+/* leaseInfo(lease) -> [budget, tokens, slot, pid, startNs, held, tag] */
 static napi_value n_lease_info(napi_env env, napi_callback_info info)
 {
-	napi_value argv[1], out, v[6];
+	napi_value argv[1], out, v[7];
 	rn_lease *l;
 	uint32_t i;
 
@@ -537,8 +683,9 @@ static napi_value n_lease_info(napi_env env, napi_callback_info info)
 	v[3] = rn_int(env, l->lease.pid);
 	v[4] = rn_num(env, (double)l->lease.start_ns);
 	RN_CALL(env, napi_get_boolean(env, l->lease.magic != 0 && l->L->h, &v[5]));
-	RN_CALL(env, napi_create_array_with_length(env, 6, &out));
-	for (i = 0; i < 6; i++)
+	v[6] = l->lease.tag[0] ? rn_strn(env, l->lease.tag, sizeof l->lease.tag) : rn_null(env);
+	RN_CALL(env, napi_create_array_with_length(env, 7, &out));
+	for (i = 0; i < 7; i++)
 		RN_CALL(env, napi_set_element(env, out, i, v[i]));
 	return out;
 }
@@ -570,24 +717,30 @@ static void resv_state(napi_env env, rn_resv *r, int rc)
 		rn_scratch_wait(env, r->r.at_ns - ratectl_now(r->L->h), r->r.fd, 1);
 }
 
-/* reserve(L, name, requests, tokens, priority) -> [reservation, code]:
+/* reserve(L, name, requests, tokens, priority, tag) -> [reservation, code]:
  * code 0 (admitted: take its lease) or EPENDING (wait and fd in scratch);
  * any other outcome is thrown. */
 static napi_value n_reserve(napi_env env, napi_callback_info info)
 {
-	char name[RATECTL_NAME_MAX + 1];
-	napi_value argv[5], ext, out;
+	char name[RATECTL_NAME_MAX + 1], tag[RATECTL_TAG_MAX + 1];
+	napi_value argv[6], ext, out;
 	ratectl_cost c;
 	rn_ledger *L;
 	rn_resv *r;
 	int rc;
 
-	if (rn_args(env, info, 5, argv) || !(L = ARG_LEDGER(argv[0])) || !live(env, L) ||
-	    rn_name(env, argv[1], name) || cost_args(env, argv + 2, &c))
+	if (rn_args(env, info, 6, argv) || !(L = ARG_LEDGER(argv[0])) || !live(env, L) ||
+	    rn_name(env, argv[1], name) || cost_args(env, argv + 2, &c, tag))
 		return NULL;
 	if (!(r = calloc(1, sizeof *r))) {
 		rn_throw_rc(env, -ENOMEM, NULL);
 		return NULL;
+	}
+	/* The reservation's own copy, alive while it is pending (the stack's
+	 * is gone when this returns). */
+	if (c.tag) {
+		memcpy(r->tag, tag, sizeof r->tag);
+		c.tag = r->tag;
 	}
 	r->r.version = RATECTL_RESERVATION_VERSION;
 	r->r.fd = -1;
@@ -737,7 +890,7 @@ int rn_ledger_init(napi_env env, napi_value exports)
 		FN("release", n_release), FN("leaseInfo", n_lease_info),
 		FN("reserve", n_reserve), FN("poll", n_poll), FN("cancel", n_cancel), FN("expire", n_expire),
 		FN("take", n_take), FN("drain", n_drain), FN("parseRate", n_parse_rate),
-		FN("parseDuration", n_parse_duration),
+		FN("parseDuration", n_parse_duration), FN("tags", n_tags), FN("sweep", n_sweep),
 	};
 
 	return napi_define_properties(env, exports, sizeof d / sizeof d[0], d) == napi_ok ? 0 : -1;

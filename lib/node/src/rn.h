@@ -11,6 +11,7 @@
 
 #define NAPI_VERSION 8
 #include <node_api.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ratectl.h"
@@ -66,6 +67,8 @@ int rn_is_nullish(napi_env env, napi_value v);
 napi_value rn_int(napi_env env, int64_t n);
 napi_value rn_num(napi_env env, double d);
 napi_value rn_str(napi_env env, const char *s);
+napi_value rn_strn(napi_env env, const char *s, size_t cap);
+napi_value rn_null(napi_env env);
 napi_value rn_undefined(napi_env env);
 int rn_set(napi_env env, napi_value obj, const char *key, napi_value v);
 
