@@ -56,10 +56,7 @@
 #include <sys/un.h>
 
 #include "bench.h"
-
-/* Must stay equal to RC_ENV_FLAGS in lib/ledger.c (as in bench_admit.c). */
-#define FLOOR_FLAGS (MDB_NOSYNC | MDB_WRITEMAP | MDB_NOTLS | MDB_NORDAHEAD)
-#define FLOOR_MAP_SIZE (8u << 20)
+#include "floor.h"
 
 #define ROUNDS 20
 #define EST_TOKENS 100
@@ -337,56 +334,6 @@ static void lua_check(const char *sock)
 			bench_die("redis lua: request %d of 6 was %s under a burst of 5",
 			          i + 1, got ? "admitted" : "refused");
 	redisFree(l.c);
-}
-
-/* ---- the floor ------------------------------------------------------------- */
-
-typedef struct floor_env {
-	MDB_env *env;
-	MDB_dbi dbi;
-} floor_env;
-
-#define MDB_CHECK(expr) do {                                                  \
-	int mdb_rc_ = (expr);                                                     \
-	if (mdb_rc_ != 0)                                                         \
-		bench_die("%s:%d: %s: %s", __FILE__, __LINE__, #expr,                \
-		          mdb_strerror(mdb_rc_));                                     \
-} while (0)
-
-static void floor_open(floor_env *f, const char *dir)
-{
-	MDB_val k = { 1, (void *)(uintptr_t)"k" }, v;
-	uint64_t zero = 0;
-	MDB_txn *txn;
-
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		bench_die("mkdir %s: %s", dir, strerror(errno));
-	MDB_CHECK(mdb_env_create(&f->env));
-	MDB_CHECK(mdb_env_set_mapsize(f->env, FLOOR_MAP_SIZE));
-	MDB_CHECK(mdb_env_open(f->env, dir, FLOOR_FLAGS, 0600));
-	MDB_CHECK(mdb_txn_begin(f->env, NULL, 0, &txn));
-	MDB_CHECK(mdb_dbi_open(txn, NULL, 0, &f->dbi));
-	v.mv_size = sizeof zero;
-	v.mv_data = &zero;
-	MDB_CHECK(mdb_put(txn, f->dbi, &k, &v, 0));
-	MDB_CHECK(mdb_txn_commit(txn));
-}
-
-static void floor_op(void *arg)
-{
-	floor_env *f = arg;
-	MDB_val k = { 1, (void *)(uintptr_t)"k" }, v;
-	uint64_t n;
-	MDB_txn *txn;
-
-	MDB_CHECK(mdb_txn_begin(f->env, NULL, 0, &txn));
-	MDB_CHECK(mdb_get(txn, f->dbi, &k, &v));
-	memcpy(&n, v.mv_data, sizeof n);
-	n++;
-	v.mv_size = sizeof n;
-	v.mv_data = &n;
-	MDB_CHECK(mdb_put(txn, f->dbi, &k, &v, 0));
-	MDB_CHECK(mdb_txn_commit(txn));
 }
 
 /* ---- admissions ------------------------------------------------------------- */

@@ -41,7 +41,7 @@ echo "figures are this machine's, this run; compare each with the one beside it"
 flags=$(sed -n 's/^#define RC_ENV_FLAGS[[:space:]]*//p' lib/ledger.c | tr -d ' ()')
 if [ "$flags" != "MDB_NOSYNC|MDB_WRITEMAP|MDB_NOTLS|MDB_NORDAHEAD" ]; then
 	echo "WARNING: lib/ledger.c opens the ledger with '$flags', the floor with" \
-	     "MDB_NOSYNC|MDB_WRITEMAP|MDB_NOTLS|MDB_NORDAHEAD: update bench_admit.c"
+	     "MDB_NOSYNC|MDB_WRITEMAP|MDB_NOTLS|MDB_NORDAHEAD: update tests/bench/floor.h"
 fi
 echo
 
@@ -68,7 +68,7 @@ for f in "$B"/bench/bench_*; do
 	# A benchmark added later runs too, after these.
 	case "$f" in
 	*/bench_admit|*/bench_alt|*/bench_accuracy|*/bench_memory|*/bench_shim|*/bench_http) ;;
-	*/bench_shared) ;;      # section 10, after the bindings' 8 and 9
+	*/bench_shared|*/bench_scale|*/bench_fair) ;;   # sections 10-12, after 8 and 9
 	*) [ -f "$f" ] && [ -x "$f" ] && run "$(basename "$f")" 300 ;;
 	esac
 done
@@ -105,6 +105,11 @@ fi
 
 # Section 10: budgets shared by many hosts through Redis.
 [ -x "$B/bench/bench_shared" ] && run bench_shared 120
+
+# Section 11: 1, 1,000 and 100,000 budgets in one ledger (the ratectl
+# command $B/ratectl lists them); section 12: fair shares between tenants.
+[ -x "$B/bench/bench_scale" ] && run bench_scale 300
+[ -x "$B/bench/bench_fair" ] && run bench_fair 60
 
 # One JSON document from the rows the programs appended, one per line.
 {
