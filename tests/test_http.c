@@ -1745,24 +1745,27 @@ static void test_tenant_made_by_many_processes(void **state)
 			ratectl_http_options o = RATECTL_HTTP_OPTIONS_INIT;
 			ratectl_http_request *r;
 			ratectl_http *h;
+			ratectl *led;
 			int rc = 1;
 
 			close(go[1]);
+			/* the ledger opened and the request begun before the
+			 * start, so that they race on making the budgets */
+			if (ratectl_open(&led, dir, NULL) != 0)
+				_exit(2);
 			o.config_text = race_text;
 			o.config_len = sizeof race_text - 1;
-			o.ledger_dir = dir;
+			o.ledger = led;
 			if (ratectl_http_open(&h, &o) != 0)
 				_exit(2);
-			/* the ledger opened before the start, so that they race
-			 * on the budget and not on opening */
 			r = begin_tenant(h, "zoe");
-			ratectl_http_request_free(begin_tenant(h, NULL));
 			if (read(go[0], &c, 1) == 0 && ratectl_http_admit(r, 5 * SEC) == 0) {
 				ratectl_http_response_status(r, 200);
 				rc = ratectl_http_request_end(r, NULL) == 0 ? 0 : 3;
 			}
 			ratectl_http_request_free(r);
 			ratectl_http_close(h);
+			ratectl_close(led);
 			_exit(rc);
 		}
 	}
