@@ -31,6 +31,7 @@ struct admit_ctx {
 	uint32_t vseq;             /* vseq before deciding */
 	uint32_t epoch;            /* the record's epoch */
 	int watching;              /* this wait watches for dead holders */
+	int moved;                 /* records inserted or deleted in the txn */
 	int64_t t_adm;
 	int64_t cooldown_until;
 	int64_t counted_wait;      /* wait_ns counted with the charge; -1 none */
@@ -87,7 +88,8 @@ static int admit_charge(ratectl *h, MDB_txn *txn, struct admit_ctx *c,
 	    !ratectl__batch_may_reserve(&rec->sched, c->t_adm))
 		return RATECTL_ELIMITED;
 	if (rec->max_inflight) {
-		if ((rc = ratectl__slot_claim(h, txn, rec, c->t_adm, c->cost->tokens)) != 0)
+		if ((rc = ratectl__slot_claim(h, txn, rec, c->t_adm, c->cost->tokens,
+		                              &c->moved)) != 0)
 			return rc;
 		c->slot = 0;
 	}
@@ -161,11 +163,14 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 	int rc;
 
 	c->slot = -1;           /* a previous attempt did not commit */
+	c->moved = 0;
 	if ((rc = ratectl__rec_fetch(h, txn, c->name, &rec, &cur)) == 0 &&
 	    (rc = admit_rec(h, txn, c, &rec)) == 0) {
-		/* Another record written in this transaction (a slot's holder,
-		 * the tags) may have moved the cursor's page: write by key. */
-		if (rec.max_inflight || (c->cost->tag && c->cost->tag[0]))
+		/* A record inserted or deleted in this transaction (a new
+		 * holder, a dead one's, the tags) may have split or merged the
+		 * cursor's page: write by key.  Records updated in place (a
+		 * holder's count) leave it where it is. */
+		if (c->moved || (c->cost->tag && c->cost->tag[0]))
 			rc = ratectl__rec_put(h, txn, c->name, &rec);
 		else
 			rc = ratectl__rec_store(h, cur, c->name, &rec);
@@ -223,7 +228,7 @@ static int undo_op(ratectl *h, MDB_txn *txn, void *arg)
 			rec.counters[RC_C_WAIT_NS];
 	}
 	if (c->cost->tag && c->cost->tag[0] &&
-	    (rc = ratectl__tag_count(h, txn, rec.id, c->cost->tag, 0,
+	    (rc = ratectl__tag_count(h, txn, rec.id, c->cost->tag, -1,
 	                             -(int64_t)c->cost->tokens)) != 0)
 		return rc;
 	return ratectl__rec_put(h, txn, c->name, &rec);
@@ -241,16 +246,17 @@ static void grant(ratectl *h, struct admit_ctx *c, ratectl_lease *lease)
 {
 	lease->magic = RC_LEASE_HELD;
 	lease->budget_id = c->id;
-	if (lease->name != c->name)
-		snprintf(lease->name, sizeof lease->name, "%s", c->name);
+	if (lease->name != c->name)     /* checked: at most RATECTL_NAME_MAX */
+		memcpy(lease->name, c->name, strlen(c->name) + 1);
 	lease->slot = c->slot;
 	lease->pid = h->pid;
 	lease->tokens = c->cost->tokens;
 	lease->start_ns = c->t_adm;
 	lease->fork_gen = h->fork_gen;
-	if (lease->tag != c->cost->tag)
-		snprintf(lease->tag, sizeof lease->tag, "%s",
-		         c->cost->tag ? c->cost->tag : "");
+	if (!c->cost->tag)
+		lease->tag[0] = '\0';
+	else if (lease->tag != c->cost->tag)    /* checked: at most RATECTL_TAG_MAX */
+		memcpy(lease->tag, c->cost->tag, strlen(c->cost->tag) + 1);
 }
 
 static int admit_begin(ratectl *h, const char *name, const ratectl_cost *c,
@@ -415,6 +421,7 @@ struct many_ctx {
 	int which;                 /* the budget that refused or binds the time */
 	int no_ticket;             /* try: never take one */
 	uint64_t ticket;           /* our ticket + 1; 0 none */
+	uint32_t ticket_id;        /* ... in the tenant of this id */
 	int gated;                 /* refused by the gate: sleep until gate_at */
 	int64_t gate_at;
 	struct admit_ctx c[RATECTL_MANY_MAX];
@@ -443,6 +450,8 @@ static void tickets_settle(rc_tenant_hot *tn, int64_t now)
 
 static void ticket_next(rc_tenant_hot *tn, int64_t now)
 {
+	if (tn->tk_serve == tn->tk_next)
+		return;
 	tn->tk_serve++;
 	tn->tk_gone >>= 1;
 	tn->tk_since = now;
@@ -460,6 +469,10 @@ static int gate_pass(struct many_ctx *m, rc_budget_rec *t, int64_t when)
 	uint64_t mine;
 
 	tickets_settle(tn, now);
+	/* A ticket of a tenant removed and made again (another id), or one
+	 * the line no longer has: none. */
+	if (m->ticket && (m->ticket_id != t->id || m->ticket - 1 >= tn->tk_next))
+		m->ticket = 0;
 	if (!m->ticket) {
 		if (tn->tk_serve == tn->tk_next && open)
 			return 1;
@@ -470,6 +483,7 @@ static int gate_pass(struct many_ctx *m, rc_budget_rec *t, int64_t when)
 		if (tn->tk_serve == tn->tk_next)
 			tn->tk_since = open_at > now ? open_at : now;
 		m->ticket = ++tn->tk_next;      /* ticket tk_next - 1, stored + 1 */
+		m->ticket_id = t->id;
 		return 0;
 	}
 	mine = m->ticket - 1;
@@ -610,7 +624,8 @@ static int ticket_drop_op(ratectl *h, MDB_txn *txn, void *arg)
 
 	if ((rc = ratectl__rec_get(h, txn, m->c[0].name, &rec)) != 0)
 		return rc == RATECTL_ENOTFOUND ? 1 : rc;
-	if (!(rec.reserved0 & RC_F_TENANT) || mine < rec.tn.tk_serve ||
+	if (rec.id != m->ticket_id || !(rec.reserved0 & RC_F_TENANT) ||
+	    mine < rec.tn.tk_serve ||
 	    mine >= rec.tn.tk_next)
 		return 1;
 	if (mine == rec.tn.tk_serve)
@@ -802,16 +817,39 @@ struct release_ctx {
 	int64_t now;
 };
 
+static int release_rec(ratectl *h, MDB_txn *txn, struct release_ctx *c,
+                       rc_budget_rec *r);
+
 /* One transaction: the slot back, the tokens reconciled and counted. */
 static int release_op(ratectl *h, MDB_txn *txn, void *arg)
 {
 	struct release_ctx *c = arg;
 	const ratectl_lease *l = c->lease;
+	MDB_cursor *cur = NULL;
 	rc_budget_rec rec;
 	int rc;
 
-	if ((rc = ratectl__rec_get(h, txn, l->name, &rec)) != 0)
+	if ((rc = ratectl__rec_fetch(h, txn, l->name, &rec, &cur)) != 0) {
+		if (cur)
+			mdb_cursor_close(cur);
 		return rc == RATECTL_ENOTFOUND ? 1 : rc;
+	}
+	rc = release_rec(h, txn, c, &rec);
+	/* The holder's record changed in place and a tag's too (its count is
+	 * kept, never inserted here): the cursor stands. */
+	if (rc == 0)
+		rc = ratectl__rec_store(h, cur, l->name, &rec);
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+static int release_rec(ratectl *h, MDB_txn *txn, struct release_ctx *c,
+                       rc_budget_rec *r)
+{
+	const ratectl_lease *l = c->lease;
+	rc_budget_rec rec = *r;
+	int rc;
+
 	if (rec.id != l->budget_id)
 		return 1;       /* deleted and created again: not ours to adjust */
 	if (l->slot >= 0 && (rc = ratectl__slot_put(h, txn, &rec, l->tokens)) != 0)
@@ -830,7 +868,8 @@ static int release_op(ratectl *h, MDB_txn *txn, void *arg)
 				return rc;
 		}
 	}
-	return ratectl__rec_put(h, txn, l->name, &rec);
+	*r = rec;
+	return 0;
 }
 
 int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens)

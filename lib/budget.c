@@ -157,6 +157,7 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 		rec.inflight = old.inflight;
 		rec.epoch = old.epoch;
 		rec.last_use = old.last_use;
+		rec.made = old.made;
 		memcpy(rec.counters, old.counters, sizeof rec.counters);
 		if (rec.weight)
 			rec.tn = old.tn;
@@ -170,6 +171,8 @@ static int set_op(ratectl *h, MDB_txn *txn, void *arg)
 					ratectl__gcra_rescale(&rec.lim[i], &old.lim[j], now);
 	} else if ((rc = ratectl__meta_next_id(h, txn, &rec.id)) != 0) {
 		return rc;
+	} else {
+		rec.made = now;         /* idle from now on, until used */
 	}
 	for (i = 0; c->flags & RATECTL_EMPTY && i < rec.nlimits; i++)
 		if (rec.lim[i].tat == 0)
@@ -736,6 +739,23 @@ int ratectl_tags(ratectl *h, const char *name, ratectl_tag_info *out, size_t cap
 	ratectl__read_end(h, txn);
 	if (rc != 0)
 		return rc;
+	/* The rest is what the counted tags do not hold: untagged requests
+	 * are not written anywhere at admission (they cost nothing), so it is
+	 * the budget's totals less the tags'. */
+	{
+		uint64_t req = rec.counters[RC_C_ADMITTED], tok;
+
+		tok = rec.counters[RC_C_TOK_EST] - rec.counters[RC_C_TOK_RECONCILED] +
+		      rec.counters[RC_C_TOK_ACTUAL];
+		for (i = 0; i < t.n; i++) {
+			uint64_t r = t.ent[i].requests - t.ent[i].error;
+
+			req = req > r ? req - r : 0;
+			tok = tok > t.ent[i].tokens ? tok - t.ent[i].tokens : 0;
+		}
+		t.rest_requests = req;
+		t.rest_tokens = tok;
+	}
 	for (i = 0; i < t.n; i++) {
 		memset(&all[i], 0, sizeof all[i]);
 		snprintf(all[i].tag, sizeof all[i].tag, "%s", t.ent[i].tag);
@@ -774,17 +794,23 @@ typedef struct rc_sweep_rec {
 	char next[RATECTL_NAME_MAX + 1];   /* where the next step starts */
 } rc_sweep_rec;
 
+/* 1 idle, 2 idle but for slots recorded in flight (their holders may be
+ * dead: reclaim first), 0 not. */
 static int idle(const rc_budget_rec *rec, int64_t now)
 {
+	int64_t since = rec->last_use > rec->made ? rec->last_use : rec->made;
 	unsigned i;
 
-	if (rec->expire <= 0 || rec->inflight || rec->sched.cooldown_until > now ||
-	    now - rec->last_use < rec->expire)
+	if (rec->expire <= 0 || rec->sched.cooldown_until > now ||
+	    now - since < rec->expire)
+		return 0;
+	/* someone of the tenant is in line for it */
+	if ((rec->reserved0 & RC_F_TENANT) && rec->tn.tk_serve != rec->tn.tk_next)
 		return 0;
 	for (i = 0; i < rec->nlimits; i++)
 		if (rec->lim[i].tat > now)
 			return 0;
-	return 1;
+	return rec->inflight ? 2 : 1;
 }
 
 struct sweep_ctx {
@@ -826,6 +852,7 @@ static int sweep_remove(ratectl *h, MDB_txn *txn, const char *name, uint32_t id)
 struct sweep_victim {
 	char name[RATECTL_NAME_MAX + 1];
 	uint32_t id;
+	int held;                  /* slots recorded: reclaim, then look again */
 };
 
 /* One step: up to RC_SWEEP_BATCH budgets from `from` looked at, the idle
@@ -853,8 +880,12 @@ static int sweep_scan(ratectl *h, MDB_txn *txn, const char *from, int64_t now,
 			memcpy(name, bk.mv_data, bk.mv_size);
 			name[bk.mv_size] = '\0';
 			/* Damaged records are left for `ratectl check`. */
-			if (ratectl__rec_load(name, &bv, &rec) == 0 && idle(&rec, now)) {
+			int why;
+
+			if (ratectl__rec_load(name, &bv, &rec) == 0 &&
+			    (why = idle(&rec, now)) != 0) {
 				memcpy(v[*nv].name, name, sizeof name);
+				v[*nv].held = why == 2;
 				v[(*nv)++].id = rec.id;
 			}
 		}
@@ -895,6 +926,21 @@ static int sweep_op(ratectl *h, MDB_txn *txn, void *arg)
 		if ((rc = sweep_scan(h, txn, from, c->now, v, &nv, sw.next)) != 0)
 			return rc;
 		for (i = 0; i < nv; i++) {
+			if (v[i].held) {
+				/* Slots of holders that died: taken back, and the
+				 * budget goes if that was all. */
+				rc_budget_rec rec;
+
+				if ((rc = ratectl__rec_get(h, txn, v[i].name, &rec)) != 0 ||
+				    (rc = ratectl__slot_reclaim(h, txn, &rec)) < 0)
+					return rc;
+				if (rec.inflight) {
+					if (rc > 0 && (rc = ratectl__rec_put(h, txn, v[i].name,
+					                                     &rec)) != 0)
+						return rc;
+					continue;
+				}
+			}
 			if ((rc = sweep_remove(h, txn, v[i].name, v[i].id)) != 0)
 				return rc;
 			c->removed++;

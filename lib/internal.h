@@ -106,6 +106,7 @@ typedef struct rc_budget_rec {
 	uint32_t epoch;            /* bumped when reservations are void */
 	int64_t last_use;          /* the last admission, ledger clock; 0 never */
 	int64_t expire;            /* removed once idle this long; 0 never */
+	int64_t made;              /* when it was made, ledger clock */
 	uint32_t weight;           /* a tenant's; 0 none */
 	uint32_t reserved1;
 	uint64_t counters[RC_C_COUNT_MAX];
@@ -184,7 +185,8 @@ typedef struct rc_holder {
 	uint64_t tokens;           /* estimated tokens of all of them */
 } rc_holder;
 
-/* ".t" + be32 budget id: its tags (space-saving, RATECTL_TAGS_TOP). */
+/* ".t" + be32 budget id: its tags (space-saving, RATECTL_TAGS_TOP).  The
+ * rest is not stored: it is the budget's counters less the tags'. */
 #define RC_TAGS_MAGIC 0x53544352u  /* "RCTS" */
 typedef struct rc_tag_ent {
 	char tag[RATECTL_TAG_MAX + 1];
@@ -194,7 +196,7 @@ typedef struct rc_tag_ent {
 typedef struct rc_tags_rec {
 	uint32_t magic;
 	uint32_t n;
-	uint64_t rest_requests, rest_tokens;
+	uint64_t rest_requests, rest_tokens;    /* computed when read */
 	rc_tag_ent ent[RATECTL_TAGS_TOP];
 } rc_tags_rec;
 
@@ -414,9 +416,11 @@ rc_lfile *ratectl__lfile_find(const ratectl *h, uint32_t id);
 void ratectl__wake_reboot(ratectl *h);
 /* Inside a write transaction: take a slot of budget `rec` (recording
  * this process as a holder), reclaiming the slots of dead holders first
- * when all are held.  0, RATECTL_EINFLIGHT or an error. */
+ * when all are held.  0, RATECTL_EINFLIGHT or an error.  *moved is set
+ * when records were inserted or deleted (a cursor of the caller's may
+ * have moved with its page: write by key). */
 int ratectl__slot_claim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
-                        int64_t now, uint64_t tokens);
+                        int64_t now, uint64_t tokens, int *moved);
 /* Inside a write transaction: give one back (tokens: its estimate). */
 int ratectl__slot_put(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
                       uint64_t tokens);
@@ -438,7 +442,7 @@ void ratectl__count_later(ratectl *h, const char *name, uint32_t id, int which,
 /* The tags record of budget id: count cost (admission) or correct the
  * tokens of `tag` by delta (release). */
 int ratectl__tag_count(ratectl *h, MDB_txn *txn, uint32_t id, const char *tag,
-                       uint64_t requests, int64_t tokens);
+                       int64_t requests, int64_t tokens);
 int ratectl__tags_drop(ratectl *h, MDB_txn *txn, uint32_t id);
 int ratectl__tags_load(const MDB_val *v, rc_tags_rec *t);
 int ratectl__tags_read(ratectl *h, MDB_txn *txn, uint32_t id, rc_tags_rec *t);

@@ -12,7 +12,8 @@
  * a key drawn at random when it takes its first slot.  While it lives,
  * the process holds an open-file-description write lock on byte
  * RC_LIVE_BASE + key of the wake file, taken once: the kernel drops it
- * when its last descriptor closes, SIGKILL included.  So a holder whose
+ * when its last descriptor closes, SIGKILL included (the lock's
+ * description is never mapped: a mapping would hold it open).  So a holder whose
  * byte nobody holds is dead, and its slots are taken back; that is looked
  * at only when a budget's slots run out (or by `ratectl reclaim`), so a
  * capped admission costs one more record in its transaction, no system
@@ -146,6 +147,18 @@ int ratectl__wake_open(ratectl *h)
 		h->wake = NULL;
 		rc = -ENOMEM;
 		goto fail;
+	}
+	/* The locks (liveness, refill) go on a description of their own,
+	 * never mapped: a mapping holds its description open, and a fork
+	 * child, which keeps the mapping, would keep the locks on it alive
+	 * after this process died.  The mapping's descriptor is closed. */
+	close(fd);
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		rc = ratectl__err(-errno, "wake file %s: %s", path, strerror(errno));
+		munmap(p, RC_WAKE_SIZE);
+		h->wake = NULL;
+		return rc;
 	}
 	for (i = 0; i < RC_NBUCKETS; i++) {
 		rc_lfile *lf = &h->buckets[i];
@@ -284,24 +297,35 @@ static int holder_load(const MDB_val *v, rc_holder *out)
 	return 0;
 }
 
-/* Add n (> 0) or take -n slots of this process in budget id. */
+/* Add n (> 0) or take -n slots of this process in budget id: one search,
+ * and the record is updated in place (same size), so other cursors of the
+ * transaction stay where they are.  A holder whose count falls to 0 keeps
+ * its record for its next slot; reclaim and the budget's removal drop it
+ * once the process is gone.  0, 1 when none was recorded (n < 0), 2 when
+ * the record was inserted (other cursors may have moved), or an error. */
 static int holder_add(ratectl *h, MDB_txn *txn, uint32_t id, int n, int64_t now,
                       uint64_t tokens)
 {
 	unsigned char kb[RC_HOLDER_KEY_LEN];
 	MDB_val k = { sizeof kb, kb }, v;
+	MDB_cursor *cur;
 	rc_holder hd = { 0 };
 	uint64_t key;
-	int rc;
+	int rc, found;
 
 	if ((rc = live_key(h, &key)) != 0)
 		return rc;
 	holder_key(kb, id, key);
-	rc = mdb_get(txn, h->dbi, &k, &v);
-	if (rc == 0 && holder_load(&v, &hd) != 0)
-		memset(&hd, 0, sizeof hd);      /* damaged: rewritten whole */
-	else if (rc != 0 && rc != MDB_NOTFOUND)
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
 		return ratectl__mdb_err(h, rc, "read a slot holder");
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+	found = rc == 0;
+	if (found && holder_load(&v, &hd) != 0)
+		memset(&hd, 0, sizeof hd);      /* damaged: rewritten whole */
+	else if (rc != 0 && rc != MDB_NOTFOUND) {
+		mdb_cursor_close(cur);
+		return ratectl__mdb_err(h, rc, "read a slot holder");
+	}
 	if (n > 0) {
 		if (hd.count == 0)
 			hd.since = now;
@@ -309,18 +333,19 @@ static int holder_add(ratectl *h, MDB_txn *txn, uint32_t id, int n, int64_t now,
 		hd.count += (uint32_t)n;
 		hd.tokens += tokens;
 	} else {
-		if (hd.count == 0)
+		if (hd.count == 0) {
+			mdb_cursor_close(cur);
 			return 1;       /* none recorded: nothing to give back */
+		}
 		hd.count -= 1;
 		hd.tokens = hd.tokens > tokens ? hd.tokens - tokens : 0;
 	}
-	if (hd.count == 0)
-		rc = mdb_del(txn, h->dbi, &k, NULL);
-	else {
-		v = (MDB_val){ sizeof hd, &hd };
-		rc = mdb_put(txn, h->dbi, &k, &v, 0);
-	}
-	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write a slot holder");
+	v = (MDB_val){ sizeof hd, &hd };
+	rc = found ? mdb_cursor_put(cur, &k, &v, MDB_CURRENT) : mdb_put(txn, h->dbi, &k, &v, 0);
+	mdb_cursor_close(cur);
+	if (rc == 0)
+		return found ? 0 : 2;
+	return rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write a slot holder");
 }
 
 int ratectl__holders_each(ratectl *h, MDB_txn *txn, uint32_t id,
@@ -343,8 +368,10 @@ int ratectl__holders_each(ratectl *h, MDB_txn *txn, uint32_t id,
 			break;
 		key = key_get64((const unsigned char *)k.mv_data + 6);
 		if (holder_load(&v, &hd) != 0)
-			hd = (rc_holder){ 0 };  /* damaged: shown as dead, reclaimed */
-		if ((rc = fn(h, key, &hd, hd.count && key_alive(h, key), ctx)) != 0)
+			hd = (rc_holder){ 0 };  /* damaged: reclaimed */
+		if (hd.count == 0)
+			continue;       /* kept for its next slot, or damaged */
+		if ((rc = fn(h, key, &hd, key_alive(h, key), ctx)) != 0)
 			break;
 	}
 	mdb_cursor_close(cur);
@@ -370,11 +397,10 @@ int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec)
 
 		if (k.mv_size != RC_HOLDER_KEY_LEN || memcmp(k.mv_data, kb, 6) != 0)
 			break;
-		if (holder_load(&v, &hd) == 0 &&
-		    key_alive(h, key_get64((const unsigned char *)k.mv_data + 6)))
-			continue;
 		if (holder_load(&v, &hd) != 0)
 			hd.count = 0;
+		else if (key_alive(h, key_get64((const unsigned char *)k.mv_data + 6)))
+			continue;
 		if ((rc = mdb_cursor_del(cur, 0)) != 0)
 			break;
 		freed += hd.count;
@@ -391,18 +417,20 @@ int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec)
 }
 
 int ratectl__slot_claim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
-                        int64_t now, uint64_t tokens)
+                        int64_t now, uint64_t tokens, int *moved)
 {
 	int rc;
 
 	if (rec->inflight >= rec->max_inflight) {
-		if ((rc = ratectl__slot_reclaim(h, txn, rec)) < 0 || rc == MDB_MAP_FULL)
+		if ((rc = ratectl__slot_reclaim(h, txn, rec)) < 0)
 			return rc;
+		*moved |= rc > 0;
 		if (rec->inflight >= rec->max_inflight)
 			return RATECTL_EINFLIGHT;
 	}
-	if ((rc = holder_add(h, txn, rec->id, 1, now, tokens)) != 0)
+	if ((rc = holder_add(h, txn, rec->id, 1, now, tokens)) < 0)
 		return rc;
+	*moved |= rc == 2;
 	rec->inflight++;
 	return 0;
 }
@@ -411,7 +439,7 @@ int ratectl__slot_put(ratectl *h, MDB_txn *txn, rc_budget_rec *rec, uint64_t tok
 {
 	int rc = holder_add(h, txn, rec->id, -1, 0, tokens);
 
-	if (rc < 0 || rc == MDB_MAP_FULL)
+	if (rc < 0)
 		return rc;
 	/* 1: none recorded (reclaimed as dead: cannot be while we live, or
 	 * the budget was made again): the count is not ours to lower. */
@@ -528,8 +556,13 @@ int ratectl__tags_load(const MDB_val *v, rc_tags_rec *t)
 	return 0;
 }
 
+static uint64_t add_clamped(uint64_t v, int64_t d)
+{
+	return d < 0 && (uint64_t)-d > v ? 0 : v + (uint64_t)d;
+}
+
 int ratectl__tag_count(ratectl *h, MDB_txn *txn, uint32_t id, const char *tag,
-                       uint64_t requests, int64_t tokens)
+                       int64_t requests, int64_t tokens)
 {
 	unsigned char kb[6];
 	MDB_val k = { sizeof kb, kb }, v;
@@ -551,7 +584,7 @@ int ratectl__tag_count(ratectl *h, MDB_txn *txn, uint32_t id, const char *tag,
 			e = &t.ent[i];
 			break;
 		}
-	if (!e && tag && *tag && requests) {
+	if (!e && tag && *tag && requests > 0) {
 		/* Space-saving: a new tag takes a free place, or that of the
 		 * least-counted one, whose counts it inherits as its error. */
 		if (t.n < RATECTL_TAGS_TOP) {
@@ -562,22 +595,15 @@ int ratectl__tag_count(ratectl *h, MDB_txn *txn, uint32_t id, const char *tag,
 			for (i = 1; i < t.n; i++)
 				if (t.ent[i].requests < e->requests)
 					e = &t.ent[i];
-			t.rest_requests += e->requests - e->error;
-			t.rest_tokens += e->tokens;
 			e->error = e->requests;
 			e->tokens = 0;
 		}
 		snprintf(e->tag, sizeof e->tag, "%s", tag);
 	}
-	if (e) {
-		e->requests += requests;
-		e->tokens = tokens < 0 && (uint64_t)-tokens > e->tokens ? 0 :
-		            e->tokens + (uint64_t)tokens;
-	} else {
-		t.rest_requests += requests;
-		t.rest_tokens = tokens < 0 && (uint64_t)-tokens > t.rest_tokens ? 0 :
-		                t.rest_tokens + (uint64_t)tokens;
-	}
+	if (!e)
+		return 0;       /* evicted meanwhile: its counts are the rest's */
+	e->requests = add_clamped(e->requests, requests);
+	e->tokens = add_clamped(e->tokens, tokens);
 	v = (MDB_val){ offsetof(rc_tags_rec, ent) + t.n * sizeof(rc_tag_ent), &t };
 	rc = mdb_put(txn, h->dbi, &k, &v, 0);
 	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write tags");

@@ -110,6 +110,17 @@ struct rebase_ctx {
 	int64_t now;
 };
 
+/* A time of the last boot on this boot's clock: never in the future, and
+ * 0 stays "never". */
+static int64_t shift_time(int64_t t, const struct rebase_ctx *c)
+{
+	int64_t v;
+
+	if (__builtin_add_overflow(t, c->shift, &v) || v > c->now)
+		v = c->now;
+	return v > 1 ? v : 1;
+}
+
 static int rebase_each(ratectl *h, MDB_txn *txn, const char *name,
                        const MDB_val *v, void *arg)
 {
@@ -121,7 +132,15 @@ static int rebase_each(ratectl *h, MDB_txn *txn, const char *name,
 		return rc;
 	ratectl__gcra_rebase(rec.lim, rec.nlimits, &rec.sched, c->shift, c->stamp,
 	                     c->now);
-	rec.inflight = 0;       /* no holder survives a reboot */
+	rec.inflight = 0;       /* no holder or waiter survives a reboot */
+	rec.last_use = rec.last_use ? shift_time(rec.last_use, c) : 0;
+	rec.made = rec.made ? shift_time(rec.made, c) : 0;
+	if (rec.reserved0 & RC_F_TENANT) {
+		rec.tn.tk_serve = rec.tn.tk_next;
+		rec.tn.tk_gone = 0;
+		rec.tn.tk_since = 0;
+		memset(rec.tn.gate, 0, sizeof rec.tn.gate);
+	}
 	if ((rc = ratectl__share_reboot(h, txn, name, &rec)) != 0)
 		return rc;
 	return ratectl__rec_put(h, txn, name, &rec);
