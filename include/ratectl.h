@@ -24,10 +24,12 @@
  * Caveats
  *   - Fork: a handle opened before fork() may be used in the child.  The
  *     library notices the fork (pthread_atfork) and, at the child's next
- *     call, opens its own LMDB environment and lease files.  Leases taken in
+ *     call, opens its own LMDB environment and wake file.  Leases taken in
  *     the parent belong to the parent: the child cannot release them
- *     (RATECTL_EFORKED) and never holds their slots: the child closes its
- *     copies of the lease descriptors when it forks.  Processes must not
+ *     (RATECTL_EFORKED) and never keeps their slots alive: at the fork the
+ *     child closes its copy of the descriptor that holds the parent's
+ *     liveness lock, so the parent's slots come back when it dies even
+ *     while the child lives on.  Processes must not
  *     call into the library between fork() and exec() from a
  *     multi-threaded parent (the usual async-signal-safety rule).
  *   - Threads: one handle may be used by any number of threads at once.
@@ -292,7 +294,8 @@ int ratectl_budget_check(const ratectl_budget *b);
 int ratectl_budget_set(ratectl *h, const char *name, const ratectl_budget *b,
                        int flags);
 
-/* Delete a budget and its lease file.  Returns 0 or RATECTL_ENOTFOUND. */
+/* Delete a budget (its slots' holders and tags with it).  Returns 0 or
+ * RATECTL_ENOTFOUND.  Its waiters fail with RATECTL_ENOTFOUND. */
 int ratectl_budget_delete(ratectl *h, const char *name);
 
 /*
@@ -411,10 +414,10 @@ typedef struct ratectl_budget_info {
 
 /*
  * Fill *out with budget `name`'s configuration and live state.  Reading
- * creates no file and keeps no descriptor open.  A live state that cannot
- * be read (a damaged lease file, no descriptor left) is an error, never
- * reported as zeros: RATECTL_ECORRUPT, -EMFILE and other -errno, with
- * ratectl_errmsg() naming the file.
+ * creates no file and keeps no descriptor open: everything is in the
+ * ledger.  A state that cannot be read (a damaged record) is an error,
+ * never reported as zeros: RATECTL_ECORRUPT and other codes, with
+ * ratectl_errmsg() naming the budget.
  */
 int ratectl_budget_get(ratectl *h, const char *name, ratectl_budget_info *out);
 
@@ -582,7 +585,7 @@ typedef struct ratectl_cost {
 	uint64_t requests;
 	uint64_t tokens;
 	ratectl_priority priority;
-	const char *tag;           /* NULL: none; else counted (ratectl_tags()) */
+	const char *tag;           /* NULL or "": none; else counted (ratectl_tags()) */
 } ratectl_cost;
 
 /*
@@ -593,7 +596,8 @@ typedef struct ratectl_lease {
 	uint32_t magic;            /* set while held */
 	uint32_t budget_id;
 	char name[RATECTL_NAME_MAX + 1];
-	int32_t slot;              /* in-flight slot, -1 when the budget has no cap */
+	int32_t slot;              /* 0: holds one of the budget's in-flight slots;
+	                              -1: the budget has no cap */
 	int32_t pid;               /* the process that holds it */
 	uint64_t tokens;           /* tokens charged (the estimate) */
 	int64_t start_ns;          /* admission time on the handle's clock */
@@ -699,9 +703,11 @@ typedef struct ratectl_reservation {
  * that, as in ratectl_acquire().  A slot waiter's process runs the
  * budget's dead-holder watcher thread (one per process and budget, as
  * for ratectl_acquire()); rate waiters start no thread.  While any
- * reservation is pending on a budget, anywhere, each wake-up on it costs
- * one write() to its lease file; a process killed with reservations
- * pending leaves that on until the next reboot.
+ * reservation is pending on a budget, anywhere, each wake-up on it (or on
+ * a budget of the same wake-up bucket) costs one write() to the ledger's
+ * wake file, which wakes every event loop watching it (they look again
+ * without a transaction when not due); a process killed with
+ * reservations pending leaves that on until the next reboot.
  */
 int ratectl_reserve(ratectl *h, const char *name, const ratectl_cost *c,
                     ratectl_reservation *r);
@@ -748,7 +754,8 @@ int ratectl_events_drain(ratectl *h);
  * A refund wakes the waiters it may let in.  The lease is cleared.
  * Returns 0, RATECTL_EBADLEASE (not held, or released twice),
  * RATECTL_EFORKED (taken by another process), or a ledger error (the slot
- * is freed even then).
+ * is then given back in a transaction of its own; should that fail too,
+ * it comes back when this process exits, as a dead holder's).
  */
 int ratectl_release(ratectl *h, ratectl_lease *lease, uint64_t actual_tokens);
 
