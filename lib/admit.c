@@ -32,6 +32,7 @@ struct admit_ctx {
 	uint32_t epoch;            /* the record's epoch */
 	int watching;              /* this wait watches for dead holders */
 	int moved;                 /* records inserted or deleted in the txn */
+	int refused;               /* committed, but this refusal to return */
 	int64_t t_adm;
 	int64_t cooldown_until;
 	int64_t counted_wait;      /* wait_ns counted with the charge; -1 none */
@@ -164,8 +165,14 @@ static int admit_op(ratectl *h, MDB_txn *txn, void *arg)
 
 	c->slot = -1;           /* a previous attempt did not commit */
 	c->moved = 0;
+	c->refused = 0;
 	if ((rc = ratectl__rec_fetch(h, txn, c->name, &rec, &cur)) == 0 &&
-	    (rc = admit_rec(h, txn, c, &rec)) == 0) {
+	    (rc = admit_rec(h, txn, c, &rec)) == RATECTL_EINFLIGHT && c->moved) {
+		/* Refused, but dead holders' records were dropped on the way:
+		 * keep that (commit), and say no. */
+		c->refused = rc;
+		rc = ratectl__rec_put(h, txn, c->name, &rec);
+	} else if (rc == 0) {
 		/* A record inserted or deleted in this transaction (a new
 		 * holder, a dead one's, the tags) may have split or merged the
 		 * cursor's page: write by key.  Records updated in place (a
@@ -190,6 +197,8 @@ static int admit_write(ratectl *h, struct admit_ctx *c)
 
 	c->kick = 0;
 	rc = ratectl__write(h, admit_op, c);
+	if (rc == 0 && c->refused)
+		rc = c->refused;
 	if (rc != 0)
 		c->slot = -1;
 	if (c->kick)

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -635,7 +636,7 @@ static int reclaim_each(ratectl *h, MDB_txn *txn, const char *name,
 	 * back: it is skipped (`ratectl check` reports it). */
 	if (ratectl__rec_load(name, v, &rec) != 0 || rec.inflight == 0)
 		return 0;
-	if ((rc = ratectl__slot_reclaim(h, txn, &rec)) < 0)
+	if ((rc = ratectl__slot_reclaim(h, txn, &rec, NULL)) < 0)
 		return rc;
 	if (rc == 0)
 		return 0;
@@ -646,9 +647,13 @@ static int reclaim_each(ratectl *h, MDB_txn *txn, const char *name,
 static int reclaim_op(ratectl *h, MDB_txn *txn, void *arg)
 {
 	unsigned *slots = arg;
+	int rc;
 
 	*slots = 0;
-	return ratectl__budget_each(h, txn, reclaim_each, slots);
+	if ((rc = ratectl__budget_each(h, txn, reclaim_each, slots)) != 0)
+		return rc;
+	/* and the records dead processes left with nothing held */
+	return ratectl__holders_gc(h, txn, NULL, UINT_MAX);
 }
 
 int ratectl_reclaim(ratectl *h, unsigned *slots, unsigned *readers)
@@ -792,6 +797,7 @@ int ratectl_tags(ratectl *h, const char *name, ratectl_tag_info *out, size_t cap
 typedef struct rc_sweep_rec {
 	int64_t due;               /* ledger clock */
 	char next[RATECTL_NAME_MAX + 1];   /* where the next step starts */
+	unsigned char hnext[RC_HOLDER_KEY_LEN];  /* ... among the holders */
 } rc_sweep_rec;
 
 /* 1 idle, 2 idle but for slots recorded in flight (their holders may be
@@ -804,8 +810,10 @@ static int idle(const rc_budget_rec *rec, int64_t now)
 	if (rec->expire <= 0 || rec->sched.cooldown_until > now ||
 	    now - since < rec->expire)
 		return 0;
-	/* someone of the tenant is in line for it */
-	if ((rec->reserved0 & RC_F_TENANT) && rec->tn.tk_serve != rec->tn.tk_next)
+	/* someone of the tenant is in line for it (a line that has not moved
+	 * for the idle time was left by the dead: it does not count) */
+	if ((rec->reserved0 & RC_F_TENANT) && rec->tn.tk_serve != rec->tn.tk_next &&
+	    now - rec->tn.tk_since < rec->expire)
 		return 0;
 	for (i = 0; i < rec->nlimits; i++)
 		if (rec->lim[i].tat > now)
@@ -932,7 +940,7 @@ static int sweep_op(ratectl *h, MDB_txn *txn, void *arg)
 				rc_budget_rec rec;
 
 				if ((rc = ratectl__rec_get(h, txn, v[i].name, &rec)) != 0 ||
-				    (rc = ratectl__slot_reclaim(h, txn, &rec)) < 0)
+				    (rc = ratectl__slot_reclaim(h, txn, &rec, NULL)) < 0)
 					return rc;
 				if (rec.inflight) {
 					if (rc > 0 && (rc = ratectl__rec_put(h, txn, v[i].name,
@@ -947,6 +955,11 @@ static int sweep_op(ratectl *h, MDB_txn *txn, void *arg)
 		}
 		memcpy(from, sw.next, sizeof from);
 	} while (c->all && from[0]);
+	/* The records of dead processes that held nothing (a holder's record
+	 * stays at 0 for its next slot) go a few at a time too. */
+	if ((rc = ratectl__holders_gc(h, txn, c->all ? NULL : sw.hnext,
+	                              c->all ? UINT_MAX : RC_SWEEP_BATCH)) != 0)
+		return rc;
 	sw.due = c->now + RATECTL_SWEEP_NS;
 	val = (MDB_val){ sizeof sw, &sw };
 	rc = mdb_put(txn, h->dbi, &k, &val, 0);

@@ -83,7 +83,8 @@ typedef struct rc_tenant_hot {
 	uint64_t tk_serve;         /* the ticket whose turn it is */
 	uint64_t tk_gone;          /* bit i: ticket tk_serve + i gave up */
 	int64_t tk_since;          /* when tk_serve's turn came (gate open) */
-	int64_t gate[RC_GATE_MAX]; /* times of its last `weight` places */
+	int64_t gate[RC_GATE_MAX]; /* times of its last `weight` places (only
+	                              `weight` of them are stored) */
 } rc_tenant_hot;
 
 enum {
@@ -168,9 +169,10 @@ static inline int rc_budget_key(const MDB_val *k)
 
 #define RC_REC_SIZE(n) (offsetof(rc_budget_rec, lim) + (size_t)(n) * sizeof(rc_limit))
 /* Its size as stored: the optional parts follow the limits. */
+#define RC_TENANT_STORED(w) (offsetof(rc_tenant_hot, gate) + (size_t)(w) * sizeof(int64_t))
 #define RC_REC_STORED(r) (RC_REC_SIZE((r)->nlimits) + \
 	(((r)->reserved0 & RC_F_SHARED) ? sizeof(rc_share_hot) : 0) + \
-	(((r)->reserved0 & RC_F_TENANT) ? sizeof(rc_tenant_hot) : 0) + \
+	(((r)->reserved0 & RC_F_TENANT) ? RC_TENANT_STORED((r)->weight) : 0) + \
 	(((r)->reserved0 & RC_F_ORIGIN) ? sizeof(((rc_budget_rec *)0)->origin) : 0))
 
 /* ".h" + be32 budget id + be64 process key: one process's in-flight slots
@@ -425,11 +427,17 @@ int ratectl__slot_claim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
 int ratectl__slot_put(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
                       uint64_t tokens);
 /* Inside a write transaction: free the slots of budget rec's dead
- * holders; returns how many (counted as reclaimed), or an error. */
-int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec);
+ * holders; returns how many (counted as reclaimed), or an error.
+ * *dropped (may be NULL) counts the records deleted. */
+int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
+                          unsigned *dropped);
 /* Inside a write transaction: forget every holder of budget id (it is
  * deleted) or, id 0, of every budget (a reboot: no holder survives). */
 int ratectl__holders_drop(ratectl *h, MDB_txn *txn, uint32_t id);
+/* Inside a write transaction: drop the records of dead processes that
+ * held nothing, looking at up to max holders from *from (NULL or "": the
+ * first), and leave in *from where to go on ("" at the end). */
+int ratectl__holders_gc(ratectl *h, MDB_txn *txn, unsigned char *from, unsigned max);
 /* Budget id's holders, from txn: fn for each until it returns non-zero. */
 typedef int (*rc_holder_fn)(ratectl *h, uint64_t key, const rc_holder *hd,
                             int alive, void *ctx);

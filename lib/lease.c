@@ -380,7 +380,8 @@ int ratectl__holders_each(ratectl *h, MDB_txn *txn, uint32_t id,
 	return rc;
 }
 
-int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec)
+int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
+                          unsigned *dropped)
 {
 	unsigned char kb[RC_HOLDER_KEY_LEN];
 	MDB_cursor *cur;
@@ -404,6 +405,8 @@ int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec)
 		if ((rc = mdb_cursor_del(cur, 0)) != 0)
 			break;
 		freed += hd.count;
+		if (dropped)
+			(*dropped)++;
 	}
 	mdb_cursor_close(cur);
 	if (rc != 0 && rc != MDB_NOTFOUND)
@@ -422,9 +425,11 @@ int ratectl__slot_claim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
 	int rc;
 
 	if (rec->inflight >= rec->max_inflight) {
-		if ((rc = ratectl__slot_reclaim(h, txn, rec)) < 0)
+		unsigned dropped = 0;
+
+		if ((rc = ratectl__slot_reclaim(h, txn, rec, &dropped)) < 0)
 			return rc;
-		*moved |= rc > 0;
+		*moved |= dropped > 0;
 		if (rec->inflight >= rec->max_inflight)
 			return RATECTL_EINFLIGHT;
 	}
@@ -604,6 +609,8 @@ int ratectl__tag_count(ratectl *h, MDB_txn *txn, uint32_t id, const char *tag,
 		return 0;       /* evicted meanwhile: its counts are the rest's */
 	e->requests = add_clamped(e->requests, requests);
 	e->tokens = add_clamped(e->tokens, tokens);
+	if (e->requests == 0 && e->error == 0)
+		*e = t.ent[--t.n];      /* its only request given back: gone */
 	v = (MDB_val){ offsetof(rc_tags_rec, ent) + t.n * sizeof(rc_tag_ent), &t };
 	rc = mdb_put(txn, h->dbi, &k, &v, 0);
 	return rc == 0 || rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "write tags");
@@ -647,4 +654,48 @@ int ratectl__tags_read(ratectl *h, MDB_txn *txn, uint32_t id, rc_tags_rec *t)
 uint32_t ratectl__key_id(const unsigned char *p)
 {
 	return key_get32(p);
+}
+
+/* ---- records of dead processes that held nothing ------------------------ */
+
+int ratectl__holders_gc(ratectl *h, MDB_txn *txn, unsigned char *from, unsigned max)
+{
+	unsigned char start[RC_HOLDER_KEY_LEN] = { '.', 'h' };
+	MDB_cursor *cur;
+	MDB_val k, v;
+	unsigned seen = 0;
+	int rc;
+
+	if (from && from[0] == '.' && from[1] == 'h')
+		memcpy(start, from, sizeof start);
+	k = (MDB_val){ from && from[0] ? sizeof start : 2, start };
+	if ((rc = mdb_cursor_open(txn, h->dbi, &cur)) != 0)
+		return ratectl__mdb_err(h, rc, "read slot holders");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && seen < max;
+	     seen++) {
+		rc_holder hd;
+
+		if (k.mv_size < 2 || memcmp(k.mv_data, ".h", 2) != 0) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
+		if (k.mv_size == RC_HOLDER_KEY_LEN && holder_load(&v, &hd) == 0 &&
+		    hd.count == 0 &&
+		    !key_alive(h, key_get64((const unsigned char *)k.mv_data + 6))) {
+			if ((rc = mdb_cursor_del(cur, 0)) != 0)
+				break;
+			/* (after a delete, MDB_NEXT gives the record that
+			 * followed the one deleted) */
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	if (from)       /* where the next step starts; "" from the first */
+		memset(from, 0, RC_HOLDER_KEY_LEN);
+	if (from && rc == 0 && k.mv_size == RC_HOLDER_KEY_LEN &&
+	    memcmp(k.mv_data, ".h", 2) == 0)
+		memcpy(from, k.mv_data, RC_HOLDER_KEY_LEN);
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc == MDB_MAP_FULL ? rc : ratectl__mdb_err(h, rc, "drop dead holders");
+	return 0;
 }

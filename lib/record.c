@@ -67,8 +67,9 @@ int ratectl__rec_load(const char *name, const MDB_val *v, rc_budget_rec *out)
 		memset(&out->sh, 0, sizeof out->sh);
 	}
 	if (r->reserved0 & RC_F_TENANT) {
-		memcpy(&out->tn, p + base, sizeof out->tn);
-		base += sizeof out->tn;
+		memset(&out->tn, 0, sizeof out->tn);
+		memcpy(&out->tn, p + base, RC_TENANT_STORED(r->weight));
+		base += RC_TENANT_STORED(r->weight);
 		if (out->tn.tk_serve > out->tn.tk_next)
 			goto bad;
 	} else {
@@ -108,8 +109,8 @@ static void rec_bytes(const rc_budget_rec *rec, void *out)
 		base += sizeof rec->sh;
 	}
 	if (rec->reserved0 & RC_F_TENANT) {
-		memcpy(p + base, &rec->tn, sizeof rec->tn);
-		base += sizeof rec->tn;
+		memcpy(p + base, &rec->tn, RC_TENANT_STORED(rec->weight));
+		base += RC_TENANT_STORED(rec->weight);
 	}
 	if (rec->reserved0 & RC_F_ORIGIN)
 		memcpy(p + base, rec->origin, sizeof rec->origin);

@@ -358,6 +358,78 @@ static void test_fork_child_keeps_no_parent_alive(void **state)
 	close(p[1]);
 }
 
+static unsigned count_holder_records(ratectl *h)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k = { 2, (void *)".h" }, v;
+	unsigned n = 0;
+	int rc;
+
+	assert_int_equal(ratectl__read_begin(h, &txn), 0);
+	assert_int_equal(mdb_cursor_open(txn, h->dbi, &cur), 0);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 &&
+	     k.mv_size >= 2 && memcmp(k.mv_data, ".h", 2) == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		n++;
+	mdb_cursor_close(cur);
+	ratectl__read_end(h, txn);
+	return n;
+}
+
+/* Every process that ever held a slot leaves a holder record at 0 (kept
+ * for its next slot); once it is gone, the sweep drops it, and so does a
+ * refused admission that looked for dead holders: a capped budget does
+ * not grow with the processes that used it (cron jobs, xargs -P). */
+static void test_dead_holders_records_dropped(void **state)
+{
+	clock_fixture *f = *state;
+	ratectl_budget b = budget_simple(1000, 1000, 1);
+	ratectl_lease l, mine;
+	unsigned removed;
+	int i, status;
+	pid_t pid;
+
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	for (i = 0; i < 5; i++) {
+		if ((pid = fork()) == 0) {
+			if (ratectl_try(f->h, "b", &one, &l, NULL) != 0)
+				_exit(1);
+			ratectl_release(f->h, &l, RATECTL_UNKNOWN);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	assert_int_equal(count_holder_records(f->h), 5);
+	assert_int_equal(ratectl_sweep(f->h, &removed), 0);
+	assert_int_equal(count_holder_records(f->h), 0);
+	/* this process's own record stays at 0 for its next slot */
+	assert_int_equal(ratectl_try(f->h, "b", &one, &mine, NULL), 0);
+	ratectl_release(f->h, &mine, RATECTL_UNKNOWN);
+	assert_int_equal(ratectl_sweep(f->h, &removed), 0);
+	assert_int_equal(count_holder_records(f->h), 1);
+	/* a refused try that dropped dead records keeps that */
+	for (i = 0; i < 3; i++) {
+		if ((pid = fork()) == 0) {
+			if (ratectl_try(f->h, "b", &one, &l, NULL) != 0)
+				_exit(1);
+			ratectl_release(f->h, &l, RATECTL_UNKNOWN);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+	}
+	assert_int_equal(count_holder_records(f->h), 4);
+	assert_int_equal(ratectl_try(f->h, "b", &one, &mine, NULL), 0);
+	if ((pid = fork()) == 0)
+		_exit(ratectl_try(f->h, "b", &one, &l, NULL) == RATECTL_EINFLIGHT ? 0 : 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* mine, and the refused child's own new one (it died since) */
+	assert_true(count_holder_records(f->h) <= 2);
+	ratectl_release(f->h, &mine, RATECTL_UNKNOWN);
+}
+
 /* ---- fair shares ----------------------------------------------------------- */
 
 /* Real processes on a real clock: a saturated key budget of 100/s (no
@@ -714,6 +786,8 @@ int main(void)
 		                                clock_teardown),
 		cmocka_unit_test_setup_teardown(test_fork_child_keeps_no_parent_alive,
 		                                clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_dead_holders_records_dropped, clock_setup,
+		                                clock_teardown),
 		cmocka_unit_test_setup_teardown(test_ticket_given_up, clock_setup,
 		                                clock_teardown),
 		cmocka_unit_test_setup_teardown(test_fifo_within_tenant, clock_setup,
