@@ -1,7 +1,10 @@
 /*
  * test_preload.c - the preload shim's pure parts in-process (no libcurl,
  * no LD_PRELOAD), so that ASan and UBSan see them: the held body
- * (tools/preload/tee.c) and the parts of libratectl-http it relied on:
+ * (tools/preload/tee.c), the program's header list read and copied
+ * without ratectl's own headers (hdrs.c, and with the policy: a tenant
+ * header of 63 to 66 bytes and 1 MiB), and the parts of libratectl-http
+ * it relied on:
  * usage read from a body as it streams (lib/http/body.c over usage.c),
  * providers' rate-limit headers (hdr.c), refusal messages (msg.c) and
  * the JSON scanner (jscan.c).  Every fixed buffer is tried at
@@ -10,9 +13,16 @@
  */
 #include <curl/curl.h>          /* CURL_ERROR_SIZE only: nothing is linked */
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "testutil.h"
 #include "http.h"
 #include "rh.h"
+
+/* The Makefile links tee.o alone into this test; hdrs.c is as pure (no
+ * libcurl call), so it is compiled in here. */
+#include "hdrs.c"
 
 static const size_t pieces[] = {
 	1, 2, 7, 100, 2047, 2048, 2049, 4095, 4096, 8191, 8192, 8193, 16384, 65536,
@@ -519,6 +529,329 @@ static void test_refusal_buffer(void **state)
 	                    "ratectl: budget 'slow' was not available within 1s");
 }
 
+/* ---- the program's header list (hdrs.c) ----------------------------------- */
+
+/* A curl_slist of the strings v[0..n), each node and string in a block
+ * of its own (ASan sees a read past one); freed with list_free(). */
+static struct curl_slist *list_of(const char *const *v, size_t n)
+{
+	struct curl_slist *head = NULL, **tail = &head;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct curl_slist *c = malloc(sizeof *c);
+
+		assert_non_null(c);
+		c->data = v[i] ? strdup(v[i]) : NULL;
+		assert_true(!v[i] || c->data);
+		c->next = NULL;
+		*tail = c;
+		tail = &c->next;
+	}
+	return head;
+}
+
+static void list_free(struct curl_slist *l)
+{
+	while (l) {
+		struct curl_slist *n = l->next;
+
+		free(l->data);
+		free(l);
+		l = n;
+	}
+}
+
+/* The nodes and strings of l, to check that nothing changed them. */
+struct shape {
+	const struct curl_slist *node[32];
+	const char *data[32];
+	char text[32][128];
+	size_t n;
+};
+
+static void shape_take(struct shape *s, const struct curl_slist *l)
+{
+	for (s->n = 0; l; l = l->next, s->n++) {
+		assert_true(s->n < 32);
+		s->node[s->n] = l;
+		s->data[s->n] = l->data;
+		snprintf(s->text[s->n], sizeof s->text[0], "%s", l->data ? l->data : "(null)");
+	}
+}
+
+static void shape_same(const struct shape *s, const struct curl_slist *l)
+{
+	size_t i;
+
+	for (i = 0; l; l = l->next, i++) {
+		assert_true(i < s->n);
+		assert_ptr_equal(l, s->node[i]);
+		assert_ptr_equal(l->data, s->data[i]);
+		assert_string_equal(l->data ? l->data : "(null)", s->text[i]);
+	}
+	assert_int_equal(i, s->n);
+}
+
+static void test_hdrs_read_every_form(void **state)
+{
+	static const char *const v[] = {
+		"Authorization: Bearer sk-1",     /* 0 */
+		"X-Ratectl-Tenant:   alice ",     /* 1: the library trims the value */
+		"X-Empty;",                       /* 2: libcurl's empty header */
+		"no separator at all",            /* not a header */
+		"Semi; with text after",          /* not sent by libcurl */
+		"Spaced-Name \t: v",              /* 3: name without the blanks */
+		"a:b:c",                          /* 4: the first colon */
+		": no name",                      /* not a header */
+		NULL,                             /* a node without a string */
+		"X-Removed:",                     /* 5: "" (not sent by libcurl) */
+		"semi;colon: both",               /* 6: the colon decides */
+	};
+	static const char *const names[] = {
+		"Authorization", "X-Ratectl-Tenant", "X-Empty", "Spaced-Name", "a",
+		"X-Removed", "semi;colon",
+	};
+	static const char *const values[] = {
+		"Bearer sk-1", "alice ", "", "v", "b:c", "", "both",
+	};
+	struct curl_slist *l = list_of(v, sizeof v / sizeof v[0]);
+	struct shim_hdrs h = { (void *)1, 99 };
+	struct shape sh;
+	size_t i;
+
+	(void)state;
+	shape_take(&sh, l);
+	assert_int_equal(shim_hdrs_read(&h, l), 0);
+	assert_int_equal(h.n, 7);
+	for (i = 0; i < h.n; i++) {
+		assert_string_equal(h.v[i].name, names[i]);
+		assert_string_equal(h.v[i].value, values[i]);
+	}
+	/* values point into the program's strings, never copied */
+	assert_ptr_equal(h.v[0].value, l->data + strlen("Authorization: "));
+	shape_same(&sh, l);
+	shim_hdrs_free(&h);
+	assert_null(h.v);
+	assert_int_equal(h.n, 0);
+	/* no list, and a list of no header */
+	assert_int_equal(shim_hdrs_read(&h, NULL), 0);
+	assert_null(h.v);
+	assert_int_equal(h.n, 0);
+	list_free(l);
+	l = list_of(v + 3, 2);
+	assert_int_equal(shim_hdrs_read(&h, l), 0);
+	assert_null(h.v);
+	assert_int_equal(h.n, 0);
+	list_free(l);
+}
+
+/* Names of 63 to 66 bytes and 1 MiB, values of 1 MiB: copied whole, in
+ * a block of exactly the size needed (ASan: a byte past is a crash). */
+static void test_hdrs_read_long_names(void **state)
+{
+	const size_t lens[] = { 1, 63, 64, 65, 66, 1 << 20 };
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+		size_t k = lens[i];
+		char *e = malloc(k + 2 + (1 << 20) + 1);
+		const char *v[2];
+		struct curl_slist *l;
+		struct shim_hdrs h;
+
+		assert_non_null(e);
+		memset(e, 'n', k);
+		memcpy(e + k, ": ", 2);
+		memset(e + k + 2, 'v', 1 << 20);
+		e[k + 2 + (1 << 20)] = '\0';
+		v[0] = e;
+		v[1] = "After: 1";
+		l = list_of(v, 2);
+		assert_int_equal(shim_hdrs_read(&h, l), 0);
+		assert_int_equal(h.n, 2);
+		assert_int_equal(strlen(h.v[0].name), k);
+		assert_memory_equal(h.v[0].name, e, k);
+		assert_int_equal(strlen(h.v[0].value), 1 << 20);
+		assert_string_equal(h.v[1].name, "After");
+		assert_string_equal(h.v[1].value, "1");
+		shim_hdrs_free(&h);
+		list_free(l);
+		free(e);
+	}
+}
+
+static const char *const drop2[] = { "X-Ratectl-Tenant", "X-Ratectl-Tag" };
+
+static void test_hdrs_without_drops_only_those(void **state)
+{
+	static const char *const v[] = {
+		"Accept: */*",
+		"X-Ratectl-Tenant: alice",        /* dropped */
+		"x-ratectl-tag: route/a",         /* dropped, any case */
+		"X-Ratectl-Tenantx: 1",           /* kept: another name */
+		"X-Ratectl-Tenan: 1",             /* kept */
+		"X-RATECTL-TENANT;",              /* dropped: the empty form */
+		"X-Ratectl-Tag : v",              /* dropped: blanks before ':' */
+		"X-Ratectl-Other: 1",             /* kept: not configured */
+		"x-ratectl-tenant: bob",          /* dropped: a repeat */
+		NULL,                             /* kept as it is */
+		"Content-Type: application/json",
+	};
+	static const int kept[] = { 0, 3, 4, 7, 9, 10 };
+	struct curl_slist *l = list_of(v, sizeof v / sizeof v[0]), *out = (void *)1;
+	const struct curl_slist *p, *q;
+	struct shape sh;
+	unsigned i = 0;
+
+	(void)state;
+	shape_take(&sh, l);
+	assert_int_equal(shim_hdrs_without(&out, l, drop2, 2), 5);
+	assert_non_null(out);
+	for (p = out; p; p = p->next, i++) {
+		assert_true(i < sizeof kept / sizeof kept[0]);
+		/* the program's own string, not a copy, in a node of ours */
+		assert_ptr_equal(p->data, sh.data[kept[i]]);
+		for (q = l; q; q = q->next)
+			assert_ptr_not_equal(p, q);
+	}
+	assert_int_equal(i, sizeof kept / sizeof kept[0]);
+	shape_same(&sh, l);
+	free(out);
+	/* nothing to drop: the program's list as it is */
+	out = (void *)1;
+	assert_int_equal(shim_hdrs_without(&out, l, drop2, 0), 0);
+	assert_null(out);
+	{
+		static const char *const other[] = { "X-Nothing" };
+
+		out = (void *)1;
+		assert_int_equal(shim_hdrs_without(&out, l, other, 1), 0);
+		assert_null(out);
+	}
+	out = (void *)1;
+	assert_int_equal(shim_hdrs_without(&out, NULL, drop2, 2), 0);
+	assert_null(out);
+	shape_same(&sh, l);
+	list_free(l);
+	/* all of them dropped: no list to send at all */
+	l = list_of(v + 1, 2);
+	out = (void *)1;
+	assert_int_equal(shim_hdrs_without(&out, l, drop2, 2), 2);
+	assert_null(out);
+	list_free(l);
+}
+
+/* Many entries: one block of nodes, in order. */
+static void test_hdrs_without_many(void **state)
+{
+	enum { N = 10000 };
+	static char buf[N][32];
+	const char **v = malloc(N * sizeof *v);
+	struct curl_slist *l, *out;
+	const struct curl_slist *p;
+	struct shim_hdrs h;
+	size_t i, n = 0;
+
+	(void)state;
+	assert_non_null(v);
+	for (i = 0; i < N; i++) {
+		snprintf(buf[i], sizeof buf[i], i % 3 ? "H%zu: %zu" : "x-ratectl-tag: %zu", i, i);
+		v[i] = buf[i];
+	}
+	l = list_of(v, N);
+	assert_int_equal(shim_hdrs_read(&h, l), 0);
+	assert_int_equal(h.n, N);
+	shim_hdrs_free(&h);
+	assert_int_equal(shim_hdrs_without(&out, l, drop2, 2), (N + 2) / 3);
+	for (p = out, i = 1; p; p = p->next, n++, i += i % 3 == 1 ? 1 : 2)
+		assert_string_equal(p->data, buf[i]);
+	assert_int_equal(n, N - (N + 2) / 3);
+	free(out);
+	list_free(l);
+	free(v);
+}
+
+/*
+ * The shim's chain in-process, as policy.c and xfer.c run it: the list
+ * read, the request begun with a tenant header of 63, 64, 65, 66 bytes
+ * and 1 MiB (its end right before a PROT_NONE page), the tenant taken or
+ * refused (RATECTL_EBADNAME at admission), and the list to send without
+ * ratectl's headers whatever the value.
+ */
+static void test_hdrs_tenant_values_through_the_policy(void **state)
+{
+	static const char conf[] =
+		"[fake]\nmatch = api.example.test\nrequests = 100/s\n"
+		"tenant = header X-Ratectl-Tenant\ntenant_template = *\n"
+		"tag = header X-Ratectl-Tag\n[*]\nrequests = 50/s\n";
+	const size_t lens[] = { 63, 64, 65, 66, 1 << 20 };
+	long pg = sysconf(_SC_PAGESIZE);
+	ratectl_http_options o = RATECTL_HTTP_OPTIONS_INIT;
+	char *dir = tmp_ledger();
+	ratectl_http *h;
+	unsigned i;
+
+	(void)state;
+	o.config_text = conf;
+	o.config_len = sizeof conf - 1;
+	o.ledger_dir = dir;
+	assert_int_equal(ratectl_http_open(&h, &o), 0);
+	for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+		size_t k = strlen("X-Ratectl-Tenant: "), n = k + lens[i] + 1;
+		size_t span = (n + (size_t)pg - 1) / (size_t)pg * (size_t)pg + (size_t)pg;
+		char *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		char *e = m + (span - (size_t)pg) - n;
+		const ratectl_http_info *info;
+		ratectl_http_request *req;
+		struct curl_slist tag = { (char *)"X-Ratectl-Tag: route/a", NULL };
+		struct curl_slist ent = { NULL, &tag }, *out;
+		struct curl_slist keep = { (char *)"Accept: */*", &ent };
+		struct shim_hdrs hs;
+		int rc;
+
+		assert_true(m != MAP_FAILED);
+		assert_int_equal(mprotect(m + span - (size_t)pg, (size_t)pg, PROT_NONE), 0);
+		memcpy(e, "X-Ratectl-Tenant: ", k);
+		memset(e + k, 'a', lens[i]);
+		e[n - 1] = '\0';
+		ent.data = e;
+		assert_int_equal(shim_hdrs_read(&hs, &keep), 0);
+		assert_int_equal(hs.n, 3);
+		assert_int_equal(ratectl_http_request_begin(&req, h, "POST",
+		                 "https://api.example.test/v1/chat/completions", hs.v, hs.n,
+		                 "{}", 2, 0), 0);
+		shim_hdrs_free(&hs);
+		assert_non_null(req);
+		info = ratectl_http_request_info(req);
+		assert_int_equal(info->ndrop_headers, 2);
+		if (lens[i] <= RATECTL_NAME_MAX) {
+			assert_non_null(info->tenant);
+			assert_int_equal(strlen(info->tenant), lens[i]);
+			assert_string_equal(info->tag, "route/a");
+			rc = ratectl_http_admit(req, 0);
+			assert_int_equal(rc, 0);
+		} else {
+			assert_null(info->tenant);
+			rc = ratectl_http_admit(req, 0);
+			assert_int_equal(rc, RATECTL_EBADNAME);
+			assert_non_null(strstr(ratectl_http_request_why(req), "not sent"));
+		}
+		/* whatever the value, the list to send has only Accept */
+		assert_int_equal(shim_hdrs_without(&out, &keep, info->drop_headers,
+		                                   info->ndrop_headers), 2);
+		assert_non_null(out);
+		assert_ptr_equal(out->data, keep.data);
+		assert_null(out->next);
+		free(out);
+		ratectl_http_request_free(req);
+		munmap(m, span);
+	}
+	ratectl_http_close(h);
+	tmp_ledger_rm(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -533,6 +866,11 @@ int main(void)
 		cmocka_unit_test(test_header_value_buffer),
 		cmocka_unit_test(test_ietf_name_and_list_sizes),
 		cmocka_unit_test(test_refusal_buffer),
+		cmocka_unit_test(test_hdrs_read_every_form),
+		cmocka_unit_test(test_hdrs_read_long_names),
+		cmocka_unit_test(test_hdrs_without_drops_only_those),
+		cmocka_unit_test(test_hdrs_without_many),
+		cmocka_unit_test(test_hdrs_tenant_values_through_the_policy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,8 @@
 # GnuTLS builds, RTLD_LOCAL, RTLD_DEEPBIND; PHP and pycurl when installed),
 # cooldowns after a 429, tightening from rate-limit headers, token
 # reconciliation, unmatched hosts, on_error, timeouts, retries, concurrency
-# caps with the multi interface, config reload, and programs that never
+# caps with the multi interface, config reload, tenants and tags (ratectl's
+# own request headers kept from the provider), and programs that never
 # touch a matched host.  Everything on 127.0.0.1; every wait bounded; each
 # case has its own ledger and server; about 45 s.  Sanitizer builds run
 # what they can (see PRELOAD below).
@@ -54,9 +55,10 @@ start() {
 	URL=http://127.0.0.1:$(cat "$T/$name.port" 2>/dev/null)
 	PORT=${URL##*:}
 }
-# raw NAME RESPONSE-FILE: a server answering every request with that file.
+# raw NAME RESPONSE-FILE: a server answering every request with that file;
+# the heads of the requests it got are in $T/NAME.req ("--" after each).
 raw() {
-	"$P/shim_rawhttp" "$T/$1.port" "$2" 80 2>"$T/$1.err" &
+	"$P/shim_rawhttp" "$T/$1.port" "$2" 80 "$T/$1.req" 2>"$T/$1.err" &
 	PIDS="$PIDS $!"
 	wait_file "$T/$1.port"
 	URL=http://127.0.0.1:$(cat "$T/$1.port" 2>/dev/null)
@@ -769,5 +771,97 @@ a=$(peek l18 fake admitted)
 check "a running program follows an edited config (admitted $a of 30 before the match went away)" \
 	sh -c '[ "${1:-0}" -ge 3 ] && [ "${1:-0}" -le 25 ] && [ "$2" -eq 30 ]' _ "$a" \
 	"$(sumf "$T/c18" ok)"
+
+# --- Tenants and tags: charged, and their headers never sent ------------------
+# The program's list carries ratectl's headers (twice, in any case) among
+# its own; the budget's match is /v1 only, so --then /other on the same
+# handle is not ratectl's and must go out with the program's whole list:
+# the list the shim installed for the matched transfer was taken back.
+rawresp "$T/tn.resp"
+raw tn "$T/tn.resp"
+conf c19 '[fake]' "match = 127.0.0.1:$PORT/v1" 'requests = 100/s' \
+	'tenant = header X-Ratectl-Tenant' 'tenant_template = t-*' 'tag = header X-Ratectl-Tag' \
+	'[t-*]' 'requests = 50/s'
+# heads FILE PATH: the request heads of FILE for requests to PATH, one a line.
+heads() { awk -v p="POST $2 " 'index($0, p) == 1 {h = 1} $0 == "--" {h = 0} h' "$1"; }
+under c19 l19 "$P/shim_client" -n 3 -d "$BODY" -H 'Accept: application/json' \
+	-H 'X-Ratectl-Tenant: alice' -H 'x-ratectl-tag: route/a' -H 'X-Keep: 1' \
+	-H 'x-ratectl-tenant: bob' -H 'X-RATECTL-TAG;' --then "$URL/other" \
+	"$URL/v1/chat/completions" > "$T/c19" 2>"$T/c19.err"
+st=$?
+under c19 l19 "$P/shim_client" -n 4 -m 2 -d "$BODY" -H 'X-Ratectl-Tenant: alice' \
+	-H 'X-Ratectl-Tag: route/a' -H 'X-Keep: 1' "$URL/v1/chat/completions" > "$T/c19m" 2>>"$T/c19.err"
+st=$((st + $?))
+heads "$T/tn.req" /v1/chat/completions > "$T/tn.v1"
+heads "$T/tn.req" /other > "$T/tn.other"
+check "tenant and tag headers: 7 matched transfers (easy, multi) and 3 unmatched done, the program's list unchanged ($(cat "$T/c19" "$T/c19m" | tr '\n' ' ')exit $st)" \
+	sh -c '[ "$1" -eq 10 ] && [ "$2" -eq 0 ] && [ "$(grep -c "^POST /v1/" "$3")" -eq 7 ]' _ \
+	"$(($(sumf "$T/c19" ok) + $(sumf "$T/c19m" ok)))" "$st" "$T/tn.req"
+check "the provider never saw X-Ratectl-Tenant / X-Ratectl-Tag, and saw the program's other headers ($(grep -ci '^x-ratectl' "$T/tn.v1") of ratectl's, $(grep -c '^X-Keep: 1' "$T/tn.v1") X-Keep)" \
+	sh -c '! grep -qi "^x-ratectl" "$1" && [ "$(grep -c "^X-Keep: 1" "$1")" -eq 7 ]' _ "$T/tn.v1"
+check "the same handle sent to an unmatched path carries the program's whole list again ($(grep -ci '^x-ratectl-tenant' "$T/tn.other") tenant headers in 3)" \
+	sh -c '[ "$(grep -c "^X-Ratectl-Tenant: alice" "$1")" -eq 3 ] &&
+		[ "$(grep -c "^x-ratectl-tag: route/a" "$1")" -eq 3 ] &&
+		[ "$(grep -c "^X-Keep: 1" "$1")" -eq 3 ]' _ "$T/tn.other"
+check "the tenant's budget was charged with the key's: t-alice $(peek l19 t-alice admitted), fake $(peek l19 fake admitted) of 7" \
+	sh -c '[ "$1" = 7 ] && [ "$2" = 7 ]' _ "$(peek l19 t-alice admitted)" "$(peek l19 fake admitted)"
+"$B/ratectl" --ledger "$T/l19" show t-alice --json > "$T/c19.show" 2>&1
+check "and the tag from the header counted on it (route/a)" grep -q '"route/a"' "$T/c19.show"
+check "no notice for valid tenants and tags" sh -c '! grep -q "ratectl-preload" "$1"' _ "$T/c19.err"
+
+# Tenant values at the edge of a budget name (a template of '*' leaves
+# all 64 characters) and far past it: 63 and 64 are charged; 65, 66 and
+# 1 MiB are refused before anything is sent (CURLE_ABORTED_BY_CALLBACK
+# with the reason, and one notice), easy and multi alike.
+conf c20 '[fake]' "match = 127.0.0.1:$PORT/v1" 'requests = 100/s' \
+	'tenant = header X-Ratectl-Tenant' 'tenant_template = *' '[*]' 'requests = 50/s'
+before=$(grep -c '^POST /v1/' "$T/tn.req")
+for n in 63 64 65 66 1048576; do
+	for m in 0 1; do
+		under c20 l20 "$P/shim_client" -m $m -d "$BODY" --fill X-Ratectl-Tenant $n \
+			"$URL/v1/chat/completions" > "$T/c20.$n.$m" 2>"$T/c20.$n.$m.err"
+		echo "exit=$?" >> "$T/c20.$n.$m"
+	done
+done
+a64=$(printf '%064d' 0 | tr 0 a)
+good=0
+for f in "$T"/c20.63.0 "$T"/c20.63.1 "$T"/c20.64.0 "$T"/c20.64.1; do
+	grep -q ' ok=1 ' "$f" && grep -q '^exit=0' "$f" && good=$((good + 1))
+done
+check "tenant values of 63 and 64 bytes sent ($good of 4) and charged to their budgets ($(peek l20 "${a64%a}" admitted) and $(peek l20 "$a64" admitted) of 2)" \
+	sh -c '[ "$1" = 4 ] && [ "$2" = 2 ] && [ "$3" = 2 ]' _ \
+	"$good" "$(peek l20 "${a64%a}" admitted)" "$(peek l20 "$a64" admitted)"
+bad=0
+for n in 65 66 1048576; do
+	for m in 0 1; do
+		grep -q 'failed=1' "$T/c20.$n.$m" && grep -q '^exit=0' "$T/c20.$n.$m" &&
+			grep -q 'shim_client: (42) .*X-Ratectl-Tenant.*not sent' "$T/c20.$n.$m.err" &&
+			[ "$(grep -c '^ratectl-preload: .*not sent' "$T/c20.$n.$m.err")" = 1 ] || bad=$((bad + 1))
+	done
+done
+check "tenant values of 65, 66 bytes and 1 MiB refused locally with a notice, easy and multi ($bad of 6 not)" \
+	[ "$bad" -eq 0 ]
+check "none of them reached the provider ($(($(grep -c '^POST /v1/' "$T/tn.req") - before)) sent, 4 expected)" \
+	[ "$(($(grep -c '^POST /v1/' "$T/tn.req") - before))" -eq 4 ]
+check "the key's budget was charged only for those sent ($(peek l20 fake admitted) of 4)" \
+	[ "$(peek l20 fake admitted)" = 4 ]
+
+# An invalid tag header is dropped with its own notice (not the notice of
+# a request that can never pass, whose once-only slot it used to take):
+# one transfer with both gets both said.
+conf c21 '[fake]' "match = 127.0.0.1:$PORT/v1" 'requests = 100/s' 'tokens = 100/min' \
+	'tag = header X-Ratectl-Tag'
+under c21 l21 "$P/shim_client" -d "$BODY" -H 'X-Ratectl-Tag: no tags with blanks' \
+	"$URL/v1/chat/completions" > "$T/c21" 2>"$T/c21.err"
+under c21 l21 "$P/shim_client" -d '{"model":"m","max_tokens":5000}' \
+	-H 'X-Ratectl-Tag: no tags with blanks' "$URL/v1/chat/completions" >> "$T/c21" 2>"$T/c21b.err"
+heads "$T/tn.req" /v1/chat/completions > "$T/tn.v1"
+check "a bad tag: sent untagged, said once ($(grep -c 'is not a tag' "$T/c21.err")), and not sent to the provider" \
+	sh -c '[ "$(grep -c "^ratectl-preload: .*is not a tag" "$1")" = 1 ] && grep -q "ok=1" "$2" &&
+		[ "$(grep -c "^POST /v1/" "$3")" -eq 12 ] && ! grep -qi "^x-ratectl" "$3"' _ \
+	"$T/c21.err" "$T/c21" "$T/tn.v1"
+check "a bad tag and a cost that never passes in one process: both notices ($(grep -c '^ratectl-preload' "$T/c21b.err"))" \
+	sh -c 'grep -q "^ratectl-preload: .*is not a tag" "$1" &&
+		grep -q "^ratectl-preload: .*burst" "$1"' _ "$T/c21b.err"
 
 [ "$FAILS" -eq 0 ]

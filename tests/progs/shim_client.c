@@ -13,8 +13,17 @@
  * --same FILE, a 200 body is bad unless it is byte for byte FILE (a
  * streamed answer fetched without the shim).
  *
+ * -H 'Name: value' adds a request header (CURLOPT_HTTPHEADER, one list
+ * shared by every transfer, as programs do); --fill NAME LEN adds
+ * "NAME: " and LEN bytes of 'a'.  The list is checked after the last
+ * transfer: its nodes and strings must be the ones made here, unchanged,
+ * else "shim_client: header list changed" and exit status 3.  With
+ * --then URL2, each easy handle is used again for URL2 after its transfer
+ * (counted too): what it sends shows the options the shim gave back.
+ *
  * usage: shim_client [-n N] [-m K] [-t T] [-d BODY] [--copy] [--fwrite]
- *                    [--same FILE] URL
+ *                    [--same FILE] [-H HEADER]... [--fill NAME LEN]
+ *                    [--then URL2] URL
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -37,6 +46,8 @@ struct opts {
 	int copy;               /* COPYPOSTFIELDS instead of POSTFIELDS */
 	int use_fwrite;         /* no write callback: libcurl's own fwrite */
 	struct buf same;        /* --same: the expected body */
+	struct curl_slist *hdrs;        /* -H, --fill */
+	const char *then;       /* --then URL2 */
 };
 
 struct counts {
@@ -97,6 +108,8 @@ static CURL *make(const struct opts *o, struct buf *b, FILE *sink, char *err)
 	curl_easy_setopt(e, CURLOPT_URL, o->url);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, err);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
+	if (o->hdrs)
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, o->hdrs);
 	if (o->body)
 		curl_easy_setopt(e, o->copy ? CURLOPT_COPYPOSTFIELDS : CURLOPT_POSTFIELDS,
 		                 o->body);
@@ -150,9 +163,58 @@ static void run_easy(const struct opts *o, struct counts *c, FILE *sink)
 		CURLcode rc = e ? curl_easy_perform(e) : CURLE_OUT_OF_MEMORY;
 
 		tally(c, e, rc, &b, err, o);
+		if (e && o->then) {
+			free(b.p);
+			b.p = NULL;
+			b.n = 0;
+			err[0] = '\0';
+			curl_easy_setopt(e, CURLOPT_URL, o->then);
+			tally(c, e, curl_easy_perform(e), &b, err, o);
+		}
 		curl_easy_cleanup(e);
 		free(b.p);
 	}
+}
+
+/* A snapshot of the header list: its nodes, their strings, the bytes. */
+struct snap {
+	size_t n;
+	const struct curl_slist **node;
+	const char **data;
+	char **copy;
+};
+
+static int snap_take(struct snap *s, const struct curl_slist *l)
+{
+	const struct curl_slist *p;
+	size_t i = 0;
+
+	for (s->n = 0, p = l; p; p = p->next)
+		s->n++;
+	s->node = calloc(s->n + 1, sizeof *s->node);
+	s->data = calloc(s->n + 1, sizeof *s->data);
+	s->copy = calloc(s->n + 1, sizeof *s->copy);
+	if (!s->node || !s->data || !s->copy)
+		return -1;
+	for (p = l; p; p = p->next, i++) {
+		s->node[i] = p;
+		s->data[i] = p->data;
+		if (!(s->copy[i] = strdup(p->data)))
+			return -1;
+	}
+	return 0;
+}
+
+/* 0 when l is still what s saw. */
+static int snap_same(const struct snap *s, const struct curl_slist *l)
+{
+	size_t i = 0;
+
+	for (; l; l = l->next, i++)
+		if (i >= s->n || l != s->node[i] || l->data != s->data[i] ||
+		    strcmp(l->data, s->copy[i]) != 0)
+			return -1;
+	return i == s->n ? 0 : -1;
 }
 
 struct slot {
@@ -237,7 +299,9 @@ static void run_threads(const struct opts *o, struct counts *c, FILE *sink)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { NULL, NULL, 1, 0, 0, 0, 0, { NULL, 0 } };
+	struct opts o = { NULL, NULL, 1, 0, 0, 0, 0, { NULL, 0 }, NULL, NULL };
+	struct snap sn;
+	int rc = 0;
 	struct counts c = { 0, 0, 0, 0, 0, 0, 0 };
 	struct timespec t0, t1;
 	FILE *sink;
@@ -259,6 +323,23 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--same") && i + 1 < argc && !o.same.p &&
 		         (o.same.p = slurp(argv[i + 1], &o.same.n)))
 			i++;
+		else if (!strcmp(argv[i], "-H") && i + 1 < argc)
+			o.hdrs = curl_slist_append(o.hdrs, argv[++i]);
+		else if (!strcmp(argv[i], "--fill") && i + 2 < argc) {
+			size_t k = strlen(argv[i + 1]), len = (size_t)atol(argv[i + 2]);
+			char *h = malloc(k + 2 + len + 1);
+
+			if (!h)
+				return 1;
+			memcpy(h, argv[i + 1], k);
+			memcpy(h + k, ": ", 2);
+			memset(h + k + 2, 'a', len);
+			h[k + 2 + len] = '\0';
+			o.hdrs = curl_slist_append(o.hdrs, h);
+			free(h);
+			i += 2;
+		} else if (!strcmp(argv[i], "--then") && i + 1 < argc)
+			o.then = argv[++i];
 		else if (argv[i][0] != '-' && !o.url)
 			o.url = argv[i];
 		else
@@ -266,9 +347,12 @@ int main(int argc, char **argv)
 	}
 	if (!o.url || o.n < 1 || o.k < 0) {
 		fprintf(stderr, "usage: shim_client [-n N] [-m K] [-t T] [-d BODY] "
-		        "[--copy] [--fwrite] [--same FILE] URL\n");
+		        "[--copy] [--fwrite] [--same FILE] [-H HEADER]... "
+		        "[--fill NAME LEN] [--then URL2] URL\n");
 		return 2;
 	}
+	if (snap_take(&sn, o.hdrs) != 0)
+		return 1;
 	if (!(sink = fopen("/dev/null", "w")))
 		return 1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -283,7 +367,17 @@ int main(int argc, char **argv)
 	printf("sent=%d ok=%d s429=%d s503=%d other=%d failed=%d bad=%d ms=%ld\n",
 	       c.sent, c.ok, c.s429, c.s503, c.other, c.failed, c.bad,
 	       (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	if (snap_same(&sn, o.hdrs) != 0) {
+		fprintf(stderr, "shim_client: header list changed\n");
+		rc = 3;
+	}
+	for (i = 0; i < (int)sn.n; i++)
+		free(sn.copy[i]);
+	free(sn.copy);
+	free(sn.data);
+	free(sn.node);
+	curl_slist_free_all(o.hdrs);
 	curl_global_cleanup();
 	fclose(sink);
-	return 0;
+	return rc;
 }

@@ -5,9 +5,12 @@
  * Retry-After) and bodies of any shape.  The file should say
  * "Connection: close" and carry a right Content-Length.
  *
- * usage: shim_rawhttp PORT-FILE RESPONSE-FILE [MAX-SECONDS]
+ * usage: shim_rawhttp PORT-FILE RESPONSE-FILE [MAX-SECONDS [REQUEST-LOG]]
  * Writes its port to PORT-FILE once listening; serves connections one at
- * a time; exits after MAX-SECONDS (default 30).  Loopback only.
+ * a time; exits after MAX-SECONDS (default 30).  Loopback only.  With
+ * REQUEST-LOG, each request's head (request line and headers, as they
+ * came, up to 64 KiB) is appended to that file, followed by a line "--":
+ * what a provider would see of the request.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -37,6 +40,18 @@ static char *slurp(const char *path, size_t *n)
 	return p;
 }
 
+static FILE *reqlog;
+
+/* The head buf[0..n) of one request, to the log. */
+static void log_head(const char *buf, size_t n)
+{
+	if (!reqlog)
+		return;
+	fwrite(buf, 1, n, reqlog);
+	fputs("\n--\n", reqlog);
+	fflush(reqlog);
+}
+
 /* Read the request head and as much body as Content-Length says. */
 static void drain(int c)
 {
@@ -45,17 +60,22 @@ static void drain(int c)
 	ssize_t r;
 	char *end, *cl;
 	long want = 0;
+	int logged = 0;
 
 	while (n < sizeof buf - 1 && (r = read(c, buf + n, sizeof buf - 1 - n)) > 0) {
 		n += (size_t)r;
 		buf[n] = '\0';
 		if (!(end = strstr(buf, "\r\n\r\n")))
 			continue;
+		if (!logged++)
+			log_head(buf, (size_t)(end - buf));
 		if ((cl = strcasestr(buf, "\ncontent-length:")))
 			want = strtol(cl + 16, NULL, 10);
 		if ((long)(n - (size_t)(end + 4 - buf)) >= want)
 			return;
 	}
+	if (!logged && n)       /* a head past the buffer: what came of it */
+		log_head(buf, n);
 }
 
 int main(int argc, char **argv)
@@ -73,6 +93,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	alarm(argc > 3 ? (unsigned)atoi(argv[3]) : 30);
+	if (argc > 4 && !(reqlog = fopen(argv[4], "a"))) {
+		perror(argv[4]);
+		return 1;
+	}
 	memset(&a, 0, sizeof a);
 	a.sin_family = AF_INET;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

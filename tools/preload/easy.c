@@ -1,9 +1,9 @@
 /*
  * easy.c - the curl_easy_* hooks: curl_easy_setopt() and the handle's
  * life (init, reset, duphandle, cleanup) record what the program sets
- * into its state (xfer.c); curl_easy_perform() admits, performs, learns,
- * releases, and, when the budget allows retries, sends a refused request
- * again.
+ * into its state (xfer.c); curl_easy_perform() admits, performs
+ * (without ratectl's own request headers), learns, releases, and, when the
+ * budget allows retries, sends a refused request again.
  *
  * libcurl's own curl_easy_perform() drives the transfer through the
  * exported multi functions; shim_in_easy makes those pass straight
@@ -94,6 +94,10 @@ static CURLcode set_ptr(const struct shim_curl *a, CURL *e, CURLoption o, void *
 	}
 	if (x && o == CURLOPT_PREREQDATA && x->abort_on) {
 		x->prereq_data = v;
+		return CURLE_OK;
+	}
+	if (x && o == CURLOPT_HTTPHEADER && x->hdrs_on) {
+		x->headers = v;         /* libcurl gets it back at the end */
 		return CURLE_OK;
 	}
 	if ((rc = a->easy_setopt(e, o, v)) != CURLE_OK || !x)
@@ -199,6 +203,7 @@ void curl_easy_reset(CURL *e)
 	if ((x = xfer_get(e, 0))) {
 		xfer_defaults(x);
 		x->tee_on = x->abort_on = 0;   /* reset removed ours too */
+		xfer_hdrs_forget(x);
 	}
 }
 
@@ -261,6 +266,9 @@ CURL *curl_easy_duphandle(CURL *e)
 		a->easy_setopt(d, CURLOPT_PREREQFUNCTION, x->prereq);
 		a->easy_setopt(d, CURLOPT_PREREQDATA, x->prereq_data);
 	}
+	/* Nor x's header list, which is freed when x's transfer ends. */
+	if (x->hdrs_on)
+		a->easy_setopt(d, CURLOPT_HTTPHEADER, x->headers);
 	return d;
 }
 
@@ -343,7 +351,7 @@ static CURLcode perform_matched(const struct shim_curl *a, struct xfer *x)
 		int64_t again = -1;
 		long status;
 
-		if (adm == SHIM_REFUSE)
+		if (adm == SHIM_REFUSE || shim_drop_begin(a, x) != 0)
 			return refuse(x);
 		hold = adm == SHIM_ADMITTED && may_retry(x, attempt);
 		tee = adm == SHIM_ADMITTED && xfer_tee_begin(a, x, hold) == 0;
@@ -372,6 +380,7 @@ CURLcode curl_easy_perform(CURL *e)
 	const struct shim_curl *a = shim_curl();
 	struct shim_policy pol;
 	struct xfer *x;
+	CURLcode rc;
 
 	if (!a) {
 		shim_no_curl("curl_easy_perform");
@@ -388,5 +397,7 @@ CURLcode curl_easy_perform(CURL *e)
 	}
 	shim_policy_set(x, &pol);
 	x->estimate = shim_estimate(&x->pol, x);
-	return perform_matched(a, x);
+	rc = perform_matched(a, x);
+	xfer_hdrs_end(a, x);    /* the program's header list back */
+	return rc;
 }

@@ -152,6 +152,7 @@ static void finish(const struct shim_curl *a, struct mstate *ms, struct xfer *x,
 		shim_release(x, status, 0);
 	}
 	xfer_tee_end(a, x);
+	xfer_hdrs_end(a, x);
 	if (x->abort_on) {
 		xfer_abort_end(a, x);
 		if (x->errbuf && x->refusal[0])
@@ -171,13 +172,18 @@ static CURLMcode start(const struct shim_curl *a, struct mstate *ms,
 	CURLMcode mc;
 
 	x->multi = NULL;        /* not ours unless admitted or refused below */
-	if (r == SHIM_PASS)
-		return a->multi_add_handle(ms->m, x->e);
+	if (r != SHIM_REFUSE && shim_drop_begin(a, x) != 0)
+		r = SHIM_REFUSE;
 	if (r == SHIM_REFUSE && xfer_abort_begin(a, x) != 0) {
 		shim_warn(SHIM_W_REFUSED, "%s (this libcurl cannot fail a multi "
 		          "transfer early: it passes through)", x->refusal);
-		return a->multi_add_handle(ms->m, x->e);
+		shim_drop_begin(a, x);  /* at least without ratectl's headers */
+		r = SHIM_PASS;
 	}
+	/* A transfer passed through is ours only to give the program its
+	 * header list back when it is done. */
+	if (r == SHIM_PASS && !x->hdrs_on)
+		return a->multi_add_handle(ms->m, x->e);
 	if (r == SHIM_ADMITTED)
 		xfer_tee_begin(a, x, 0);
 	activate(ms, x);

@@ -25,7 +25,9 @@ static void notice(void *ctx, int kind, const char *msg)
 	case RATECTL_HTTP_NOTICE_NOCONFIG: shim_warn(SHIM_W_NOCONF, "%s", msg); break;
 	case RATECTL_HTTP_NOTICE_BADCONFIG: shim_warn(SHIM_W_BADCONF, "%s", msg); break;
 	case RATECTL_HTTP_NOTICE_LEDGER: shim_warn(SHIM_W_LEDGER, "%s", msg); break;
-	default: shim_warn(SHIM_W_TOOBIG, "%s", msg); break;
+	case RATECTL_HTTP_NOTICE_TOOBIG: shim_warn(SHIM_W_TOOBIG, "%s", msg); break;
+	case RATECTL_HTTP_NOTICE_BADTAG: shim_warn(SHIM_W_BADTAG, "%s", msg); break;
+	default: shim_warn(SHIM_W_NOTICE, "%s", msg); break;
 	}
 }
 
@@ -71,8 +73,10 @@ static const char *with_port(const char *u, unsigned port, char *buf, size_t len
 	return n > 0 && (size_t)n < len ? buf : u;
 }
 
-/* The request headers the policy reads (keys, SDK retries), as pairs:
- * the names are ours, the values point into the program's list. */
+/* Without memory for all of the program's headers (hdrs.c), those the
+ * policy always reads (keys, SDK retries) are found in place: the names
+ * are ours, the values point into the program's list.  A tenant or tag
+ * header is then not seen. */
 #define REQ_HDRS 8
 
 static size_t req_headers(const struct curl_slist *l, ratectl_http_header *out)
@@ -103,7 +107,8 @@ static size_t req_headers(const struct curl_slist *l, ratectl_http_header *out)
 int shim_match(const struct shim_curl *api, CURL *e, const struct xfer *x,
                struct shim_policy *pol)
 {
-	ratectl_http_header hd[REQ_HDRS];
+	ratectl_http_header fixed[REQ_HDRS];
+	struct shim_hdrs hs = { NULL, 0 };
 	char *u = NULL, buf[4096];
 	const char *url;
 	const void *body = NULL;
@@ -128,10 +133,16 @@ int shim_match(const struct shim_curl *api, CURL *e, const struct xfer *x,
 	url = x && x->port ? with_port(u, x->port, buf, sizeof buf) : u;
 	if (x) {
 		xfer_body(x, &body, &len, &size);
-		nh = req_headers(x->headers, hd);
+		if (shim_hdrs_read(&hs, x->headers) != 0) {
+			shim_warn(SHIM_W_NOMEM, "out of memory reading a request's "
+			          "headers: its tenant and tag are not seen");
+			nh = req_headers(x->headers, fixed);
+		}
 	}
 	rc = ratectl_http_request_begin(&pol->req, h, body ? "POST" : "GET", url,
-	                                hd, nh, body, len, size);
+	                                hs.v ? hs.v : fixed, hs.v ? hs.n : nh,
+	                                body, len, size);
+	shim_hdrs_free(&hs);
 	if (rc != 0 || !pol->req)
 		return 0;
 	{
@@ -191,7 +202,26 @@ int shim_admit(struct xfer *x, int block, int64_t *wait_ns)
 	snprintf(x->refusal, sizeof x->refusal, "%s",
 	         *ratectl_http_request_why(x->pol.req) ?
 	         ratectl_http_request_why(x->pol.req) : ratectl_http_strerror(rc));
+	/* A tenant header that makes no budget name: the program's bug, said
+	 * once on stderr; each such transfer fails with the reason. */
+	if (rc == RATECTL_EBADNAME)
+		shim_warn(SHIM_W_BADNAME, "%s", x->refusal);
 	return SHIM_REFUSE;
+}
+
+int shim_drop_begin(const struct shim_curl *api, struct xfer *x)
+{
+	const ratectl_http_info *i = ratectl_http_request_info(x->pol.req);
+	size_t n = i->ndrop_headers < 2 ? i->ndrop_headers : 2;
+
+	if (xfer_hdrs_begin(api, x, i->drop_headers, n) == 0)
+		return 0;
+	shim_release(x, -1, 0);
+	snprintf(x->refusal, sizeof x->refusal, "ratectl: budget '%s': out of memory "
+	         "removing ratectl's own headers (%s) from the request; it is not sent",
+	         x->pol.name, i->drop_headers[0]);
+	shim_warn(SHIM_W_NOMEM, "%s", x->refusal);
+	return -1;
 }
 
 int64_t shim_release(struct xfer *x, long status, int may_resend)

@@ -7,12 +7,15 @@
  *   curlapi.c  the libcurl the program really uses: resolution, dlopen
  *   got.c      redirecting a loaded object's GOT entries (RTLD_DEEPBIND)
  *   guard.c    the clocks, the fork guard of the shim's mutexes
- *   xfer.c     per-handle state and the tee (a leaf: calls no hook)
+ *   xfer.c     per-handle state, the tee, the header list sent (a leaf:
+ *              calls no hook)
  *   policy.c   the adapter to libratectl-http: request, admission, response
  *   easy.c     the curl_easy_* hooks: setopt, handle life, perform, retries
  *   multi.c    the curl_multi_* hooks: admission with parking
  * and, pure (http.h: bytes in, no libcurl types):
  *   tee.c      a refused body held back for a retry
+ *   hdrs.c     the program's request headers read, and copied without
+ *              ratectl's own
  *
  * Calls go one way: easy.c, multi.c -> policy.c -> xfer.c -> curlapi.c,
  * guard.c, and the pure files.
@@ -176,6 +179,9 @@ struct xfer {
 	/* the shim's own, while a transfer is in progress */
 	int tee_on;                /* our write callback is installed */
 	int abort_on;              /* our refusing prereq callback is installed */
+	int hdrs_on;               /* our header list is installed: own_hdrs */
+	struct curl_slist *own_hdrs;  /* the program's without ratectl's
+	                                 headers (hdrs.c), owned; may be NULL */
 	struct shim_tee *tee;
 	struct shim_policy pol;
 	int leased;
@@ -206,6 +212,16 @@ void xfer_tee_replay(struct xfer *x);
 /* Make the next perform fail before sending (multi refusals), and undo. */
 int xfer_abort_begin(const struct shim_curl *api, struct xfer *x);
 void xfer_abort_end(const struct shim_curl *api, struct xfer *x);
+
+/* Send x's request without the headers named in drop[0..n) (ratectl's
+ * own): a copy of the program's list without them is installed until
+ * xfer_hdrs_end(), which puts the program's back; its list is never
+ * changed.  0 (also when it has none of them), or -1 without memory. */
+int xfer_hdrs_begin(const struct shim_curl *api, struct xfer *x,
+                    const char *const *drop, size_t n);
+void xfer_hdrs_end(const struct shim_curl *api, struct xfer *x);
+/* Forget the installed copy without touching the handle (reset, gone). */
+void xfer_hdrs_forget(struct xfer *x);
 
 /* The request body: in memory (*body, *len), or only its declared size
  * (*body NULL, *size). */
@@ -250,6 +266,12 @@ enum {
  */
 int shim_admit(struct xfer *x, int block, int64_t *wait_ns);
 
+/* Keep ratectl's own request headers (info.drop_headers) from the
+ * provider: install x's header list without them (xfer_hdrs_begin) for
+ * the transfer about to be sent.  0; or -1 without memory, when x's
+ * lease is released as never sent and x->refusal says why: do not send. */
+int shim_drop_begin(const struct shim_curl *api, struct xfer *x);
+
 /* Release x's lease with the tokens the response reported (or the
  * estimate when it said nothing; 0 for a 429, or status < 0: not sent).
  * When may_resend is set and the policy decides to retry, returns the
@@ -267,6 +289,7 @@ void shim_learn(const struct shim_curl *api, CURL *e, const struct xfer *x,
 enum shim_warn {
 	SHIM_W_NOCURL, SHIM_W_NOCONF, SHIM_W_BADCONF, SHIM_W_LEDGER,
 	SHIM_W_TOOBIG, SHIM_W_CURLS, SHIM_W_GOT, SHIM_W_NOMEM, SHIM_W_REFUSED,
+	SHIM_W_BADTAG, SHIM_W_BADNAME, SHIM_W_NOTICE,
 	SHIM_W_COUNT
 };
 

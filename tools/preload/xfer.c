@@ -9,8 +9,9 @@
  *
  * Options are passed through untouched except while a matched transfer
  * is in progress: then the shim's write callback (and, for a refused
- * multi transfer, its pre-request callback) is installed, and what the
- * program sets meanwhile is kept for when the transfer ends.  Handles
+ * multi transfer, its pre-request callback; for a request carrying
+ * ratectl's own headers, a header list without them) is installed, and
+ * what the program sets meanwhile is kept for when the transfer ends.  Handles
  * that never reach a matched host are never altered.
  */
 #include <pthread.h>
@@ -90,6 +91,7 @@ void xfer_drop(CURL *e)
 		free(x->tee ? x->tee->held : NULL);
 		free(x->tee);
 		free(x->copy);
+		free(x->own_hdrs);
 		shim_policy_drop(&x->pol);
 		free(x);
 	}
@@ -212,6 +214,42 @@ void xfer_tee_replay(struct xfer *x)
 	}
 	if (t)
 		shim_tee_drop_held(t);
+}
+
+/* ---- the header list sent ------------------------------------------------ */
+
+int xfer_hdrs_begin(const struct shim_curl *api, struct xfer *x,
+                    const char *const *drop, size_t n)
+{
+	struct curl_slist *l;
+	long gone;
+
+	if (x->hdrs_on || n == 0)
+		return 0;
+	if ((gone = shim_hdrs_without(&l, x->headers, drop, n)) <= 0)
+		return (int)gone;       /* none of them: the program's list as is */
+	if (api->easy_setopt(x->e, CURLOPT_HTTPHEADER, l) != CURLE_OK) {
+		free(l);
+		return -1;
+	}
+	x->own_hdrs = l;
+	x->hdrs_on = 1;
+	return 0;
+}
+
+void xfer_hdrs_end(const struct shim_curl *api, struct xfer *x)
+{
+	if (!x->hdrs_on)
+		return;
+	api->easy_setopt(x->e, CURLOPT_HTTPHEADER, x->headers);
+	xfer_hdrs_forget(x);
+}
+
+void xfer_hdrs_forget(struct xfer *x)
+{
+	x->hdrs_on = 0;
+	free(x->own_hdrs);
+	x->own_hdrs = NULL;
 }
 
 /* ---- refusing a multi transfer -------------------------------------------- */
