@@ -32,6 +32,7 @@ RATECTL_ECOOLDOWN = -30902
 RATECTL_ETOOBIG = -30903
 RATECTL_ETIMEDOUT = -30904
 RATECTL_ENOTFOUND = -30905
+RATECTL_EBADNAME = -30907
 RATECTL_EPENDING = -30916
 RATECTL_HTTP_ERETRYBUDGET = -31100
 RATECTL_HTTP_ESTATE = -31101
@@ -74,6 +75,12 @@ class Info(ctypes.Structure):
         ("on_error_closed", ctypes.c_int),
         ("retries", ctypes.c_uint),
         ("retry_percent", ctypes.c_uint),
+        # issue 14: the tenant's budget (NULL: none), the tag ("": none),
+        # and ratectl's own request headers an adapter removes.
+        ("tenant", ctypes.c_char_p),
+        ("tag", ctypes.c_char_p),
+        ("drop_headers", ctypes.c_char_p * 2),
+        ("ndrop_headers", ctypes.c_uint),
     ]
 
 
@@ -258,6 +265,14 @@ class Request:
         if self._info is None:
             self._info = lib().ratectl_http_request_info(self.ptr).contents
         return self._info
+
+    def drop_headers(self):
+        """ratectl's own request headers (lower-case bytes) to remove
+        before the request is sent: they mean nothing to the provider and
+        a tenant may name a person (ratectl_http_info.drop_headers)."""
+        i = self.info
+        n = min(i.ndrop_headers, len(i.drop_headers))
+        return frozenset(i.drop_headers[k].lower() for k in range(n) if i.drop_headers[k])
 
     def owned_here(self):
         """False in a child forked after begin: the request is the parent's."""

@@ -16,11 +16,17 @@ charged, and the request holds its slot until the response is closed
 client.stream(...)``, or when the program calls ``close()``), so a
 streamed reply is charged from its final usage event.
 
+ratectl's own request headers (the config's tenant and tag headers named
+``X-Ratectl-*``) are removed from the request the inner transport sends:
+they mean nothing to the provider, and a tenant may name a person.  The
+program's request object is left as it was.
+
 A retry of the SDK (``x-stainless-retry-count``) past the host's retry
 budget is not sent: the transport answers it with the library's local 429,
 whose ``x-should-retry: false`` tells the openai and anthropic SDKs to stop.
 Any other refusal raises the ``ratectl`` exception of its code
-(``ratectl.TimedOut``, ``ratectl.TooBig``, ...) with the library's reason.
+(``ratectl.TimedOut``, ``ratectl.TooBig``, ``ratectl.BadName`` for a
+tenant header that makes no budget name, ...) with the library's reason.
 
 The async transport never parks a thread: a waiting request keeps its
 place in line (``ratectl_http_reserve``) and is looked at again on a loop
@@ -54,6 +60,21 @@ def _body_of(request):
 def _begin(handle, request):
     body, size = _body_of(request)
     return handle.begin(request.method, str(request.url), request.headers.raw, body, size)
+
+
+def _outgoing(req, request):
+    """The request to send: ``request`` itself, or, when it carries
+    ratectl's own headers, a copy without them (same method, URL, body
+    stream and extensions; the program's request is not changed)."""
+    drop = req.drop_headers()
+    if not drop:
+        return request
+    raw = request.headers.raw
+    kept = [(n, v) for n, v in raw if n.lower() not in drop]
+    if len(kept) == len(raw):
+        return request
+    return httpx.Request(request.method, request.url, headers=kept,
+                         stream=request.stream, extensions=request.extensions)
 
 
 class _Decoder:
@@ -236,6 +257,7 @@ class Transport(_Base, httpx.BaseTransport):
             return self._transport.handle_request(request)
         owned = True   # freed here unless a metered response took it
         try:
+            outgoing = _outgoing(req, request)
             while True:
                 rc = req.admit(-1)
                 if rc == _http.RATECTL_HTTP_ERETRYBUDGET:
@@ -243,7 +265,7 @@ class Transport(_Base, httpx.BaseTransport):
                 if rc < 0:
                     raise _refused(req, rc)
                 try:
-                    response = self._transport.handle_request(request)
+                    response = self._transport.handle_request(outgoing)
                 except BaseException:
                     _no_answer(req)
                     raise
@@ -369,6 +391,7 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
             return await self._transport.handle_async_request(request)
         owned = True
         try:
+            outgoing = _outgoing(req, request)
             while True:
                 rc = await _aadmit(handle, req)
                 if rc == _http.RATECTL_HTTP_ERETRYBUDGET:
@@ -376,7 +399,7 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
                 if rc < 0:
                     raise _refused(req, rc)
                 try:
-                    response = await self._transport.handle_async_request(request)
+                    response = await self._transport.handle_async_request(outgoing)
                 except BaseException:
                     _no_answer(req)
                     raise
