@@ -208,3 +208,107 @@ test('a network error ends the attempt with no answer: the slot comes back', asy
   assert.strictEqual(b.inflight, 0);
   assert.strictEqual(b.counters.admitted, 1);
 });
+
+// ---- tenants and tags (issue 14) -------------------------------------------
+
+function tenantSetup(t, template = 't-*') {
+  return setup(t, `tenant = header X-Ratectl-Tenant\ntenant_template = ${template}\n` +
+    `tag = header X-Ratectl-Tag\n[${template}]\nrequests = 500/min\n`);
+}
+
+// An inner fetch recording the headers each request would carry to the
+// provider, as fetch itself would build them from (input, init).
+function recorder() {
+  const seen = [];
+  const inner = async (input, init) => {
+    seen.push(new Request(input, init).headers);
+    return json(usage(5));
+  };
+  return { seen, inner };
+}
+
+const ours = (h) => [...h.keys()].filter((n) => n.startsWith('x-ratectl'));
+
+test('the provider never sees X-Ratectl-Tenant / X-Ratectl-Tag; the tenant is charged and the tag counted', async (t) => {
+  const s = tenantSetup(t);
+  const { seen, inner } = recorder();
+  const f = ratectl.fetch({ fetch: inner, configText: s.configText, ledger: s.ledger });
+  const init = { method: 'POST', body: BODY, headers: { 'X-Ratectl-Tenant': 'alice',
+    'x-ratectl-tag': 'route/a', 'X-Keep': '1', 'content-type': 'application/json' } };
+  await (await f(URL_, init)).json();
+  // a Request input, its headers carried by the Request only
+  await (await f(new Request(URL_, init))).json();
+  // a Headers object in init, and an array of pairs
+  await (await f(URL_, { ...init, headers: new Headers(init.headers) })).json();
+  await (await f(URL_, { ...init, headers: Object.entries(init.headers) })).json();
+  assert.strictEqual(seen.length, 4);
+  for (const h of seen) {
+    assert.deepStrictEqual(ours(h), []);
+    assert.strictEqual(h.get('x-keep'), '1');
+    assert.strictEqual(h.get('content-type'), 'application/json');
+  }
+  // the caller's own objects are left as they were
+  assert.strictEqual(init.headers['X-Ratectl-Tenant'], 'alice');
+  const L = s.L();
+  assert.strictEqual(L.budget('t-alice').counters.admitted, 4);
+  assert.strictEqual(L.budget('t-alice').origin, 't-*');
+  assert.strictEqual(L.budget('mock').counters.admitted, 4);
+  assert.deepStrictEqual(L.tags('t-alice').top.map((x) => x.tag), ['route/a']);
+});
+
+test('unmatched requests keep every header; a tenant header of another name is the program\'s', async (t) => {
+  const s = setup(t, 'tenant = header X-User-Id\ntenant_template = u-*\n[u-*]\nrequests = 10/min\n');
+  const { seen, inner } = recorder();
+  const f = ratectl.fetch({ fetch: inner, configText: s.configText, ledger: s.ledger });
+  await (await f('https://elsewhere.test/x', { method: 'POST', body: 'b',
+    headers: { 'X-Ratectl-Tenant': 'alice' } })).json();
+  await (await f(URL_, { method: 'POST', body: BODY, headers: { 'X-User-Id': 'carol' } })).json();
+  assert.strictEqual(seen[0].get('x-ratectl-tenant'), 'alice');
+  assert.strictEqual(seen[1].get('x-user-id'), 'carol');
+  assert.strictEqual(s.L().budget('u-carol').counters.admitted, 1);
+});
+
+test('tenant values of 63 and 64 bytes are sent; 65, 66 and 1 MiB reject with EBADNAME before anything is sent', async (t) => {
+  const s = tenantSetup(t, '*');   // '*' leaves the tenant all 64 characters
+  const { seen, inner } = recorder();
+  const f = ratectl.fetch({ fetch: inner, configText: s.configText, ledger: s.ledger });
+  for (const n of [63, 64]) {
+    const r = await f(URL_, { method: 'POST', body: BODY, headers: { 'X-Ratectl-Tenant': 'a'.repeat(n) } });
+    assert.strictEqual((await r.json()).usage.total_tokens, 5);
+  }
+  for (const n of [65, 66, 1 << 20]) {
+    await assert.rejects(f(URL_, { method: 'POST', body: BODY,
+      headers: { 'X-Ratectl-Tenant': 'a'.repeat(n) } }),
+    (e) => e instanceof ratectl.RatectlError && e.code === 'EBADNAME' &&
+      /X-Ratectl-Tenant/.test(e.message) && /not sent/.test(e.message) && e.message.length < 1000);
+  }
+  for (const v of ['a/b', 'a*b', 'x y', '\u00e9']) {
+    await assert.rejects(f(URL_, { method: 'POST', body: BODY, headers: { 'X-Ratectl-Tenant': v } }),
+      (e) => e instanceof ratectl.RatectlError && e.code === 'EBADNAME');
+  }
+  assert.strictEqual(seen.length, 2);
+  for (const h of seen) assert.deepStrictEqual(ours(h), []);
+  const L = s.L();
+  assert.strictEqual(L.budget('a'.repeat(63)).counters.admitted, 1);
+  assert.strictEqual(L.budget('a'.repeat(64)).counters.admitted, 1);
+  assert.strictEqual(L.budget('mock').counters.admitted, 2);
+  assert.strictEqual(L.budget('mock').inflight, 0);
+});
+
+test('a bad tag is dropped with a warning and the request sent untagged, without the header', async (t) => {
+  const s = tenantSetup(t);
+  const { seen, inner } = recorder();
+  const warned = [];
+  const onWarn = (w) => warned.push(String(w.message));
+  process.on('warning', onWarn);
+  t.after(() => process.off('warning', onWarn));
+  const f = ratectl.fetch({ fetch: inner, configText: s.configText, ledger: s.ledger });
+  await (await f(URL_, { method: 'POST', body: BODY,
+    headers: { 'X-Ratectl-Tenant': 'dave', 'X-Ratectl-Tag': 'no blanks allowed' } })).json();
+  await new Promise((r) => setImmediate(r));
+  assert.deepStrictEqual(ours(seen[0]), []);
+  const L = s.L();
+  assert.strictEqual(L.budget('t-dave').counters.admitted, 1);
+  assert.deepStrictEqual(L.tags('t-dave').top, []);
+  assert.ok(warned.some((m) => /is not a tag/.test(m)), warned.join('\n'));
+});

@@ -8,6 +8,11 @@
 // cooldowns, rate-limit headers); its body is metered as the program
 // reads it, and the request keeps its slot until the body ends or is
 // cancelled, so a streamed answer is charged from its final usage event.
+// ratectl's own request headers (the config's tenant and tag headers named
+// X-Ratectl-*) are removed from what the inner fetch is given: they mean
+// nothing to the provider, and a tenant may name a person.  A tenant
+// header that makes no budget name rejects with RatectlError (EBADNAME)
+// before anything is sent.
 //
 //   new OpenAI({ fetch: ratectl.fetch() })
 //   new ChatOpenAI({ configuration: { fetch: ratectl.fetch() } })
@@ -66,6 +71,26 @@ function describe(input, init) {
     if (Number.isSafeInteger(len) && len > 0) size = len;
   }
   return { method, url, flat, body, size, inMemory };
+}
+
+// What to hand the inner fetch: (input, init) as given, or, when they
+// carry ratectl's own headers, init with a copy of the headers without
+// them (a Request input keeps its body, method and signal: fetch(request,
+// { headers }) takes the rest from it).  The caller's objects are not
+// changed.
+function outgoing(input, init, names) {
+  if (!names || names.length === 0) return [input, init];
+  const req = typeof Request !== 'undefined' && input instanceof Request ? input : null;
+  const headers = new Headers((init && init.headers) || (req ? req.headers : undefined));
+  let found = false;
+  for (const n of names) {
+    if (headers.has(n)) {
+      headers.delete(n);
+      found = true;
+    }
+  }
+  if (!found) return [input, init];
+  return [input, { ...(init || {}), headers }];
 }
 
 function sleep(ms, signal) {
@@ -229,13 +254,14 @@ function fetch(opts = {}) {
     let owned = true;   // freed here unless a metered response took it
     try {
       if (!d.inMemory) binding.setResendable(req, false);
+      const [sendInput, sendInit] = outgoing(input, init, binding.info(req).dropHeaders);
       for (;;) {
         const rc = await admit(H, req, signal);
         if (rc === codes.HTTP_ERETRYBUDGET) return localResponse(req);
         if (rc < 0) throw new RatectlError(binding.why(req) || binding.strerror(rc), rc);
         let res;
         try {
-          res = await send(input, init);
+          res = await send(sendInput, sendInit);
         } catch (e) {
           noAnswer(req);
           throw e;

@@ -376,17 +376,22 @@ out:
 static napi_value n_info(napi_env env, napi_callback_info info)
 {
 	const ratectl_http_info *i;
-	napi_value argv[1], o, arr;
+	napi_value argv[1], o, arr, drop;
+	unsigned k, ndrop;
 	rn_req *r;
-	unsigned k;
 
 	if (rn_args(env, info, 1, argv) || !(r = arg_live_req(env, argv[0])))
 		return NULL;
 	i = ratectl_http_request_info(r->req);
+	ndrop = i->ndrop_headers < 2 ? i->ndrop_headers : 2;
 	RN_CALL(env, napi_create_object(env, &o));
 	RN_CALL(env, napi_create_array_with_length(env, i->nbudgets, &arr));
 	for (k = 0; k < i->nbudgets && k < RATECTL_HTTP_MAX_BUDGETS; k++)
 		RN_CALL(env, napi_set_element(env, arr, k, rn_str(env, i->budgets[k])));
+	/* ratectl's own request headers, for fetch to remove before sending */
+	RN_CALL(env, napi_create_array_with_length(env, ndrop, &drop));
+	for (k = 0; k < ndrop; k++)
+		RN_CALL(env, napi_set_element(env, drop, k, rn_str(env, i->drop_headers[k])));
 	if (rn_set(env, o, "budget", rn_str(env, i->budget)) ||
 	    rn_set(env, o, "budgets", arr) ||
 	    rn_set(env, o, "estimate", rn_num(env, (double)i->estimate)) ||
@@ -395,7 +400,10 @@ static napi_value n_info(napi_env env, napi_callback_info info)
 	    rn_set(env, o, "timeoutMs", rn_num(env, i->timeout_ns / 1e6)) ||
 	    rn_set(env, o, "onErrorClosed", rn_int(env, i->on_error_closed)) ||
 	    rn_set(env, o, "retries", rn_int(env, i->retries)) ||
-	    rn_set(env, o, "retryPercent", rn_int(env, i->retry_percent))) {
+	    rn_set(env, o, "retryPercent", rn_int(env, i->retry_percent)) ||
+	    rn_set(env, o, "tenant", i->tenant ? rn_str(env, i->tenant) : rn_null(env)) ||
+	    rn_set(env, o, "tag", rn_str(env, i->tag)) ||
+	    rn_set(env, o, "dropHeaders", drop)) {
 		rn_throw_napi(env, "request info");
 		return NULL;
 	}
