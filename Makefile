@@ -189,7 +189,7 @@ $(HTTP_TEST_BIN): $(B)/tests/%: tests/%.c $(HTTP_STATIC) $(STATIC) $(wildcard te
 
 # The shim's pure parts and the policy's in-process (no libcurl, no
 # LD_PRELOAD), so that the sanitizer builds run them.
-SHIM_PURE_OBJ := $(addprefix $(B)/obj/tools/preload/,tee.o)
+SHIM_PURE_OBJ := $(addprefix $(B)/obj/tools/preload/,tee.o hdrs.o)
 $(B)/tests/test_preload: tests/test_preload.c $(SHIM_PURE_OBJ) $(HTTP_STATIC) $(STATIC) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests -Itools/preload -Ilib/http $(ALL_CFLAGS) -o $@ $< $(SHIM_PURE_OBJ) $(HTTP_STATIC) $(STATIC) -lcmocka $(HTTP_LIBS) $(LIB_LIBS) -lm $(LDFLAGS)

@@ -701,7 +701,7 @@ typedef struct ratectl_reservation {
  * reservation whose budget may have changed (or all of them).  A slot
  * waiter also gets at_ns one second ahead: a missed event costs at most
  * that, as in ratectl_acquire().  A slot waiter's process runs the
- * budget's dead-holder watcher thread (one per process and budget, as
+ * budget's dead-holder watcher thread (one per process and wake-up bucket, as
  * for ratectl_acquire()); rate waiters start no thread.  While any
  * reservation is pending on a budget, anywhere, each wake-up on it (or on
  * a budget of the same wake-up bucket) costs one write() to the ledger's

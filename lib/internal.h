@@ -1,6 +1,6 @@
 /*
  * internal.h - what the parts of libratectl share: the handle, the records
- * stored in the ledger, the lease files, and the helpers between them.
+ * stored in the ledger, the wake file, and the helpers between them.
  *
  * Layout of a ledger directory:
  *   data.mdb, lock.mdb   the LMDB environment, one table: ".meta" (format,
@@ -290,8 +290,8 @@ struct ratectl {
 	ratectl_clock clock;
 	char boot_id[RC_BOOT_ID_LEN];
 	/* Event loops (ratectl_reserve): one inotify instance per handle and
-	 * process, watching the lease files of budgets with pending
-	 * reservations; created on first use under mu. */
+	 * process, watching the wake file (any budget with a pending
+	 * reservation pokes it); created on first use under mu. */
 	int ifd;
 	/* Shared budgets: this process's refiller threads (shared.c), under
 	 * share_mu. */

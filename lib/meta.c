@@ -11,8 +11,9 @@
  * times later in wall time, and the largest offset keeps every debt; a
  * step back is ignored, which can only keep a debt longer, never forgive
  * it.  When a new boot opens the ledger, every stored time moves through
- * the wall clock onto the new boot's clock (ratectl__gcra_rebase) and
- * every lease file is reset: no holder or waiter survives a reboot.
+ * the wall clock onto the new boot's clock (ratectl__gcra_rebase), the
+ * holders of slots are dropped and the wake file's sleepers forgotten: no
+ * holder or waiter survives a reboot.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -10,8 +10,8 @@
  *
  * Credit comes from the refiller: one thread per process and shared
  * budget, of which one per host at a time (the owner of an OFD lock on a
- * byte of the budget's lease file, dropped by the kernel if the process
- * dies) talks to Redis.  It runs when an admission found too little
+ * byte of the ledger's wake file, RC_REFILL_BASE + the budget's id,
+ * dropped by the kernel if the process dies) talks to Redis.  It runs when an admission found too little
  * credit or left less than a low-water mark, and every RC_SYNC_NS
  * anyway: to take the next chunk (sized by the host's demand), to give
  * back what an idle host holds, to learn the global cooldown and to

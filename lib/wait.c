@@ -1,7 +1,9 @@
 /*
  * wait.c - sleeping until something changes, without polling.
  *
- * Each budget's lease file maps two futex words.  release_seq is for slot
+ * Each budget's bucket in the wake file (lease.c; budgets whose ids fall
+ * in the same bucket share it, and wake each other's waiters now and then,
+ * who look and sleep again) maps two futex words.  release_seq is for slot
  * waiters (EINFLIGHT); change_seq for everyone else who waits: rate
  * waiters with no place reserved (the place lies past their deadline, a
  * batch request beyond its share, anyone during a cooldown) and waiters

@@ -20,10 +20,6 @@
 #include "http.h"
 #include "rh.h"
 
-/* The Makefile links tee.o alone into this test; hdrs.c is as pure (no
- * libcurl call), so it is compiled in here. */
-#include "hdrs.c"
-
 static const size_t pieces[] = {
 	1, 2, 7, 100, 2047, 2048, 2049, 4095, 4096, 8191, 8192, 8193, 16384, 65536,
 };
