@@ -19,7 +19,7 @@
  * waits for that commit, so it sees the change.
  *
  * Who wakes whom.  Each row has a test in tests/test_wakeup.c named after
- * it, but for the two marked otherwise:
+ * it, but for those that name another file:
  *
  *  state change                    words           who gets in        test_wakeup ...
  *  ------------------------------  --------------  -----------------  ------------------------------
@@ -31,18 +31,29 @@
  *   pidfd_open)
  *  ratectl_close(), leases held    release         slot waiters       close_wakes_slot_waiter
  *  reclaim freed dead slots        release         slot waiters       reclaim_wakes_slot_waiter
+ *   (ratectl_reclaim, an admission
+ *   finding all slots held, the
+ *   sweep)
  *  reconcile refunded tokens       change          rate waiters       refund_wakes_rate_waiter
  *  a reserved place given back     change          rate waiters       undo_wakes_rate_waiter
  *  budget updated                  release,        all (reserved      update_wakes_waiters
  *                                   change          keep their place)
  *  budget reset                    release,        all; reserved      reset_voids_reservations
- *                                   change, epoch   plan again
+ *                                   change, vseq    plan again (the
+ *                                                   record's epoch)
  *  budget deleted                  release,        all: they fail     delete_wakes_waiters
- *                                   change, epoch   RATECTL_ENOTFOUND
+ *                                   change, vseq    RATECTL_ENOTFOUND
+ *  budget removed idle (the        release,        all: they fail     test_http
+ *   sweep)                          change, vseq    RATECTL_ENOTFOUND   tenant_expired_then_made_again
+ *                                                   (the HTTP policy
+ *                                                   makes it again)
+ *  a tenant's turn passes (its     change          its waiters in     test_tenants fifo_within_tenant,
+ *   ticket served, given up or                      line               ticket_given_up
+ *   skipped)
  *  cooldown begins                 change (all)    reserved inside    cooldown_start_gives_back
  *                                                   it give back
  *  cooldown ends early             change (all)    cooldown waiters   cooldown_end_wakes_waiters
- *  reboot                          header reset    none survive one   test_ledger reboot_with_waiters
+ *  reboot                          buckets reset   none survive one   test_ledger reboot_with_waiters
  *  shared: credit arrives (a sync  change          rate waiters       test_shared credit_wakes_waiter
  *   with Redis granted units)                       (starved: they
  *                                                    also look again
@@ -50,6 +61,13 @@
  *  shared: Redis unreachable       change          rate waiters: the  test_shared degraded_fallback
  *   (degraded) or back                              fallback, or
  *                                                    credit again
+ *
+ * Whether a reserved place still stands (no reset voided it, no cooldown
+ * covers it) is the record's to say, not the bucket's, which other budgets
+ * share.  A cooldown or a void moves the bucket's vseq, before its commit
+ * as every wake-up; a waiter on a place that sees vseq moved looks at the
+ * record in a write transaction, which runs after that commit
+ * (ratectl__place_check), and otherwise needs no transaction at all.
  *
  * Nobody reserves a place during a cooldown: those waiters sleep on
  * change_seq until it ends or is ended, then line up.  So ending a pause
