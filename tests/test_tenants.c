@@ -644,6 +644,20 @@ static void test_ticket_of_a_tenant_made_again(void **state)
 
 /* ---- upgrade from format 2 -------------------------------------------------- */
 
+/* Write format version fmt into the ledger's format record, in txn. */
+static void meta_format(MDB_txn *txn, MDB_dbi dbi, uint32_t fmt)
+{
+	MDB_val mk = { 5, (void *)".meta" }, v;
+	unsigned char m[256];
+
+	assert_int_equal(mdb_get(txn, dbi, &mk, &v), 0);
+	assert_true(v.mv_size <= sizeof m);
+	memcpy(m, v.mv_data, v.mv_size);
+	memcpy(m + 4, &fmt, 4);
+	v.mv_data = m;
+	assert_int_equal(mdb_put(txn, dbi, &mk, &v, 0), 0);
+}
+
 /* A format-2 ledger as the previous release wrote it: records without
  * the in-flight count and counters, which lived in leases/<id>. */
 static void test_upgrade_from_format_2(void **state)
@@ -654,10 +668,10 @@ static void test_upgrade_from_format_2(void **state)
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi dbi;
-	MDB_val k = { 1, (void *)"b" }, v, mk = { 5, (void *)".meta" };
+	MDB_val k = { 1, (void *)"b" }, v;
 	rc_budget_rec rec;
 	unsigned char old[sizeof rec];
-	uint32_t magic = RC_BUDGET_MAGIC_V2, fmt = 2;
+	uint32_t magic = RC_BUDGET_MAGIC_V2;
 	size_t fixed = offsetof(rc_budget_rec, reserved0) + 4 + 8, lim;
 	char lease[700], dir[600];
 	unsigned char hdr[4096] = { 0 };
@@ -681,15 +695,7 @@ static void test_upgrade_from_format_2(void **state)
 	memcpy(old + fixed, (char *)&rec + offsetof(rc_budget_rec, lim), lim);
 	v = (MDB_val){ fixed + lim, old };
 	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
-	assert_int_equal(mdb_get(txn, dbi, &mk, &v), 0);
-	{
-		unsigned char m[256];
-
-		memcpy(m, v.mv_data, v.mv_size);
-		memcpy(m + 4, &fmt, 4);
-		v.mv_data = m;
-		assert_int_equal(mdb_put(txn, dbi, &mk, &v, 0), 0);
-	}
+	meta_format(txn, dbi, 2);
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
 	snprintf(dir, sizeof dir, "%s/leases", f->path);
@@ -730,7 +736,7 @@ static void test_upgrade_damaged(void **state)
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	MDB_val k = { 1, (void *)"b" }, v, mk = { 5, (void *)".meta" };
-	uint32_t junk[8] = { RC_BUDGET_MAGIC_V2, 1, 9, 0 }, fmt = 2;
+	uint32_t junk[8] = { RC_BUDGET_MAGIC_V2, 1, 9, 0 }, fmt;
 	ratectl_options o = RATECTL_OPTIONS_INIT;
 	ratectl *h = NULL;
 
@@ -743,15 +749,7 @@ static void test_upgrade_damaged(void **state)
 	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
 	v = (MDB_val){ sizeof junk, junk };
 	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
-	assert_int_equal(mdb_get(txn, dbi, &mk, &v), 0);
-	{
-		unsigned char m[256];
-
-		memcpy(m, v.mv_data, v.mv_size);
-		memcpy(m + 4, &fmt, 4);
-		v.mv_data = m;
-		assert_int_equal(mdb_put(txn, dbi, &mk, &v, 0), 0);
-	}
+	meta_format(txn, dbi, 2);
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
 	o.clock = &f->clock;
