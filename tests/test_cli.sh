@@ -652,6 +652,12 @@ p run plain-a --tag embed -- true; p run plain-a -- true
 p run plain-a --tag 'a b' -- true; status_is 2 "run --tag with a bad tag is a usage error"
 check "... naming the option and the tag" err_has "--tag 'a b'"
 
+p watch plain-a --count 1
+check "watch NAME shows its busiest tags, on its one line" \
+	grep -q 'admitted/s -; tags chat=2 embed=1 (other)=1$' "$T/out"
+p watch user-7 --count 1
+check "... and no tags part when it has none" grep -q 'admitted/s -$' "$T/out"
+
 p list 'user-1*'; status_is 0 "list PATTERN"
 check "... lists exactly the budgets it matches" [ "$(grep -c '^user-1' "$T/out")" -eq 111 ]
 check "... and no other" [ "$(grep -c '^user-[02-9]\|^plain' "$T/out")" -eq 0 ]

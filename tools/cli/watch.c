@@ -140,6 +140,57 @@ static const char *per_s(char buf[FMT_LEN], uint64_t now, const uint64_t *was,
 	return buf;
 }
 
+/* Watching one budget: who uses it, its busiest tags first (a top-style
+ * view of ratectl_tags()).  Tags that cannot be read are said so, in one
+ * line: the rest of the screen stands. */
+#define WATCH_TAGS 10
+
+static int draw_tags(struct watch *w, const char *name)
+{
+	ratectl_tag_info tags[WATCH_TAGS], rest;
+	table *t;
+	size_t n, i;
+	int rc;
+
+	if ((rc = ratectl_tags(w->c->h, name, tags, WATCH_TAGS, &n, &rest)) != 0) {
+		printf("\ntags: %s\n", ratectl_strerror(rc));
+		return 0;
+	}
+	if (n == 0)
+		return 0;
+	if (!(t = table_new(3)))
+		return -1;
+	table_cell(t, "TAG");
+	table_cell(t, "REQUESTS");
+	table_cell(t, "TOKENS");
+	for (i = 0; i < n && i < WATCH_TAGS; i++) {
+		table_cell(t, "%s", tags[i].tag);
+		table_cell(t, "%llu", (unsigned long long)tags[i].requests);
+		table_cell(t, "%llu", (unsigned long long)tags[i].tokens);
+	}
+	table_cell(t, "(other)");
+	table_cell(t, "%llu", (unsigned long long)rest.requests);
+	table_cell(t, "%llu", (unsigned long long)rest.tokens);
+	putchar('\n');
+	rc = table_print(t, stdout, "");
+	table_free(t);
+	return rc;
+}
+
+/* The same on one line: "; tags a=N b=M (other)=K". */
+static void line_tags(struct watch *w, const char *name)
+{
+	ratectl_tag_info tags[WATCH_TAGS], rest;
+	size_t n, i;
+
+	if (ratectl_tags(w->c->h, name, tags, WATCH_TAGS, &n, &rest) != 0 || n == 0)
+		return;
+	printf("; tags");
+	for (i = 0; i < n && i < WATCH_TAGS; i++)
+		printf(" %s=%llu", tags[i].tag, (unsigned long long)tags[i].requests);
+	printf(" (other)=%llu", (unsigned long long)rest.requests);
+}
+
 static int draw_screen(struct watch *w, const ratectl_budget_info *v, size_t n,
                        int64_t dt)
 {
@@ -170,6 +221,8 @@ static int draw_screen(struct watch *w, const ratectl_budget_info *v, size_t n,
 	table_free(t);
 	if (n == 0)
 		printf("no budgets\n");
+	if (rc == 0 && w->name && n == 1)
+		rc = draw_tags(w, v[0].name);
 	return rc;
 }
 
@@ -189,10 +242,13 @@ static void draw_lines(struct watch *w, const ratectl_budget_info *v, size_t n,
 		show_limits_cell(tok, sizeof tok, &v[i], RATECTL_TOKENS);
 		show_inflight_cell(inf, sizeof inf, &v[i]);
 		printf("%s %s requests %s; tokens %s; in flight %s; cooldown %s; "
-		       "admitted/s %s\n", stamp, v[i].name, req, tok, inf,
+		       "admitted/s %s", stamp, v[i].name, req, tok, inf,
 		       v[i].cooldown_ns ? fmt_dur(cd, v[i].cooldown_ns) : "-",
 		       per_s(a, v[i].counters.admitted, p ? &p->counters.admitted : NULL,
 		             dt));
+		if (w->name)
+			line_tags(w, v[i].name);
+		putchar('\n');
 	}
 	if (n == 0)
 		printf("%s no budgets\n", stamp);
