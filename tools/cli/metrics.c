@@ -515,7 +515,8 @@ static const cli_row **printed(const struct mctx *m, size_t *n)
 	for (i = 0; i < m->plain.n; i++)
 		v[i] = cli_rows_at(&m->plain, i);
 	for (i = 0, k = m->plain.n; i < m->nt; i++)
-		memcpy(v + k, m->t[i].top, m->t[i].ntop * sizeof *v), k += m->t[i].ntop;
+		if (m->t[i].ntop)       /* (no top: --top 0, and no array) */
+			memcpy(v + k, m->t[i].top, m->t[i].ntop * sizeof *v), k += m->t[i].ntop;
 	if (tops)
 		qsort(v, *n, sizeof *v, by_name);
 	return v;
@@ -775,9 +776,12 @@ int cmd_metrics(cli *c, int argc, char **argv)
 		rc = rc == -ENOMEM ? cli_oom(c) : cli_fail(c, rc, "cannot read the budgets");
 		goto out;
 	}
-	qsort(m.t, m.nt, sizeof *m.t, by_origin);   /* the index is done with */
+	/* (qsort wants an array even of nothing: none without templates) */
+	if (m.nt)
+		qsort(m.t, m.nt, sizeof *m.t, by_origin);   /* the index is done with */
 	for (i = 0; i < m.nt; i++)
-		qsort(m.t[i].top, m.t[i].ntop, sizeof *m.t[i].top, by_rank);
+		if (m.t[i].ntop)
+			qsort(m.t[i].top, m.t[i].ntop, sizeof *m.t[i].top, by_rank);
 	if (!(v = printed(&m, &n))) {
 		rc = cli_oom(c);
 		goto out;
