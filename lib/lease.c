@@ -320,9 +320,16 @@ static int holder_add(ratectl *h, MDB_txn *txn, uint32_t id, int n, int64_t now,
 		return ratectl__mdb_err(h, rc, "read a slot holder");
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
 	found = rc == 0;
-	if (found && holder_load(&v, &hd) != 0)
-		memset(&hd, 0, sizeof hd);      /* damaged: rewritten whole */
-	else if (rc != 0 && rc != MDB_NOTFOUND) {
+	if (found && holder_load(&v, &hd) != 0) {
+		/* Never rewritten on what could not be read: its count is
+		 * unknown, and with it the budget's. */
+		mdb_cursor_close(cur);
+		return ratectl__err(RATECTL_ECORRUPT, "ledger %s: the slot holder record "
+		                    "of process %d in budget %u is damaged (%zu bytes); "
+		                    "run `ratectl check --repair`", h->path, (int)h->pid,
+		                    id, v.mv_size);
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
 		mdb_cursor_close(cur);
 		return ratectl__mdb_err(h, rc, "read a slot holder");
 	}
@@ -367,17 +374,25 @@ int ratectl__holders_each(ratectl *h, MDB_txn *txn, uint32_t id,
 		if (k.mv_size != RC_HOLDER_KEY_LEN || memcmp(k.mv_data, kb, 6) != 0)
 			break;
 		key = key_get64((const unsigned char *)k.mv_data + 6);
-		if (holder_load(&v, &hd) != 0)
-			hd = (rc_holder){ 0 };  /* damaged: reclaimed */
-		if (hd.count == 0)
-			continue;       /* kept for its next slot, or damaged */
-		if ((rc = fn(h, key, &hd, key_alive(h, key), ctx)) != 0)
+		if (holder_load(&v, &hd) != 0) {
+			rc = ratectl__err(RATECTL_ECORRUPT, "ledger %s: a slot holder "
+			                  "record of budget %u is damaged (%zu bytes); run "
+			                  "`ratectl check --repair`", h->path, id, v.mv_size);
 			break;
+		}
+		if (hd.count == 0)
+			continue;       /* kept for its next slot */
+		if ((rc = fn(h, key, &hd, key_alive(h, key), ctx)) != 0) {
+			mdb_cursor_close(cur);
+			return rc;
+		}
 	}
 	mdb_cursor_close(cur);
 	if (rc == MDB_NOTFOUND || rc == 0)
 		return 0;
-	return rc;
+	if (rc == RATECTL_ECORRUPT)
+		return rc;
+	return ratectl__mdb_err(h, rc, "read slot holders");
 }
 
 int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
@@ -398,9 +413,10 @@ int ratectl__slot_reclaim(ratectl *h, MDB_txn *txn, rc_budget_rec *rec,
 
 		if (k.mv_size != RC_HOLDER_KEY_LEN || memcmp(k.mv_data, kb, 6) != 0)
 			break;
-		if (holder_load(&v, &hd) != 0)
-			hd.count = 0;
-		else if (key_alive(h, key_get64((const unsigned char *)k.mv_data + 6)))
+		/* A damaged record is left alone: its count is unknown
+		 * (`ratectl check` reports it). */
+		if (holder_load(&v, &hd) != 0 ||
+		    key_alive(h, key_get64((const unsigned char *)k.mv_data + 6)))
 			continue;
 		if ((rc = mdb_cursor_del(cur, 0)) != 0)
 			break;
@@ -578,11 +594,15 @@ int ratectl__tag_count(ratectl *h, MDB_txn *txn, uint32_t id, const char *tag,
 
 	tags_key(kb, id);
 	rc = mdb_get(txn, h->dbi, &k, &v);
-	if (rc == MDB_NOTFOUND || (rc == 0 && ratectl__tags_load(&v, &t) != 0)) {
-		memset(&t, 0, sizeof t);        /* none yet, or damaged: anew */
+	if (rc == MDB_NOTFOUND) {
+		memset(&t, 0, sizeof t);        /* none yet */
 		t.magic = RC_TAGS_MAGIC;
 	} else if (rc != 0) {
 		return ratectl__mdb_err(h, rc, "read tags");
+	} else if (ratectl__tags_load(&v, &t) != 0) {
+		/* Damaged: never rewritten on what could not be read; the
+		 * admission goes on uncounted, ratectl_tags() says so. */
+		return 0;
 	}
 	for (i = 0; tag && *tag && i < t.n; i++)
 		if (strcmp(t.ent[i].tag, tag) == 0) {

@@ -430,6 +430,70 @@ static void test_dead_holders_records_dropped(void **state)
 	ratectl_release(f->h, &mine, RATECTL_UNKNOWN);
 }
 
+/* A damaged holder record: an error naming it wherever it is read, never
+ * taken for a dead holder's (its count is unknown) nor rewritten. */
+static void test_damaged_holder(void **state)
+{
+	clock_fixture *f = *state;
+	ratectl_budget b = budget_simple(1000, 1000, 1);
+	ratectl_budget_info info;
+	ratectl_lease_info li[2];
+	ratectl_lease l;
+	unsigned char kb[RC_HOLDER_KEY_LEN] = { '.', 'h' };
+	MDB_val k = { sizeof kb, kb }, v = { 3, (void *)"bad" };
+	MDB_txn *txn;
+	unsigned slots;
+	size_t n;
+	int rc;
+
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	assert_int_equal(ratectl_try(f->h, "b", &one, &l, NULL), 0);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	/* a second holder's record, damaged, under a key nobody holds */
+	ratectl__key_be32(kb + 2, 1);
+	memset(kb + 6, 0x11, 8);
+	assert_int_equal(mdb_txn_begin(f->h->env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, f->h->dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), RATECTL_ECORRUPT);
+	assert_non_null(strstr(ratectl_errmsg(), "damaged"));
+	assert_int_equal(ratectl_leases(f->h, "b", li, 2, &n), RATECTL_ECORRUPT);
+	/* full: the admission looks for the dead, and leaves it */
+	assert_int_equal(ratectl_try(f->h, "b", &one, &l, NULL) == 0, 0);
+	assert_int_equal(ratectl_reclaim(f->h, &slots, NULL), 0);
+	assert_int_equal(ratectl_sweep(f->h, NULL), 0);
+	assert_int_equal(ratectl__read_begin(f->h, &txn), 0);
+	rc = mdb_get(txn, f->h->dbi, &k, &v);
+	ratectl__read_end(f->h, txn);
+	assert_int_equal(rc, 0);
+	assert_int_equal(v.mv_size, 3);
+}
+
+/* The origin's buffer: 64 bytes and a NUL, or refused (never read past). */
+static void test_origin_sizes(void **state)
+{
+	clock_fixture *f = *state;
+	ratectl_budget b = budget_simple(10, 10, 0);
+	ratectl_budget_info info;
+
+	memset(b.origin, 'u', RATECTL_NAME_MAX - 1);
+	b.origin[RATECTL_NAME_MAX - 1] = '\0';
+	assert_int_equal(ratectl_budget_set(f->h, "a", &b, 0), 0);
+	memset(b.origin, 'u', RATECTL_NAME_MAX);
+	b.origin[RATECTL_NAME_MAX - 1] = '*';
+	b.origin[RATECTL_NAME_MAX] = '\0';
+	assert_int_equal(ratectl_budget_set(f->h, "b", &b, 0), 0);
+	assert_int_equal(ratectl_budget_get(f->h, "b", &info), 0);
+	assert_int_equal(strlen(info.config.origin), RATECTL_NAME_MAX);
+	assert_int_equal(info.config.origin[RATECTL_NAME_MAX - 1], '*');
+	memset(b.origin, 'u', sizeof b.origin);     /* no NUL in the 65 */
+	assert_int_equal(ratectl_budget_set(f->h, "c", &b, 0), RATECTL_EBADCONFIG);
+	assert_int_equal(ratectl_budget_check(&b), RATECTL_EBADCONFIG);
+	snprintf(b.origin, sizeof b.origin, "user *");
+	assert_int_equal(ratectl_budget_set(f->h, "c", &b, 0), RATECTL_EBADCONFIG);
+	assert_int_equal(ratectl_budget_get(f->h, "c", &info), RATECTL_ENOTFOUND);
+}
+
 /* ---- fair shares ----------------------------------------------------------- */
 
 /* Real processes on a real clock: a saturated key budget of 100/s (no
@@ -784,6 +848,8 @@ int main(void)
 		                                clock_teardown),
 		cmocka_unit_test_setup_teardown(test_fork_child_keeps_no_parent_alive,
 		                                clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_holder, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_origin_sizes, clock_setup, clock_teardown),
 		cmocka_unit_test_setup_teardown(test_dead_holders_records_dropped, clock_setup,
 		                                clock_teardown),
 		cmocka_unit_test_setup_teardown(test_ticket_given_up, clock_setup,
