@@ -726,6 +726,7 @@ int ratectl_tags(ratectl *h, const char *name, ratectl_tag_info *out, size_t cap
                  size_t *n, ratectl_tag_info *rest)
 {
 	ratectl_tag_info all[RATECTL_TAGS_TOP];
+	uint64_t req, tok;
 	rc_budget_rec rec;
 	rc_tags_rec t;
 	MDB_txn *txn;
@@ -747,19 +748,14 @@ int ratectl_tags(ratectl *h, const char *name, ratectl_tag_info *out, size_t cap
 	/* The rest is what the counted tags do not hold: untagged requests
 	 * are not written anywhere at admission (they cost nothing), so it is
 	 * the budget's totals less the tags'. */
-	{
-		uint64_t req = rec.counters[RC_C_ADMITTED], tok;
+	req = rec.counters[RC_C_ADMITTED];
+	tok = rec.counters[RC_C_TOK_EST] - rec.counters[RC_C_TOK_RECONCILED] +
+	      rec.counters[RC_C_TOK_ACTUAL];
+	for (i = 0; i < t.n; i++) {
+		uint64_t r = t.ent[i].requests - t.ent[i].error;
 
-		tok = rec.counters[RC_C_TOK_EST] - rec.counters[RC_C_TOK_RECONCILED] +
-		      rec.counters[RC_C_TOK_ACTUAL];
-		for (i = 0; i < t.n; i++) {
-			uint64_t r = t.ent[i].requests - t.ent[i].error;
-
-			req = req > r ? req - r : 0;
-			tok = tok > t.ent[i].tokens ? tok - t.ent[i].tokens : 0;
-		}
-		t.rest_requests = req;
-		t.rest_tokens = tok;
+		req = req > r ? req - r : 0;
+		tok = tok > t.ent[i].tokens ? tok - t.ent[i].tokens : 0;
 	}
 	for (i = 0; i < t.n; i++) {
 		memset(&all[i], 0, sizeof all[i]);
@@ -773,8 +769,8 @@ int ratectl_tags(ratectl *h, const char *name, ratectl_tag_info *out, size_t cap
 		out[i] = all[i];
 	*n = t.n;
 	if (rest) {
-		rest->requests = t.rest_requests;
-		rest->tokens = t.rest_tokens;
+		rest->requests = req;
+		rest->tokens = tok;
 	}
 	return 0;
 }

@@ -198,7 +198,6 @@ typedef struct rc_tag_ent {
 typedef struct rc_tags_rec {
 	uint32_t magic;
 	uint32_t n;
-	uint64_t rest_requests, rest_tokens;    /* computed when read */
 	rc_tag_ent ent[RATECTL_TAGS_TOP];
 } rc_tags_rec;
 
@@ -454,7 +453,6 @@ int ratectl__tag_count(ratectl *h, MDB_txn *txn, uint32_t id, const char *tag,
 int ratectl__tags_drop(ratectl *h, MDB_txn *txn, uint32_t id);
 int ratectl__tags_load(const MDB_val *v, rc_tags_rec *t);
 int ratectl__tags_read(ratectl *h, MDB_txn *txn, uint32_t id, rc_tags_rec *t);
-uint32_t ratectl__key_id(const unsigned char *p);
 void ratectl__key_be32(unsigned char *p, uint32_t v);
 
 /* ---- wait.c ------------------------------------------------------------ */

@@ -60,11 +60,6 @@ static uint64_t key_get64(const unsigned char *p)
 	return v;
 }
 
-static uint32_t key_get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* ---- the wake file --------------------------------------------------------- */
 
 /* Build it under a temporary name and link it into place, so no process
@@ -669,11 +664,6 @@ int ratectl__tags_read(ratectl *h, MDB_txn *txn, uint32_t id, rc_tags_rec *t)
 		                    "are damaged (%zu bytes); run `ratectl check --repair`",
 		                    h->path, id, v.mv_size);
 	return 0;
-}
-
-uint32_t ratectl__key_id(const unsigned char *p)
-{
-	return key_get32(p);
 }
 
 /* ---- records of dead processes that held nothing ------------------------ */
