@@ -496,13 +496,22 @@ static void test_origin_sizes(void **state)
 
 /* ---- fair shares ----------------------------------------------------------- */
 
+static void run_weighted(const char *path, unsigned wa, unsigned wb, unsigned na,
+                         unsigned nb, unsigned *got_a, unsigned *got_b);
+
 /* Real processes on a real clock: a saturated key budget of 100/s (no
  * burst), tenant A with 8 processes, tenant B with 1, for 1.5 s.  Each
  * returns its admission count through a pipe. */
 static void run_tenants(const char *path, unsigned weight, unsigned na, unsigned nb,
                         unsigned *got_a, unsigned *got_b)
 {
-	ratectl_budget k = budget_simple(100, 1, 0), t = tenant_budget(weight, 0);
+	run_weighted(path, weight, weight, na, nb, got_a, got_b);
+}
+
+static void run_weighted(const char *path, unsigned wa, unsigned wb, unsigned na,
+                         unsigned nb, unsigned *got_a, unsigned *got_b)
+{
+	ratectl_budget k = budget_simple(100, 1, 0), t = tenant_budget(wa, 0);
 	pid_t pid[16];
 	unsigned i, n = na + nb;
 	int p[2], status;
@@ -512,6 +521,7 @@ static void run_tenants(const char *path, unsigned weight, unsigned na, unsigned
 	assert_int_equal(ratectl_open(&h, path, NULL), 0);
 	assert_int_equal(ratectl_budget_set(h, "key", &k, 0), 0);
 	assert_int_equal(ratectl_budget_set(h, "t-a", &t, 0), 0);
+	t.weight = wb;
 	assert_int_equal(ratectl_budget_set(h, "t-b", &t, 0), 0);
 	ratectl_close(h);
 	assert_int_equal(pipe(p), 0);
@@ -573,6 +583,13 @@ static void test_fair_shares(void **state)
 	run_tenants(alone, 1, 8, 0, &a, &b);
 	print_message("A alone: %u\n", a);
 	assert_true(a >= 140);
+	/* Weights: B of weight 3 with 3 processes against A of weight 1 with
+	 * 6: B three quarters. */
+	tmp_ledger_rm(path);
+	path = tmp_ledger();
+	run_weighted(path, 1, 3, 6, 3, &a, &b);
+	print_message("weights 1:3: A %u, B %u (B %.0f%%)\n", a, b, 100.0 * b / (a + b));
+	assert_true(b * 100 >= (a + b) * 65 && b * 100 <= (a + b) * 85);
 	tmp_ledger_rm(path);
 	tmp_ledger_rm(control);
 	tmp_ledger_rm(alone);
