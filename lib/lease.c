@@ -19,7 +19,9 @@
  * capped admission costs one more record in its transaction, no system
  * call.  Keys are 61 random bits: a process that drew one already held
  * (never seen) draws again.  A fork child closes the inherited descriptor
- * (fork.c), so it never keeps its parent alive, and draws its own key.
+ * (fork.c, in the handler fork() runs in the child before returning: a
+ * child not yet scheduled keeps it for that moment), so it never keeps
+ * its parent alive, and draws its own key.
  */
 #include <errno.h>
 #include <fcntl.h>

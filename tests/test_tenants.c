@@ -332,12 +332,16 @@ static void test_fork_child_keeps_no_parent_alive(void **state)
 		if (ratectl_try(f->h, "b", &one, &l, NULL) != 0)
 			_exit(1);
 		if ((g = fork()) == 0) {
+			/* Running: fork() has returned here, after the handler
+			 * that closes the inherited descriptor.  (Until a child
+			 * first runs, its copy holds the lock: a moment.) */
+			g = getpid();
+			if (write(p[1], &g, sizeof g) != (ssize_t)sizeof g)
+				_exit(2);
 			alarm(20);      /* outlives its parent; the test kills it */
 			pause();
 			_exit(0);
 		}
-		if (write(p[1], &g, sizeof g) != (ssize_t)sizeof g)
-			_exit(2);
 		pause();
 		_exit(0);
 	}
