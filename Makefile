@@ -94,7 +94,7 @@ ifneq ($(PRELOAD_SRC),)
 PROGS += $(B)/libratectl-preload.so
 endif
 
-.PHONY: all shared static pkgconfig install uninstall test test-python check bench demo \
+.PHONY: all shared static pkgconfig install uninstall test test-python check bench demo deb \
 	clean deps asan ubsan tsan fuzz chaos headercheck valgrind node
 
 all: shared static pkgconfig $(PROGS) $(NODE_ALL)
@@ -155,7 +155,7 @@ $(PC): Makefile include/ratectl.h
 
 # Programs link the static library: they run from build/ without LD_LIBRARY_PATH.
 $(B)/ratectl: $(CLI_OBJ) $(HTTP_STATIC) $(STATIC)
-	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(HTTP_STATIC) $(STATIC) -linih -ljansson $(LIB_LIBS) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(HTTP_STATIC) $(STATIC) -linih -ljansson -lmicrohttpd $(LIB_LIBS) $(LDFLAGS)
 $(B)/ratectl-fakeprov: $(B)/obj/tools/fakeprov.o
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lmicrohttpd -ljansson -lm $(LDFLAGS)
 # The shim never links libcurl: it finds the caller's at run time.  It
@@ -275,6 +275,10 @@ FUZZ_TARGETS ?=
 fuzz:
 	@tools/deps.sh fuzz
 	@B=$(B) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Debian packages of this tree into $(B)/deb (tools/deb/build.sh says what).
+deb: all
+	sh tools/deb/build.sh "$(B)"
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
