@@ -13,6 +13,7 @@
  *   check.c    check (and --repair), reclaim, sweep
  *   watch.c    watch
  *   metrics.c  metrics (Prometheus text, or JSON)
+ *   serve.c    metrics --listen: the exporter over HTTP
  *   run.c      run
  *   keyid.c    key-id
  */
@@ -263,6 +264,21 @@ int cmd_watch(cli *c, int argc, char **argv);
 int cmd_metrics(cli *c, int argc, char **argv);
 int cmd_run(cli *c, int argc, char **argv);
 int cmd_key_id(cli *c, int argc, char **argv);
+
+/* metrics.c: what `metrics` prints, for the exporter (serve.c). */
+typedef struct metrics_query {
+	cli_filter filter;         /* the budgets asked for */
+	size_t top;                /* budgets of each template printed in full */
+	int all;                   /* every budget in full, none summed */
+} metrics_query;
+/*
+ * The Prometheus text exposition of q, from one snapshot of the open
+ * ledger c->h, to out.  0, or the library's code (-ENOMEM included) with
+ * *what saying what could not be read.  Write errors are out's.
+ */
+int metrics_text(cli *c, const metrics_query *q, FILE *out, const char **what);
+/* serve.c: serve q at ADDR:PORT until SIGTERM or SIGINT; an exit code. */
+int metrics_serve(cli *c, const metrics_query *q, const char *addr);
 
 /* show.c: the one-line summary used by list and watch. */
 void show_limits_cell(char *buf, size_t len, const ratectl_budget_info *in,

@@ -135,6 +135,7 @@ static const cli_cmd commands[] = {
 	  "  --count N            stop after N refreshes\n" },
 	{ "metrics", cmd_metrics, "Prometheus text exposition of every budget",
 	  "usage: ratectl metrics [PATTERN...] [--top N | --all] [--json]\n"
+	  "       ratectl metrics [PATTERN...] [--top N | --all] --listen ADDR:PORT\n"
 	  "\n"
 	  "Counters and gauges of every budget (or those matching a PATTERN) in the\n"
 	  "Prometheus text format, for a node exporter textfile collector or an\n"
@@ -148,7 +149,12 @@ static const cli_cmd commands[] = {
 	  "              0 to 10000)\n"
 	  "  --all       every budget in full, as budgets without a template are\n"
 	  "  --json      the same data as JSON (\"budgets\" as `list --json`, and\n"
-	  "              \"templates\")\n" },
+	  "              \"templates\")\n"
+	  "  --listen ADDR:PORT\n"
+	  "              serve it over HTTP until SIGTERM: GET /metrics (this text,\n"
+	  "              read afresh each time) and /healthz (200 ok, or 503 and\n"
+	  "              why); ADDR 127.0.0.1, [::1], 0.0.0.0...; port 0: any free\n"
+	  "              port, printed on stderr (\"listening on ADDR:PORT\")\n" },
 	{ "key-id", cmd_key_id, "the id of an API key, for a config `key =` rule",
 	  "usage: ratectl key-id < FILE\n"
 	  "\n"

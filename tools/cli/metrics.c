@@ -222,7 +222,7 @@ static const struct sfamily sfamilies[] = {
  * noise of the last binary digits, and both parse back in Prometheus.
  * Integers, nearly every sample, are written without printf: 100,000
  * budgets make two million samples. */
-static void put_value(double v)
+static void put_value(FILE *o, double v)
 {
 	char buf[32], *p = buf + sizeof buf;
 	uint64_t u;
@@ -233,48 +233,48 @@ static void put_value(double v)
 		do
 			*--p = (char)('0' + u % 10);
 		while ((u /= 10) != 0);
-		fputs(p, stdout);
+		fputs(p, o);
 	} else {
-		printf("%.15g", v);
+		fprintf(o, "%.15g", v);
 	}
-	putchar('\n');
+	putc('\n', o);
 }
 
 /* A label value as the exposition format wants it: \, " and newline
  * escaped (names never hold them; this is for what might). */
-static void put_label(const char *s)
+static void put_label(FILE *o, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == '\\' || *s == '"')
-			putchar('\\');
+			putc('\\', o);
 		if (*s == '\n')
-			fputs("\\n", stdout);
+			fputs("\\n", o);
 		else
-			putchar(*s);
+			putc(*s, o);
 	}
 }
 
-static void head(const char *name, const char *help, const char *type)
+static void head(FILE *o, const char *name, const char *help, const char *type)
 {
-	printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void sample(const struct family *f, const cli_row *in, unsigned i)
+static void sample(FILE *o, const struct family *f, const cli_row *in, unsigned i)
 {
 	const ratectl_limit *l = &in->state[i].limit;
 
-	fputs(f->name, stdout);
-	fputs("{budget=\"", stdout);
-	put_label(in->name);
+	fputs(f->name, o);
+	fputs("{budget=\"", o);
+	put_label(o, in->name);
 	if (f->per_limit)
-		printf("\",dimension=\"%s\",period_seconds=\"%.9g\"} ", fmt_dim(l->dim),
+		fprintf(o, "\",dimension=\"%s\",period_seconds=\"%.9g\"} ", fmt_dim(l->dim),
 		       secs(l->period_ns));
 	else
-		fputs("\"} ", stdout);
-	put_value(f->value(in, i));
+		fputs("\"} ", o);
+	put_value(o, f->value(in, i));
 }
 
-static void shared_exposition(const cli_row *const *v, ratectl_shared_state *const *sh,
+static void shared_exposition(FILE *o, const cli_row *const *v, ratectl_shared_state *const *sh,
                               size_t n)
 {
 	size_t f, b;
@@ -286,15 +286,15 @@ static void shared_exposition(const cli_row *const *v, ratectl_shared_state *con
 	for (f = 0; any && f < sizeof sfamilies / sizeof sfamilies[0]; f++) {
 		const struct sfamily *sf = &sfamilies[f];
 
-		head(sf->name, sf->help, sf->type);
+		head(o, sf->name, sf->help, sf->type);
 		for (b = 0; b < n; b++) {
 			if (!sh[b])
 				continue;
 			if (!sf->per_dim)
-				printf("%s{budget=\"%s\"} %.15g\n", sf->name, v[b]->name,
+				fprintf(o, "%s{budget=\"%s\"} %.15g\n", sf->name, v[b]->name,
 				       sf->value(sh[b], 0));
 			for (d = 0; sf->per_dim && d < 2; d++)
-				printf("%s{budget=\"%s\",dimension=\"%s\"} %.15g\n", sf->name,
+				fprintf(o, "%s{budget=\"%s\",dimension=\"%s\"} %.15g\n", sf->name,
 				       v[b]->name, fmt_dim((ratectl_dim)d), sf->value(sh[b], d));
 		}
 	}
@@ -579,17 +579,17 @@ static const struct tfamily tfamilies[] = {
 	  "Slots held by dead processes in the template's budgets.", t_dead },
 };
 
-static void template_exposition(const struct mctx *m)
+static void template_exposition(FILE *o, const struct mctx *m)
 {
 	size_t f, i;
 
 	for (f = 0; m->nt && f < sizeof tfamilies / sizeof tfamilies[0]; f++) {
-		head(tfamilies[f].name, tfamilies[f].help, tfamilies[f].type);
+		head(o, tfamilies[f].name, tfamilies[f].help, tfamilies[f].type);
 		for (i = 0; i < m->nt; i++) {
-			printf("%s{template=\"", tfamilies[f].name);
-			put_label(m->t[i].origin);
-			fputs("\"} ", stdout);
-			put_value(tfamilies[f].value(&m->t[i]));
+			fprintf(o, "%s{template=\"", tfamilies[f].name);
+			put_label(o, m->t[i].origin);
+			fputs("\"} ", o);
+			put_value(o, tfamilies[f].value(&m->t[i]));
 		}
 	}
 }
@@ -601,7 +601,7 @@ static void template_exposition(const struct mctx *m)
  * counted at admission).  The tokens family is kept in memory while the
  * requests one is written: each family's samples go together.
  */
-static int tag_exposition(cli *c, const cli_row *const *v, size_t n)
+static int tag_exposition(FILE *o, cli *c, const cli_row *const *v, size_t n)
 {
 	char *tok = NULL;
 	size_t toklen = 0, i, k;
@@ -622,16 +622,16 @@ static int tag_exposition(cli *c, const cli_row *const *v, size_t n)
 		if (rc != 0 || g.n == 0)
 			continue;
 		if (!any++)
-			head("ratectl_tag_requests_total",
+			head(o, "ratectl_tag_requests_total",
 			     "Requests admitted with a tag, for the budget's busiest tags; "
 			     "tag=\"\": the rest.", "counter");
 		for (k = 0; k <= g.n; k++) {
 			const ratectl_tag_info *x = k < g.n ? &g.top[k] : &g.rest;
 
-			printf("ratectl_tag_requests_total{budget=\"%s\",tag=\"", v[i]->name);
-			put_label(k < g.n ? x->tag : "");
-			fputs("\"} ", stdout);
-			put_value((double)x->requests);
+			fprintf(o, "ratectl_tag_requests_total{budget=\"%s\",tag=\"", v[i]->name);
+			put_label(o, k < g.n ? x->tag : "");
+			fputs("\"} ", o);
+			put_value(o, (double)x->requests);
 			fprintf(t, "ratectl_tag_tokens_total{budget=\"%s\",tag=\"%s\"} %llu\n",
 			        v[i]->name, k < g.n ? x->tag : "",
 			        (unsigned long long)x->tokens);
@@ -640,32 +640,32 @@ static int tag_exposition(cli *c, const cli_row *const *v, size_t n)
 	if (fclose(t) != 0 && rc == 0)
 		rc = -ENOMEM;
 	if (rc == 0 && any) {
-		head("ratectl_tag_tokens_total",
+		head(o, "ratectl_tag_tokens_total",
 		     "Tokens charged with a tag (estimates, corrected at release), for "
 		     "the budget's busiest tags; tag=\"\": the rest.", "counter");
-		fwrite(tok, 1, toklen, stdout);
+		fwrite(tok, 1, toklen, o);
 	}
 	free(tok);
 	return rc;
 }
 
-static void exposition(const cli_row *const *v, ratectl_shared_state *const *sh,
+static void exposition(FILE *o, const cli_row *const *v, ratectl_shared_state *const *sh,
                        size_t n, const struct mctx *m)
 {
 	size_t f, b;
 	unsigned i;
 
 	for (f = 0; f < sizeof families / sizeof families[0]; f++) {
-		head(families[f].name, families[f].help, families[f].type);
+		head(o, families[f].name, families[f].help, families[f].type);
 		for (b = 0; b < n; b++) {
 			if (!families[f].per_limit)
-				sample(&families[f], v[b], 0);
+				sample(o, &families[f], v[b], 0);
 			for (i = 0; families[f].per_limit && i < v[b]->nlimits; i++)
-				sample(&families[f], v[b], i);
+				sample(o, &families[f], v[b], i);
 		}
 	}
-	template_exposition(m);
-	shared_exposition(v, sh, n);
+	template_exposition(o, m);
+	shared_exposition(o, v, sh, n);
 }
 
 /* ---- JSON ------------------------------------------------------------------------ */
@@ -723,14 +723,71 @@ static int metrics_json(const cli *c, const cli_row *const *v,
 	return json_stream_end(&js) == 0 ? CLI_OK : json_stream_fail(&js);
 }
 
+/* ---- one scrape: a snapshot, then its exposition or JSON ------------------------- */
+
+struct scrape {
+	struct mctx m;
+	const cli_row **v;         /* the budgets printed in full, in name order */
+	ratectl_shared_state **sh; /* how each of v is shared */
+	size_t n;
+};
+
+static void scrape_free(struct scrape *s)
+{
+	cli_shared_free(s->sh, s->n);
+	free(s->v);
+	mctx_free(&s->m);
+}
+
+/* Read the budgets q asks for from one snapshot on the open ledger: 0, or
+ * the library's code (-ENOMEM included) with *what saying what failed. */
+static int scrape(cli *c, const metrics_query *q, struct scrape *s, const char **what)
+{
+	size_t i;
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	s->m.top = q->top;
+	s->m.all = q->all;
+	*what = "cannot read the budgets";
+	if ((rc = cli_foreach(c, &q->filter, collect, &s->m, NULL)) != 0)
+		return rc;
+	/* (qsort wants an array even of nothing: none without templates) */
+	if (s->m.nt)
+		qsort(s->m.t, s->m.nt, sizeof *s->m.t, by_origin);   /* the index is done with */
+	for (i = 0; i < s->m.nt; i++)
+		if (s->m.t[i].ntop)
+			qsort(s->m.t[i].top, s->m.t[i].ntop, sizeof *s->m.t[i].top, by_rank);
+	if (!(s->v = printed(&s->m, &s->n)))
+		return -ENOMEM;
+	*what = "cannot read how the budgets are shared";
+	return cli_shared_rows(c, s->v, s->n, &s->sh);
+}
+
+int metrics_text(cli *c, const metrics_query *q, FILE *out, const char **what)
+{
+	struct scrape s;
+	int rc;
+
+	if ((rc = scrape(c, q, &s, what)) == 0) {
+		exposition(out, s.v, s.sh, s.n, &s.m);
+		*what = "cannot read the tags";
+		rc = tag_exposition(out, c, s.v, s.n);
+	}
+	scrape_free(&s);
+	return rc;
+}
+
 /* ---- the command ----------------------------------------------------------------- */
 
-static int metrics_options(cli *c, int argc, char **argv, struct mctx *m, int *json)
+static int metrics_options(cli *c, int argc, char **argv, metrics_query *q, int *json,
+                           const char **listen)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "top", required_argument, NULL, 't' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "listen", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 }
 	};
 	uint64_t v;
@@ -740,66 +797,52 @@ static int metrics_options(cli *c, int argc, char **argv, struct mctx *m, int *j
 		switch (o) {
 		case 'h': cli_help(c); return -1;
 		case 'j': *json = 1; break;
-		case 'a': m->all = 1; break;
+		case 'a': q->all = 1; break;
+		case 'l': *listen = optarg; break;
 		case 't':
 			if (cli_parse_u64(optarg, TOP_MAX, &v) != 0)
 				return cli_usage(c, "--top '%s': a whole number of budgets, 0 to %d",
 				                 optarg, TOP_MAX);
-			m->top = (size_t)v;
+			q->top = (size_t)v;
 			top = 1;
 			break;
 		default: return cli_badopt(c, o, argv);
 		}
 	}
-	if (top && m->all)
+	if (top && q->all)
 		return cli_usage(c, "--top and --all: the top N of each template, or "
 		                 "every budget");
+	if (*json && *listen)
+		return cli_usage(c, "--json and --listen: the exporter serves the text "
+		                 "format only");
 	return 0;
 }
 
 int cmd_metrics(cli *c, int argc, char **argv)
 {
-	struct mctx m = { .top = TOP_DEFAULT };
-	ratectl_shared_state **sh = NULL;
-	const cli_row **v = NULL;
-	cli_filter f;
-	size_t n = 0, i;
+	metrics_query q = { .top = TOP_DEFAULT };
+	const char *listen = NULL, *what;
+	struct scrape s;
 	int json = 0, rc;
 
-	if ((rc = metrics_options(c, argc, argv, &m, &json)) != 0)
+	if ((rc = metrics_options(c, argc, argv, &q, &json, &listen)) != 0)
 		return rc < 0 ? CLI_OK : rc;
-	if ((rc = cli_filter_init(c, &f, argv + optind, argc - optind)) != 0)
+	if ((rc = cli_filter_init(c, &q.filter, argv + optind, argc - optind)) != 0)
 		return rc;
+	if (listen)
+		return metrics_serve(c, &q, listen);
 	if ((rc = cli_open(c)) != 0)
 		return rc;
-	if ((rc = cli_foreach(c, &f, collect, &m, NULL)) != 0) {
-		rc = rc == -ENOMEM ? cli_oom(c) : cli_fail(c, rc, "cannot read the budgets");
-		goto out;
-	}
-	/* (qsort wants an array even of nothing: none without templates) */
-	if (m.nt)
-		qsort(m.t, m.nt, sizeof *m.t, by_origin);   /* the index is done with */
-	for (i = 0; i < m.nt; i++)
-		if (m.t[i].ntop)
-			qsort(m.t[i].top, m.t[i].ntop, sizeof *m.t[i].top, by_rank);
-	if (!(v = printed(&m, &n))) {
-		rc = cli_oom(c);
-		goto out;
-	}
-	if ((rc = cli_shared_rows(c, v, n, &sh)) != 0) {
-		rc = cli_fail(c, rc, "cannot read how the budgets are shared");
-		goto out;
-	}
-	if (json) {
-		rc = metrics_json(c, v, sh, n, &m);
+	if (!json) {
+		rc = metrics_text(c, &q, stdout, &what);
+	} else if ((rc = scrape(c, &q, &s, &what)) == 0) {
+		rc = metrics_json(c, s.v, s.sh, s.n, &s.m);
+		scrape_free(&s);
+		return rc;
 	} else {
-		exposition(v, sh, n, &m);
-		if ((rc = tag_exposition(c, v, n)) != 0)
-			rc = rc == -ENOMEM ? cli_oom(c) : cli_fail(c, rc, "cannot read the tags");
+		scrape_free(&s);
 	}
-out:
-	cli_shared_free(sh, n);
-	free(v);
-	mctx_free(&m);
-	return rc;
+	if (rc == -ENOMEM)
+		return cli_oom(c);
+	return rc ? cli_fail(c, rc, what) : CLI_OK;
 }
