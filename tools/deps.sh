@@ -13,7 +13,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 
 what=${1:-all}
 build="make gcc pkg-config liblmdb-dev lmdb-utils libhiredis-dev libcurl4-openssl-dev libinih-dev libjansson-dev libmicrohttpd-dev"
-test="libcmocka-dev curl libcurl3-gnutls php-cli php-curl python3-pycurl python3 python3-pytest python3-httpx python3-celery python3-kombu python3-redis redis-server gunicorn prometheus"
+test="libcmocka-dev curl lintian dpkg-dev libcurl3-gnutls php-cli php-curl python3-pycurl python3 python3-pytest python3-httpx python3-celery python3-kombu python3-redis redis-server gunicorn prometheus"
 bench="libhiredis-dev redis-server libsqlite3-dev"
 fuzz="clang libclang-rt-14-dev"
 
