@@ -152,7 +152,9 @@ typedef struct ratectl_options {
 	 * 0700/0600 by default.  Set shared_group to 1 to create them 0770/0660
 	 * with the setgid bit, and to accept a directory owned by another user
 	 * whose group is one of ours (for users sharing one ledger).  A
-	 * directory writable by others is always refused.
+	 * directory with the setgid bit whose group is one of ours (as the
+	 * packages' /run/ratectl of the ratectl group) is opened this way
+	 * without asking.  A directory writable by others is always refused.
 	 */
 	int shared_group;
 	/* Injected clock, or NULL for the system clocks. Copied. */

@@ -248,6 +248,14 @@ static int dir_prepare(ratectl *h)
 	close(fd);
 	if (rc != 0)
 		return ratectl__err(-errno, "ledger %s: %s", h->path, strerror(errno));
+	/* A directory the administrator made for a group (setgid, as
+	 * tmpfiles.d's /run/ratectl of the ratectl group) is shared by its
+	 * members whether or not they asked: what they create in it is made
+	 * for the group too.  Bindings and the preload shim that open the
+	 * default ledger need no option for it. */
+	if (!created && (st.st_mode & S_ISGID) && !(st.st_mode & S_IWOTH) &&
+	    in_our_groups(st.st_gid))
+		h->shared_group = 1;
 	if (st.st_uid != geteuid() && !(h->shared_group && in_our_groups(st.st_gid)))
 		return ratectl__err(RATECTL_EUNSAFE, "ledger %s: owned by uid %u, not "
 		                    "by you (uid %u); refusing it", h->path,

@@ -498,6 +498,39 @@ static void test_origin_sizes(void **state)
 	assert_int_equal(ratectl_budget_get(f->h, "c", &info), RATECTL_ENOTFOUND);
 }
 
+/* A setgid directory of one of our groups, owned by someone else (the
+ * packages' /run/ratectl, root:ratectl 2770) is shared without asking;
+ * without the setgid bit it is refused as before. */
+static void test_group_directory_shared(void **state)
+{
+	clock_fixture *f = *state;
+	char *path = tmp_ledger();
+	ratectl *h = NULL;
+	struct stat st;
+	char file[700];
+
+	(void)f;
+	if (geteuid() != 0) {
+		print_message("skipped: needs root to give the directory away\n");
+		tmp_ledger_rm(path);
+		return;
+	}
+	assert_int_equal(mkdir(path, 0770), 0);
+	assert_int_equal(chown(path, 65534, getegid()), 0);
+	assert_int_equal(chmod(path, 0770), 0);
+	assert_int_equal(ratectl_open(&h, path, NULL), RATECTL_EUNSAFE);
+	assert_null(h);
+	assert_int_equal(chmod(path, 02770), 0);
+	assert_int_equal(ratectl_open(&h, path, NULL), 0);
+	snprintf(file, sizeof file, "%s/wake", path);
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	ratectl_close(h);
+	assert_int_equal(chmod(path, 02777), 0);        /* others may write */
+	assert_int_equal(ratectl_open(&h, path, NULL), RATECTL_EUNSAFE);
+	tmp_ledger_rm(path);
+}
+
 /* ---- fair shares ----------------------------------------------------------- */
 
 static void run_weighted(const char *path, unsigned wa, unsigned wb, unsigned na,
@@ -871,6 +904,8 @@ int main(void)
 		                                clock_setup, clock_teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_holder, clock_setup, clock_teardown),
 		cmocka_unit_test_setup_teardown(test_origin_sizes, clock_setup, clock_teardown),
+		cmocka_unit_test_setup_teardown(test_group_directory_shared, clock_setup,
+		                                clock_teardown),
 		cmocka_unit_test_setup_teardown(test_dead_holders_records_dropped, clock_setup,
 		                                clock_teardown),
 		cmocka_unit_test_setup_teardown(test_ticket_given_up, clock_setup,
