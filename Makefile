@@ -139,14 +139,21 @@ $(B)/libratectl-http.so: $(B)/$(HSONAME)
 $(HTTP_STATIC): $(HTTP_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
-$(HTTP_PC): Makefile include/ratectl_http.h
+# The .pc files name the install directories: made again when they change
+# (`make; make install PREFIX=/usr` must not install /usr/local's).
+$(B)/.dirs: FORCE
+	@mkdir -p $(B)
+	@echo '$(PREFIX) $(LIBDIR) $(INCDIR)' | cmp -s - $@ || echo '$(PREFIX) $(LIBDIR) $(INCDIR)' > $@
+.PHONY: FORCE
+
+$(HTTP_PC): Makefile include/ratectl_http.h $(B)/.dirs
 	@mkdir -p $(B)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: ratectl-http' 'Description: the HTTP policy of ratectl, for any HTTP client' \
 	  'Version: $(HVERSION)' 'Requires: ratectl' 'Libs: -L$${libdir} -lratectl-http' \
 	  'Libs.private: -linih' 'Cflags: -I$${includedir}' > $@
 
-$(PC): Makefile include/ratectl.h
+$(PC): Makefile include/ratectl.h $(B)/.dirs
 	@mkdir -p $(B)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: ratectl' 'Description: one rate limit shared by every process on a host' \

@@ -456,7 +456,7 @@ static int collect(const ratectl_budget_info *in, void *ctx)
 	struct mctx *m = ctx;
 	struct tmpl *t;
 
-	if (m->all || !in->config.origin[0])
+	if (!in->config.origin[0])
 		return cli_rows_add(&m->plain, in);
 	if (!(t = tmpl_of(m, in->config.origin)))
 		return -ENOMEM;
@@ -464,7 +464,8 @@ static int collect(const ratectl_budget_info *in, void *ctx)
 	t->inflight += in->inflight;
 	t->dead += in->dead;
 	add_counters(&t->sum, &in->counters);
-	return top_offer(m, t, in);
+	/* --all: every budget in full, and still the template sums */
+	return m->all ? cli_rows_add(&m->plain, in) : top_offer(m, t, in);
 }
 
 static void mctx_free(struct mctx *m)
