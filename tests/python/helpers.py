@@ -185,3 +185,49 @@ class Redis:
 
     def __exit__(self, *a):
         self.stop()
+
+
+def check_layouts(header, structs, constants):
+    """Compile a C program printing the size of every struct in `structs`
+    (C name -> ctypes mirror), the offset and size of every field the
+    mirror has, and the value of every constant in `constants`; assert
+    each equals the mirror's.  Returns how many were checked (None: no C
+    compiler here)."""
+    import ctypes
+    import shutil
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    lines = ["#include <stddef.h>", "#include <stdio.h>", '#include "%s"' % header,
+             "int main(void) {"]
+    for t, cls in structs.items():
+        lines.append('printf("%s size %%zu\\n", sizeof(%s));' % (t, t))
+        for f, _ in cls._fields_:
+            lines.append('printf("%s.%s %%zu %%zu\\n", offsetof(%s, %s), '
+                         'sizeof(((%s *)0)->%s));' % (t, f, t, f, t, f))
+    for k in constants:
+        lines.append('printf("%s %%lld\\n", (long long)%s);' % (k, k))
+    lines += ["return 0;", "}"]
+    d = tempfile.mkdtemp()
+    try:
+        src, exe = os.path.join(d, "layout.c"), os.path.join(d, "layout")
+        with open(src, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        subprocess.run([cc, "-I", os.path.join(TOP, "include"), "-o", exe, src], check=True)
+        out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
+    finally:
+        shutil.rmtree(d)
+    checked = 0
+    for line in out.splitlines():
+        key, *values = line.split(" ")
+        if key in constants:
+            assert constants[key] == int(values[0]), key
+        elif values[0] == "size":
+            assert ctypes.sizeof(structs[key]) == int(values[1]), key
+        else:
+            t, field = key.split(".")
+            desc = getattr(structs[t], field)
+            assert (desc.offset, desc.size) == (int(values[0]), int(values[1])), key
+        checked += 1
+    assert checked == len(constants) + sum(1 + len(c._fields_) for c in structs.values())
+    return checked

@@ -1,6 +1,5 @@
 """ratectl.Ledger against a private ledger: budgets, admission, leases,
 errors, fork, signals and a holder killed with SIGKILL."""
-import ctypes
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ import ratectl
 from ratectl import ledger as L_mod
 
 from conftest import TOP, spawn
+from helpers import check_layouts
 
 
 # ---- the C structs as the compiler lays them out ---------------------------
@@ -37,51 +37,13 @@ PY_CONSTANTS = {
 }
 
 
-def layout_c():
-    """A C program printing the size of every mirrored struct, the offset
-    and size of every field the mirror has, and the copied constants."""
-    lines = ["#include <stddef.h>", "#include <stdio.h>", '#include "ratectl.h"',
-             "int main(void) {"]
-    for t, cls in PY_STRUCTS.items():
-        lines.append('printf("%s size %%zu\\n", sizeof(%s));' % (t, t))
-        for f, _ in cls._fields_:
-            lines.append('printf("%s.%s %%zu %%zu\\n", offsetof(%s, %s), sizeof(((%s *)0)->%s));'
-                         % (t, f, t, f, t, f))
-    for k in PY_CONSTANTS:
-        lines.append('printf("%s %%lld\\n", (long long)%s);' % (k, k))
-    lines += ["return 0;", "}"]
-    return "\n".join(lines) + "\n"
-
-
 def test_struct_layouts_match_the_header():
     """Every mirror is the C struct's size, every field at the C offset
     with the C size (a mirror smaller than the struct would let the
     library write past the Python object), every constant the header's."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
+    checked = check_layouts("ratectl.h", PY_STRUCTS, PY_CONSTANTS)
+    if checked is None:
         pytest.skip("no C compiler to compare the struct layouts with")
-    d = tempfile.mkdtemp()
-    try:
-        src, exe = os.path.join(d, "layout.c"), os.path.join(d, "layout")
-        with open(src, "w") as f:
-            f.write(layout_c())
-        subprocess.run([cc, "-I", os.path.join(TOP, "include"), "-o", exe, src], check=True)
-        out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
-    finally:
-        shutil.rmtree(d)
-    checked = 0
-    for line in out.splitlines():
-        key, *values = line.split(" ")
-        if key in PY_CONSTANTS:
-            assert PY_CONSTANTS[key] == int(values[0]), key
-        elif values[0] == "size":
-            assert ctypes.sizeof(PY_STRUCTS[key]) == int(values[1]), key
-        else:
-            t, field = key.split(".")
-            desc = getattr(PY_STRUCTS[t], field)
-            assert (desc.offset, desc.size) == (int(values[0]), int(values[1])), key
-        checked += 1
-    assert checked == len(PY_CONSTANTS) + sum(1 + len(c._fields_) for c in PY_STRUCTS.values())
     assert checked >= 78
 
 

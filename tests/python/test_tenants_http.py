@@ -7,11 +7,7 @@ records what it is sent; the ledger is read back with `ratectl show`.
 Also: the ctypes mirrors of ratectl_http.h against the compiler's layout.
 """
 import asyncio
-import ctypes
-import os
-import shutil
 import subprocess
-import tempfile
 
 import httpx
 import pytest
@@ -20,8 +16,7 @@ import ratectl
 import ratectl.httpx
 from ratectl import _http
 
-from conftest import TOP
-from helpers import chat_body, show
+from helpers import chat_body, check_layouts, show
 
 URL = "https://api.example.test/v1/chat/completions"
 
@@ -51,50 +46,14 @@ PY_CONSTANTS = {
 }
 
 
-def layout_c():
-    lines = ["#include <stddef.h>", "#include <stdio.h>", '#include "ratectl_http.h"',
-             "int main(void) {"]
-    for t, cls in PY_STRUCTS.items():
-        lines.append('printf("%s size %%zu\\n", sizeof(%s));' % (t, t))
-        for f, _ in cls._fields_:
-            lines.append('printf("%s.%s %%zu %%zu\\n", offsetof(%s, %s), sizeof(((%s *)0)->%s));'
-                         % (t, f, t, f, t, f))
-    for k in PY_CONSTANTS:
-        lines.append('printf("%s %%lld\\n", (long long)%s);' % (k, k))
-    lines += ["return 0;", "}"]
-    return "\n".join(lines) + "\n"
-
-
 def test_http_struct_layouts_match_the_header():
     """Every mirror of _http is its C struct's size (Info read through the
     library's pointer included: a mirror short of the new fields cannot
     read drop_headers), every field at the C offset with the C size,
     every copied code the header's."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
+    checked = check_layouts("ratectl_http.h", PY_STRUCTS, PY_CONSTANTS)
+    if checked is None:
         pytest.skip("no C compiler to compare the struct layouts with")
-    d = tempfile.mkdtemp()
-    try:
-        src, exe = os.path.join(d, "layout.c"), os.path.join(d, "layout")
-        with open(src, "w") as f:
-            f.write(layout_c())
-        subprocess.run([cc, "-I", os.path.join(TOP, "include"), "-o", exe, src], check=True)
-        out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
-    finally:
-        shutil.rmtree(d)
-    checked = 0
-    for line in out.splitlines():
-        key, *values = line.split(" ")
-        if key in PY_CONSTANTS:
-            assert PY_CONSTANTS[key] == int(values[0]), key
-        elif values[0] == "size":
-            assert ctypes.sizeof(PY_STRUCTS[key]) == int(values[1]), key
-        else:
-            t, field = key.split(".")
-            desc = getattr(PY_STRUCTS[t], field)
-            assert (desc.offset, desc.size) == (int(values[0]), int(values[1])), key
-        checked += 1
-    assert checked == len(PY_CONSTANTS) + sum(1 + len(c._fields_) for c in PY_STRUCTS.values())
     assert checked >= 60
 
 
