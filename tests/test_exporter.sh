@@ -330,7 +330,13 @@ done
 check "... each one served is a whole exposition" [ $ok -eq 1 ]
 get /healthz
 check "... the exporter is up after them" [ "$CODE" = 200 ]
-check "... its RSS ${rss0} kB -> ${rss1} kB, peak ${peak} kB, under 64 MB" [ "$peak" -lt 65536 ]
+# A sanitizer's shadow memory and quarantine are not the exporter's: the
+# bound is checked on plain builds (ASan keeps freed replies a while).
+if [ -n "${RATECTL_SANITIZER:-}" ]; then
+	echo "ok - ... its RSS ${rss0} kB -> ${rss1} kB, peak ${peak} kB # SKIP bound not checked under $RATECTL_SANITIZER"
+else
+	check "... its RSS ${rss0} kB -> ${rss1} kB, peak ${peak} kB, under 64 MB" [ "$peak" -lt 65536 ]
+fi
 
 # The silent client was cut off after the connection timeout (10 s).
 i=0
