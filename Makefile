@@ -51,7 +51,7 @@ HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/obj/%.o)
 HTTP_SHARED = $(B)/libratectl-http.so.$(HVERSION)
 HTTP_STATIC = $(B)/libratectl-http.a
 HTTP_PC = $(B)/ratectl-http.pc
-HTTP_LIBS = -linih
+HTTP_LIBS = -linih -ljansson -llmdb
 
 CLI_SRC := $(wildcard tools/cli/*.c)
 CLI_OBJ := $(CLI_SRC:%.c=$(B)/obj/%.o)
@@ -151,7 +151,7 @@ $(HTTP_PC): Makefile include/ratectl_http.h $(B)/.dirs
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: ratectl-http' 'Description: the HTTP policy of ratectl, for any HTTP client' \
 	  'Version: $(HVERSION)' 'Requires: ratectl' 'Libs: -L$${libdir} -lratectl-http' \
-	  'Libs.private: -linih' 'Cflags: -I$${includedir}' > $@
+	  'Libs.private: -linih -ljansson -llmdb' 'Cflags: -I$${includedir}' > $@
 
 $(PC): Makefile include/ratectl.h $(B)/.dirs
 	@mkdir -p $(B)
@@ -170,7 +170,7 @@ $(B)/ratectl-fakeprov: $(B)/obj/tools/fakeprov.o
 # the programs it is loaded into.
 $(B)/libratectl-preload.so: $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) tools/preload/exports.map
 	$(CC) $(ALL_CFLAGS) -shared -Wl,--version-script=tools/preload/exports.map \
-	  -o $@ $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) -linih -ldl $(LIB_LIBS) $(LDFLAGS)
+	  -o $@ $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) -linih -ljansson -ldl $(LIB_LIBS) $(LDFLAGS)
 
 node: $(NODE_ADDON)
 $(NODE_OBJ): CPPFLAGS += -I$(NODE_INCLUDE) -Ilib/node/src
@@ -204,13 +204,17 @@ $(B)/tests/test_preload: tests/test_preload.c $(SHIM_PURE_OBJ) $(HTTP_STATIC) $(
 # Per-program extra libraries: PROG_LIBS_<name>.
 PROG_LIBS_shim_client = -lcurl
 PROG_LIBS_shim_dlopen = -ldl
+# cache_fill drives libratectl-http (tests/test_cache_cli.sh); the static
+# libratectl again after it, for the symbols it needs.
+PROG_LIBS_cache_fill = $(HTTP_STATIC) $(STATIC) $(HTTP_LIBS)
+$(B)/progs/cache_fill: $(HTTP_STATIC)
 $(B)/progs/%: tests/progs/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests -Ilib/http $(ALL_CFLAGS) -o $@ $< $(STATIC) $(PROG_LIBS_$*) $(LIB_LIBS) -lm $(LDFLAGS)
 
 BENCH_LIBS_bench_alt = -lhiredis -lsqlite3
 BENCH_LIBS_bench_shim = -lcurl
-BENCH_LIBS_bench_http = $(HTTP_STATIC) -linih
+BENCH_LIBS_bench_http = $(HTTP_STATIC) -linih -ljansson
 $(B)/bench/%: tests/bench/%.c $(STATIC) $(HTTP_STATIC) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(BENCH_LIBS_$*) $(STATIC) $(LIB_LIBS) -lm $(LDFLAGS)

@@ -100,6 +100,16 @@ typedef enum {
  */
 #define RATECTL_HTTP_PASS 1
 
+/*
+ * ratectl_http_admit(), ratectl_http_try(), ratectl_http_reserve() and
+ * ratectl_http_reserve_poll() return this (> 0, not an error) when the
+ * answer is in the host-wide response cache (ratectl.conf(5) `cache`):
+ * do not send; answer the client with ratectl_http_cached_response().
+ * Nothing was admitted or charged: free the request (or end it: its
+ * outcome says status 0 and nothing is learned).
+ */
+#define RATECTL_HTTP_CACHED 2
+
 /* Like ratectl_strerror(), for every code of both libraries.  Never NULL. */
 const char *ratectl_http_strerror(int code);
 
@@ -246,6 +256,11 @@ typedef struct ratectl_http_info {
 	 * them; the library cannot (it never sends). */
 	const char *drop_headers[2];
 	unsigned ndrop_headers;
+	/* 1: the answer may come from, and go to, the host-wide response
+	 * cache (the budget has `cache`, and the request is one its
+	 * `cache_requests` takes: see ratectl.conf(5)); 0: it is never
+	 * cached. */
+	int cacheable;
 } ratectl_http_info;
 
 /* The request's info, owned by req, valid until it is freed.  Never NULL. */
@@ -280,8 +295,10 @@ int ratectl_http_admit(ratectl_http_request *req, int64_t timeout_ns);
  * or an error as ratectl_http_admit(), or RATECTL_ELIMITED /
  * RATECTL_ECOOLDOWN with *wait_ns (may be NULL) the time after which it
  * would be admitted if nobody else takes it (>= 1), or RATECTL_EINFLIGHT
- * (every slot held; *wait_ns = 0: try again when a request ends).  A retry
- * is charged to the retry budget once, at its first try.
+ * (every slot held; *wait_ns = 0: try again when a request ends), or
+ * RATECTL_EPENDING (another request is fetching its answer for the
+ * response cache: look again after *wait_ns), or RATECTL_HTTP_CACHED.  A
+ * retry is charged to the retry budget once, at its first try.
  */
 int ratectl_http_try(ratectl_http_request *req, int64_t *wait_ns);
 
@@ -463,6 +480,95 @@ int ratectl_http_request_tag(ratectl_http_request *req, const char *tag);
  * that let the client see part of a refused answer says 0 before ending.
  */
 void ratectl_http_request_set_resendable(ratectl_http_request *req, int yes);
+
+/* ---- the host-wide response cache ----------------------------------------
+ *
+ * A budget with `cache = DURATION` in ratectl.conf(5) keeps the whole
+ * 2xx answers of its cacheable requests (info.cacheable) for that long,
+ * in an LMDB environment of its own beside the ledger (DIR/cache/), so
+ * that every process of the host is answered from it and a full cache
+ * never stands in the way of an admission.  An entry is found by a
+ * SHA-256 of the budget's name, the method, the URL, the body in a
+ * canonical form (JSON with its keys sorted and no blanks) and the
+ * SHA-256 of the API key (the key itself is never stored): two keys
+ * never share an answer.
+ *
+ *   - A hit: ratectl_http_admit() and the others return
+ *     RATECTL_HTTP_CACHED at once, without admission: no request is
+ *     counted against the budget.
+ *   - A miss: the request is admitted as any other; its process is the
+ *     one fetching that entry until ratectl_http_request_end().  The
+ *     adapter gives the response as always, then, when it has given the
+ *     whole body, ratectl_http_response_complete(); the end stores a 2xx
+ *     answer of at most `cache_entry_max` bytes.
+ *   - Coalescing: a request for an entry another process (or thread) is
+ *     fetching waits for that answer instead of being sent, within its
+ *     admission deadline (ratectl_http_admit() blocks;
+ *     ratectl_http_try() and ratectl_http_reserve() say RATECTL_EPENDING
+ *     with a time to look again: see below).  When the fetch ends
+ *     without an answer to store (an error, a non-2xx status, a body too
+ *     big), or its process dies (seen within 100 ms: a fetch is a lease
+ *     held by a file lock, dropped by the kernel), one waiter fetches in
+ *     its place.
+ *   - Each budget's entries are held within `cache_size` bytes; the
+ *     oldest (first to expire) are removed first to make room.
+ *   - A cache that cannot be used (no space, a damaged environment,
+ *     which is removed and made again) never refuses a request: it is
+ *     sent as if the budget had no cache.
+ */
+
+/*
+ * The cached answer, after an admission returned RATECTL_HTTP_CACHED:
+ * status (the stored 2xx), headers (Content-Type when the answer had one,
+ * "X-Ratectl-Cache: hit" or "X-Ratectl-Cache: coalesced" (it was fetched
+ * by another request while this one waited), and "Age: SECONDS" since it
+ * was stored) and the whole body.  The strings are owned by req, valid
+ * until it is freed or admitted again.  Returns 0, or RATECTL_HTTP_ESTATE
+ * when the last admission did not return RATECTL_HTTP_CACHED.
+ */
+int ratectl_http_cached_response(const ratectl_http_request *req,
+                                 ratectl_http_local *out);
+
+/*
+ * Say that the body given with ratectl_http_response_body() is the whole
+ * body of the response (it was read to its end without error).  Only a
+ * complete body is stored in the cache: call it before
+ * ratectl_http_request_end().  Returns 0.
+ */
+int ratectl_http_response_complete(ratectl_http_request *req);
+
+/* One budget's cache, as ratectl_http_cache_stats() reads it. */
+typedef struct ratectl_http_cache_stats {
+	char budget[RATECTL_NAME_MAX + 1];
+	uint64_t entries;          /* answers held now */
+	uint64_t bytes;            /* their size: bodies, headers, keys */
+	uint64_t hits;             /* requests answered from the cache */
+	uint64_t coalesced;        /* answered by another's fetch they waited for */
+	uint64_t misses;           /* cacheable requests sent to the provider */
+	uint64_t stores;           /* answers stored */
+	uint64_t evictions;        /* removed for room (cache_size) */
+	uint64_t expired;          /* removed past their time to live */
+	uint64_t tokens_saved;     /* usage of the answers given from the cache */
+} ratectl_http_cache_stats;
+
+/*
+ * The cache of every budget that has one in the ledger directory of h (or
+ * of budget only, when not NULL), into out[0..cap), sorted by name: the
+ * number of budgets found (which may exceed cap), or -errno, or
+ * RATECTL_ECORRUPT (damaged; nothing is changed by reading).  0 when the
+ * directory has no cache.  Never creates it.
+ */
+int ratectl_http_cache_stats_read(ratectl_http *h, const char *budget,
+                                  ratectl_http_cache_stats *out, size_t cap);
+
+/*
+ * Remove the cached answers of budget (NULL: of every budget), and reset
+ * its counters when reset_counters is set.  Returns the number of
+ * entries removed, or -errno.  Entries being fetched are stored when the
+ * fetch ends, as usual.
+ */
+int64_t ratectl_http_cache_clear(ratectl_http *h, const char *budget,
+                                 int reset_counters);
 
 /* Free req; a lease still held is released as never sent, a pending
  * request cancelled. */

@@ -210,6 +210,10 @@ static int section_end(struct parse *p)
 		kl = seen_line(p, key);
 		return perr(p, kl ? kl : cb->line, "[%s]: key '%s': %s", cb->name, key, msg);
 	}
+	if (rh__conf_cache_finish(cb, &key, msg, sizeof msg) != 0) {
+		kl = seen_line(p, key);
+		return perr(p, kl ? kl : cb->line, "[%s]: key '%s': %s", cb->name, key, msg);
+	}
 	if (!rh__conf_budget_has_limit(cb))
 		return perr(p, cb->line, "[%s]: no limit; give requests, tokens or "
 		            "concurrency", cb->name);

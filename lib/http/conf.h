@@ -60,6 +60,16 @@ enum { RH_ON_ERROR_OPEN = 0, RH_ON_ERROR_CLOSED = 1 };
 /* Where a request's tenant comes from (`tenant`). */
 enum { RH_TENANT_NONE = 0, RH_TENANT_HEADER = 1, RH_TENANT_KEY = 2 };
 
+/* Which requests a budget's cache takes (`cache_requests`). */
+enum { RH_CACHE_DETERMINISTIC = 0, RH_CACHE_EMBEDDINGS = 1, RH_CACHE_ANY = 2 };
+#define RH_CACHE_SIZE_DEFAULT ((uint64_t)64 << 20)
+#define RH_CACHE_ENTRY_DEFAULT ((uint64_t)1 << 20)
+/* The most one budget's cache may hold, and its largest entry: the
+ * whole cache environment maps RH_CACHE_MAP bytes (cache.c). */
+#define RH_CACHE_SIZE_MAX ((uint64_t)1 << 30)
+#define RH_CACHE_ENTRY_MAX ((uint64_t)64 << 20)
+#define RH_CACHE_TTL_MAX (30LL * 86400 * 1000000000LL)
+
 typedef struct rh__conf_budget {
 	/* A budget's name, or a template's pattern: one '*' ("user-*"). */
 	char name[RATECTL_NAME_MAX + 1];
@@ -105,6 +115,12 @@ typedef struct rh__conf_budget {
 	/* Shared by many hosts through Redis (`shared`, `password_file`,
 	 * `password_env`, `hosts`, `on_redis_error`); share.url "" when not. */
 	ratectl_share share;
+	/* The response cache (`cache`, cache.c): off when cache_ttl_ns is 0. */
+	int64_t cache_ttl_ns;
+	uint64_t cache_size;           /* bytes of this budget's entries */
+	uint64_t cache_entry_max;      /* the largest answer stored */
+	int cache_requests;            /* RH_CACHE_* */
+	unsigned cache_line;           /* of the first cache_* key, for messages */
 	unsigned line;                 /* line of the [section] */
 	/* How bursts were written, kept for rh__conf_budget_finish(): the
 	 * section's `burst` as a duration or a count (both 0: none given), and
@@ -202,6 +218,12 @@ int rh__conf_key_known(const char *key);
  * with err and *key (the key to name in the message, or NULL). */
 int rh__conf_tenant_finish(const rh__conf_budget *cb, const char **key,
                            char *err, size_t errlen);
+
+/* The cache keys of a complete section: cache_size, cache_entry_max and
+ * cache_requests go with `cache`; defaults filled in.  0 or
+ * RATECTL_EBADCONFIG with err and *key (the key to name). */
+int rh__conf_cache_finish(rh__conf_budget *cb, const char **key, char *err,
+                          size_t errlen);
 
 /* Parse one "host[:port][/path-prefix]" (no scheme) into *m. 0 or -EINVAL. */
 int rh__match_parse(rh__match *m, const char *s);

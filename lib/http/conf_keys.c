@@ -808,6 +808,105 @@ static int key_weight(rh__conf_budget *cb, const char *v, char *err, size_t n)
 	return rc;
 }
 
+/* ---- the response cache ----------------------------------------------- */
+
+static int key_cache(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char w[16];
+
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	if (strcasecmp(w, "off") == 0) {
+		cb->cache_ttl_ns = 0;
+		return 0;
+	}
+	return parse_dur(v, 0, RH_CACHE_TTL_MAX, "off, 0 (off) .. 30 days",
+	                 &cb->cache_ttl_ns, err, n);
+}
+
+/* A size in bytes: a whole number with an optional K, M or G (powers of
+ * 1024), in [1 KiB, max]. */
+static int parse_size(const char *v, uint64_t max, uint64_t *out, char *err,
+                      size_t n)
+{
+	char w[32];
+	size_t len;
+	unsigned shift = 0;
+	uint64_t x;
+	int rc;
+
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	len = strlen(w);
+	if (len > 1) {
+		switch (w[len - 1]) {
+		case 'k': case 'K': shift = 10; break;
+		case 'm': case 'M': shift = 20; break;
+		case 'g': case 'G': shift = 30; break;
+		}
+		if (shift)
+			w[len - 1] = '\0';
+	}
+	if ((rc = parse_uint(w, 0, max >> shift, &x, err, n)) != 0)
+		return errf(err, n, "'%s': expected a size of 1K .. %lluM (a number "
+		            "of bytes, or with K, M or G)", v, (unsigned long long)(max >> 20));
+	x <<= shift;
+	if (x < 1024)
+		return errf(err, n, "'%s': expected a size of 1K .. %lluM", v,
+		            (unsigned long long)(max >> 20));
+	*out = x;
+	return 0;
+}
+
+static int key_cache_size(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return parse_size(v, RH_CACHE_SIZE_MAX, &cb->cache_size, err, n);
+}
+
+static int key_cache_entry_max(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	return parse_size(v, RH_CACHE_ENTRY_MAX, &cb->cache_entry_max, err, n);
+}
+
+static int key_cache_requests(rh__conf_budget *cb, const char *v, char *err, size_t n)
+{
+	char w[32];
+
+	trim_copy(w, sizeof w, v, v + strlen(v));
+	if (strcasecmp(w, "deterministic") == 0)
+		cb->cache_requests = RH_CACHE_DETERMINISTIC;
+	else if (strcasecmp(w, "embeddings") == 0)
+		cb->cache_requests = RH_CACHE_EMBEDDINGS;
+	else if (strcasecmp(w, "any") == 0)
+		cb->cache_requests = RH_CACHE_ANY;
+	else
+		return errf(err, n, "'%s': expected deterministic, embeddings or any", w);
+	return 0;
+}
+
+int rh__conf_cache_finish(rh__conf_budget *cb, const char **key, char *err,
+                          size_t errlen)
+{
+	*key = NULL;
+	if (!cb->cache_ttl_ns && (cb->cache_size || cb->cache_entry_max ||
+	                          cb->cache_requests)) {
+		*key = cb->cache_size ? "cache_size" : cb->cache_entry_max ?
+		       "cache_entry_max" : "cache_requests";
+		return errf(err, errlen, "goes with `cache = DURATION` (the time "
+		            "an answer is kept)");
+	}
+	if (!cb->cache_size)
+		cb->cache_size = RH_CACHE_SIZE_DEFAULT;
+	if (!cb->cache_entry_max)
+		cb->cache_entry_max = cb->cache_size < RH_CACHE_ENTRY_DEFAULT ?
+		                      cb->cache_size : RH_CACHE_ENTRY_DEFAULT;
+	if (cb->cache_entry_max > cb->cache_size) {
+		*key = "cache_entry_max";
+		return errf(err, errlen, "%llu bytes is more than cache_size (%llu)",
+		            (unsigned long long)cb->cache_entry_max,
+		            (unsigned long long)cb->cache_size);
+	}
+	return 0;
+}
+
 int rh__tenant_name(char out[RATECTL_NAME_MAX + 1], const char *pattern,
                     const char *value, size_t len, char *err, size_t errlen)
 {
@@ -910,6 +1009,10 @@ static const struct key {
 	{ "tag", key_tag, K_B },
 	{ "expire", key_expire, K_T },
 	{ "weight", key_weight, K_BT },
+	{ "cache", key_cache, K_B },
+	{ "cache_size", key_cache_size, K_B },
+	{ "cache_entry_max", key_cache_entry_max, K_B },
+	{ "cache_requests", key_cache_requests, K_B },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -148,6 +148,7 @@ void ratectl_http_close(ratectl_http *h)
 			break;
 		}
 	pthread_mutex_unlock(&reg_mu);
+	rh__cache_release(h->cache);
 	if (h->own_ledger && h->ledger)
 		ratectl_close(h->ledger);
 	rh__conf_free(h->conf);
@@ -236,6 +237,10 @@ static void policy_copy(struct rh__policy *p, const rh__conf *conf,
 		p->tenant_budget = t->budget;
 	}
 	memcpy(p->tag_header, b->tag_header, sizeof p->tag_header);
+	p->cache_ttl_ns = b->cache_ttl_ns;
+	p->cache_size = b->cache_size;
+	p->cache_entry_max = b->cache_entry_max;
+	p->cache_requests = b->cache_requests;
 }
 
 int rh__policy_match(ratectl_http *h, const char *host, unsigned port,

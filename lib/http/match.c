@@ -72,13 +72,11 @@ static int is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-int ratectl_http_key_id(char out[RATECTL_HTTP_KEY_ID_LEN + 1], const char *key,
-                        size_t len)
+/* The SHA-256 of key[0..len) without blanks around it nor "Bearer ":
+ * 0, or -EINVAL when nothing is left. */
+static int key_digest(const char *key, size_t len, uint8_t d[32])
 {
-	static const char hex[] = "0123456789abcdef";
 	const char *s = key, *e = key + len;
-	uint8_t d[32];
-	int i;
 
 	while (s < e && is_blank(*s))
 		s++;
@@ -90,6 +88,18 @@ int ratectl_http_key_id(char out[RATECTL_HTTP_KEY_ID_LEN + 1], const char *key,
 	if (s == e)
 		return -EINVAL;
 	rh__sha256(s, (size_t)(e - s), d);
+	return 0;
+}
+
+int ratectl_http_key_id(char out[RATECTL_HTTP_KEY_ID_LEN + 1], const char *key,
+                        size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t d[32];
+	int i;
+
+	if (key_digest(key, len, d) != 0)
+		return -EINVAL;
 	for (i = 0; i < RATECTL_HTTP_KEY_ID_LEN / 2; i++) {
 		out[2 * i] = hex[d[i] >> 4];
 		out[2 * i + 1] = hex[d[i] & 15];
@@ -101,7 +111,7 @@ int ratectl_http_key_id(char out[RATECTL_HTTP_KEY_ID_LEN + 1], const char *key,
 
 _Static_assert(RH_KEY_ID_LEN == RATECTL_HTTP_KEY_ID_LEN, "one key id length");
 
-int rh__key_id_of(const ratectl_http_header *h, size_t n, char out[RH_KEY_ID_LEN + 1])
+static const char *key_header(const ratectl_http_header *h, size_t n)
 {
 	const char *v = rh__req_header(h, n, "x-api-key");
 
@@ -109,5 +119,19 @@ int rh__key_id_of(const ratectl_http_header *h, size_t n, char out[RH_KEY_ID_LEN
 		v = rh__req_header(h, n, "authorization");
 	if (!v)
 		v = rh__req_header(h, n, "api-key");     /* Azure OpenAI */
+	return v;
+}
+
+int rh__key_id_of(const ratectl_http_header *h, size_t n, char out[RH_KEY_ID_LEN + 1])
+{
+	const char *v = key_header(h, n);
+
 	return v && ratectl_http_key_id(out, v, strlen(v)) == 0;
+}
+
+int rh__key_hash_of(const ratectl_http_header *h, size_t n, uint8_t out[32])
+{
+	const char *v = key_header(h, n);
+
+	return v && key_digest(v, strlen(v), out) == 0;
 }

@@ -17,7 +17,7 @@
 #define COOLDOWN_MAX_NS (3600 * RH_NS_PER_S)
 #define MODEL_MAX 128
 
-enum { ST_BEGUN, ST_ADMITTED, ST_PASSED, ST_ENDED, ST_PENDING };
+enum { ST_BEGUN, ST_ADMITTED, ST_PASSED, ST_ENDED, ST_PENDING, ST_CACHED };
 
 /* How admit() admits: waiting, trying once, or taking a place in line. */
 enum { M_BLOCK, M_TRY, M_RESERVE };
@@ -57,6 +57,7 @@ struct ratectl_http_request {
 	char why[512];
 	char local_after[24];
 	char local_body[640];
+	struct rh__cache_req cache;  /* info.cacheable: its part in the cache */
 	struct rh__hdrs hdrs;
 	struct rh__body body;
 };
@@ -253,6 +254,10 @@ int ratectl_http_request_begin(ratectl_http_request **out, ratectl_http *h,
 	r->info.on_error_closed = pol.on_error == RH_ON_ERROR_CLOSED;
 	r->info.retries = pol.retries;
 	r->info.retry_percent = pol.retry_percent;
+	if (pol.cache_ttl_ns && r->tenant_rc == 0)
+		r->info.cacheable = rh__cache_key(&r->pol, method, url, path, headers,
+		                                  nheaders, body, body ? body_len : 0,
+		                                  r->cache.key);
 	hash = rh__request_hash(method, url, body, body ? body_len : 0);
 	r->hash = hash;
 	if ((sdk = sdk_retry_count(headers, nheaders)) > 0) {
@@ -521,6 +526,45 @@ static int admit(ratectl_http_request *r, int mode, int64_t timeout, int64_t *wa
 		*wait_ns = 0;
 	if (timeout < 0)
 		timeout = r->pol.timeout_ns;
+	if (r->info.cacheable && !r->cache.fetching && !r->cache.off) {
+		int64_t t0 = rh__clock(CLOCK_MONOTONIC), hint = 0;
+
+		if (!r->cache.waiting)
+			r->cache.deadline = t0 + timeout;
+		switch ((rc = rh__cache_lookup(r->h, &r->pol, &r->cache, mode == M_BLOCK,
+		                               &hint))) {
+		case RH_CACHE_HIT:
+			r->cache.waiting = 0;
+			r->state = ST_CACHED;
+			return RATECTL_HTTP_CACHED;
+		case RH_CACHE_WAIT:
+			if (mode == M_TRY) {
+				if (wait_ns)
+					*wait_ns = hint > 0 ? hint : 1;
+				return RATECTL_EPENDING;
+			}
+			r->cache.waiting = 1;
+			r->retry_at = t0 + hint;
+			r->state = ST_PENDING;
+			return RATECTL_EPENDING;
+		case RATECTL_ETIMEDOUT:
+			r->cache.waiting = 0;
+			snprintf(r->why, sizeof r->why, "budget '%s': waited %lld ms for "
+			         "the answer another request is fetching for the response "
+			         "cache; the request is not sent", r->pol.name,
+			         (long long)(timeout / RH_NS_PER_MS));
+			return rc;
+		case RH_CACHE_FETCH:
+			break;
+		default:                /* RH_CACHE_OFF: sent as if uncached */
+			r->cache.off = 1;
+		}
+		r->cache.waiting = 0;
+		/* The time spent waiting for another's fetch is the admission's. */
+		timeout = r->cache.deadline - rh__clock(CLOCK_MONOTONIC);
+		if (timeout < 0)
+			timeout = 0;
+	}
 	if (!(l = rh__ledger(r->h, why, sizeof why, &rc)))
 		return unusable(r, rc, why);
 	if (r->info.is_retry && !r->retry_charged && !r->own_retry &&
@@ -567,6 +611,17 @@ int ratectl_http_try(ratectl_http_request *req, int64_t *wait_ns)
 
 /* ---- admission for event loops ---------------------------------------------- */
 
+static void cache_fill_wait(const ratectl_http_request *r, ratectl_http_wait *w)
+{
+	int64_t now = rh__clock(CLOCK_MONOTONIC);
+
+	if (!w)
+		return;
+	w->wait_ns = r->retry_at > now ? r->retry_at - now : 0;
+	w->fd = -1;
+	w->fifo = 0;
+}
+
 static void fill_wait(const ratectl_http_request *r, ratectl *l, ratectl_http_wait *w)
 {
 	int64_t now = ratectl_now(l), at = r->pol.n == 1 ? r->res.at_ns : r->retry_at;
@@ -592,9 +647,28 @@ int ratectl_http_reserve(ratectl_http_request *req, int64_t timeout_ns,
 		w->fifo = req->pol.n == 1;
 	}
 	rc = req->last_rc = admit(req, M_RESERVE, timeout_ns, NULL);
-	if (rc == RATECTL_EPENDING && (l = rh__ledger_now(req->h)))
+	if (rc == RATECTL_EPENDING && req->cache.waiting)
+		cache_fill_wait(req, w);
+	else if (rc == RATECTL_EPENDING && (l = rh__ledger_now(req->h)))
 		fill_wait(req, l, w);
 	return rc;
+}
+
+/* Pending on another's fetch: look again after a while; no descriptor
+ * says when it ended. */
+static int cache_poll(ratectl_http_request *req, ratectl_http_wait *w)
+{
+	int64_t left = req->cache.deadline - rh__clock(CLOCK_MONOTONIC);
+	ratectl *l;
+	int rc;
+
+	req->state = ST_BEGUN;
+	rc = admit(req, M_RESERVE, left > 0 ? left : 0, NULL);
+	if (rc == RATECTL_EPENDING && req->cache.waiting)
+		cache_fill_wait(req, w);
+	else if (rc == RATECTL_EPENDING && (l = rh__ledger_now(req->h)))
+		fill_wait(req, l, w);
+	return req->last_rc = rc;
 }
 
 /* One more try, for several budgets: 0, RATECTL_EPENDING, or an error.
@@ -619,6 +693,8 @@ int ratectl_http_reserve_poll(ratectl_http_request *req, ratectl_http_wait *w)
 	ratectl *l = rh__ledger_now(req->h);
 	int rc;
 
+	if (req->state == ST_PENDING && req->cache.waiting)
+		return cache_poll(req, w);
 	if (req->state != ST_PENDING || !l)
 		return RATECTL_HTTP_ESTATE;
 	rc = req->pol.n == 1 ? ratectl_reserve_poll(l, &req->res) : many_poll(req, l);
@@ -650,6 +726,11 @@ void ratectl_http_reserve_cancel(ratectl_http_request *req)
 
 	if (req->state != ST_PENDING)
 		return;
+	if (req->cache.waiting) {
+		req->cache.waiting = 0;
+		req->state = ST_BEGUN;
+		return;
+	}
 	if (req->pol.n == 1 && l)
 		ratectl_reserve_cancel(l, &req->res);
 	req->state = ST_BEGUN;
@@ -680,6 +761,36 @@ int ratectl_http_local_response(const ratectl_http_request *req,
 	out->nheaders = 4;
 	out->body = req->local_body;
 	out->body_len = strlen(req->local_body);
+	return 0;
+}
+
+int ratectl_http_cached_response(const ratectl_http_request *req,
+                                 ratectl_http_local *out)
+{
+	const struct rh__cache_req *q = &req->cache;
+	size_t n = 0;
+
+	if (req->last_rc != RATECTL_HTTP_CACHED || req->state != ST_CACHED)
+		return RATECTL_HTTP_ESTATE;
+	memset(out, 0, sizeof *out);
+	out->status = q->hit_status;
+	if (q->hit_ctype[0]) {
+		out->headers[n].name = "content-type";
+		out->headers[n++].value = q->hit_ctype;
+	}
+	out->headers[n].name = "x-ratectl-cache";
+	out->headers[n++].value = q->hit_coalesced ? "coalesced" : "hit";
+	out->headers[n].name = "age";
+	out->headers[n++].value = q->hit_age;
+	out->nheaders = n;
+	out->body = q->hit_body ? q->hit_body : "";
+	out->body_len = q->hit_len;
+	return 0;
+}
+
+int ratectl_http_response_complete(ratectl_http_request *req)
+{
+	req->cache.complete = 1;
 	return 0;
 }
 
@@ -719,9 +830,11 @@ const char *const *ratectl_http_header_names(size_t *n)
 int ratectl_http_response_body(ratectl_http_request *req, const void *data,
                                size_t len)
 {
-	if (data && len)
+	if (data && len) {
 		rh__body_feed(&req->body, rh__hdrs_get(&req->hdrs, "content-type"),
 		              data, len);
+		rh__cache_feed(&req->pol, &req->cache, data, len);
+	}
 	return 0;
 }
 
@@ -780,6 +893,16 @@ int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *ou
 	ratectl *l = rh__ledger_now(req->h);
 	uint64_t used;
 
+	if (req->state == ST_CACHED) {
+		/* Answered from the cache: nothing was sent, charged or learned. */
+		memset(&o, 0, sizeof o);
+		o.status = req->cache.hit_status;
+		o.attempt = req->attempt;
+		req->state = ST_ENDED;
+		if (out)
+			*out = o;
+		return 0;
+	}
 	if (req->state != ST_ADMITTED && req->state != ST_PASSED)
 		return RATECTL_HTTP_ESTATE;
 	memset(&o, 0, sizeof o);
@@ -820,6 +943,14 @@ int ratectl_http_request_end(ratectl_http_request *req, ratectl_http_outcome *ou
 		o.retry_after_ns = rh__backoff(req->attempt - 1, rh__rand(&req->h->rnd));
 		pthread_mutex_unlock(&req->h->mu);
 	}
+	/* The fetch for the cache ends with the last attempt: a whole 2xx
+	 * answer is stored. */
+	if (req->cache.fetching && !o.retry)
+		rh__cache_finish(req->h, &req->pol, &req->cache,
+		                 req->cache.complete && o.status >= 200 && o.status < 300,
+		                 o.status, rh__hdrs_get(&req->hdrs, "content-type"),
+		                 o.usage_known ? o.tokens : req->info.estimate);
+	rh__cache_attempt_reset(&req->cache);
 	req->leased = 0;
 	req->state = ST_ENDED;
 	req->have_status = 0;
@@ -861,5 +992,6 @@ void ratectl_http_request_free(ratectl_http_request *req)
 	ratectl_http_reserve_cancel(req);
 	if (req->leased && (l = rh__ledger_now(req->h)))
 		release_all(req, l, 0);
+	rh__cache_req_free(req->h, &req->pol, &req->cache);
 	free(req);
 }

@@ -13,6 +13,7 @@
  *   retry.c              recognising retries, backoff, the local 429
  *   handle.c             ratectl_http: config reloads, the ledger, fork
  *   request.c            one request: begin, admit, response, end
+ *   cache.c              the host-wide response cache
  *
  * Calls go one way: request.c -> handle.c, retry.c, match.c -> the pure
  * files (jscan, hdr, body, usage, msg, sha256, conf).
@@ -143,6 +144,18 @@ char *rh__refusal_retries(char *buf, size_t n, const char *budget,
 
 void rh__sha256(const void *data, size_t len, uint8_t out[32]);
 
+/* The same in pieces: init, update any number of times, final (which
+ * wipes the context). */
+struct rh__sha256_ctx {
+	uint32_t st[8];
+	uint8_t buf[64];
+	size_t nbuf;
+	uint64_t len;
+};
+void rh__sha256_init(struct rh__sha256_ctx *c);
+void rh__sha256_update(struct rh__sha256_ctx *c, const void *data, size_t len);
+void rh__sha256_final(struct rh__sha256_ctx *c, uint8_t out[32]);
+
 /* ---- match.c ------------------------------------------------------------- */
 
 /*
@@ -158,6 +171,10 @@ int rh__url_split(const char *u, char *host, size_t hl, unsigned *port,
  * Authorization ("Bearer KEY") or x-api-key header: 1, or 0 when none. */
 int rh__key_id_of(const ratectl_http_header *h, size_t n,
                   char out[RH_KEY_ID_LEN + 1]);
+
+/* The SHA-256 of the request's API key (the header rh__key_id_of()
+ * reads, trimmed as ratectl_http_key_id() trims it): 1, or 0 when none. */
+int rh__key_hash_of(const ratectl_http_header *h, size_t n, uint8_t out[32]);
 
 /* The value of request header name (case-insensitive), or NULL. */
 const char *rh__req_header(const ratectl_http_header *h, size_t n, const char *name);
@@ -213,7 +230,72 @@ struct rh__policy {
 	int64_t timeout_ns;
 	unsigned bytes_per_token;
 	uint64_t default_max_tokens;
+	/* The matched budget's response cache; off when cache_ttl_ns is 0. */
+	int64_t cache_ttl_ns;
+	uint64_t cache_size, cache_entry_max;
+	int cache_requests;        /* RH_CACHE_* */
 };
+
+/* ---- cache.c: the host-wide response cache -------------------------------- */
+
+#define RH_CACHE_KEY 32
+
+/* rh__cache_lookup() says: */
+enum { RH_CACHE_HIT = 1, RH_CACHE_FETCH = 2, RH_CACHE_WAIT = 3, RH_CACHE_OFF = 4 };
+
+/* A request's part in the cache. */
+struct rh__cache_req {
+	uint8_t key[RH_CACHE_KEY];
+	uint64_t nonce;            /* this request's, in the fetch record */
+	int fetching;              /* the fetch record is ours */
+	pid_t pid;                 /* of the process that took the fetch */
+	int waited;                /* it waited for another's fetch */
+	int waiting;               /* pending on another's fetch (event loops) */
+	int off;                   /* the cache could not be used: go on */
+	int64_t deadline;          /* of the wait, CLOCK_MONOTONIC */
+	/* the answer being fetched, up to the budget's cache_entry_max */
+	char *buf;
+	size_t len, cap;
+	int overflow;              /* too big: not kept */
+	int complete;              /* ratectl_http_response_complete() */
+	/* a hit */
+	int hit_status;
+	int hit_coalesced;
+	char hit_ctype[256];
+	char hit_age[24];
+	char *hit_body;
+	size_t hit_len;
+};
+
+struct rh__cenv;
+
+/* The key of a request for pol's cache: 1 and key when the budget caches
+ * it (its `cache_requests`), else 0.  Parses a JSON body. */
+int rh__cache_key(const struct rh__policy *pol, const char *method, const char *url,
+                  const char *path, const ratectl_http_header *hd, size_t nhd,
+                  const void *body, size_t len, uint8_t key[RH_CACHE_KEY]);
+/* Look q up: RH_CACHE_HIT (q->hit_* filled, counted), RH_CACHE_FETCH (q
+ * fetches it now), RH_CACHE_OFF (the cache cannot be used: send it
+ * uncached), RATECTL_ETIMEDOUT (waited for another's fetch until
+ * q->deadline), or, when !block, RH_CACHE_WAIT with *wait_ns. */
+int rh__cache_lookup(ratectl_http *h, const struct rh__policy *pol,
+                     struct rh__cache_req *q, int block, int64_t *wait_ns);
+/* Keep len more bytes of the answer being fetched (bounded). */
+int rh__cache_feed(const struct rh__policy *pol, struct rh__cache_req *q,
+                   const void *data, size_t len);
+/* End q's fetch: store the answer when keep (and it fits), wake waiters. */
+void rh__cache_finish(ratectl_http *h, const struct rh__policy *pol,
+                      struct rh__cache_req *q, int keep, int status,
+                      const char *ctype, uint64_t tokens);
+/* A new attempt's answer begins. */
+void rh__cache_attempt_reset(struct rh__cache_req *q);
+/* End a fetch left open, free q's buffers. */
+void rh__cache_req_free(ratectl_http *h, const struct rh__policy *pol,
+                        struct rh__cache_req *q);
+/* The cache's clock, CLOCK_REALTIME in ns; tests set their own. */
+extern int64_t (*rh__cache_realtime)(void);
+/* A handle's reference to its environment, given back at close. */
+void rh__cache_release(struct rh__cenv *c);
 
 struct ratectl_http {
 	pthread_mutex_t mu;        /* conf*, seen, rnd, ledger_next, ledger_why */
@@ -238,6 +320,8 @@ struct ratectl_http {
 	void (*notice)(void *ctx, int kind, const char *msg);
 	void *notice_ctx;
 	int told_badtag;           /* RATECTL_HTTP_NOTICE_BADTAG said (atomic) */
+	/* the response cache, opened at first use (published atomically) */
+	struct rh__cenv *cache;
 };
 
 /* Copy the budget matching host, port, path, model and key into *pol:

@@ -48,33 +48,66 @@ static void block(uint32_t st[8], const uint8_t *p)
 	st[4] += e, st[5] += f, st[6] += g, st[7] += h;
 }
 
+void rh__sha256_init(struct rh__sha256_ctx *c)
+{
+	static const uint32_t iv[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+	                                0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
+
+	memcpy(c->st, iv, sizeof iv);
+	c->nbuf = 0;
+	c->len = 0;
+}
+
+void rh__sha256_update(struct rh__sha256_ctx *c, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	size_t k;
+
+	c->len += len;
+	if (c->nbuf) {
+		k = 64 - c->nbuf < len ? 64 - c->nbuf : len;
+		memcpy(c->buf + c->nbuf, p, k);
+		c->nbuf += k;
+		p += k;
+		len -= k;
+		if (c->nbuf < 64)
+			return;
+		block(c->st, c->buf);
+		c->nbuf = 0;
+	}
+	for (; len >= 64; p += 64, len -= 64)
+		block(c->st, p);
+	memcpy(c->buf, p, len);
+	c->nbuf = len;
+}
+
+void rh__sha256_final(struct rh__sha256_ctx *c, uint8_t out[32])
+{
+	uint64_t bits = c->len * 8;
+	uint8_t pad[72];
+	size_t n = c->nbuf < 56 ? 56 - c->nbuf : 120 - c->nbuf;
+	int i;
+
+	memset(pad, 0, sizeof pad);
+	pad[0] = 0x80;
+	for (i = 0; i < 8; i++)
+		pad[n + 7 - i] = (uint8_t)(bits >> (8 * i));
+	rh__sha256_update(c, pad, n + 8);
+	for (i = 0; i < 8; i++) {
+		out[4 * i] = (uint8_t)(c->st[i] >> 24);
+		out[4 * i + 1] = (uint8_t)(c->st[i] >> 16);
+		out[4 * i + 2] = (uint8_t)(c->st[i] >> 8);
+		out[4 * i + 3] = (uint8_t)c->st[i];
+	}
+	/* A key's hash is as secret as the key for a moment: wipe the state. */
+	memset(c, 0, sizeof *c);
+}
+
 void rh__sha256(const void *data, size_t len, uint8_t out[32])
 {
-	uint32_t st[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-	                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
-	const uint8_t *p = data;
-	uint8_t last[128];
-	size_t rest = len % 64, n, i;
-	uint64_t bits = (uint64_t)len * 8;
+	struct rh__sha256_ctx c;
 
-	for (i = 0; i + 64 <= len; i += 64)
-		block(st, p + i);
-	memset(last, 0, sizeof last);
-	if (rest)
-		memcpy(last, p + i, rest);
-	last[rest] = 0x80;
-	n = rest < 56 ? 64 : 128;
-	for (i = 0; i < 8; i++)
-		last[n - 1 - i] = (uint8_t)(bits >> (8 * i));
-	block(st, last);
-	if (n == 128)
-		block(st, last + 64);
-	for (i = 0; i < 8; i++) {
-		out[4 * i] = (uint8_t)(st[i] >> 24);
-		out[4 * i + 1] = (uint8_t)(st[i] >> 16);
-		out[4 * i + 2] = (uint8_t)(st[i] >> 8);
-		out[4 * i + 3] = (uint8_t)st[i];
-	}
-	/* The key's hash is as secret as the key for a moment: wipe the tail. */
-	memset(last, 0, sizeof last);
+	rh__sha256_init(&c);
+	rh__sha256_update(&c, data, len);
+	rh__sha256_final(&c, out);
 }
