@@ -558,6 +558,7 @@ static napi_value codes(napi_env env)
 	RATECTL_HTTP_ERRNO_MAP(XX)
 #undef XX
 	rn_set(env, o, "HTTP_PASS", rn_int(env, RATECTL_HTTP_PASS));
+	rn_set(env, o, "HTTP_CACHED", rn_int(env, RATECTL_HTTP_CACHED));
 	return o;
 }
 

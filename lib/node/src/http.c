@@ -1,6 +1,7 @@
 /* http.c - libratectl-http for JavaScript: the policy handle, a
  * request's life (begin, reserve / poll / cancel, the response, end,
- * free), the local 429 and key ids.  ratectl.fetch() (fetch.js) is
+ * free), the local 429, the response cache's answers and counters, and
+ * key ids.  ratectl.fetch() (fetch.js) is
  * written over these.
  *
  * A request (rn_req) holds a reference on its handle (rn_http), so that
@@ -403,7 +404,8 @@ static napi_value n_info(napi_env env, napi_callback_info info)
 	    rn_set(env, o, "retryPercent", rn_int(env, i->retry_percent)) ||
 	    rn_set(env, o, "tenant", i->tenant ? rn_str(env, i->tenant) : rn_null(env)) ||
 	    rn_set(env, o, "tag", rn_str(env, i->tag)) ||
-	    rn_set(env, o, "dropHeaders", drop)) {
+	    rn_set(env, o, "dropHeaders", drop) ||
+	    rn_set(env, o, "cacheable", rn_int(env, i->cacheable))) {
 		rn_throw_napi(env, "request info");
 		return NULL;
 	}
@@ -474,35 +476,60 @@ static napi_value n_why(napi_env env, napi_callback_info info)
 	return rn_str(env, ratectl_http_request_why(r->req));
 }
 
-/* localResponse(req) -> {status, headers: [name, value, ...], body: Buffer} */
+/* An answer the library made or kept, as {status, headers: [name, value,
+ * ...], body: Buffer}; the body is copied, since req owns the bytes. */
+static napi_value local_js(napi_env env, const ratectl_http_local *loc)
+{
+	napi_value o, hs, body;
+	size_t i, n = loc->nheaders < 4 ? loc->nheaders : 4;
+
+	RN_CALL(env, napi_create_object(env, &o));
+	RN_CALL(env, napi_create_array_with_length(env, 2 * n, &hs));
+	for (i = 0; i < n; i++) {
+		RN_CALL(env, napi_set_element(env, hs, (uint32_t)(2 * i),
+		                              rn_str(env, loc->headers[i].name)));
+		RN_CALL(env, napi_set_element(env, hs, (uint32_t)(2 * i + 1),
+		                              rn_str(env, loc->headers[i].value)));
+	}
+	RN_CALL(env, napi_create_buffer_copy(env, loc->body_len, loc->body ? loc->body : "",
+	                                     NULL, &body));
+	if (rn_set(env, o, "status", rn_int(env, loc->status)) || rn_set(env, o, "headers", hs) ||
+	    rn_set(env, o, "body", body)) {
+		rn_throw_napi(env, "local response");
+		return NULL;
+	}
+	return o;
+}
+
+/* localResponse(req): the 429 of RATECTL_HTTP_ERETRYBUDGET */
 static napi_value n_local(napi_env env, napi_callback_info info)
 {
 	ratectl_http_local loc;
-	napi_value argv[1], o, hs, body;
+	napi_value argv[1];
 	rn_req *r;
-	size_t i;
 	int rc;
 
 	if (rn_args(env, info, 1, argv) || !(r = arg_live_req(env, argv[0])))
 		return NULL;
 	if ((rc = ratectl_http_local_response(r->req, &loc)) < 0)
 		return result(env, rc, NULL);
-	RN_CALL(env, napi_create_object(env, &o));
-	RN_CALL(env, napi_create_array_with_length(env, 2 * loc.nheaders, &hs));
-	for (i = 0; i < loc.nheaders && i < 4; i++) {
-		RN_CALL(env, napi_set_element(env, hs, (uint32_t)(2 * i),
-		                              rn_str(env, loc.headers[i].name)));
-		RN_CALL(env, napi_set_element(env, hs, (uint32_t)(2 * i + 1),
-		                              rn_str(env, loc.headers[i].value)));
-	}
-	RN_CALL(env, napi_create_buffer_copy(env, loc.body_len, loc.body ? loc.body : "",
-	                                     NULL, &body));
-	if (rn_set(env, o, "status", rn_int(env, loc.status)) || rn_set(env, o, "headers", hs) ||
-	    rn_set(env, o, "body", body)) {
-		rn_throw_napi(env, "local response");
+	return local_js(env, &loc);
+}
+
+/* cachedResponse(req): the answer of RATECTL_HTTP_CACHED, from the
+ * host-wide response cache */
+static napi_value n_cached(napi_env env, napi_callback_info info)
+{
+	ratectl_http_local loc;
+	napi_value argv[1];
+	rn_req *r;
+	int rc;
+
+	if (rn_args(env, info, 1, argv) || !(r = arg_live_req(env, argv[0])))
 		return NULL;
-	}
-	return o;
+	if ((rc = ratectl_http_cached_response(r->req, &loc)) < 0)
+		return result(env, rc, NULL);
+	return local_js(env, &loc);
 }
 
 /* status(req, code) */
@@ -553,6 +580,18 @@ static napi_value n_body(napi_env env, napi_callback_info info)
 	out = result(env, len ? ratectl_http_response_body(r->req, data, len) : 0, NULL);
 	free(copy);
 	return out;
+}
+
+/* complete(req): the body given is the whole body, read to its end
+ * without error; only then may the end store it in the response cache */
+static napi_value n_complete(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	rn_req *r;
+
+	if (rn_args(env, info, 1, argv) || !(r = arg_live_req(env, argv[0])))
+		return NULL;
+	return result(env, ratectl_http_response_complete(r->req), NULL);
 }
 
 static napi_value n_resendable(napi_env env, napi_callback_info info)
@@ -609,6 +648,100 @@ static napi_value n_free(napi_env env, napi_callback_info info)
 	return rn_undefined(env);
 }
 
+/* The counters of one budget's cache as JavaScript reads them. */
+static napi_value cache_stats_js(napi_env env, const ratectl_http_cache_stats *st)
+{
+	napi_value o;
+
+	RN_CALL(env, napi_create_object(env, &o));
+	if (rn_set(env, o, "budget", rn_strn(env, st->budget, sizeof st->budget)) ||
+	    rn_set(env, o, "entries", rn_num(env, (double)st->entries)) ||
+	    rn_set(env, o, "bytes", rn_num(env, (double)st->bytes)) ||
+	    rn_set(env, o, "hits", rn_num(env, (double)st->hits)) ||
+	    rn_set(env, o, "coalesced", rn_num(env, (double)st->coalesced)) ||
+	    rn_set(env, o, "misses", rn_num(env, (double)st->misses)) ||
+	    rn_set(env, o, "stores", rn_num(env, (double)st->stores)) ||
+	    rn_set(env, o, "evictions", rn_num(env, (double)st->evictions)) ||
+	    rn_set(env, o, "expired", rn_num(env, (double)st->expired)) ||
+	    rn_set(env, o, "tokensSaved", rn_num(env, (double)st->tokens_saved))) {
+		rn_throw_napi(env, "cache stats");
+		return NULL;
+	}
+	return o;
+}
+
+/* cacheStats(H, budget?) -> [{budget, entries, ...}], sorted by name.
+ * Read twice when there are more budgets than the first guess holds
+ * (one may be made in between: what the second read found is kept). */
+static napi_value n_cache_stats(napi_env env, napi_callback_info info)
+{
+	char budget[RATECTL_NAME_MAX + 1];
+	ratectl_http_cache_stats *st = NULL, *grown;
+	napi_value argv[2], arr = NULL, v;
+	size_t cap = 16, i;
+	rn_http *H;
+	int n;
+
+	if (rn_args(env, info, 2, argv) || !(H = ARG_HTTP(argv[0])))
+		return NULL;
+	if (!rn_is_nullish(env, argv[1]) && rn_name(env, argv[1], budget))
+		return NULL;
+	for (;;) {
+		if (!(grown = realloc(st, cap * sizeof *st))) {
+			rn_throw_rc(env, -ENOMEM, NULL);
+			goto out;
+		}
+		st = grown;
+		n = ratectl_http_cache_stats_read(H->h, rn_is_nullish(env, argv[1]) ? NULL : budget,
+		                                  st, cap);
+		if (n < 0) {
+			rn_throw_rc(env, n, NULL);
+			goto out;
+		}
+		if ((size_t)n <= cap)
+			break;
+		cap = (size_t)n + 16;
+	}
+	if (napi_create_array_with_length(env, (size_t)n, &arr) != napi_ok) {
+		rn_throw_napi(env, "cache stats");
+		arr = NULL;
+		goto out;
+	}
+	for (i = 0; i < (size_t)n; i++) {
+		if (!(v = cache_stats_js(env, &st[i])) ||
+		    napi_set_element(env, arr, (uint32_t)i, v) != napi_ok) {
+			if (v)
+				rn_throw_napi(env, "cache stats");
+			arr = NULL;
+			goto out;
+		}
+	}
+out:
+	free(st);
+	return arr;
+}
+
+/* cacheClear(H, budget?, resetCounters?) -> entries removed */
+static napi_value n_cache_clear(napi_env env, napi_callback_info info)
+{
+	char budget[RATECTL_NAME_MAX + 1];
+	napi_value argv[3];
+	bool reset = false;
+	int64_t n;
+	rn_http *H;
+
+	if (rn_args(env, info, 3, argv) || !(H = ARG_HTTP(argv[0])))
+		return NULL;
+	if (!rn_is_nullish(env, argv[1]) && rn_name(env, argv[1], budget))
+		return NULL;
+	if (!rn_is_nullish(env, argv[2]))
+		RN_CALL(env, napi_get_value_bool(env, argv[2], &reset));
+	n = ratectl_http_cache_clear(H->h, rn_is_nullish(env, argv[1]) ? NULL : budget, reset);
+	if (n < 0)
+		return result(env, (int)n, NULL);
+	return rn_int(env, n);
+}
+
 /* keyId(key) -> the 16 hex digits a config's `key =` names */
 static napi_value n_key_id(napi_env env, napi_callback_info info)
 {
@@ -637,7 +770,9 @@ int rn_http_init(napi_env env, napi_value exports)
 		FN("httpOpen", n_http_open), FN("begin", n_begin), FN("info", n_info),
 		FN("httpReserve", n_reserve), FN("httpPoll", n_poll),
 		FN("httpCancel", n_cancel), FN("httpDrain", n_drain), FN("why", n_why),
-		FN("localResponse", n_local), FN("status", n_status),
+		FN("localResponse", n_local), FN("cachedResponse", n_cached),
+		FN("complete", n_complete), FN("cacheStats", n_cache_stats),
+		FN("cacheClear", n_cache_clear), FN("status", n_status),
 		FN("headers", n_headers), FN("body", n_body),
 		FN("setResendable", n_resendable), FN("end", n_end), FN("free", n_free),
 		FN("keyId", n_key_id),
