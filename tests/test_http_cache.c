@@ -121,6 +121,17 @@ static int ask(ratectl_http *h, const char *url, const ratectl_http_header *hd,
 	return rc;
 }
 
+/* The value of header name of a cached answer, or "". */
+static const char *hval(const ratectl_http_local *loc, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < loc->nheaders; i++)
+		if (strcmp(loc->headers[i].name, name) == 0)
+			return loc->headers[i].value;
+	return "";
+}
+
 static int cacheable(ratectl_http *h, const char *url, const char *body)
 {
 	ratectl_http_request *r;
@@ -253,12 +264,413 @@ static void test_not_stored(void **state)
 	assert_int_equal(stats_of(f->h, "llm").stores, 1);
 }
 
+/* ---- expiry and eviction -------------------------------------------------- */
+
+static void test_expiry(void **state)
+{
+	struct fx *f = *state;
+	ratectl_http_cache_stats s;
+
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{\"v\":1}", 1, NULL, 0), 0);
+	fake_real += 599 * SEC;
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{}", 1, NULL, 0), RATECTL_HTTP_CACHED);
+	fake_real += 1 * SEC;             /* 10 minutes: gone */
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{\"v\":2}", 1, NULL, 0), 0);
+	s = stats_of(f->h, "llm");
+	assert_int_equal(s.expired, 1);
+	assert_int_equal(s.entries, 1);
+	assert_int_equal(s.stores, 2);
+	/* a clock set back far: the entry is not trusted */
+	fake_real -= 3600 * SEC;
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{\"v\":3}", 1, NULL, 0), 0);
+	fake_real += 3600 * SEC;
+}
+
+static void test_eviction(void **state)
+{
+	struct fx *f = *state;
+	ratectl_http_cache_stats s;
+	char body[128], answer[4000];
+	int i;
+
+	memset(answer, 'a', sizeof answer - 1);
+	answer[sizeof answer - 1] = '\0';
+	/* 64K of cache_size holds 15 answers of about 4 KiB */
+	for (i = 0; i < 40; i++) {
+		snprintf(body, sizeof body, "{\"temperature\":0,\"n\":%d}", i);
+		fake_real += SEC;
+		assert_int_equal(ask(f->h, URL, key1, body, 200, answer, 1, NULL, 0), 0);
+		s = stats_of(f->h, "llm");
+		assert_true(s.bytes <= 64 * 1024);
+	}
+	s = stats_of(f->h, "llm");
+	assert_int_equal(s.stores, 40);
+	assert_int_equal(s.evictions + s.entries, 40);
+	assert_true(s.entries >= 14 && s.entries <= 16);
+	/* the oldest went first, the newest is there */
+	assert_int_equal(ask(f->h, URL, key1, "{\"temperature\":0,\"n\":39}", 200, "{}", 1,
+	                     NULL, 0), RATECTL_HTTP_CACHED);
+	assert_int_equal(ask(f->h, URL, key1, "{\"temperature\":0,\"n\":0}", 200, "{}", 1,
+	                     NULL, 0), 0);
+	/* clear: one budget, then counters */
+	s = stats_of(f->h, "llm");
+	assert_int_equal(ratectl_http_cache_clear(f->h, "emb", 0), 0);
+	assert_int_equal(ratectl_http_cache_clear(f->h, "llm", 0), (int64_t)s.entries);
+	s = stats_of(f->h, "llm");
+	assert_int_equal(s.entries, 0);
+	assert_int_equal(s.bytes, 0);
+	assert_int_equal(s.stores, 41);
+	assert_int_equal(ratectl_http_cache_clear(f->h, NULL, 1), 0);
+	s = stats_of(f->h, "llm");
+	assert_int_equal(s.stores, 0);
+	assert_int_equal(ask(f->h, URL, key1, "{\"temperature\":0,\"n\":39}", 200, "{}", 1,
+	                     NULL, 0), 0);
+	assert_int_equal(ratectl_http_cache_clear(f->h, "no/such", 0), -EINVAL);
+}
+
+/* ---- coalescing ----------------------------------------------------------- */
+
+/* What the children share: how many requests were sent, how many were
+ * answered from the cache. */
+struct shared {
+	int sent, cached, coalesced, other, asking;
+};
+
+static struct shared *shared_new(void)
+{
+	struct shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
+	                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(sh != MAP_FAILED);
+	memset(sh, 0, sizeof *sh);
+	return sh;
+}
+
+/* A child's request: when it is the one sent, it waits for the parent's
+ * byte on go before answering, so that the others find it fetching. */
+static void child_ask(const char *dir, const char *body, struct shared *sh, int go)
+{
+	ratectl_http *h = open_h(dir, conf_text);
+	ratectl_http_request *r;
+	ratectl_http_local loc;
+	char c;
+	int rc;
+
+	if (ratectl_http_request_begin(&r, h, "POST", URL, key1, 1, body, strlen(body), 0))
+		_exit(3);
+	__atomic_add_fetch(&sh->asking, 1, __ATOMIC_SEQ_CST);
+	rc = ratectl_http_admit(r, 20 * SEC);
+	if (rc == 0) {
+		__atomic_add_fetch(&sh->sent, 1, __ATOMIC_SEQ_CST);
+		if (go >= 0 && read(go, &c, 1) != 1)
+			_exit(4);
+		ratectl_http_response_status(r, 200);
+		ratectl_http_response_body(r, "{\"ok\":1}", 8);
+		ratectl_http_response_complete(r);
+		ratectl_http_request_end(r, NULL);
+	} else if (rc == RATECTL_HTTP_CACHED &&
+	           ratectl_http_cached_response(r, &loc) == 0 && loc.body_len == 8 &&
+	           memcmp(loc.body, "{\"ok\":1}", 8) == 0) {
+		__atomic_add_fetch(strcmp(hval(&loc, "x-ratectl-cache"), "coalesced") == 0 ? &sh->coalesced :
+		                   &sh->cached, 1, __ATOMIC_SEQ_CST);
+	} else {
+		__atomic_add_fetch(&sh->other, 1, __ATOMIC_SEQ_CST);
+	}
+	ratectl_http_request_free(r);
+	ratectl_http_close(h);
+	_exit(0);
+}
+
+static void reap(int n)
+{
+	int st, i;
+
+	for (i = 0; i < n; i++) {
+		assert_true(wait(&st) > 0);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+}
+
+/* 32 processes ask for one new answer at once: one is sent. */
+static void test_stampede(void **state)
+{
+	struct fx *f = *state;
+	ratectl_http_cache_stats s;
+	struct shared *sh = shared_new();
+	int go[2], i;
+
+	assert_int_equal(pipe(go), 0);
+	rh__cache_realtime = NULL;        /* children of real processes: real time */
+	for (i = 0; i < 32; i++)
+		if (fork() == 0) {
+			close(go[1]);
+			child_ask(f->dir, det, sh, go[0]);
+		}
+	close(go[0]);
+	/* The one sent holds its answer until every other is about to ask:
+	 * most wait for it (coalesced), the last may find it stored (hits);
+	 * either way, one is sent. */
+	while (__atomic_load_n(&sh->sent, __ATOMIC_SEQ_CST) == 0 ||
+	       __atomic_load_n(&sh->asking, __ATOMIC_SEQ_CST) < 32)
+		usleep(1000);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	reap(32);
+	close(go[1]);
+	assert_int_equal(sh->sent, 1);
+	assert_int_equal(sh->other, 0);
+	assert_int_equal(sh->cached + sh->coalesced, 31);
+	s = stats_of(f->h, "llm");
+	assert_int_equal(s.misses, 1);
+	assert_int_equal(s.hits + s.coalesced, 31);
+	print_message("stampede of 32: 1 sent, %d waited for it, %d found it stored\n",
+	              sh->coalesced, sh->cached);
+	munmap(sh, sizeof *sh);
+	rh__cache_realtime = test_realtime;
+}
+
+/* A fetcher killed: a waiter takes the fetch over, long before its own
+ * deadline (20 s) and the fetch's (10 min). */
+static void test_fetcher_killed(void **state)
+{
+	struct fx *f = *state;
+	struct shared *sh = shared_new();
+	int go[2], st;
+	pid_t a, b;
+	int64_t t0;
+
+	assert_int_equal(pipe(go), 0);
+	rh__cache_realtime = NULL;
+	if ((a = fork()) == 0) {
+		close(go[1]);
+		child_ask(f->dir, det, sh, go[0]);    /* never gets its byte */
+	}
+	while (__atomic_load_n(&sh->sent, __ATOMIC_SEQ_CST) == 0)
+		usleep(1000);
+	t0 = mono();
+	if ((b = fork()) == 0) {
+		close(go[1]);
+		child_ask(f->dir, det, sh, -1);
+	}
+	kill(a, SIGKILL);
+	assert_int_equal(waitpid(a, &st, 0), a);
+	assert_int_equal(waitpid(b, &st, 0), b);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(sh->sent, 2);        /* b fetched in a's place */
+	assert_int_equal(sh->other, 0);
+	assert_true(mono() - t0 < 10 * SEC);
+	print_message("the waiter fetched %lld ms after the fetcher was killed\n",
+	              (long long)((mono() - t0) / MSEC));
+	/* its answer is stored */
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{}", 1, NULL, 0), RATECTL_HTTP_CACHED);
+	close(go[0]);
+	close(go[1]);
+	munmap(sh, sizeof *sh);
+	rh__cache_realtime = test_realtime;
+}
+
+/* An event loop's request waits for another's fetch without blocking. */
+static void test_reserve_waits_for_fetch(void **state)
+{
+	struct fx *f = *state;
+	ratectl_http_request *a, *b;
+	ratectl_http_wait w;
+	ratectl_http_local loc;
+	int64_t wait_ns = 0;
+
+	assert_int_equal(ratectl_http_request_begin(&a, f->h, "POST", URL, key1, 1, det,
+	                                            strlen(det), 0), 0);
+	assert_int_equal(ratectl_http_request_begin(&b, f->h, "POST", URL, key1, 1, det,
+	                                            strlen(det), 0), 0);
+	assert_int_equal(ratectl_http_admit(a, 0), 0);               /* fetching */
+	assert_int_equal(ratectl_http_try(b, &wait_ns), RATECTL_EPENDING);
+	assert_true(wait_ns > 0 && wait_ns <= 20 * MSEC);
+	assert_int_equal(ratectl_http_reserve(b, 5 * SEC, &w), RATECTL_EPENDING);
+	assert_int_equal(w.fd, -1);
+	assert_int_equal(w.fifo, 0);
+	assert_true(w.wait_ns > 0 && w.wait_ns <= 20 * MSEC);
+	assert_int_equal(ratectl_http_reserve_poll(b, &w), RATECTL_EPENDING);
+	assert_int_equal(ratectl_http_admit(b, 0), RATECTL_HTTP_ESTATE);
+	ratectl_http_response_status(a, 200);
+	ratectl_http_response_body(a, "{\"x\":1}", 7);
+	ratectl_http_response_complete(a);
+	assert_int_equal(ratectl_http_request_end(a, NULL), 0);
+	assert_int_equal(ratectl_http_reserve_poll(b, &w), RATECTL_HTTP_CACHED);
+	assert_int_equal(ratectl_http_cached_response(b, &loc), 0);
+	assert_int_equal(loc.body_len, 7);
+	assert_string_equal(hval(&loc, "x-ratectl-cache"), "coalesced");
+	assert_string_equal(hval(&loc, "content-type"), "");
+	assert_string_equal(hval(&loc, "age"), "0");
+	ratectl_http_request_free(a);
+	ratectl_http_request_free(b);
+
+	/* a fetch given up (freed unsent): the waiter fetches itself */
+	assert_int_equal(ratectl_http_request_begin(&a, f->h, "POST", URL, key2, 1, det,
+	                                            strlen(det), 0), 0);
+	assert_int_equal(ratectl_http_request_begin(&b, f->h, "POST", URL, key2, 1, det,
+	                                            strlen(det), 0), 0);
+	assert_int_equal(ratectl_http_admit(a, 0), 0);
+	assert_int_equal(ratectl_http_reserve(b, 5 * SEC, &w), RATECTL_EPENDING);
+	ratectl_http_request_free(a);
+	assert_int_equal(ratectl_http_reserve_poll(b, &w), 0);
+	ratectl_http_request_free(b);
+	assert_int_equal(stats_of(f->h, "llm").stores, 1);
+}
+
+/* A request admitted in the parent and freed in a child: the parent's
+ * fetch stands. */
+static void test_fork_child_free(void **state)
+{
+	struct fx *f = *state;
+	ratectl_http_request *a;
+	pid_t p;
+	int st;
+
+	assert_int_equal(ratectl_http_request_begin(&a, f->h, "POST", URL, key1, 1, det,
+	                                            strlen(det), 0), 0);
+	assert_int_equal(ratectl_http_admit(a, 0), 0);
+	if ((p = fork()) == 0) {
+		ratectl_http_request *b;
+		int64_t w;
+
+		ratectl_http_request_free(a);
+		if (ratectl_http_request_begin(&b, f->h, "POST", URL, key1, 1, det,
+		                               strlen(det), 0) != 0)
+			_exit(2);
+		/* the parent still fetches it */
+		_exit(ratectl_http_try(b, &w) == RATECTL_EPENDING ? 0 : 1);
+	}
+	assert_int_equal(waitpid(p, &st, 0), p);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	ratectl_http_response_status(a, 200);
+	ratectl_http_response_body(a, "{}", 2);
+	ratectl_http_response_complete(a);
+	ratectl_http_request_end(a, NULL);
+	ratectl_http_request_free(a);
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{}", 1, NULL, 0), RATECTL_HTTP_CACHED);
+}
+
+/* Many processes, 20 prompts, 500 requests in all: 20 are sent. */
+static void test_repeated_prompts(void **state)
+{
+	struct fx *f = *state;
+	struct shared *sh = shared_new();
+	int i, k;
+
+	rh__cache_realtime = NULL;
+	for (i = 0; i < 10; i++)
+		if (fork() == 0) {
+			ratectl_http *h = open_h(f->dir, conf_text);
+
+			for (k = 0; k < 50; k++) {
+				char body[96];
+				int rc;
+
+				snprintf(body, sizeof body, "{\"temperature\":0,\"prompt\":%d}",
+				         (k * 7 + i) % 20);
+				rc = ask(h, URL, key1, body, 200, "{\"ok\":1}", 1, NULL, 0);
+				__atomic_add_fetch(rc == 0 ? &sh->sent : rc == RATECTL_HTTP_CACHED ?
+				                   &sh->cached : &sh->other, 1, __ATOMIC_SEQ_CST);
+			}
+			ratectl_http_close(h);
+			_exit(0);
+		}
+	reap(10);
+	assert_int_equal(sh->sent, 20);
+	assert_int_equal(sh->cached, 480);
+	assert_int_equal(sh->other, 0);
+	munmap(sh, sizeof *sh);
+	rh__cache_realtime = test_realtime;
+}
+
+/* ---- damage ----------------------------------------------------------------- */
+
+static void test_damaged_cache_rebuilt(void **state)
+{
+	struct fx *f = *state;
+	char path[512], junk[8192];
+	ratectl_budget_info bi;
+	ratectl_http_cache_stats s;
+	uint64_t admitted;
+	FILE *fp;
+
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{\"v\":1}", 1, NULL, 0), 0);
+	assert_int_equal(ratectl_budget_get(rh__ledger_now(f->h), "llm", &bi), 0);
+	admitted = bi.counters.admitted;
+	ratectl_http_close(f->h);
+	snprintf(path, sizeof path, "%s/cache/data.mdb", f->dir);
+	memset(junk, 0x5a, sizeof junk);
+	assert_non_null(fp = fopen(path, "r+"));
+	assert_int_equal(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+	fclose(fp);
+	f->h = open_h(f->dir, conf_text);
+	/* read only: said, not repaired */
+	assert_int_equal(ratectl_http_cache_stats_read(f->h, NULL, &s, 1), RATECTL_ECORRUPT);
+	/* a request: the cache is made again, the request fetched and kept */
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{\"v\":2}", 1, NULL, 0), 0);
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{}", 1, NULL, 0), RATECTL_HTTP_CACHED);
+	s = stats_of(f->h, "llm");
+	assert_int_equal(s.stores, 1);
+	/* the budgets are untouched */
+	assert_int_equal(ratectl_budget_get(rh__ledger_now(f->h), "llm", &bi), 0);
+	assert_int_equal(bi.counters.admitted, admitted + 1);
+}
+
+/* ---- the config ------------------------------------------------------------- */
+
+static void test_config_errors(void **state)
+{
+	static const struct { const char *text, *want; } bad[] = {
+		{ "[a]\nrequests = 1/s\ncache = 1x\n", "config:3: [a]: key 'cache'" },
+		{ "[a]\nrequests = 1/s\ncache = 31d\n", "config:3: [a]: key 'cache'" },
+		{ "[a]\nrequests = 1/s\ncache_size = 1M\n", "config:3: [a]: key 'cache_size': goes with `cache" },
+		{ "[a]\nrequests = 1/s\ncache = 1m\ncache_size = 100\n", "config:4: [a]: key 'cache_size'" },
+		{ "[a]\nrequests = 1/s\ncache = 1m\ncache_size = 2G\n", "config:4: [a]: key 'cache_size'" },
+		{ "[a]\nrequests = 1/s\ncache = 1m\ncache_size = 1M\ncache_entry_max = 2M\n",
+		  "config:5: [a]: key 'cache_entry_max': 2097152 bytes is more than cache_size" },
+		{ "[a]\nrequests = 1/s\ncache = 1m\ncache_requests = some\n",
+		  "config:4: [a]: key 'cache_requests': 'some': expected deterministic" },
+		{ "[a-*]\nrequests = 1/s\ncache = 1m\n", "config:3: [a-*]: key 'cache': not in a template" },
+	};
+	ratectl_http_config *c;
+	char err[512];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(ratectl_http_config_parse(&c, NULL, bad[i].text,
+		                 strlen(bad[i].text), err, sizeof err), RATECTL_EBADCONFIG);
+		if (strncmp(err, bad[i].want, strlen(bad[i].want)) != 0)
+			fail_msg("%zu: '%s' does not begin with '%s'", i, err, bad[i].want);
+	}
+	{
+		static const char good[] = "[a]\nrequests = 1/s\ncache = 1h\ncache_size = 1G\n"
+		                           "cache_entry_max = 64M\ncache_requests = any\n"
+		                           "[b]\nrequests = 1/s\ncache = off\n";
+
+		if (ratectl_http_config_parse(&c, NULL, good, sizeof good - 1, err,
+		                              sizeof err) != 0)
+			fail_msg("%s", err);
+	}
+	ratectl_http_config_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_which_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hit_after_store, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_stored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eviction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stampede, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fetcher_killed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserve_waits_for_fetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fork_child_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_repeated_prompts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_cache_rebuilt, setup, teardown),
+		cmocka_unit_test(test_config_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

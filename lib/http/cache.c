@@ -272,6 +272,8 @@ static int env_open_dbs(struct rh__cenv *c, int create)
 	if (rc == 0 && (v.mv_size != sizeof CACHE_FORMAT - 1 ||
 	                memcmp(v.mv_data, CACHE_FORMAT, v.mv_size) != 0))
 		rc = DAMAGED;
+	if (rc == 0)
+		return mdb_txn_commit(t);  /* the handles last past a commit only */
 out:
 	mdb_txn_abort(t);
 	/* A read-only look at a cache with no databases yet: nothing in it. */
@@ -290,17 +292,25 @@ static int env_open(struct rh__cenv *c, int create)
 {
 	char path[4300];
 	struct stat st;
-	int rc;
+	int rc, tries;
 
 	snprintf(path, sizeof path, "%s/data.mdb", c->dir);
 	if (!create && stat(path, &st) != 0)
 		return -errno;
-	if ((rc = mdb_env_create(&c->env)) != 0)
-		return rc;
-	mdb_env_set_maxdbs(c->env, 4);
-	mdb_env_set_mapsize(c->env, CACHE_MAP);
-	rc = mdb_env_open(c->env, c->dir, MDB_NOSYNC | MDB_NOTLS |
-	                  (create ? 0 : MDB_RDONLY), c->mode);
+	for (tries = 0;; tries++) {
+		if ((rc = mdb_env_create(&c->env)) != 0)
+			return rc;
+		mdb_env_set_maxdbs(c->env, 4);
+		mdb_env_set_mapsize(c->env, CACHE_MAP);
+		rc = mdb_env_open(c->env, c->dir, MDB_NOSYNC | MDB_NOTLS |
+		                  (create ? 0 : MDB_RDONLY), c->mode);
+		/* Opening races with another process opening or closing it
+		 * at that instant: those failures pass. */
+		if ((rc != EAGAIN && rc != EBUSY && rc != EINTR) || tries == 8)
+			break;
+		env_close(c);
+		usleep(1000);
+	}
 	if (rc == 0) {
 		int dead;
 

@@ -529,8 +529,9 @@ static int admit(ratectl_http_request *r, int mode, int64_t timeout, int64_t *wa
 	if (r->info.cacheable && !r->cache.fetching && !r->cache.off) {
 		int64_t t0 = rh__clock(CLOCK_MONOTONIC), hint = 0;
 
+		/* A try never waits: no deadline of its own. */
 		if (!r->cache.waiting)
-			r->cache.deadline = t0 + timeout;
+			r->cache.deadline = mode == M_TRY ? INT64_MAX : t0 + timeout;
 		switch ((rc = rh__cache_lookup(r->h, &r->pol, &r->cache, mode == M_BLOCK,
 		                               &hint))) {
 		case RH_CACHE_HIT:
@@ -561,9 +562,11 @@ static int admit(ratectl_http_request *r, int mode, int64_t timeout, int64_t *wa
 		}
 		r->cache.waiting = 0;
 		/* The time spent waiting for another's fetch is the admission's. */
-		timeout = r->cache.deadline - rh__clock(CLOCK_MONOTONIC);
-		if (timeout < 0)
-			timeout = 0;
+		if (mode != M_TRY) {
+			timeout = r->cache.deadline - rh__clock(CLOCK_MONOTONIC);
+			if (timeout < 0)
+				timeout = 0;
+		}
 	}
 	if (!(l = rh__ledger(r->h, why, sizeof why, &rc)))
 		return unusable(r, rc, why);
