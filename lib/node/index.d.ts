@@ -190,8 +190,42 @@ export interface FetchOptions {
   fetch?: FetchFunction;
 }
 
-/** A fetch applying the host's shared HTTP policy to the requests a budget matches. */
-export function fetch(options?: FetchOptions): FetchFunction;
+/** One budget's response cache (ratectl.conf(5) `cache`), host-wide. */
+export interface CacheStats {
+  budget: string;
+  /** Answers held now. */
+  entries: number;
+  /** Their size: bodies, headers, keys. */
+  bytes: number;
+  /** Requests answered from the cache. */
+  hits: number;
+  /** Answered by another request's fetch they waited for. */
+  coalesced: number;
+  /** Cacheable requests sent to the provider. */
+  misses: number;
+  /** Answers stored. */
+  stores: number;
+  /** Removed for room (cache_size). */
+  evictions: number;
+  /** Removed past their time to live. */
+  expired: number;
+  /** Usage of the answers given from the cache. */
+  tokensSaved: number;
+}
+
+export interface RatectlFetch extends FetchFunction {
+  /** The response cache of every budget that has one in this fetch's
+   *  ledger directory (or of budget only), sorted by name; [] when none. */
+  cacheStats(budget?: string | null): CacheStats[];
+  /** Remove the cached answers of budget (null or absent: of every
+   *  budget), and zero its counters when resetCounters; the number removed. */
+  cacheClear(budget?: string | null, resetCounters?: boolean): number;
+}
+
+/** A fetch applying the host's shared HTTP policy to the requests a budget
+ *  matches; a cached answer (X-Ratectl-Cache: hit or coalesced) is given
+ *  without calling the inner fetch. */
+export function fetch(options?: FetchOptions): RatectlFetch;
 
 /** The id of an API key, as a config's `key =` names it. */
 export function keyId(key: string | Uint8Array): string;

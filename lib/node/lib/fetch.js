@@ -8,6 +8,11 @@
 // cooldowns, rate-limit headers); its body is metered as the program
 // reads it, and the request keeps its slot until the body ends or is
 // cancelled, so a streamed answer is charged from its final usage event.
+// A budget with a response cache (ratectl.conf(5) `cache`) answers a
+// cacheable request it holds without calling the inner fetch; a request
+// whose answer another request is fetching waits for that answer; an
+// answer is offered to the cache only when its body was read to its end
+// without error (a body cancelled or cut short is never stored).
 // ratectl's own request headers (the config's tenant and tag headers named
 // X-Ratectl-*) are removed from what the inner fetch is given: they mean
 // nothing to the provider, and a tenant may name a person.  A tenant
@@ -130,6 +135,15 @@ function admit(H, req, signal) {
   });
 }
 
+// A cacheable request of H ended or was freed: if it was fetching an
+// answer for the response cache, the requests of this process waiting
+// for that answer can have it (or one of them fetch in its place) now
+// rather than at their next look, which the library sets by a timer
+// only.  Other processes' waiters look again on their timers.
+function wake(H, cacheable) {
+  if (cacheable && H.group.size > 0) H.group.pollAll();
+}
+
 // The attempt ended with no answer (a network error, an abort): the
 // caller's exception is the one to see.
 function noAnswer(req) {
@@ -152,7 +166,7 @@ function learn(req, res) {
 // charged) when the Response is collected, so a slot is never lost.
 const dropped = new FinalizationRegistry((finish) => finish('collected'));
 
-function endOnce(req) {
+function endOnce(H, req, cacheable) {
   let ended = false;
   return (why) => {
     if (ended) return;
@@ -163,6 +177,7 @@ function endOnce(req) {
       if (why !== 'collected') notice(`ending a request: ${e.message}`);
     } finally {
       binding.free(req);
+      wake(H, cacheable);
     }
   };
 }
@@ -170,15 +185,19 @@ function endOnce(req) {
 // The response, its body metered: every chunk the program reads goes to
 // the usage scanner (in fixed memory); the request ends exactly once, at
 // the body's end, error or cancel.  Never Response.clone(): a tee buffers
-// without bound when one side is not read.
-function metered(req, res) {
-  const finish = endOnce(req);
+// without bound when one side is not read.  The library keeps the body
+// of a cacheable request as it goes through; complete() says it had all
+// of it, and only a body read to its end, every chunk given, says so.
+function metered(H, req, res, cacheable) {
+  const finish = endOnce(H, req, cacheable);
   if (!res.body) {
+    complete(req);
     finish();
     return res;
   }
   const reader = res.body.getReader();
   const token = {};
+  let whole = true;   // every chunk went to the library
   const done = () => {
     dropped.unregister(token);
     finish();
@@ -194,6 +213,7 @@ function metered(req, res) {
         return;
       }
       if (r.done) {
+        if (whole) complete(req);
         done();
         controller.close();
         return;
@@ -201,7 +221,7 @@ function metered(req, res) {
       try {
         binding.body(req, r.value);
       } catch {
-        // metering never breaks the program's read
+        whole = false;   // metering never breaks the program's read
       }
       controller.enqueue(r.value);
     },
@@ -222,11 +242,32 @@ function metered(req, res) {
   return out;
 }
 
-function localResponse(req) {
-  const loc = binding.localResponse(req);
+function complete(req) {
+  try {
+    binding.complete(req);
+  } catch (e) {
+    notice(`offering an answer to the response cache: ${e.message}`);
+  }
+}
+
+function made(loc) {
   const headers = new Headers();
   for (let i = 0; i < loc.headers.length; i += 2) headers.append(loc.headers[i], loc.headers[i + 1]);
   return new Response(loc.body, { status: loc.status, headers });
+}
+
+function localResponse(req) {
+  return made(binding.localResponse(req));
+}
+
+// The answer the response cache holds (X-Ratectl-Cache: hit, or
+// coalesced when another request fetched it while this one waited), as
+// the inner fetch would have given it: the whole body, its Content-Type,
+// its Age; its url is the request's.
+function cachedResponse(req, url) {
+  const out = made(binding.cachedResponse(req));
+  Object.defineProperty(out, 'url', { value: url, enumerable: false });
+  return out;
 }
 
 /**
@@ -244,19 +285,26 @@ function fetch(opts = {}) {
     throw new TypeError('ratectl.fetch({ fetch }): fetch must be a function');
   }
   let H = null;
-  return async function ratectlFetch(input, init) {
+  async function ratectlFetch(input, init) {
     const send = inner || globalThis.fetch;
-    if (!H) H = handleFor(config, configText, ledger);
+    open();
     const d = describe(input, init);
     const req = binding.begin(H.h, d.method, d.url, d.flat, d.body, d.size);
     if (req === null) return send(input, init);
     const signal = (init && init.signal) || (input instanceof Request ? input.signal : undefined);
     let owned = true;   // freed here unless a metered response took it
+    let cacheable = false;
     try {
       if (!d.inMemory) binding.setResendable(req, false);
-      const [sendInput, sendInit] = outgoing(input, init, binding.info(req).dropHeaders);
+      const info = binding.info(req);
+      cacheable = info.cacheable === 1;
+      const [sendInput, sendInit] = outgoing(input, init, info.dropHeaders);
       for (;;) {
         const rc = await admit(H, req, signal);
+        if (rc === codes.HTTP_CACHED) {
+          cacheable = false;   // it fetched nothing: nobody to wake
+          return cachedResponse(req, d.url);
+        }
         if (rc === codes.HTTP_ERETRYBUDGET) return localResponse(req);
         if (rc < 0) throw new RatectlError(binding.why(req) || binding.strerror(rc), rc);
         let res;
@@ -273,6 +321,7 @@ function fetch(opts = {}) {
           const raw = new Uint8Array(await res.arrayBuffer());
           if (raw.length) binding.body(req, raw);
           const out = binding.end(req);
+          wake(H, cacheable);
           if (out.retry) {
             await sleep(out.retryAfterMs, signal);
             continue;
@@ -281,12 +330,25 @@ function fetch(opts = {}) {
             headers: res.headers });
         }
         owned = false;
-        return metered(req, res);
+        return metered(H, req, res, cacheable);
       }
     } finally {
-      if (owned) binding.free(req);
+      if (owned) {
+        binding.free(req);
+        wake(H, cacheable);
+      }
     }
+  }
+  const open = () => {
+    if (!H) H = handleFor(config, configText, ledger);
+    return H;
   };
+  // The response cache of this fetch's ledger directory: its counters
+  // per budget (all, or one), and emptying it.
+  ratectlFetch.cacheStats = (budget) => binding.cacheStats(open().h, budget ?? null);
+  ratectlFetch.cacheClear = (budget, resetCounters = false) =>
+    binding.cacheClear(open().h, budget ?? null, !!resetCounters);
+  return ratectlFetch;
 }
 
 module.exports = { fetch };
