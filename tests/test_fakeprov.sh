@@ -127,6 +127,14 @@ check "that 429 names the token limit" grep -q 'tokens per minute' "$T/m3.b"
 curl -s --max-time 5 -o "$T/b.stats" "$URL/stats"
 check "/stats counts $((2 * used)) tokens" [ "$(jnum "$T/b.stats" tokens)" = $((2 * used)) ]
 
+# --- Embeddings: the input is all of the usage -------------------------
+post "$URL/v1/embeddings" '{"model":"e","input":"abcdefgh"}' "$T/e1"
+check "/v1/embeddings answers 200" [ "$(status "$T/e1.h")" = 200 ]
+check "with a vector and usage of the input only" \
+	grep -q '"embedding":\[.*\],"model":"e","usage":{"prompt_tokens":[0-9]*,"total_tokens":[0-9]*}' "$T/e1.b"
+check "and its total is its prompt" \
+	[ "$(jnum "$T/e1.b" prompt_tokens)" = "$(jnum "$T/e1.b" total_tokens)" ]
+
 # --- Bounded runs exit by themselves ---------------------------------
 start c --max-requests 2
 curl -s --max-time 5 -o /dev/null -X POST "$URL/v1/chat/completions"

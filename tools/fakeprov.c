@@ -909,7 +909,23 @@ static enum MHD_Result handle_api(struct server *s, struct MHD_Connection *c,
 		sanitize(clean, sizeof clean, err); /* jansson quotes the input */
 		return reply(c, 400, error_body("invalid_request_error", clean, anthropic), NULL, 0);
 	}
+	if (strcmp(url, "/v1/embeddings") == 0) {
+		u.completion = 0;       /* embeddings: the input is all of it */
+		u.stream = 0;
+	}
 	decide(s, &u, url, &v);
+	if (v.status == 200 && strcmp(url, "/v1/embeddings") == 0) {
+		sleep_latency(s, v.latency);
+		body = json_pack("{s:s,s:[{s:s,s:i,s:[f,f,f,f]}],s:s,s:{s:I,s:I}}",
+		                 "object", "list", "data", "object", "embedding",
+		                 "index", 0, "embedding", 0.25, -0.5, 0.125,
+		                 (double)(v.seq % 1000) / 1000.0, "model", u.model,
+		                 "usage", "prompt_tokens", (json_int_t)u.prompt,
+		                 "total_tokens", (json_int_t)u.prompt);
+		ret = reply(c, 200, body, &v, 0);
+		json_decref(doc);
+		return ret;
+	}
 	if (v.status == 200 && u.stream) {
 		sleep_latency(s, v.latency);
 		ret = reply_stream(s, c, &u, &v, anthropic);
@@ -952,7 +968,8 @@ static int is_api(const char *method, const char *url, int *anthropic)
 {
 	*anthropic = strcmp(url, "/v1/messages") == 0;
 	return strcmp(method, MHD_HTTP_METHOD_POST) == 0 &&
-	       (*anthropic || strcmp(url, "/v1/chat/completions") == 0);
+	       (*anthropic || strcmp(url, "/v1/chat/completions") == 0 ||
+	        strcmp(url, "/v1/embeddings") == 0);
 }
 
 /* First call for a request: headers only.  Refuses a declared huge body
@@ -1033,7 +1050,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
 		return handle_stats(s, c);
 	count_other(s, method, url, 404);
 	return reply(c, 404, error_body("not_found", "no such endpoint: use POST "
-	             "/v1/chat/completions, POST /v1/messages or GET /stats", 0), NULL, 0);
+	             "/v1/chat/completions, POST /v1/messages, POST /v1/embeddings or GET /stats", 0), NULL, 0);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -1090,7 +1107,8 @@ static void usage(FILE *f)
 	"  --max-seconds N         exit after N seconds\n"
 	"  --quiet                 no start and summary lines on stderr\n"
 	"  --help                  this text\n\n"
-	"Endpoints: POST /v1/chat/completions (OpenAI shape), POST /v1/messages\n"
+	"Endpoints: POST /v1/chat/completions (OpenAI shape), POST /v1/embeddings\n"
+	"(OpenAI shape: a 4-number vector, usage prompt_tokens), POST /v1/messages\n"
 	"(Anthropic shape), GET /stats (JSON: requests ok limited_429 errors_500\n"
 	"injected_429 bad_requests tokens started_ms elapsed_ms in_flight\n"
 	"max_in_flight; /stats itself is not counted).\n\n"
