@@ -215,6 +215,7 @@ $(B)/progs/%: tests/progs/%.c $(STATIC)
 BENCH_LIBS_bench_alt = -lhiredis -lsqlite3
 BENCH_LIBS_bench_shim = -lcurl
 BENCH_LIBS_bench_http = $(HTTP_STATIC) -linih -ljansson
+BENCH_LIBS_bench_cache = $(HTTP_STATIC) -linih -ljansson -lcurl
 $(B)/bench/%: tests/bench/%.c $(STATIC) $(HTTP_STATIC) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(BENCH_LIBS_$*) $(STATIC) $(LIB_LIBS) -lm $(LDFLAGS)

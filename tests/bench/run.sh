@@ -68,7 +68,7 @@ for f in "$B"/bench/bench_*; do
 	# A benchmark added later runs too, after these.
 	case "$f" in
 	*/bench_admit|*/bench_alt|*/bench_accuracy|*/bench_memory|*/bench_shim|*/bench_http) ;;
-	*/bench_shared|*/bench_scale|*/bench_fair) ;;   # sections 10-12, after 8 and 9
+	*/bench_shared|*/bench_scale|*/bench_fair|*/bench_cache) ;;   # sections 10-13, after 8 and 9
 	*) [ -f "$f" ] && [ -x "$f" ] && run "$(basename "$f")" 300 ;;
 	esac
 done
@@ -110,6 +110,9 @@ fi
 # command $B/ratectl lists them); section 12: fair shares between tenants.
 [ -x "$B/bench/bench_scale" ] && run bench_scale 300
 [ -x "$B/bench/bench_fair" ] && run bench_fair 60
+
+# Section 13: the response cache (a hit's cost; the repeated-prompt run).
+[ -x "$B/bench/bench_cache" ] && run bench_cache 120
 
 # One JSON document from the rows the programs appended, one per line.
 {
