@@ -16,6 +16,7 @@
  *   serve.c    metrics --listen: the exporter over HTTP
  *   run.c      run
  *   keyid.c    key-id
+ *   cache.c    cache stats, cache clear; the cache of show and metrics
  */
 #ifndef RATECTL_CLI_H
 #define RATECTL_CLI_H
@@ -28,6 +29,7 @@
 
 #include "conf.h"
 #include "ratectl.h"
+#include "ratectl_http.h"
 
 /* Exit codes, documented in ratectl(1). */
 enum {
@@ -180,6 +182,7 @@ int cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
 #define FMT_LONG 320   /* room for several FMT_LEN pieces */
 
 const char *fmt_count(char buf[FMT_LEN], uint64_t v);     /* 950, 12.5k, 2M */
+const char *fmt_bytes(char buf[FMT_LEN], uint64_t v);     /* 950B, 12.5K, 64M */
 const char *fmt_dur(char buf[FMT_LEN], int64_t ns);       /* 250ms, 1.2s, 2m05s */
 const char *fmt_period(char buf[FMT_LEN], int64_t ns);    /* s, min, h, day, 10s */
 const char *fmt_dim(ratectl_dim dim);                     /* requests, tokens */
@@ -264,6 +267,7 @@ int cmd_watch(cli *c, int argc, char **argv);
 int cmd_metrics(cli *c, int argc, char **argv);
 int cmd_run(cli *c, int argc, char **argv);
 int cmd_key_id(cli *c, int argc, char **argv);
+int cmd_cache(cli *c, int argc, char **argv);
 
 /* metrics.c: what `metrics` prints, for the exporter (serve.c). */
 typedef struct metrics_query {
@@ -279,6 +283,27 @@ typedef struct metrics_query {
 int metrics_text(cli *c, const metrics_query *q, FILE *out, const char **what);
 /* serve.c: serve q at ADDR:PORT until SIGTERM or SIGINT; an exit code. */
 int metrics_serve(cli *c, const metrics_query *q, const char *addr);
+
+/* ---- cache.c: the host-wide response cache (ratectl_http.h) ----------------- */
+
+/*
+ * The response caches beside the open ledger c->h (DIR/cache/): every
+ * budget's (budget NULL) or budget's only, into *out (free with free()),
+ * *n of them, in name order (strcmp).  *n = 0 when there is none (the
+ * cache is never created by reading it).  Silent: 0, or the library's code
+ * (RATECTL_ECORRUPT: damaged) for cli_cache_why().
+ */
+int cli_caches(cli *c, const char *budget, ratectl_http_cache_stats **out, size_t *n);
+/* The cache of budget name in v[0..n) from cli_caches(), or NULL. */
+const ratectl_http_cache_stats *cli_cache_find(const ratectl_http_cache_stats *v,
+                                               size_t n, const char *name);
+/* What a failure rc of the cache calls means, naming DIR/cache, into buf
+ * (what show and metrics say before printing the rest); buf. */
+const char *cli_cache_why(const cli *c, int rc, char *buf, size_t len);
+/* The "response cache:" block of `show NAME`, and the JSON object of a
+ * cache (show, metrics and cache stats --json). */
+void show_cache(const ratectl_http_cache_stats *s);
+json_t *json_cache(const ratectl_http_cache_stats *s);
 
 /* show.c: the one-line summary used by list and watch. */
 void show_limits_cell(char *buf, size_t len, const ratectl_budget_info *in,

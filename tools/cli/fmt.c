@@ -38,6 +38,30 @@ const char *fmt_count(char buf[FMT_LEN], uint64_t v)
 	return buf;
 }
 
+/* Sizes as the config file writes them (`cache_size = 64M`): B, then K,
+ * M, G, T of 1024, truncated like counts: "950B", "12.5K", "64M". */
+const char *fmt_bytes(char buf[FMT_LEN], uint64_t v)
+{
+	static const char units[] = "KMGTPE";
+	uint64_t div = 1024;
+	int u = 0;
+
+	if (v < 1024) {
+		snprintf(buf, FMT_LEN, "%lluB", (unsigned long long)v);
+		return buf;
+	}
+	while (v / div >= 1024 && u < 5) {
+		div *= 1024;
+		u++;
+	}
+	if (v / div >= 100 || (v % div) * 10 / div == 0)
+		snprintf(buf, FMT_LEN, "%llu%c", (unsigned long long)(v / div), units[u]);
+	else
+		snprintf(buf, FMT_LEN, "%llu.%llu%c", (unsigned long long)(v / div),
+		         (unsigned long long)((v % div) * 10 / div), units[u]);
+	return buf;
+}
+
 /*
  * The two largest units that matter, as people read them: "250ms", "1.2s"
  * (a tenth of a second is worth showing below 10 s, where waits live),

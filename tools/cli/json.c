@@ -15,6 +15,10 @@
 
 #include "cli.h"
 
+/* The few fractions of the schema (a cache's hit_ratio) to 6 significant
+ * digits: 0.4, not jansson's 0.40000000000000002. */
+#define JSON_REAL JSON_REAL_PRECISION(6)
+
 static json_t *jint(uint64_t v)
 {
 	return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
@@ -209,7 +213,7 @@ static int put_item(json_t *j, const char *indent)
 {
 	/* One line an item: half the bytes of an indented one, and each
 	 * budget one line for grep. */
-	char *s = json_dumps(j, JSON_ENCODE_ANY);
+	char *s = json_dumps(j, JSON_ENCODE_ANY | JSON_REAL);
 
 	if (!s)
 		return -1;
@@ -278,7 +282,7 @@ int json_print(const cli *c, json_t *j)
 		cli_err(c, "cannot build the JSON output (out of memory)");
 		return CLI_ERROR;
 	}
-	rc = json_dumpf(j, stdout, JSON_INDENT(2));
+	rc = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_REAL);
 	json_decref(j);
 	if (rc != 0 || fputc('\n', stdout) == EOF) {
 		cli_err(c, "cannot write the JSON output");

@@ -155,6 +155,26 @@ static const cli_cmd commands[] = {
 	  "              read afresh each time) and /healthz (200 ok, or 503 and\n"
 	  "              why); ADDR 127.0.0.1, [::1], 0.0.0.0...; port 0: any free\n"
 	  "              port, printed on stderr (\"listening on ADDR:PORT\")\n" },
+	{ "cache", cmd_cache, "the host-wide response cache: its figures, or clear it",
+	  "usage: ratectl cache stats [BUDGET|PATTERN...] [--json]\n"
+	  "       ratectl cache clear [BUDGET] [--reset-counters]\n"
+	  "\n"
+	  "The answers that budgets with `cache` in ratectl.conf(5) keep for every\n"
+	  "process of the host, beside the ledger (DIR/cache/).\n"
+	  "\n"
+	  "stats: one row per budget with a cache (or each matching a PATTERN):\n"
+	  "entries held and their size, hits, coalesced (answered by a fetch they\n"
+	  "waited for), misses, the hit ratio ((hits + coalesced) / all three),\n"
+	  "stores, evictions (for room), expired, and the tokens the answers given\n"
+	  "from the cache had used; and the budget's `cache` (TTL) and `cache_size`\n"
+	  "when the config file (--config) reads.\n"
+	  "\n"
+	  "  --json            JSON instead (schema in ratectl(1))\n"
+	  "\n"
+	  "clear: remove the cached answers of BUDGET (none: of every budget) and\n"
+	  "print how many were removed.\n"
+	  "\n"
+	  "  --reset-counters  set its counters (hits, misses...) to 0 as well\n" },
 	{ "key-id", cmd_key_id, "the id of an API key, for a config `key =` rule",
 	  "usage: ratectl key-id < FILE\n"
 	  "\n"
