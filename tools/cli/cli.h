@@ -278,9 +278,13 @@ typedef struct metrics_query {
 /*
  * The Prometheus text exposition of q, from one snapshot of the open
  * ledger c->h, to out.  0, or the library's code (-ENOMEM included) with
- * *what saying what could not be read.  Write errors are out's.
+ * *what saying what could not be read.  Write errors are out's.  A
+ * response cache that cannot be read leaves its families out, with a
+ * comment line in out saying why, and why in note[0..notelen) ("" when
+ * it was read), for the caller to say too.
  */
-int metrics_text(cli *c, const metrics_query *q, FILE *out, const char **what);
+int metrics_text(cli *c, const metrics_query *q, FILE *out, const char **what,
+                 char *note, size_t notelen);
 /* serve.c: serve q at ADDR:PORT until SIGTERM or SIGINT; an exit code. */
 int metrics_serve(cli *c, const metrics_query *q, const char *addr);
 

@@ -19,6 +19,8 @@
  * 100,000 is one pass.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +218,42 @@ static const struct sfamily sfamilies[] = {
 	  "Redis commands sent by this host for the budget.", 0, s_commands },
 };
 
+/*
+ * Families of the response caches (ratectl_http_cache_stats_read()), for
+ * the budgets printed in full that have one: bounded as they are.  Left
+ * out when none has.
+ */
+struct cfamily {
+	const char *name;
+	const char *type;
+	const char *help;
+	size_t off;                /* of its uint64_t in ratectl_http_cache_stats */
+};
+
+#define CSTAT(field) offsetof(ratectl_http_cache_stats, field)
+static const struct cfamily cfamilies[] = {
+	{ "ratectl_cache_hits_total", "counter",
+	  "Requests answered from the response cache.", CSTAT(hits) },
+	{ "ratectl_cache_coalesced_total", "counter",
+	  "Requests answered by another request's fetch they waited for.",
+	  CSTAT(coalesced) },
+	{ "ratectl_cache_misses_total", "counter",
+	  "Cacheable requests sent to the provider.", CSTAT(misses) },
+	{ "ratectl_cache_stores_total", "counter",
+	  "Answers stored in the response cache.", CSTAT(stores) },
+	{ "ratectl_cache_evictions_total", "counter",
+	  "Answers removed to make room (cache_size).", CSTAT(evictions) },
+	{ "ratectl_cache_expired_total", "counter",
+	  "Answers removed past their time to live.", CSTAT(expired) },
+	{ "ratectl_cache_tokens_saved_total", "counter",
+	  "Tokens of the answers given from the response cache.", CSTAT(tokens_saved) },
+	{ "ratectl_cache_entries", "gauge",
+	  "Answers held in the response cache now.", CSTAT(entries) },
+	{ "ratectl_cache_bytes", "gauge",
+	  "Size of the answers held: bodies, headers and keys, in bytes.", CSTAT(bytes) },
+};
+#undef CSTAT
+
 /* ---- output ----------------------------------------------------------------- */
 
 /* %.15g: integers print as integers up to 10^15, fractions without the
@@ -298,6 +336,55 @@ static void shared_exposition(FILE *o, const cli_row *const *v, ratectl_shared_s
 				       v[b]->name, fmt_dim((ratectl_dim)d), sf->value(sh[b], d));
 		}
 	}
+}
+
+static uint64_t cstat(const ratectl_http_cache_stats *k, size_t off)
+{
+	uint64_t v;
+
+	memcpy(&v, (const char *)k + off, sizeof v);
+	return v;
+}
+
+static void cache_exposition(FILE *o, const cli_row *const *v, size_t n,
+                             const ratectl_http_cache_stats *k, size_t nk)
+{
+	const ratectl_http_cache_stats *s;
+	size_t f, b;
+	int any = 0;
+
+	for (b = 0; b < n && !any; b++)
+		any = cli_cache_find(k, nk, v[b]->name) != NULL;
+	for (f = 0; any && f < sizeof cfamilies / sizeof cfamilies[0]; f++) {
+		head(o, cfamilies[f].name, cfamilies[f].help, cfamilies[f].type);
+		for (b = 0; b < n; b++) {
+			if (!(s = cli_cache_find(k, nk, v[b]->name)))
+				continue;
+			fprintf(o, "%s{budget=\"", cfamilies[f].name);
+			put_label(o, v[b]->name);
+			fputs("\"} ", o);
+			put_value(o, (double)cstat(s, cfamilies[f].off));
+		}
+	}
+}
+
+/* The caches, for metrics: 0 and *k, *nk; or, when they cannot be read
+ * (damaged), 0 and none with why in note (one line) for the caller to
+ * say; -ENOMEM. */
+static int metrics_caches(cli *c, ratectl_http_cache_stats **k, size_t *nk,
+                          char *note, size_t notelen)
+{
+	int rc = cli_caches(c, NULL, k, nk);
+	char *p;
+
+	note[0] = '\0';
+	if (rc == -ENOMEM || rc == 0)
+		return rc;
+	cli_cache_why(c, rc, note, notelen);
+	for (p = note; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	return 0;
 }
 
 /* ---- templates: one series each, and their top N budgets ------------------ */
@@ -703,8 +790,10 @@ static json_t *json_template(const struct tmpl *t)
 
 static int metrics_json(const cli *c, const cli_row *const *v,
                         ratectl_shared_state *const *sh, size_t n,
-                        const struct mctx *m)
+                        const struct mctx *m, const ratectl_http_cache_stats *k,
+                        size_t nk)
 {
+	const ratectl_http_cache_stats *one;
 	ratectl_budget_info in;
 	json_stream js;
 	size_t i;
@@ -720,6 +809,13 @@ static int metrics_json(const cli *c, const cli_row *const *v,
 		return json_stream_fail(&js);
 	for (i = 0; i < m->nt; i++)
 		if (json_stream_item(&js, json_template(&m->t[i])) != 0)
+			return json_stream_fail(&js);
+	/* The caches of the budgets printed in full, as `cache stats --json`. */
+	if (json_stream_list(&js, "caches") != 0)
+		return json_stream_fail(&js);
+	for (i = 0; i < n; i++)
+		if ((one = cli_cache_find(k, nk, v[i]->name)) &&
+		    json_stream_item(&js, json_cache(one)) != 0)
 			return json_stream_fail(&js);
 	return json_stream_end(&js) == 0 ? CLI_OK : json_stream_fail(&js);
 }
@@ -765,16 +861,29 @@ static int scrape(cli *c, const metrics_query *q, struct scrape *s, const char *
 	return cli_shared_rows(c, s->v, s->n, &s->sh);
 }
 
-int metrics_text(cli *c, const metrics_query *q, FILE *out, const char **what)
+int metrics_text(cli *c, const metrics_query *q, FILE *out, const char **what,
+                 char *note, size_t notelen)
 {
+	ratectl_http_cache_stats *k = NULL;
 	struct scrape s;
+	size_t nk = 0;
 	int rc;
 
+	note[0] = '\0';
 	if ((rc = scrape(c, q, &s, what)) == 0) {
+		*what = "cannot read the response cache";
+		rc = metrics_caches(c, &k, &nk, note, notelen);
+	}
+	if (rc == 0) {
+		/* A comment, first: scrapers skip it, a reader of the file sees it. */
+		if (note[0])
+			fprintf(out, "# ratectl: %s; its families are left out\n", note);
 		exposition(out, s.v, s.sh, s.n, &s.m);
+		cache_exposition(out, s.v, s.n, k, nk);
 		*what = "cannot read the tags";
 		rc = tag_exposition(out, c, s.v, s.n);
 	}
+	free(k);
 	scrape_free(&s);
 	return rc;
 }
@@ -823,7 +932,10 @@ int cmd_metrics(cli *c, int argc, char **argv)
 {
 	metrics_query q = { .top = TOP_DEFAULT };
 	const char *listen = NULL, *what;
+	ratectl_http_cache_stats *k = NULL;
+	char note[PATH_MAX + 256];
 	struct scrape s;
+	size_t nk = 0;
 	int json = 0, rc;
 
 	if ((rc = metrics_options(c, argc, argv, &q, &json, &listen)) != 0)
@@ -835,14 +947,21 @@ int cmd_metrics(cli *c, int argc, char **argv)
 	if ((rc = cli_open(c)) != 0)
 		return rc;
 	if (!json) {
-		rc = metrics_text(c, &q, stdout, &what);
+		rc = metrics_text(c, &q, stdout, &what, note, sizeof note);
 	} else if ((rc = scrape(c, &q, &s, &what)) == 0) {
-		rc = metrics_json(c, s.v, s.sh, s.n, &s.m);
+		if ((rc = metrics_caches(c, &k, &nk, note, sizeof note)) == 0) {
+			if (note[0])    /* said before the output: it may be long */
+				cli_err(c, "%s; printed without it", note);
+			rc = metrics_json(c, s.v, s.sh, s.n, &s.m, k, nk);
+		}
+		free(k);
 		scrape_free(&s);
-		return rc;
+		return rc == -ENOMEM ? cli_oom(c) : rc;
 	} else {
 		scrape_free(&s);
 	}
+	if (rc == 0 && note[0])
+		cli_err(c, "%s; printed without it", note);
 	if (rc == -ENOMEM)
 		return cli_oom(c);
 	return rc ? cli_fail(c, rc, what) : CLI_OK;

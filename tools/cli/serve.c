@@ -205,7 +205,7 @@ static enum MHD_Result healthz(struct server *s, struct MHD_Connection *conn)
 static enum MHD_Result metrics(struct server *s, struct MHD_Connection *conn)
 {
 	static const cookie_io_functions_t io = { .write = body_write };
-	char why[PATH_MAX + 256];
+	char why[PATH_MAX + 256], note[PATH_MAX + 256];
 	const char *what = NULL, *detail;
 	struct MHD_Response *r;
 	struct body *b;
@@ -221,7 +221,9 @@ static enum MHD_Result metrics(struct server *s, struct MHD_Connection *conn)
 	}
 	b->s = s;
 	b->cap = QUEUED_MAX - s->queued < REPLY_MAX ? QUEUED_MAX - s->queued : REPLY_MAX;
-	rc = metrics_text(s->c, s->q, f, &what);
+	/* An unreadable response cache is said in the exposition itself (a
+	 * comment line): the rest is served as ever. */
+	rc = metrics_text(s->c, s->q, f, &what, note, sizeof note);
 	if (rc < 0 && rc != -ENOMEM) {
 		detail = ratectl_errmsg();
 		snprintf(why, sizeof why, "%s: %s", what,

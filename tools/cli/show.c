@@ -1,9 +1,11 @@
 /*
  * show.c - `ratectl list` and `ratectl show NAME`: what the ledger holds
  * now, as aligned tables or as JSON; for a budget shared through Redis,
- * what this host knows of it (ratectl_budget_shared_state()).
+ * what this host knows of it (ratectl_budget_shared_state()); for a budget
+ * with a response cache, its figures (cache.c).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,7 +494,26 @@ struct shown {
 	ratectl_lease_info *l;
 	size_t n;
 	cli_tags tags;
+	const ratectl_http_cache_stats *cache;   /* NULL: none (or unreadable) */
 };
+
+/*
+ * The response caches for show: name's (NULL: every budget's) into *v,
+ * *n.  One that cannot be read (damaged) never keeps the budgets from
+ * being shown: it is said on stderr and shown as none.  0 or an exit code.
+ */
+static int show_caches(cli *c, const char *name, ratectl_http_cache_stats **v,
+                       size_t *n)
+{
+	char why[PATH_MAX + 256];
+	int rc = cli_caches(c, name, v, n);
+
+	if (rc == -ENOMEM)
+		return cli_oom(c);
+	if (rc != 0)
+		cli_err(c, "%s; shown without it", cli_cache_why(c, rc, why, sizeof why));
+	return 0;
+}
 
 /* Several reads, not one snapshot: a lease may come or go in between, so
  * the holders can differ from the in-flight count by a slot or two.
@@ -516,8 +537,16 @@ static int shown_read(cli *c, const char *name, struct shown *s, int quiet_gone)
 
 static json_t *shown_json(const struct shown *s)
 {
-	return json_budget(&s->in, s->sh.share.url[0] ? &s->sh : NULL, s->l, s->n,
-	                   &s->tags);
+	json_t *b = json_budget(&s->in, s->sh.share.url[0] ? &s->sh : NULL, s->l, s->n,
+	                        &s->tags);
+
+	/* "cache": show only, null when the budget has none. */
+	if (b && json_object_set_new(b, "cache", s->cache ? json_cache(s->cache) :
+	                             json_null()) != 0) {
+		json_decref(b);
+		return NULL;
+	}
+	return b;
 }
 
 static int shown_text(const cli *c, const struct shown *s)
@@ -529,17 +558,26 @@ static int shown_text(const cli *c, const struct shown *s)
 	    show_tags(&s->tags) != 0)
 		return cli_oom(c);
 	show_counters(&s->in.counters);
+	if (s->cache)
+		show_cache(s->cache);
 	return CLI_OK;
 }
 
 static int show_one(cli *c, const char *name, int json)
 {
+	ratectl_http_cache_stats *k = NULL;
 	struct shown s;
 	json_t *root;
+	size_t nk = 0;
 	int rc;
 
 	if ((rc = shown_read(c, name, &s, 0)) != 0)
 		return rc;
+	if ((rc = show_caches(c, name, &k, &nk)) != 0) {
+		free(s.l);
+		return rc;
+	}
+	s.cache = cli_cache_find(k, nk, name);
 	if (json) {
 		root = json_envelope(c);
 		if (root && json_object_set_new(root, "budget", shown_json(&s)) != 0) {
@@ -551,6 +589,7 @@ static int show_one(cli *c, const char *name, int json)
 		rc = shown_text(c, &s);
 	}
 	free(s.l);
+	free(k);
 	return rc;
 }
 
@@ -558,10 +597,11 @@ static int show_one(cli *c, const char *name, int json)
  * "budgets" list, as list's but with leases and tags. */
 static int show_many(cli *c, const cli_filter *f, int json)
 {
+	ratectl_http_cache_stats *k = NULL;
 	cli_rows rows = { 0 };
 	struct shown s;
 	json_stream js;
-	size_t i, shown = 0;
+	size_t i, shown = 0, nk = 0;
 	int rc;
 
 	if ((rc = show_read_rows(c, f, &rows)) != 0)
@@ -572,6 +612,10 @@ static int show_many(cli *c, const cli_filter *f, int json)
 		fputc('\n', stderr);
 		cli_rows_free(&rows);
 		return CLI_ERROR;
+	}
+	if ((rc = show_caches(c, NULL, &k, &nk)) != 0) {
+		cli_rows_free(&rows);
+		return rc;
 	}
 	if (json && (json_stream_begin(c, &js) != 0 ||
 	             json_stream_list(&js, "budgets") != 0))
@@ -584,6 +628,7 @@ static int show_many(cli *c, const cli_filter *f, int json)
 		}
 		if (rc != 0)
 			break;
+		s.cache = cli_cache_find(k, nk, s.in.name);
 		if (json && json_stream_item(&js, shown_json(&s)) != 0)
 			rc = json_stream_fail(&js);
 		if (!json) {
@@ -595,6 +640,7 @@ static int show_many(cli *c, const cli_filter *f, int json)
 	}
 	if (rc == 0 && json && json_stream_end(&js) != 0)
 		rc = json_stream_fail(&js);
+	free(k);
 	cli_rows_free(&rows);
 	return rc;
 }
