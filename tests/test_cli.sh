@@ -57,7 +57,7 @@ r --version; check "--version prints the version" has "ratectl [0-9]"
 r; status_is 2 "no command is a usage error"
 r frobnicate; status_is 2 "an unknown command is a usage error"
 ok=1
-for c in apply list show set delete reset cooldown reclaim check watch metrics run key-id; do
+for c in apply list show set delete reset cooldown reclaim check watch metrics run key-id cache; do
 	r "$c" --help
 	[ "$S" -eq 0 ] && has "usage: ratectl $c" || { ok=0; echo "# $c --help"; }
 done
