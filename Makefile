@@ -51,7 +51,7 @@ HTTP_OBJ := $(HTTP_SRC:%.c=$(B)/obj/%.o)
 HTTP_SHARED = $(B)/libratectl-http.so.$(HVERSION)
 HTTP_STATIC = $(B)/libratectl-http.a
 HTTP_PC = $(B)/ratectl-http.pc
-HTTP_LIBS = -linih -ljansson -llmdb
+HTTP_LIBS = -linih -llmdb
 
 CLI_SRC := $(wildcard tools/cli/*.c)
 CLI_OBJ := $(CLI_SRC:%.c=$(B)/obj/%.o)
@@ -151,7 +151,7 @@ $(HTTP_PC): Makefile include/ratectl_http.h $(B)/.dirs
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: ratectl-http' 'Description: the HTTP policy of ratectl, for any HTTP client' \
 	  'Version: $(HVERSION)' 'Requires: ratectl' 'Libs: -L$${libdir} -lratectl-http' \
-	  'Libs.private: -linih -ljansson -llmdb' 'Cflags: -I$${includedir}' > $@
+	  'Libs.private: -linih -llmdb' 'Cflags: -I$${includedir}' > $@
 
 $(PC): Makefile include/ratectl.h $(B)/.dirs
 	@mkdir -p $(B)
@@ -170,7 +170,7 @@ $(B)/ratectl-fakeprov: $(B)/obj/tools/fakeprov.o
 # the programs it is loaded into.
 $(B)/libratectl-preload.so: $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) tools/preload/exports.map
 	$(CC) $(ALL_CFLAGS) -shared -Wl,--version-script=tools/preload/exports.map \
-	  -o $@ $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) -linih -ljansson -ldl $(LIB_LIBS) $(LDFLAGS)
+	  -o $@ $(PRELOAD_OBJ) $(HTTP_STATIC) $(STATIC) -linih -ldl $(LIB_LIBS) $(LDFLAGS)
 
 node: $(NODE_ADDON)
 $(NODE_OBJ): CPPFLAGS += -I$(NODE_INCLUDE) -Ilib/node/src
@@ -214,8 +214,8 @@ $(B)/progs/%: tests/progs/%.c $(STATIC)
 
 BENCH_LIBS_bench_alt = -lhiredis -lsqlite3
 BENCH_LIBS_bench_shim = -lcurl
-BENCH_LIBS_bench_http = $(HTTP_STATIC) -linih -ljansson
-BENCH_LIBS_bench_cache = $(HTTP_STATIC) -linih -ljansson -lcurl
+BENCH_LIBS_bench_http = $(HTTP_STATIC) -linih
+BENCH_LIBS_bench_cache = $(HTTP_STATIC) -linih -lcurl
 $(B)/bench/%: tests/bench/%.c $(STATIC) $(HTTP_STATIC) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) -o $@ $< $(BENCH_LIBS_$*) $(STATIC) $(LIB_LIBS) -lm $(LDFLAGS)

@@ -656,6 +656,147 @@ static void test_config_errors(void **state)
 	ratectl_http_config_free(c);
 }
 
+/* ---- SHA-256, both ways -------------------------------------------------- */
+
+static void hexof(const uint8_t d[32], char out[65])
+{
+	int i;
+
+	for (i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* FIPS 180-2 vectors, and the SHA instructions against the portable
+ * code on every length to 300 in pieces of every size: the same digest. */
+static void test_sha256(void **state)
+{
+	static const struct { const char *in, *want; } v[] = {
+		{ "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+		{ "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+	};
+	uint8_t buf[300] = { 0 }, a[32], b[32];
+	char hex[65];
+	struct rh__sha256_ctx c;
+	int ni, way;
+	size_t i, len, piece, at;
+
+	(void)state;
+	rh__sha256_ni = -1;
+	rh__sha256(buf, 0, a);        /* asks the CPU */
+	ni = rh__sha256_ni;
+	print_message("SHA instructions: %s\n", ni ? "used" : "not on this CPU");
+	for (way = ni; way >= 0; way--) {
+		rh__sha256_ni = way;
+		for (i = 0; i < sizeof v / sizeof v[0]; i++) {
+			rh__sha256(v[i].in, strlen(v[i].in), a);
+			hexof(a, hex);
+			assert_string_equal(hex, v[i].want);
+		}
+	}
+	for (i = 0; i < sizeof buf; i++)
+		buf[i] = (uint8_t)(i * 131 + 7);
+	for (len = 0; len <= sizeof buf; len++) {
+		rh__sha256_ni = 0;
+		rh__sha256(buf, len, a);
+		rh__sha256_ni = ni;
+		for (piece = 1; piece <= 70; piece += 23) {
+			rh__sha256_init(&c);
+			for (at = 0; at < len; at += piece)
+				rh__sha256_update(&c, buf + at, len - at < piece ? len - at : piece);
+			rh__sha256_final(&c, b);
+			assert_memory_equal(a, b, 32);
+		}
+	}
+	rh__sha256_ni = -1;
+}
+
+/* ---- the canonical form ------------------------------------------------------ */
+
+static const char *canon(const char *in, char *out)
+{
+	size_t n;
+
+	if (rh__jcanon(in, strlen(in), out, &n, NULL) != 0)
+		return NULL;
+	out[n] = '\0';
+	return out;
+}
+
+static int top_of(const char *in, struct rh__jcanon_top *top)
+{
+	char out[256];
+	size_t n;
+
+	return rh__jcanon(in, strlen(in), out, &n, top);
+}
+
+static void test_canonical_form(void **state)
+{
+	static const struct { const char *in, *want; } ok[] = {
+		{ " { \"b\" : 1 , \"a\" : [ 1 , { \"d\":null, \"c\":true } ] } ",
+		  "{\"a\":[1,{\"c\":true,\"d\":null}],\"b\":1}" },
+		{ "{\"a b\":\" x  y \"}", "{\"a b\":\" x  y \"}" },     /* blanks in strings */
+		{ "{\"ab\":1,\"a\":2,\"\":3}", "{\"\":3,\"a\":2,\"ab\":1}" },
+		{ "[]", "[]" }, { "{}", "{}" }, { "\"s\"", "\"s\"" },
+		{ "-0.5e+10", "-0.5e+10" }, { "0", "0" },
+		{ "{\"q\":\"a\\\"b\\\\c\\u00e9\\n\"}", "{\"q\":\"a\\\"b\\\\c\\u00e9\\n\"}" },
+	};
+	static const char *const bad[] = {
+		"", " ", "{", "}", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "[1,]", "[1 2]",
+		"01", "1.", ".5", "1e", "-", "+1", "tru", "nul", "\"abc", "\"a\\x\"",
+		"\"\\u12\"", "\"a\nb\"", "{\"a\":1,\"a\":2}", "{\"a\":1} x", "NaN",
+	};
+	char out[256], deep[300];
+	struct rh__jcanon_top top;
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		const char *got = canon(ok[i].in, out);
+
+		if (!got || strcmp(got, ok[i].want) != 0)
+			fail_msg("%s: got %s, want %s", ok[i].in, got ? got : "(none)", ok[i].want);
+		/* the form of a form is itself */
+		assert_string_equal(canon(ok[i].want, deep), ok[i].want);
+	}
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (canon(bad[i], out))
+			fail_msg("'%s' has a form: %s", bad[i], out);
+	/* nesting: 64 levels, not 65 */
+	memset(deep, '[', 64);
+	memset(deep + 64, ']', 64);
+	deep[128] = '\0';
+	assert_non_null(canon(deep, out));
+	memset(deep, '[', 65);
+	memset(deep + 65, ']', 65);
+	deep[130] = '\0';
+	assert_null(canon(deep, out));
+	/* what the top level says */
+	assert_int_equal(top_of("{\"temperature\":0.0,\"stream\":false}", &top), 0);
+	assert_true(top.object && top.has_temperature && top.temperature_zero && !top.stream);
+	assert_int_equal(top_of("{\"x\":{\"temperature\":0},\"stream\":null}", &top), 0);
+	assert_true(!top.has_temperature && !top.stream);
+	assert_int_equal(top_of("{\"temperature\":-0e3,\"stream\":1}", &top), 0);
+	assert_true(top.temperature_zero && top.stream);
+	assert_int_equal(top_of("{\"temperature\":0.01}", &top), 0);
+	assert_false(top.temperature_zero);
+	assert_int_equal(top_of("{\"temperature\":\"0\"}", &top), 0);
+	assert_false(top.temperature_zero);
+	/* an object of many members (past the inline table) */
+	{
+		char big[2048] = "{", form[2048], *p = big + 1;
+
+		for (i = 40; i > 0; i--)
+			p += sprintf(p, "\"k%02zu\":%zu%s", i, i, i > 1 ? "," : "}");
+		assert_int_equal(rh__jcanon(big, strlen(big), form, &n, NULL), 0);
+		assert_int_equal(n, strlen(big));
+		assert_int_equal(memcmp(form, "{\"k01\":1,\"k02\":2,", 17), 0);
+		assert_int_equal(memcmp(form + n - 10, ",\"k40\":40}", 10), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -671,6 +812,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_repeated_prompts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_cache_rebuilt, setup, teardown),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_sha256),
+		cmocka_unit_test(test_canonical_form),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,10 +13,9 @@
  *   s   budget -> struct cstat: counters; ".format" -> CACHE_FORMAT
  *
  * The key is a SHA-256 of the budget's name, the method, the URL, the
- * SHA-256 of the API key (never the key) and the body in a canonical form:
- * parsed by jansson and written back with sorted keys and no blanks, so
- * that two clients that order or space one request differently share its
- * answer.
+ * SHA-256 of the API key (never the key) and the body in a canonical form
+ * (jcanon.c: no blanks, each object's members sorted by key), so that two
+ * clients that order or space one request differently share its answer.
  *
  * Coalescing.  A request that finds no entry and nobody fetching it puts
  * a p record (its process's liveness key and a nonce of its own) and is
@@ -61,7 +60,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
-#include <jansson.h>
 #include <lmdb.h>
 
 #include "rh.h"
@@ -79,6 +77,8 @@
 #define FETCH_MAX_NS (600 * RH_NS_PER_S)
 #define SKEW_NS (60 * RH_NS_PER_S)   /* an entry stored "later than now" */
 #define EXPIRE_STEP 64               /* expired entries removed per store */
+#define PC_SLOTS 16                  /* budgets whose hits wait to be written */
+#define FLUSH_NS RH_NS_PER_S
 #if UINTPTR_MAX > 0xffffffffu
 #define CACHE_MAP ((size_t)4 << 30)
 #else
@@ -134,7 +134,20 @@ struct rh__cenv {
 	uint64_t live_key;
 	mode_t mode;               /* of the files */
 	int rdonly;                /* env was opened to read only (stats) */
+	MDB_txn *rtxn;             /* a reset read transaction, renewed per look */
+	uint64_t seq;              /* of this process's fetch nonces */
+	/* Hits counted here and written to the counters at most every
+	 * FLUSH_NS (and when the handle closes, before the counters are
+	 * read, and when the table is full): a hit costs no write. */
+	struct {
+		char budget[RATECTL_NAME_MAX + 1];
+		uint64_t hits, coalesced, tokens;
+	} pc[PC_SLOTS];
+	unsigned npc;
+	int64_t flush_at;          /* CLOCK_MONOTONIC */
 };
+
+static int pc_flush(struct rh__cenv *c);
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct rh__cenv *reg;
@@ -169,6 +182,10 @@ static void fork_child(void)
 			close(c->live_fd);
 		c->live_fd = -1;
 		c->live_key = 0;
+		/* The parent's: its reader slot is the parent's to free (the
+		 * small struct is left), its hits the parent's to write. */
+		c->rtxn = NULL;
+		c->npc = 0;
 		pthread_mutex_unlock(&c->mu);
 	}
 	pthread_mutex_unlock(&reg_mu);
@@ -282,6 +299,9 @@ out:
 
 static void env_close(struct rh__cenv *c)
 {
+	if (c->rtxn && c->pid == getpid())
+		mdb_txn_abort(c->rtxn);
+	c->rtxn = NULL;
 	if (c->env)
 		mdb_env_close(c->env);
 	c->env = NULL;
@@ -467,6 +487,11 @@ void rh__cache_release(struct rh__cenv *c)
 
 	if (!c)
 		return;
+	/* The hits this process counted are written now. */
+	pthread_mutex_lock(&c->mu);
+	if (c->npc && env_ready(c) == 0)
+		(void)pc_flush(c);
+	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_lock(&reg_mu);
 	if (--c->refs > 0) {
 		pthread_mutex_unlock(&reg_mu);
@@ -719,12 +744,6 @@ static int ent_drop(struct rh__cenv *c, MDB_txn *t, const uint8_t key[RH_CACHE_K
 
 /* ---- the key of a request --------------------------------------------------------- */
 
-static int dump_cb(const char *buf, size_t size, void *ctx)
-{
-	rh__sha256_update(ctx, buf, size);
-	return 0;
-}
-
 static int ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), m = strlen(suffix);
@@ -737,9 +756,11 @@ int rh__cache_key(const struct rh__policy *pol, const char *method, const char *
                   const void *body, size_t len, uint8_t key[RH_CACHE_KEY])
 {
 	struct rh__sha256_ctx sc;
+	struct rh__jcanon_top top;
+	char small[4096], *canon = small;
 	uint8_t kh[32];
-	json_t *root = NULL, *v;
-	int post = strcasecmp(method, "POST") == 0, ok;
+	size_t clen = 0;
+	int post = strcasecmp(method, "POST") == 0, ok = 0;
 	int embeddings = ends_with(path, "/embeddings");
 
 	if (!pol->cache_ttl_ns)
@@ -748,13 +769,13 @@ int rh__cache_key(const struct rh__policy *pol, const char *method, const char *
 		return 0;
 	if (post) {
 		/* The canonical form needs the whole body, as JSON. */
-		if (!body || !(root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL)))
+		if (!body || len == 0)
 			return 0;
-		if (!json_is_object(root))
-			goto no;
-		v = json_object_get(root, "stream");
-		if (v && !json_is_false(v) && !json_is_null(v))
-			goto no;                /* streamed: never cached */
+		if (len > sizeof small && !(canon = malloc(len)))
+			return 0;
+		if (rh__jcanon(body, len, canon, &clen, &top) != 0 || !top.object ||
+		    top.stream)                    /* streamed: never cached */
+			goto out;
 		switch (pol->cache_requests) {
 		case RH_CACHE_EMBEDDINGS:
 			ok = embeddings;
@@ -763,11 +784,10 @@ int rh__cache_key(const struct rh__policy *pol, const char *method, const char *
 			ok = 1;
 			break;
 		default:
-			v = json_object_get(root, "temperature");
-			ok = embeddings || (v && json_is_number(v) && json_number_value(v) == 0.0);
+			ok = embeddings || top.temperature_zero;
 		}
 		if (!ok)
-			goto no;
+			goto out;
 	} else if (body && len) {
 		return 0;
 	}
@@ -780,16 +800,13 @@ int rh__cache_key(const struct rh__policy *pol, const char *method, const char *
 	rh__sha256_update(&sc, url, strlen(url) + 1);
 	rh__sha256_update(&sc, kh, sizeof kh);
 	memset(kh, 0, sizeof kh);
-	if (root && json_dump_callback(root, dump_cb, &sc, JSON_COMPACT | JSON_SORT_KEYS) != 0) {
-		rh__sha256_final(&sc, key);
-		goto no;
-	}
+	rh__sha256_update(&sc, canon, clen);
 	rh__sha256_final(&sc, key);
-	json_decref(root);
-	return 1;
-no:
-	json_decref(root);
-	return 0;
+	ok = 1;
+out:
+	if (canon != small)
+		free(canon);
+	return ok;
 }
 
 /* ---- lookup, fetch, store ----------------------------------------------------------- */
@@ -831,6 +848,109 @@ static int hit_copy(struct rh__cache_req *q, const struct cent *e, const char *c
 	snprintf(q->hit_age, sizeof q->hit_age, "%lld", (long long)age);
 	q->hit_coalesced = q->waited;
 	return 0;
+}
+
+/* Write the hits counted in c->pc (c->mu held, env ready). */
+static int pc_flush(struct rh__cenv *c)
+{
+	int64_t d[S_N];
+	MDB_txn *t;
+	unsigned i;
+	int rc;
+
+	c->flush_at = rh__clock(CLOCK_MONOTONIC) + FLUSH_NS;
+	if (!c->npc)
+		return 0;
+	if ((rc = txn_begin(c, 0, &t)) != 0)
+		return rc;
+	for (i = 0; i < c->npc; i++) {
+		memset(d, 0, sizeof d);
+		d[S_HITS] = (int64_t)c->pc[i].hits;
+		d[S_COALESCED] = (int64_t)c->pc[i].coalesced;
+		d[S_TOKENS] = (int64_t)c->pc[i].tokens;
+		if ((rc = stat_add(c, t, c->pc[i].budget, d)) != 0) {
+			mdb_txn_abort(t);
+			return rc;
+		}
+	}
+	if ((rc = mdb_txn_commit(t)) == 0)
+		c->npc = 0;
+	return rc;
+}
+
+/* Count a hit of budget (c->mu held). */
+static void pc_add(struct rh__cenv *c, const char *budget, int coalesced,
+                   uint64_t tokens)
+{
+	unsigned i;
+
+	for (i = 0; i < c->npc && strcmp(c->pc[i].budget, budget) != 0; i++)
+		;
+	if (i == PC_SLOTS) {
+		if (pc_flush(c) != 0)
+			return;            /* the count is lost, never the answer */
+		i = 0;
+	}
+	if (i == c->npc) {
+		memset(&c->pc[i], 0, sizeof c->pc[i]);
+		snprintf(c->pc[i].budget, sizeof c->pc[i].budget, "%s", budget);
+		c->npc++;
+	}
+	c->pc[i].hits += !coalesced;
+	c->pc[i].coalesced += coalesced != 0;
+	c->pc[i].tokens += tokens;
+}
+
+/*
+ * The common case in a read transaction (c->mu held): RH_CACHE_HIT for an
+ * entry fresh and whole, RH_CACHE_WAIT when another fetches it, 0 when it
+ * takes a write (nothing, expired, damaged: look() sees to it), or an
+ * LMDB error.
+ */
+static int look_read(struct rh__cenv *c, const struct rh__policy *pol,
+                     struct rh__cache_req *q)
+{
+	MDB_val k = { RH_CACHE_KEY, q->key }, v;
+	const char *budget, *ctype, *body;
+	int64_t now = now_real();
+	struct cpend pd;
+	struct cent e;
+	int rc;
+
+	rc = c->rtxn ? mdb_txn_renew(c->rtxn) : txn_begin(c, MDB_RDONLY, &c->rtxn);
+	if (rc == MDB_MAP_RESIZED && mdb_env_set_mapsize(c->env, 0) == 0)
+		rc = mdb_txn_renew(c->rtxn);
+	if (rc != 0) {
+		if (c->rtxn)
+			mdb_txn_abort(c->rtxn);
+		c->rtxn = NULL;
+		return rc;
+	}
+	rc = mdb_get(c->rtxn, c->e, &k, &v);
+	if (rc == 0) {
+		if (ent_read(&v, &e, &budget, &ctype, &body) != 0 || e.expires_ns <= now ||
+		    e.stored_ns > now + SKEW_NS || e.budget_len != strlen(pol->name) ||
+		    memcmp(budget, pol->name, e.budget_len) != 0) {
+			rc = 0;            /* for look() to remove */
+		} else if ((rc = hit_copy(q, &e, ctype, body, now)) == 0) {
+			pc_add(c, pol->name, q->waited, e.tokens);
+			rc = RH_CACHE_HIT;
+		}
+	} else if (rc == MDB_NOTFOUND) {
+		rc = mdb_get(c->rtxn, c->p, &k, &v);
+		if (rc == 0 && v.mv_size == sizeof pd) {
+			memcpy(&pd, v.mv_data, sizeof pd);
+			rc = pd.magic == PEND_MAGIC && pd.nonce != q->nonce &&
+			     now_boot() - pd.since_ns < FETCH_MAX_NS &&
+			     live_alive(c, pd.owner) ? RH_CACHE_WAIT : 0;
+		} else if (rc == MDB_NOTFOUND || rc == 0) {
+			rc = 0;
+		}
+	}
+	mdb_txn_reset(c->rtxn);
+	if (rc == RH_CACHE_HIT && rh__clock(CLOCK_MONOTONIC) >= c->flush_at)
+		(void)pc_flush(c);
+	return rc;
 }
 
 /* One look (c->mu held): RH_CACHE_HIT, _FETCH (the p record is ours
@@ -888,6 +1008,8 @@ static int look(struct rh__cenv *c, const struct rh__policy *pol, struct rh__cac
 	/* Nobody fetches it (or the one who did is gone): we do. */
 	if ((rc = live_hold(c)) != 0)
 		goto fail;
+	if (!q->nonce)
+		q->nonce = (c->live_key << 2) + ++c->seq;  /* never 0: key is odd */
 	memset(&pd, 0, sizeof pd);
 	pd.magic = PEND_MAGIC;
 	pd.owner = c->live_key;
@@ -918,15 +1040,14 @@ int rh__cache_lookup(ratectl_http *h, const struct rh__policy *pol,
 
 	if (!(c = cenv_get(h, 1, &rc)))
 		return RH_CACHE_OFF;
-	while (!q->nonce)
-		if (getrandom(&q->nonce, sizeof q->nonce, 0) != (ssize_t)sizeof q->nonce)
-			q->nonce = (uint64_t)rh__clock(CLOCK_MONOTONIC) ^ (uint64_t)(uintptr_t)q;
 	w = bucket_of(c, q->key);
 	for (;;) {
 		seen = __atomic_load_n(w, __ATOMIC_SEQ_CST);
 		pthread_mutex_lock(&c->mu);
 		rc = env_ready(c);
-		if (rc == 0 && (rc = look(c, pol, q)) < RH_CACHE_HIT)
+		if (rc == 0 && (rc = look_read(c, pol, q)) == 0)
+			rc = look(c, pol, q);
+		if (rc != RH_CACHE_HIT && rc != RH_CACHE_FETCH && rc != RH_CACHE_WAIT)
 			after_error(c, rc);
 		pthread_mutex_unlock(&c->mu);
 		if (rc != RH_CACHE_WAIT)
@@ -1149,6 +1270,8 @@ int ratectl_http_cache_stats_read(ratectl_http *h, const char *budget,
 	if (!(c = cenv_get(h, 0, &rc)))
 		return rc == -ENOENT ? 0 : rc;
 	pthread_mutex_lock(&c->mu);
+	if (c->npc && c->env && !c->rdonly && c->pid == getpid())
+		(void)pc_flush(c);       /* this process's hits, counted */
 	rc = 0;
 	if (!c->env || c->pid != getpid() ||
 	    c->gen != __atomic_load_n(&c->wake[0], __ATOMIC_ACQUIRE)) {
@@ -1321,6 +1444,8 @@ int64_t ratectl_http_cache_clear(ratectl_http *h, const char *budget, int reset_
 		return errno == ENOENT ? 0 : -errno;
 	pthread_mutex_lock(&c->mu);
 	rc = env_ready(c);
+	if (rc == 0 && c->npc)
+		rc = pc_flush(c);
 	if (rc == 0 && (rc = txn_begin(c, 0, &t)) == 0) {
 		if ((rc = clear_txn(c, t, budget, reset_counters, &removed)) == 0)
 			rc = mdb_txn_commit(t);

@@ -1,6 +1,7 @@
 /*
  * jscan.h - the few values libratectl-http reads from a request's JSON
- * body: max_tokens and model (a response's usage: usage.h).
+ * body: max_tokens and model (a response's usage: usage.h); and the
+ * body's canonical form for the response cache (jcanon.c).
  *
  * Why not a JSON library: the shim lives in the address space of arbitrary
  * programs (LD_PRELOAD), some of which carry their own, different version
@@ -46,6 +47,26 @@ int rh__jscan_max_tokens(const char *body, size_t len, uint64_t *max);
  */
 int rh__jscan_string(const char *text, size_t len, const char *key, char *out,
                      size_t cap);
+
+/* What rh__jcanon() saw of a top-level object. */
+struct rh__jcanon_top {
+	int object;                /* the text is an object */
+	int has_temperature;       /* it has a member "temperature" */
+	int temperature_zero;      /* ... whose value is a number equal to 0 */
+	int stream;                /* it has "stream" other than false or null */
+};
+
+/*
+ * text[0..len) in a canonical form (jcanon.c): valid JSON (RFC 8259) with
+ * the blanks between tokens removed and each object's members sorted by
+ * key, strings and numbers as written, into out (at least len bytes: the
+ * form is never longer), *out_len bytes of it; and, when top is not NULL,
+ * what the top-level object says of temperature and stream.  Returns 0,
+ * or -1 when text is not JSON, nests deeper than 64, has an object with
+ * a key twice, or memory runs out.
+ */
+int rh__jcanon(const char *text, size_t len, char *out, size_t *out_len,
+               struct rh__jcanon_top *top);
 
 #pragma GCC visibility pop
 

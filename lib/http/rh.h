@@ -155,6 +155,8 @@ struct rh__sha256_ctx {
 void rh__sha256_init(struct rh__sha256_ctx *c);
 void rh__sha256_update(struct rh__sha256_ctx *c, const void *data, size_t len);
 void rh__sha256_final(struct rh__sha256_ctx *c, uint8_t out[32]);
+/* -1 (ask the CPU), 0 the portable code, 1 the x86 SHA instructions. */
+extern int rh__sha256_ni;
 
 /* ---- match.c ------------------------------------------------------------- */
 
@@ -241,7 +243,8 @@ struct rh__policy {
 #define RH_CACHE_KEY 32
 
 /* rh__cache_lookup() says: */
-enum { RH_CACHE_HIT = 1, RH_CACHE_FETCH = 2, RH_CACHE_WAIT = 3, RH_CACHE_OFF = 4 };
+enum { RH_CACHE_HIT = 2001, RH_CACHE_FETCH, RH_CACHE_WAIT, RH_CACHE_OFF };  /* apart
+                                           from errno and LMDB's codes */
 
 /* A request's part in the cache. */
 struct rh__cache_req {

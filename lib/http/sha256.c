@@ -48,6 +48,90 @@ static void block(uint32_t st[8], const uint8_t *p)
 	st[4] += e, st[5] += f, st[6] += g, st[7] += h;
 }
 
+/* ---- SHA extensions (x86) --------------------------------------------------
+ *
+ * The same compression with the CPU's SHA instructions when it has them
+ * (CPUID 7.0:EBX bit 29), about six times faster: the response cache hashes
+ * every cacheable request's body.  The message schedule runs four words
+ * at a time, SHA256MSG1 and SHA256MSG2 a group ahead of the rounds.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+#define HAVE_SHA_NI 1
+
+__attribute__((target("sha,sse4.1,ssse3")))
+static void block_ni(uint32_t st[8], const uint8_t *p)
+{
+	const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+	__m128i s0, s1, tmp, msg, m[4], abef, cdgh;
+	int g;
+
+	tmp = _mm_loadu_si128((const __m128i *)&st[0]);
+	s1 = _mm_loadu_si128((const __m128i *)&st[4]);
+	tmp = _mm_shuffle_epi32(tmp, 0xB1);          /* CDAB */
+	s1 = _mm_shuffle_epi32(s1, 0x1B);            /* EFGH */
+	s0 = _mm_alignr_epi8(tmp, s1, 8);            /* ABEF */
+	s1 = _mm_blend_epi16(s1, tmp, 0xF0);         /* CDGH */
+	abef = s0;
+	cdgh = s1;
+#pragma GCC unroll 16
+	for (g = 0; g < 16; g++) {
+		if (g < 4)
+			m[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)),
+			                        mask);
+		msg = _mm_add_epi32(m[g % 4], _mm_loadu_si128((const __m128i *)&K[4 * g]));
+		s1 = _mm_sha256rnds2_epu32(s1, s0, msg);
+		if (g >= 3 && g <= 14) {
+			tmp = _mm_alignr_epi8(m[g % 4], m[(g + 3) % 4], 4);
+			m[(g + 1) % 4] = _mm_add_epi32(m[(g + 1) % 4], tmp);
+			m[(g + 1) % 4] = _mm_sha256msg2_epu32(m[(g + 1) % 4], m[g % 4]);
+		}
+		msg = _mm_shuffle_epi32(msg, 0x0E);
+		s0 = _mm_sha256rnds2_epu32(s0, s1, msg);
+		if (g >= 1 && g <= 12)
+			m[(g + 3) % 4] = _mm_sha256msg1_epu32(m[(g + 3) % 4], m[g % 4]);
+	}
+	s0 = _mm_add_epi32(s0, abef);
+	s1 = _mm_add_epi32(s1, cdgh);
+	tmp = _mm_shuffle_epi32(s0, 0x1B);           /* FEBA */
+	s1 = _mm_shuffle_epi32(s1, 0xB1);            /* DCHG */
+	s0 = _mm_blend_epi16(tmp, s1, 0xF0);         /* DCBA */
+	s1 = _mm_alignr_epi8(s1, tmp, 8);            /* ABEF */
+	_mm_storeu_si128((__m128i *)&st[0], s0);
+	_mm_storeu_si128((__m128i *)&st[4], s1);
+}
+
+static int cpu_has_sha(void)
+{
+	unsigned a, b, c, d;
+
+	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b >> 29) & 1;
+}
+#endif
+
+/* -1 not yet asked, 0 the portable code, 1 the SHA instructions; tests
+ * set 0 to check the portable code on a machine that has them. */
+int rh__sha256_ni = -1;
+
+static void compress(uint32_t st[8], const uint8_t *p)
+{
+#ifdef HAVE_SHA_NI
+	int ni = __atomic_load_n(&rh__sha256_ni, __ATOMIC_RELAXED);
+
+	if (ni < 0) {
+		ni = cpu_has_sha();
+		__atomic_store_n(&rh__sha256_ni, ni, __ATOMIC_RELAXED);
+	}
+	if (ni) {
+		block_ni(st, p);
+		return;
+	}
+#endif
+	block(st, p);
+}
+
 void rh__sha256_init(struct rh__sha256_ctx *c)
 {
 	static const uint32_t iv[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -72,11 +156,11 @@ void rh__sha256_update(struct rh__sha256_ctx *c, const void *data, size_t len)
 		len -= k;
 		if (c->nbuf < 64)
 			return;
-		block(c->st, c->buf);
+		compress(c->st, c->buf);
 		c->nbuf = 0;
 	}
 	for (; len >= 64; p += 64, len -= 64)
-		block(c->st, p);
+		compress(c->st, p);
 	memcpy(c->buf, p, len);
 	c->nbuf = len;
 }
