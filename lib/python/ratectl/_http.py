@@ -1,7 +1,8 @@
 """ctypes bindings of libratectl-http (include/ratectl_http.h).
 
 Only what the httpx transports need: the handle, a request's life (begin,
-admit or reserve / poll / cancel, the response, end, free), the local 429
+admit or reserve / poll / cancel, the response, end, free), the local 429,
+the response cache (a cached answer, a complete body, the stats, clearing)
 and key ids.  Structs mirror the header field by field; every function is
 given its argtypes and restype exactly as declared, so that a 64-bit
 size_t or int64_t is never truncated through ctypes' default int.
@@ -21,7 +22,7 @@ import weakref
 from ._lib import libratectl_http
 from ._errors import CODES, Error, Limited
 
-__all__ = ["Handle", "Request", "handle", "key_id"]
+__all__ = ["CacheStats", "Handle", "Request", "handle", "key_id"]
 
 log = logging.getLogger("ratectl")
 
@@ -37,10 +38,12 @@ RATECTL_EPENDING = -30916
 RATECTL_HTTP_ERETRYBUDGET = -31100
 RATECTL_HTTP_ESTATE = -31101
 RATECTL_HTTP_PASS = 1
+RATECTL_HTTP_CACHED = 2
 
 RATECTL_HTTP_OPTIONS_VERSION = 1
 RATECTL_HTTP_MAX_BUDGETS = 8
 RATECTL_HTTP_KEY_ID_LEN = 16
+RATECTL_NAME_MAX = 64
 
 _c_p = ctypes.c_void_p
 NOTICE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
@@ -81,6 +84,9 @@ class Info(ctypes.Structure):
         ("tag", ctypes.c_char_p),
         ("drop_headers", ctypes.c_char_p * 2),
         ("ndrop_headers", ctypes.c_uint),
+        # issue 16: 1 when the answer may come from, and go to, the
+        # host-wide response cache.
+        ("cacheable", ctypes.c_int),
     ]
 
 
@@ -111,6 +117,32 @@ class Outcome(ctypes.Structure):
     ]
 
 
+class CacheStatsC(ctypes.Structure):
+    _fields_ = [("budget", ctypes.c_char * (RATECTL_NAME_MAX + 1))] + [
+        (n, ctypes.c_uint64) for n in (
+            "entries", "bytes", "hits", "coalesced", "misses", "stores",
+            "evictions", "expired", "tokens_saved")]
+
+
+class CacheStats:
+    """One budget's response cache (ratectl_http_cache_stats): ``budget``,
+    ``entries`` and ``bytes`` held now, and the counters ``hits``,
+    ``coalesced`` (answered by another request's fetch they waited for),
+    ``misses`` (cacheable requests sent), ``stores``, ``evictions``,
+    ``expired`` and ``tokens_saved``."""
+
+    __slots__ = tuple(n for n, _ in CacheStatsC._fields_)
+
+    def __init__(self, c):
+        self.budget = c.budget.decode("utf-8", "replace")
+        for n in self.__slots__[1:]:
+            setattr(self, n, getattr(c, n))
+
+    def __repr__(self):
+        return "CacheStats(%s)" % ", ".join("%s=%r" % (n, getattr(self, n))
+                                            for n in self.__slots__)
+
+
 _P = ctypes.POINTER
 _SIGS = {
     "ratectl_http_strerror": (ctypes.c_char_p, [ctypes.c_int]),
@@ -133,6 +165,11 @@ _SIGS = {
     "ratectl_http_response_headers": (ctypes.c_int, [_c_p, _P(Header), ctypes.c_size_t]),
     "ratectl_http_response_body": (ctypes.c_int, [_c_p, ctypes.c_char_p, ctypes.c_size_t]),
     "ratectl_http_request_end": (ctypes.c_int, [_c_p, _P(Outcome)]),
+    "ratectl_http_cached_response": (ctypes.c_int, [_c_p, _P(Local)]),
+    "ratectl_http_response_complete": (ctypes.c_int, [_c_p]),
+    "ratectl_http_cache_stats_read": (ctypes.c_int, [
+        _c_p, ctypes.c_char_p, _P(CacheStatsC), ctypes.c_size_t]),
+    "ratectl_http_cache_clear": (ctypes.c_int64, [_c_p, ctypes.c_char_p, ctypes.c_int]),
     "ratectl_http_request_set_resendable": (None, [_c_p, ctypes.c_int]),
     "ratectl_http_request_free": (None, [_c_p]),
     "ratectl_http_key_id": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]),
@@ -249,6 +286,35 @@ class Handle:
     def events_drain(self):
         return lib().ratectl_http_events_drain(self.ptr)
 
+    def cache_stats(self, budget=None):
+        """The response cache of every budget that has one, sorted by name
+        (a list of CacheStats; [] when the ledger has no cache), or, with
+        ``budget``, that budget's CacheStats or None."""
+        L = lib()
+        name = _b(budget)
+        cap = 1 if budget is not None else 8
+        while True:
+            arr = (CacheStatsC * cap)()
+            n = L.ratectl_http_cache_stats_read(self.ptr, name, arr, cap)
+            if n < 0:
+                raise error_for(n)
+            if n <= cap:
+                break
+            cap = n   # budgets were added between the calls: read again
+        out = [CacheStats(arr[i]) for i in range(n)]
+        if budget is not None:
+            return out[0] if out else None
+        return out
+
+    def cache_clear(self, budget=None, reset_counters=False):
+        """Remove the cached answers of ``budget`` (None: of every budget)
+        and, with ``reset_counters``, zero its counters; the number of
+        entries removed."""
+        rc = lib().ratectl_http_cache_clear(self.ptr, _b(budget), 1 if reset_counters else 0)
+        if rc < 0:
+            raise error_for(rc)
+        return rc
+
 
 class Request:
     """A matched request; free() exactly once (it is idempotent here)."""
@@ -294,16 +360,31 @@ class Request:
     def why(self):
         return (lib().ratectl_http_request_why(self.ptr) or b"").decode("utf-8", "replace")
 
-    def local_response(self):
-        """(status, [(name, value)], body bytes) of the local 429."""
+    def _answer(self, fn):
         loc = Local()
-        rc = lib().ratectl_http_local_response(self.ptr, ctypes.byref(loc))
+        rc = fn(self.ptr, ctypes.byref(loc))
         if rc < 0:
             raise error_for(rc)
+        n = min(loc.nheaders, len(loc.headers))
         hdrs = [(loc.headers[i].name.decode("latin-1"), loc.headers[i].value.decode("latin-1"))
-                for i in range(loc.nheaders)]
+                for i in range(n)]
+        # Copied: the bytes are req's, valid until it is freed.
         body = ctypes.string_at(loc.body, loc.body_len) if loc.body_len else b""
         return loc.status, hdrs, body
+
+    def local_response(self):
+        """(status, [(name, value)], body bytes) of the local 429."""
+        return self._answer(lib().ratectl_http_local_response)
+
+    def cached_response(self):
+        """(status, [(name, value)], body bytes) of the cached answer, after
+        an admission said RATECTL_HTTP_CACHED."""
+        return self._answer(lib().ratectl_http_cached_response)
+
+    def complete(self):
+        """The body given with body() is the whole body: the end may store
+        it in the response cache."""
+        lib().ratectl_http_response_complete(self.ptr)
 
     def status(self, code):
         lib().ratectl_http_response_status(self.ptr, code)
