@@ -28,6 +28,13 @@ Any other refusal raises the ``ratectl`` exception of its code
 (``ratectl.TimedOut``, ``ratectl.TooBig``, ``ratectl.BadName`` for a
 tenant header that makes no budget name, ...) with the library's reason.
 
+A budget with a response cache (ratectl.conf(5) ``cache``) answers a
+request it holds from the cache without sending it: the response carries
+``X-Ratectl-Cache: hit`` (or ``coalesced``: another request, in any
+process, fetched it while this one waited) and ``Age``, and its body is
+the decoded one (no ``Content-Encoding``).  A sent cacheable request is
+stored when its 2xx body was read to its end: one closed early is not.
+
 The async transport never parks a thread: a waiting request keeps its
 place in line (``ratectl_http_reserve``) and is looked at again on a loop
 timer or when the ledger's event descriptor is readable (``add_reader``);
@@ -100,6 +107,11 @@ class _Decoder:
         else:
             self.ok = False
 
+    def whole(self):
+        """True when everything fed so far was decoded, to the end of the
+        compressed stream: the metered copy is the whole body."""
+        return self.ok and (self.z is None or (self.z.eof and not self.z.unused_data))
+
     def __call__(self, chunk):
         if not self.ok:
             return b""
@@ -120,7 +132,9 @@ class _Meter:
     """A matched request from its response's headers to its end.
 
     ``finish()`` ends the attempt and frees the request, exactly once,
-    whether the body was read or not.
+    whether the body was read or not; ``finish(whole=True)``, at the end
+    of a body read without error, first says the body is complete, so
+    that the end may store it in the response cache.
     """
 
     def __init__(self, req, response):
@@ -133,13 +147,19 @@ class _Meter:
             if data:
                 self.req.body(data)
 
-    def finish(self):
+    def finish(self, whole=False):
         req, self.req = self.req, None
         if req is None:
             return None
         try:
             if not req.owned_here():
                 return None  # admitted in the parent: free it unused
+            # What the library stores is what it was fed: the decoded
+            # copy, which must be the whole body (not one a decoder gave
+            # up on).  Asked only of cacheable requests: one call less on
+            # every other.
+            if whole and req.info.cacheable and self.decode.whole():
+                req.complete()
             return req.end()
         except Error as e:
             # close() must not fail on bookkeeping; the lease is released
@@ -159,7 +179,10 @@ class _MeteredStream(httpx.SyncByteStream):
         for chunk in self._inner:
             self._meter.feed(chunk)
             yield chunk
-        self._meter.finish()  # at EOF: the slot is free before close()
+        # At EOF, reached without error: the slot is free before close().
+        # A stream closed before (close(), or this generator dropped) or
+        # broken by an error ends in close(), never complete.
+        self._meter.finish(whole=True)
 
     def close(self):
         try:
@@ -177,7 +200,7 @@ class _AsyncMeteredStream(httpx.AsyncByteStream):
         async for chunk in self._inner:
             self._meter.feed(chunk)
             yield chunk
-        self._meter.finish()
+        self._meter.finish(whole=True)
 
     async def aclose(self):
         try:
@@ -188,6 +211,13 @@ class _AsyncMeteredStream(httpx.AsyncByteStream):
 
 def _local_response(req, request):
     status, headers, body = req.local_response()
+    return httpx.Response(status, headers=headers, content=body, request=request)
+
+
+def _cached_response(req, request):
+    """The answer from the response cache, never sent (the caller frees
+    req: nothing was admitted)."""
+    status, headers, body = req.cached_response()
     return httpx.Response(status, headers=headers, content=body, request=request)
 
 
@@ -236,6 +266,16 @@ class _Base:
             self._h = _http.handle(*self._config)
         return self._h
 
+    def cache_stats(self, budget=None):
+        """The response cache of every budget of the ledger that has one
+        (a list of ``CacheStats``), or of ``budget`` (one, or None)."""
+        return self._handle().cache_stats(budget)
+
+    def cache_clear(self, budget=None, reset_counters=False):
+        """Remove the cached answers of ``budget`` (None: every budget's);
+        the number removed.  ``reset_counters`` zeroes its counters too."""
+        return self._handle().cache_clear(budget, reset_counters)
+
 
 class Transport(_Base, httpx.BaseTransport):
     """An httpx transport applying the host's shared rate limit.
@@ -259,7 +299,11 @@ class Transport(_Base, httpx.BaseTransport):
         try:
             outgoing = _outgoing(req, request)
             while True:
+                # Blocks also while another request of the host fetches
+                # the same cacheable answer, then returns it (CACHED).
                 rc = req.admit(-1)
+                if rc == _http.RATECTL_HTTP_CACHED:
+                    return _cached_response(req, request)
                 if rc == _http.RATECTL_HTTP_ERETRYBUDGET:
                     return _local_response(req, request)
                 if rc < 0:
@@ -394,6 +438,8 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
             outgoing = _outgoing(req, request)
             while True:
                 rc = await _aadmit(handle, req)
+                if rc == _http.RATECTL_HTTP_CACHED:
+                    return _cached_response(req, request)
                 if rc == _http.RATECTL_HTTP_ERETRYBUDGET:
                     return _local_response(req, request)
                 if rc < 0:
