@@ -7,9 +7,11 @@
  * it relied on:
  * usage read from a body as it streams (lib/http/body.c over usage.c),
  * providers' rate-limit headers (hdr.c), refusal messages (msg.c) and
- * the JSON scanner (jscan.c).  Every fixed buffer is tried at
- * its size - 1, size, size + 1 and 10 x size; bodies are fed in pieces of
- * many sizes, short ones at every split.
+ * the JSON scanner (jscan.c); and an answer from the response cache as
+ * the shim gives it to a program: its head (hdrs.c) and its delivery to
+ * the program's callbacks by libcurl's rules (tee.c).  Every fixed buffer
+ * and cap is tried at its size - 1, size, size + 1 and 10 x size; bodies
+ * are fed in pieces of many sizes, short ones at every split.
  */
 #include <curl/curl.h>          /* CURL_ERROR_SIZE only: nothing is linked */
 
@@ -848,6 +850,408 @@ static void test_hdrs_tenant_values_through_the_policy(void **state)
 	tmp_ledger_rm(dir);
 }
 
+/* ---- an answer from the response cache: its head (hdrs.c) ---------------- */
+
+/* n bytes of c and a NUL, the NUL the last byte before a PROT_NONE page
+ * (nul = 0: the n bytes end there), so that a read past them crashes. */
+struct guarded {
+	char *map;
+	size_t span;
+	char *s;
+};
+
+static struct guarded guarded(size_t n, char c, int nul)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), data;
+	struct guarded g;
+
+	data = (n + 1 + pg - 1) / pg * pg;
+	g.span = data + pg;
+	g.map = mmap(NULL, g.span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(g.map != MAP_FAILED);
+	assert_int_equal(mprotect(g.map + data, pg, PROT_NONE), 0);
+	g.s = g.map + data - n - (nul ? 1 : 0);
+	memset(g.s, c, n);
+	if (nul)
+		g.s[n] = '\0';
+	return g;
+}
+
+static void guarded_free(struct guarded *g)
+{
+	munmap(g->map, g->span);
+}
+
+/* The lines of h tile mem[0..len), each ending in CRLF with no CR or LF
+ * before, none longer than libcurl's cap, the last one blank. */
+static void head_check(const struct shim_head *h)
+{
+	size_t start = 0;
+	unsigned i;
+
+	assert_true(h->nlines >= 3 && h->nlines <= SHIM_HEAD_LINES);
+	assert_int_equal(h->nhdrs, h->nlines - 2);
+	for (i = 0; i < h->nlines; start = h->end[i++]) {
+		size_t n = h->end[i] - start;
+
+		assert_true(n >= 2 && n <= SHIM_HEAD_LINE_MAX);
+		assert_memory_equal(h->mem + h->end[i] - 2, "\r\n", 2);
+		assert_null(memchr(h->mem + start, '\r', n - 2));
+		assert_null(memchr(h->mem + start, '\n', n - 2));
+	}
+	assert_int_equal(start, h->len);
+	assert_int_equal(h->end[h->nlines - 1] - h->end[h->nlines - 2], 2);
+	assert_memory_equal(h->mem, "HTTP/1.1 ", 9);
+	assert_string_equal(h->name[h->nhdrs - 1], "Content-Length");
+}
+
+/* Is "name: value\r\n" a line of h? */
+static int head_has(const struct shim_head *h, const char *name, const char *value)
+{
+	size_t start = 0, nl = strlen(name), vl = strlen(value);
+	unsigned i;
+
+	for (i = 0; i < h->nlines; start = h->end[i++])
+		if (h->end[i] - start == nl + vl + 4 && memcmp(h->mem + start, name, nl) == 0 &&
+		    memcmp(h->mem + start + nl, ": ", 2) == 0 &&
+		    memcmp(h->mem + start + nl + 2, value, vl) == 0)
+			return 1;
+	return 0;
+}
+
+/* A header line of SHIM_HEAD_LINE_MAX - 1, the cap, + 1 and 10 x the cap,
+ * from a long value and from a long name (each at a page's end): kept up
+ * to the cap, left out past it, the others kept either way. */
+static void test_head_line_at_its_cap(void **state)
+{
+	const size_t lines[] = { SHIM_HEAD_LINE_MAX - 1, SHIM_HEAD_LINE_MAX,
+	                         SHIM_HEAD_LINE_MAX + 1, 10 * SHIM_HEAD_LINE_MAX };
+	unsigned i, long_name;
+
+	(void)state;
+	for (i = 0; i < 4; i++)
+		for (long_name = 0; long_name < 2; long_name++) {
+			/* "name: value\r\n": 4 bytes besides name and value */
+			struct guarded g = guarded(lines[i] - 4 - (long_name ? 0 : 6),
+			                           long_name ? 'n' : 'v', 1);
+			ratectl_http_header hs[3] = {
+				{ "content-type", "application/json" },
+				{ long_name ? g.s : "x-long", long_name ? "" : g.s },
+				{ "x-ratectl-cache", "hit" },
+			};
+			int fits = lines[i] <= SHIM_HEAD_LINE_MAX;
+			struct shim_head h;
+
+			assert_int_equal(shim_head_make(&h, 200, hs, 3, 262), 0);
+			head_check(&h);
+			assert_int_equal(h.nhdrs, fits ? 4 : 3);
+			assert_true(head_has(&h, "content-type", "application/json"));
+			assert_true(head_has(&h, "x-ratectl-cache", "hit"));
+			assert_true(head_has(&h, "Content-Length", "262"));
+			assert_int_equal(head_has(&h, hs[1].name, hs[1].value), fits);
+			if (fits) {
+				assert_int_equal(h.end[2] - h.end[1], lines[i]);
+				assert_string_equal(h.name[1], hs[1].name);
+				assert_string_equal(h.value[1], hs[1].value);
+			}
+			assert_string_equal(h.ctype, "application/json");
+			shim_head_free(&h);
+			assert_null(h.mem);
+			guarded_free(&g);
+		}
+}
+
+/* The status line, Content-Length at its widest, and what is left out: a
+ * CR or LF that would start a header of its own, a bad name, the
+ * answer's own Content-Length, more headers than ratectl_http_local has. */
+static void test_head_forms(void **state)
+{
+	static const char typical[] =
+		"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+		"x-ratectl-cache: hit\r\nage: 3\r\nContent-Length: 262\r\n\r\n";
+	const ratectl_http_header hit[] = {
+		{ "content-type", "application/json" }, { "x-ratectl-cache", "hit" },
+		{ "age", "3" },
+	};
+	const ratectl_http_header bad[] = {
+		{ "x-a", "1\r\nX-Evil: 1" }, { "x-b", "1\nX-Evil: 1" }, { "x c", "1" },
+		{ "x:d", "1" }, { "", "1" }, { NULL, "1" }, { "x-e", NULL },
+		{ "CONTENT-LENGTH", "5" }, { "Content-Type", "text/plain" },
+		{ "content-type", "text/html" }, { "x-f", "" }, { "x-g", "7" },
+		{ "x-h", "8" },
+	};
+	struct shim_head h;
+
+	(void)state;
+	assert_int_equal(shim_head_make(&h, 200, hit, 3, 262), 0);
+	head_check(&h);
+	assert_int_equal(h.len, sizeof typical - 1);
+	assert_memory_equal(h.mem, typical, h.len);
+	assert_string_equal(h.ctype, "application/json");
+	shim_head_free(&h);
+
+	assert_int_equal(shim_head_make(&h, 203, NULL, 0, 0), 0);
+	head_check(&h);
+	assert_int_equal(h.nhdrs, 1);
+	assert_memory_equal(h.mem, "HTTP/1.1 203 Non-Authoritative Information\r\n"
+	                    "Content-Length: 0\r\n\r\n", h.len);
+	assert_null(h.ctype);
+	shim_head_free(&h);
+
+	assert_int_equal(shim_head_make(&h, -2147483647 - 1, NULL, 0, UINT64_MAX), 0);
+	head_check(&h);
+	assert_memory_equal(h.mem, "HTTP/1.1 -2147483648 \r\n"
+	                    "Content-Length: 18446744073709551615\r\n\r\n", h.len);
+	shim_head_free(&h);
+
+	/* Of the bad ones, only Content-Type (the first), x-f, x-g, x-h get
+	 * in, and only 4 headers of the answer are kept. */
+	assert_int_equal(shim_head_make(&h, 299, bad, sizeof bad / sizeof bad[0], 1), 0);
+	head_check(&h);
+	assert_memory_equal(h.mem, "HTTP/1.1 299 \r\n", 15);
+	assert_int_equal(h.nhdrs, 5);
+	assert_true(head_has(&h, "Content-Type", "text/plain"));
+	assert_true(head_has(&h, "content-type", "text/html"));
+	assert_true(head_has(&h, "x-f", ""));
+	assert_true(head_has(&h, "x-g", "7"));
+	assert_false(head_has(&h, "x-h", "8"));
+	assert_true(head_has(&h, "Content-Length", "1"));
+	assert_null(memmem(h.mem, h.len, "Evil", 4));
+	assert_string_equal(h.ctype, "text/plain");
+	shim_head_free(&h);
+}
+
+/* ---- ... and its delivery (tee.c) ----------------------------------------- */
+
+/* A program's callback that records what it is given. */
+struct rec {
+	char *p;
+	size_t n;
+	unsigned calls;
+	size_t largest;
+	unsigned fail_call;     /* this call (from 1) answers `answer` */
+	size_t answer;
+};
+
+static size_t rec_write(char *p, size_t size, size_t n, void *ud)
+{
+	struct rec *r = ud;
+	size_t len = size * n;
+
+	assert_int_equal(size, 1);
+	r->calls++;
+	if (len > r->largest)
+		r->largest = len;
+	if (r->fail_call && r->calls == r->fail_call)
+		return r->answer;
+	r->p = realloc(r->p, r->n + len + 1);
+	assert_non_null(r->p);
+	memcpy(r->p + r->n, p, len);
+	r->n += len;
+	return len;
+}
+
+static void rec_reset(struct rec *r)
+{
+	free(r->p);
+	memset(r, 0, sizeof *r);
+}
+
+/* What a FILE holds now. */
+static size_t file_bytes(FILE *f, char *buf, size_t cap)
+{
+	size_t n;
+
+	fflush(f);
+	rewind(f);
+	n = fread(buf, 1, cap, f);
+	rewind(f);
+	assert_int_equal(ftruncate(fileno(f), 0), 0);
+	return n;
+}
+
+/* libcurl's rules (lib/sendf.c chop_write): the head to the header
+ * callback, else with only HEADERDATA to the write function with it,
+ * else nowhere; CURLOPT_HEADER puts it in the body stream too; NOBODY
+ * leaves the body out; no write function is fwrite(). */
+static void test_deliver_where_libcurl_would(void **state)
+{
+	const ratectl_http_header hs[] = { { "content-type", "application/json" } };
+	static const char body[] = "{\"usage\":{\"total_tokens\":3}}";
+	size_t nb = sizeof body - 1;
+	struct rec w = { 0 }, hd = { 0 };
+	struct shim_head h;
+	struct shim_sink s;
+	uint64_t done;
+	char buf[512];
+	FILE *fw = tmpfile(), *fh = tmpfile();
+
+	(void)state;
+	assert_non_null(fw);
+	assert_non_null(fh);
+	assert_int_equal(shim_head_make(&h, 200, hs, 1, nb), 0);
+
+	/* a header callback */
+	s = (struct shim_sink){ rec_write, &w, rec_write, &hd, 0, 0 };
+	assert_int_equal(shim_deliver(&s, &h, body, nb, &done), SHIM_DELIVERED);
+	assert_int_equal(done, nb);
+	assert_int_equal(hd.n, h.len);
+	assert_memory_equal(hd.p, h.mem, h.len);
+	assert_int_equal(hd.calls, h.nlines);           /* one line a call */
+	assert_int_equal(w.n, nb);
+	assert_memory_equal(w.p, body, nb);
+	rec_reset(&w);
+	rec_reset(&hd);
+
+	/* HEADERDATA only: the write function gets the head, with it */
+	s = (struct shim_sink){ rec_write, &w, NULL, &hd, 0, 0 };
+	assert_int_equal(shim_deliver(&s, &h, body, nb, NULL), SHIM_DELIVERED);
+	assert_int_equal(hd.n, h.len);
+	assert_memory_equal(hd.p, h.mem, h.len);
+	assert_int_equal(w.n, nb);
+	rec_reset(&w);
+	rec_reset(&hd);
+
+	/* neither: the head goes nowhere */
+	s = (struct shim_sink){ rec_write, &w, NULL, NULL, 0, 0 };
+	assert_int_equal(shim_deliver(&s, &h, body, nb, NULL), SHIM_DELIVERED);
+	assert_int_equal(w.n, nb);
+	assert_memory_equal(w.p, body, nb);
+	rec_reset(&w);
+
+	/* CURLOPT_HEADER: the head in the body stream, and to the callback */
+	s = (struct shim_sink){ rec_write, &w, rec_write, &hd, 1, 0 };
+	assert_int_equal(shim_deliver(&s, &h, body, nb, &done), SHIM_DELIVERED);
+	assert_int_equal(done, nb);
+	assert_int_equal(w.n, h.len + nb);
+	assert_memory_equal(w.p, h.mem, h.len);
+	assert_memory_equal(w.p + h.len, body, nb);
+	assert_int_equal(hd.n, h.len);
+	rec_reset(&w);
+	rec_reset(&hd);
+
+	/* NOBODY: the head only */
+	s = (struct shim_sink){ rec_write, &w, rec_write, &hd, 0, 1 };
+	assert_int_equal(shim_deliver(&s, &h, body, nb, &done), SHIM_DELIVERED);
+	assert_int_equal(done, 0);
+	assert_int_equal(w.calls, 0);
+	assert_int_equal(hd.n, h.len);
+	rec_reset(&w);
+	rec_reset(&hd);
+
+	/* no write function: fwrite() to WRITEDATA, and to HEADERDATA */
+	s = (struct shim_sink){ NULL, fw, NULL, fh, 0, 0 };
+	assert_int_equal(shim_deliver(&s, &h, body, nb, NULL), SHIM_DELIVERED);
+	assert_int_equal(file_bytes(fw, buf, sizeof buf), nb);
+	assert_memory_equal(buf, body, nb);
+	assert_int_equal(file_bytes(fh, buf, sizeof buf), h.len);
+	assert_memory_equal(buf, h.mem, h.len);
+
+	/* ... a NULL stream is a failed write, not a crash */
+	s = (struct shim_sink){ NULL, NULL, NULL, NULL, 0, 0 };
+	assert_int_equal(shim_deliver(&s, &h, body, nb, &done), SHIM_DELIVER_EBODY);
+	assert_int_equal(done, 0);
+
+	shim_head_free(&h);
+	fclose(fw);
+	fclose(fh);
+}
+
+/* Bodies of 0, SHIM_WRITE_MAX - 1, the cap, + 1 and 10 x the cap, each
+ * at a page's end: in pieces of at most the cap, whole, in order. */
+static void test_deliver_pieces_at_the_cap(void **state)
+{
+	const size_t sizes[] = { 0, SHIM_WRITE_MAX - 1, SHIM_WRITE_MAX, SHIM_WRITE_MAX + 1,
+	                         10 * SHIM_WRITE_MAX };
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		struct guarded g = guarded(sizes[i], 'b', 0);
+		struct rec w = { 0 };
+		struct shim_sink s = { rec_write, &w, NULL, NULL, 0, 0 };
+		struct shim_head h;
+		uint64_t done = 7;
+		size_t k;
+
+		for (k = 0; k < sizes[i]; k++)
+			g.s[k] = (char)('a' + k % 23);
+		assert_int_equal(shim_head_make(&h, 200, NULL, 0, sizes[i]), 0);
+		assert_int_equal(shim_deliver(&s, &h, g.s, sizes[i], &done), SHIM_DELIVERED);
+		assert_int_equal(done, sizes[i]);
+		assert_int_equal(w.n, sizes[i]);
+		assert_int_equal(w.calls, (sizes[i] + SHIM_WRITE_MAX - 1) / SHIM_WRITE_MAX);
+		assert_true(w.largest <= SHIM_WRITE_MAX);
+		if (sizes[i])
+			assert_memory_equal(w.p, g.s, sizes[i]);
+		rec_reset(&w);
+		shim_head_free(&h);
+		guarded_free(&g);
+	}
+}
+
+/* A callback that takes less than it is given stops the delivery: a
+ * short body write (first, middle, last piece) or one in the body stream
+ * while it holds the head, a short header write, and a pause (which an
+ * answer given whole cannot honour), each said apart. */
+static void test_deliver_refusals(void **state)
+{
+	const size_t n = 3 * SHIM_WRITE_MAX + 5;
+	const unsigned at[] = { 1, 2, 4 };
+	struct guarded g = guarded(n, 'z', 0);
+	struct rec w = { 0 }, hd = { 0 };
+	struct shim_sink s;
+	struct shim_head h;
+	uint64_t done;
+	unsigned i;
+
+	(void)state;
+	assert_int_equal(shim_head_make(&h, 200, NULL, 0, n), 0);
+	for (i = 0; i < 3; i++) {
+		s = (struct shim_sink){ rec_write, &w, rec_write, &hd, 0, 0 };
+		w.fail_call = at[i];
+		w.answer = 1;
+		assert_int_equal(shim_deliver(&s, &h, g.s, n, &done), SHIM_DELIVER_EBODY);
+		assert_int_equal(done, (at[i] - 1) * SHIM_WRITE_MAX);
+		assert_int_equal(w.calls, at[i]);
+		rec_reset(&w);
+		rec_reset(&hd);
+	}
+	/* the head's second line refused in the body stream (CURLOPT_HEADER) */
+	s = (struct shim_sink){ rec_write, &w, rec_write, &hd, 1, 0 };
+	w.fail_call = 2;
+	w.answer = 0;
+	assert_int_equal(shim_deliver(&s, &h, g.s, n, &done), SHIM_DELIVER_EBODY);
+	assert_int_equal(done, 0);
+	assert_int_equal(hd.calls, 1);
+	rec_reset(&w);
+	rec_reset(&hd);
+	/* a header callback refusing its second line: no body at all */
+	s = (struct shim_sink){ rec_write, &w, rec_write, &hd, 0, 0 };
+	hd.fail_call = 2;
+	hd.answer = 0;
+	assert_int_equal(shim_deliver(&s, &h, g.s, n, &done), SHIM_DELIVER_EHEAD);
+	assert_int_equal(done, 0);
+	assert_int_equal(w.calls, 0);
+	rec_reset(&w);
+	rec_reset(&hd);
+	/* pauses */
+	s = (struct shim_sink){ rec_write, &w, rec_write, &hd, 0, 0 };
+	hd.fail_call = 1;
+	hd.answer = CURL_WRITEFUNC_PAUSE;
+	assert_int_equal(shim_deliver(&s, &h, g.s, n, NULL), SHIM_DELIVER_EPAUSE);
+	assert_int_equal(w.calls, 0);
+	rec_reset(&hd);
+	w.fail_call = 2;
+	w.answer = CURL_WRITEFUNC_PAUSE;
+	assert_int_equal(shim_deliver(&s, &h, g.s, n, &done), SHIM_DELIVER_EPAUSE);
+	assert_int_equal(done, SHIM_WRITE_MAX);
+	rec_reset(&w);
+	rec_reset(&hd);
+	shim_head_free(&h);
+	guarded_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -867,6 +1271,11 @@ int main(void)
 		cmocka_unit_test(test_hdrs_without_drops_only_those),
 		cmocka_unit_test(test_hdrs_without_many),
 		cmocka_unit_test(test_hdrs_tenant_values_through_the_policy),
+		cmocka_unit_test(test_head_line_at_its_cap),
+		cmocka_unit_test(test_head_forms),
+		cmocka_unit_test(test_deliver_where_libcurl_would),
+		cmocka_unit_test(test_deliver_pieces_at_the_cap),
+		cmocka_unit_test(test_deliver_refusals),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
