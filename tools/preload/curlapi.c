@@ -94,7 +94,9 @@ static const struct field {
 	FIELD(multi_info_read, "curl_multi_info_read", 1),
 	FIELD(multi_timeout, "curl_multi_timeout", 1),
 	FIELD(multi_cleanup, "curl_multi_cleanup", 1),
+	FIELD(multi_setopt, "curl_multi_setopt", 0),
 	FIELD(easy_header, "curl_easy_header", 0),
+	FIELD(easy_nextheader, "curl_easy_nextheader", 0),
 	FIELD(url_get, "curl_url_get", 0),
 	FIELD(free, "curl_free", 1),
 };
@@ -219,9 +221,12 @@ const struct shim_redirect shim_hooks[] = {
 	HOOK(curl_multi_add_handle), HOOK(curl_multi_remove_handle),
 	HOOK(curl_multi_perform), HOOK(curl_multi_wait), HOOK(curl_multi_poll),
 	HOOK(curl_multi_socket_action), HOOK(curl_multi_info_read),
-	HOOK(curl_multi_timeout), HOOK(curl_multi_cleanup),
+	HOOK(curl_multi_timeout), HOOK(curl_multi_cleanup), HOOK(curl_multi_setopt),
+	HOOK(curl_easy_getinfo), HOOK(curl_easy_header), HOOK(curl_easy_nextheader),
 };
 const size_t shim_nhooks = sizeof shim_hooks / sizeof shim_hooks[0];
+/* pass_through() redirects them all with room for 32. */
+_Static_assert(sizeof shim_hooks / sizeof shim_hooks[0] <= 32, "hooks fit pass_through()");
 
 /* The served real function called `name`, or NULL. */
 static void *served_fn(const char *name)

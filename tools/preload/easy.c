@@ -3,7 +3,10 @@
  * life (init, reset, duphandle, cleanup) record what the program sets
  * into its state (xfer.c); curl_easy_perform() admits, performs
  * (without ratectl's own request headers), learns, releases, and, when the
- * budget allows retries, sends a refused request again.
+ * budget allows retries, sends a refused request again.  A request whose
+ * answer is in the response cache is not sent: the answer is given to the
+ * program's callbacks (serve.c), and curl_easy_getinfo() and
+ * curl_easy_header() answer for it until the handle's next transfer.
  *
  * libcurl's own curl_easy_perform() drives the transfer through the
  * exported multi functions; shim_in_easy makes those pass straight
@@ -34,6 +37,18 @@ static void note_copy(struct xfer *x, const char *data)
 	x->body = SHIM_BODY_FIELDS;
 }
 
+/* CUSTOMREQUEST: libcurl copies it, so the shim does (the method keys the
+ * response cache).  Without memory it is known to be some other method:
+ * "?", which nothing caches. */
+static void note_method(struct xfer *x, const char *m)
+{
+	free(x->method);
+	x->method = NULL;
+	x->method_lost = 0;
+	if (m && !(x->method = strdup(m)))
+		x->method_lost = 1;
+}
+
 /* ---- curl_easy_setopt ----------------------------------------------------- */
 
 /* Options whose value is long. */
@@ -47,6 +62,8 @@ static CURLcode set_long(const struct shim_curl *a, CURL *e, CURLoption o, long 
 	switch (o) {
 	case CURLOPT_POSTFIELDSIZE: case CURLOPT_POST: case CURLOPT_HTTPGET:
 	case CURLOPT_NOBODY: case CURLOPT_UPLOAD: case CURLOPT_PORT:
+	case CURLOPT_HEADER: case CURLOPT_HTTP_CONTENT_DECODING:
+	case CURLOPT_HTTP_TRANSFER_DECODING: case CURLOPT_RESUME_FROM:
 		break;
 	default:
 		return rc;
@@ -62,8 +79,21 @@ static CURLcode set_long(const struct shim_curl *a, CURL *e, CURLoption o, long 
 			SHIM_BODY_FIELDS : SHIM_BODY_STREAM;
 	else if (o == CURLOPT_UPLOAD)
 		x->body = v ? SHIM_BODY_STREAM : SHIM_BODY_NONE;
+	else if (o == CURLOPT_HEADER)
+		x->include_header = v != 0;
+	else if (o == CURLOPT_HTTP_CONTENT_DECODING)
+		x->no_content_decoding = v == 0;
+	else if (o == CURLOPT_HTTP_TRANSFER_DECODING)
+		x->no_transfer_decoding = v == 0;
+	else if (o == CURLOPT_RESUME_FROM)
+		x->resume = v != 0;
 	else if (v)             /* HTTPGET, NOBODY */
 		x->body = SHIM_BODY_NONE;
+	/* libcurl: POST, UPLOAD and HTTPGET imply a body in the answer. */
+	if (o == CURLOPT_NOBODY)
+		x->nobody = v != 0;
+	else if ((o == CURLOPT_POST || o == CURLOPT_UPLOAD || o == CURLOPT_HTTPGET) && v)
+		x->nobody = 0;
 	return rc;
 }
 
@@ -76,7 +106,8 @@ static CURLcode set_ptr(const struct shim_curl *a, CURL *e, CURLoption o, void *
 	switch (o) {
 	case CURLOPT_POSTFIELDS: case CURLOPT_COPYPOSTFIELDS: case CURLOPT_WRITEDATA:
 	case CURLOPT_ERRORBUFFER: case CURLOPT_PREREQDATA: case CURLOPT_CURLU:
-	case CURLOPT_MIMEPOST: case CURLOPT_HTTPHEADER:
+	case CURLOPT_MIMEPOST: case CURLOPT_HTTPHEADER: case CURLOPT_HEADERDATA:
+	case CURLOPT_CUSTOMREQUEST: case CURLOPT_ACCEPT_ENCODING: case CURLOPT_RANGE:
 /* Deprecated, but programs still set it and its body cannot be re-sent. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
@@ -119,8 +150,17 @@ static CURLcode set_ptr(const struct shim_curl *a, CURL *e, CURLoption o, void *
 		x->curlu = v;
 	} else if (o == CURLOPT_HTTPHEADER) {
 		x->headers = v;
+	} else if (o == CURLOPT_HEADERDATA) {
+		x->hdata = v;
+	} else if (o == CURLOPT_CUSTOMREQUEST) {
+		note_method(x, v);
+	} else if (o == CURLOPT_ACCEPT_ENCODING) {
+		x->decoding = v != NULL;
+	} else if (o == CURLOPT_RANGE) {
+		x->range = v != NULL;
 	} else if (v) {         /* MIMEPOST, HTTPPOST */
 		x->body = SHIM_BODY_STREAM;
+		x->nobody = 0;
 	}
 	return rc;
 }
@@ -133,7 +173,8 @@ static CURLcode set_fn(const struct shim_curl *a, CURL *e, CURLoption o, any_fn 
 	struct xfer *x;
 	CURLcode rc;
 
-	if (o != CURLOPT_WRITEFUNCTION && o != CURLOPT_PREREQFUNCTION)
+	if (o != CURLOPT_WRITEFUNCTION && o != CURLOPT_PREREQFUNCTION &&
+	    o != CURLOPT_HEADERFUNCTION)
 		return a->easy_setopt(e, o, v);
 	x = xfer_get(e, 1);
 	if (x && o == CURLOPT_WRITEFUNCTION && x->tee_on) {
@@ -148,6 +189,8 @@ static CURLcode set_fn(const struct shim_curl *a, CURL *e, CURLoption o, any_fn 
 		return rc;
 	if (o == CURLOPT_WRITEFUNCTION)
 		x->wfn = (curl_write_callback)v;
+	else if (o == CURLOPT_HEADERFUNCTION)
+		x->hfn = (curl_write_callback)v;
 	else
 		x->prereq = (curl_prereq_callback)v;
 	return rc;
@@ -183,6 +226,9 @@ CURLcode curl_easy_setopt(CURL *e, CURLoption o, ...)
 		if (rc == CURLE_OK && o == CURLOPT_POSTFIELDSIZE_LARGE &&
 		    (x = xfer_get(e, 1)))
 			x->fields_size = v;
+		else if (rc == CURLE_OK && o == CURLOPT_RESUME_FROM_LARGE &&
+		         (x = xfer_get(e, 1)))
+			x->resume = v != 0;
 	}
 	va_end(ap);
 	return rc;
@@ -201,6 +247,7 @@ void curl_easy_reset(CURL *e)
 	}
 	a->easy_reset(e);
 	if ((x = xfer_get(e, 0))) {
+		shim_hit_clear(x);
 		xfer_defaults(x);
 		x->tee_on = x->abort_on = 0;   /* reset removed ours too */
 		xfer_hdrs_forget(x);
@@ -253,6 +300,17 @@ CURL *curl_easy_duphandle(CURL *e)
 	y->body = x->body;
 	y->wfn = x->wfn;
 	y->wdata = x->wdata;
+	y->hfn = x->hfn;
+	y->hdata = x->hdata;
+	y->include_header = x->include_header;
+	y->nobody = x->nobody;
+	note_method(y, x->method);
+	y->method_lost |= x->method_lost;
+	y->decoding = x->decoding;
+	y->no_content_decoding = x->no_content_decoding;
+	y->no_transfer_decoding = x->no_transfer_decoding;
+	y->range = x->range;
+	y->resume = x->resume;
 	y->errbuf = x->errbuf;
 	y->prereq = x->prereq;
 	y->prereq_data = x->prereq_data;
@@ -285,6 +343,8 @@ void curl_easy_cleanup(CURL *e)
 		shim_multi_detach(a, x);        /* a transfer still in a multi */
 		xfer_drop(e);
 	}
+	if (e)
+		shim_multi_gone(e);     /* a done message the shim keeps for it */
 	a->easy_cleanup(e);
 }
 
@@ -301,11 +361,22 @@ static CURLcode pass(const struct shim_curl *a, CURL *e)
 }
 
 /* The transfer fails without being sent; the error buffer says why. */
-static CURLcode refuse(const struct xfer *x)
+static CURLcode refuse(struct xfer *x)
 {
 	if (x->errbuf)
 		snprintf(x->errbuf, CURL_ERROR_SIZE, "%s", x->refusal);
+	shim_policy_done(x);
 	return CURLE_ABORTED_BY_CALLBACK;
+}
+
+/* The answer is in the response cache: the program gets it, nothing is
+ * sent. */
+static CURLcode serve(struct xfer *x)
+{
+	CURLcode rc = shim_hit_deliver(x);
+
+	shim_policy_done(x);    /* nothing to end: nothing was admitted */
+	return rc;
 }
 
 static long status_of(const struct shim_curl *a, CURL *e)
@@ -351,6 +422,8 @@ static CURLcode perform_matched(const struct shim_curl *a, struct xfer *x)
 		int64_t again = -1;
 		long status;
 
+		if (adm == SHIM_CACHED)
+			return serve(x);
 		if (adm == SHIM_REFUSE || shim_drop_begin(a, x) != 0)
 			return refuse(x);
 		hold = adm == SHIM_ADMITTED && may_retry(x, attempt);
@@ -359,6 +432,9 @@ static CURLcode perform_matched(const struct shim_curl *a, struct xfer *x)
 		status = status_of(a, x->e);
 		if (adm == SHIM_ADMITTED) {
 			shim_learn(a, x->e, x, status);
+			/* The tee fed the policy every byte the program took. */
+			if (tee && rc == CURLE_OK)
+				shim_complete(a, x->e, x);
 			again = shim_release(x, status, hold && refused_unseen(x, status, tee));
 		}
 		if (again >= 0) {
@@ -388,16 +464,87 @@ CURLcode curl_easy_perform(CURL *e)
 	}
 	if (shim_in_easy)
 		return a->easy_perform(e);
-	x = xfer_get(e, 0);
+	if ((x = xfer_get(e, 0))) {
+		/* In a multi for the program, not in libcurl's (parked, or an
+		 * answer from the cache): libcurl's own refusal. */
+		if (x->multi && (x->parked || x->served)) {
+			if (x->errbuf)
+				snprintf(x->errbuf, CURL_ERROR_SIZE,
+				         "easy handle already used in multi handle");
+			return CURLE_FAILED_INIT;
+		}
+		shim_hit_clear(x);      /* getinfo is libcurl's again */
+	}
 	if (!shim_match(a, e, x, &pol))
 		return pass(a, e);
 	if (!x && !(x = xfer_get(e, 1))) {
 		shim_policy_drop(&pol);
 		return pass(a, e);
 	}
+	x->t0 = shim_clock_ns(CLOCK_MONOTONIC);
 	shim_policy_set(x, &pol);
 	x->estimate = shim_estimate(&x->pol, x);
 	rc = perform_matched(a, x);
 	xfer_hdrs_end(a, x);    /* the program's header list back */
 	return rc;
+}
+
+/* ---- what a transfer answered from the cache says ------------------------- */
+
+/*
+ * Every item takes one pointer (curl/curl.h).  The shim answers for a
+ * handle whose last transfer was answered from the response cache
+ * (serve.c); everything else is libcurl's.
+ */
+CURLcode curl_easy_getinfo(CURL *e, CURLINFO info, ...)
+{
+	const struct shim_curl *a = shim_curl();
+	struct xfer *x;
+	va_list ap;
+	void *arg;
+
+	va_start(ap, info);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (!a) {
+		shim_no_curl("curl_easy_getinfo");
+		return CURLE_FAILED_INIT;
+	}
+	if (shim_hits_any() && e && (x = xfer_get(e, 0)) && shim_hit_info(x, info, arg))
+		return CURLE_OK;
+	return a->easy_getinfo(e, info, arg);
+}
+
+CURLHcode curl_easy_header(CURL *e, const char *name, size_t index,
+                           unsigned int origin, int request, struct curl_header **hout)
+{
+	const struct shim_curl *a = shim_curl();
+	struct xfer *x;
+
+	if (!a) {
+		shim_no_curl("curl_easy_header");
+		return CURLHE_NOT_BUILT_IN;
+	}
+	if (shim_hits_any() && e && (x = xfer_get(e, 0)) && x->hit.on)
+		return shim_hit_header(x, name, index, origin, request, hout);
+	if (!a->easy_header)
+		return CURLHE_NOT_BUILT_IN;
+	return a->easy_header(e, name, index, origin, request, hout);
+}
+
+struct curl_header *curl_easy_nextheader(CURL *e, unsigned int origin, int request,
+                                         struct curl_header *prev)
+{
+	const struct shim_curl *a = shim_curl();
+	struct xfer *x;
+
+	if (!a) {
+		shim_no_curl("curl_easy_nextheader");
+		return NULL;
+	}
+	if (shim_hits_any() && e && (x = xfer_get(e, 0)) && x->hit.on)
+		return shim_hit_nextheader(x, origin, request, prev);
+	if (!a->easy_nextheader)
+		return NULL;
+	return a->easy_nextheader(e, origin, request, prev);
 }

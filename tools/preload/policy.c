@@ -104,6 +104,22 @@ static size_t req_headers(const struct curl_slist *l, ratectl_http_header *out)
 	return n;
 }
 
+/* The method libcurl will send, as far as the options tell: the policy
+ * keys the response cache and knows retries by it.  A body sent from a
+ * callback is a POST whose body the policy cannot see (never cached). */
+static const char *method_of(const struct xfer *x)
+{
+	if (!x)
+		return "GET";
+	if (x->method)
+		return x->method;
+	if (x->method_lost)
+		return "?";
+	if (x->nobody)
+		return "HEAD";
+	return x->body != SHIM_BODY_NONE ? "POST" : "GET";
+}
+
 int shim_match(const struct shim_curl *api, CURL *e, const struct xfer *x,
                struct shim_policy *pol)
 {
@@ -139,7 +155,7 @@ int shim_match(const struct shim_curl *api, CURL *e, const struct xfer *x,
 			nh = req_headers(x->headers, fixed);
 		}
 	}
-	rc = ratectl_http_request_begin(&pol->req, h, body ? "POST" : "GET", url,
+	rc = ratectl_http_request_begin(&pol->req, h, method_of(x), url,
 	                                hs.v ? hs.v : fixed, hs.v ? hs.n : nh,
 	                                body, len, size);
 	shim_hdrs_free(&hs);
@@ -151,6 +167,7 @@ int shim_match(const struct shim_curl *api, CURL *e, const struct xfer *x,
 		snprintf(pol->name, sizeof pol->name, "%s", i->budget);
 		pol->retries = i->retries;
 		pol->timeout_ns = i->timeout_ns;
+		pol->https = strncasecmp(url, "https:", 6) == 0;
 	}
 	return 1;
 }
@@ -175,6 +192,11 @@ void shim_policy_set(struct xfer *x, struct shim_policy *pol)
 	pol->req = NULL;
 }
 
+void shim_policy_done(struct xfer *x)
+{
+	shim_policy_drop(&x->pol);
+}
+
 void shim_refuse_timeout(struct xfer *x)
 {
 	snprintf(x->refusal, sizeof x->refusal, "ratectl: budget '%s' was not "
@@ -182,6 +204,21 @@ void shim_refuse_timeout(struct xfer *x)
 }
 
 /* ---- admission ------------------------------------------------------------ */
+
+/* The answer is in the response cache: take it for delivery. */
+static int cached(struct xfer *x)
+{
+	ratectl_http_local r;
+
+	if (ratectl_http_cached_response(x->pol.req, &r) == 0 &&
+	    shim_hit_begin(x, &r, x->pol.https) == 0)
+		return SHIM_CACHED;
+	snprintf(x->refusal, sizeof x->refusal, "ratectl: budget '%s': out of memory "
+	         "giving the answer from the response cache; the request is not sent",
+	         x->pol.name);
+	shim_warn(SHIM_W_NOMEM, "%s", x->refusal);
+	return SHIM_REFUSE;
+}
 
 int shim_admit(struct xfer *x, int block, int64_t *wait_ns)
 {
@@ -195,9 +232,17 @@ int shim_admit(struct xfer *x, int block, int64_t *wait_ns)
 		x->leased = 1;
 		return SHIM_ADMITTED;
 	}
-	if (rc == RATECTL_HTTP_PASS)
+	if (rc == RATECTL_HTTP_PASS) {
+		/* Nothing is learned from a transfer passed through: end it now,
+		 * so that a fetch for the response cache it took is given up at
+		 * once, not when the handle is used again. */
+		ratectl_http_request_end(x->pol.req, NULL);
 		return SHIM_PASS;
-	if (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN || rc == RATECTL_EINFLIGHT)
+	}
+	if (rc == RATECTL_HTTP_CACHED)
+		return cached(x);
+	if (rc == RATECTL_ELIMITED || rc == RATECTL_ECOOLDOWN ||
+	    rc == RATECTL_EINFLIGHT || rc == RATECTL_EPENDING)
 		return SHIM_WAIT;
 	snprintf(x->refusal, sizeof x->refusal, "%s",
 	         *ratectl_http_request_why(x->pol.req) ?
@@ -267,4 +312,35 @@ void shim_learn(const struct shim_curl *a, CURL *e, const struct xfer *x,
 	for (i = 0; i < n; i++)
 		if (a->easy_header(e, names[i], 0, CURLH_HEADER, -1, &hh) == CURLHE_OK)
 			ratectl_http_response_header(x->pol.req, names[i], hh->value);
+}
+
+/* ---- the response cache --------------------------------------------------- */
+
+/* Did libcurl hand the program the body as the provider encoded it
+ * (Content-Encoding it was not asked to decode)?  Then what the tee fed
+ * is not the answer a client asking for it again should get.  Unknown
+ * without curl_easy_header() (libcurl < 7.83): taken as encoded. */
+static int body_encoded(const struct shim_curl *a, CURL *e, const struct xfer *x)
+{
+	struct curl_header *hh;
+
+	if (!a->easy_header)
+		return 1;
+	if (a->easy_header(e, "content-encoding", 0, CURLH_HEADER, -1, &hh) != CURLHE_OK ||
+	    !hh->value || !hh->value[0] || strcasecmp(hh->value, "identity") == 0)
+		return 0;
+	return !x->decoding || x->no_content_decoding;
+}
+
+void shim_complete(const struct shim_curl *a, CURL *e, const struct xfer *x)
+{
+	if (!x->pol.req || !ratectl_http_request_info(x->pol.req)->cacheable)
+		return;
+	/* The program's body stream held the head too (CURLOPT_HEADER), or
+	 * was a part (a range), or no body at all (NOBODY), or undecoded. */
+	if (x->include_header || x->nobody || x->range || x->resume ||
+	    x->no_transfer_decoding ||
+	    body_encoded(a, e, x))
+		return;
+	ratectl_http_response_complete(x->pol.req);
 }

@@ -9,16 +9,21 @@
  *   guard.c    the clocks, the fork guard of the shim's mutexes
  *   xfer.c     per-handle state, the tee, the header list sent (a leaf:
  *              calls no hook)
+ *   serve.c    an answer from the response cache given to the program,
+ *              and what getinfo says of it (a leaf, too)
  *   policy.c   the adapter to libratectl-http: request, admission, response
- *   easy.c     the curl_easy_* hooks: setopt, handle life, perform, retries
- *   multi.c    the curl_multi_* hooks: admission with parking
+ *   easy.c     the curl_easy_* hooks: setopt, handle life, perform, retries,
+ *              getinfo and header for an answer from the cache
+ *   multi.c    the curl_multi_* hooks: admission with parking, answers from
+ *              the cache, the done messages
  * and, pure (http.h: bytes in, no libcurl types):
- *   tee.c      a refused body held back for a retry
+ *   tee.c      a refused body held back for a retry; a cached answer
+ *              delivered to the program's callbacks
  *   hdrs.c     the program's request headers read, and copied without
- *              ratectl's own
+ *              ratectl's own; a cached answer's head
  *
- * Calls go one way: easy.c, multi.c -> policy.c -> xfer.c -> curlapi.c,
- * guard.c, and the pure files.
+ * Calls go one way: easy.c, multi.c -> policy.c -> xfer.c, serve.c ->
+ * curlapi.c, guard.c, and the pure files.
  *
  * The shim never links libcurl: <curl/curl.h> is for types only, and
  * every real libcurl function is called through struct shim_curl.
@@ -76,8 +81,11 @@ struct shim_curl {
 	CURLMsg *(*multi_info_read)(CURLM *, int *);
 	CURLMcode (*multi_timeout)(CURLM *, long *);
 	CURLMcode (*multi_cleanup)(CURLM *);
+	CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
 	CURLHcode (*easy_header)(CURL *, const char *, size_t, unsigned int, int,
 	                         struct curl_header **);          /* >= 7.83 */
+	struct curl_header *(*easy_nextheader)(CURL *, unsigned int, int,
+	                                       struct curl_header *);  /* >= 7.83 */
 	CURLUcode (*url_get)(const CURLU *, CURLUPart, char **, unsigned int);
 	void (*free)(void *);
 	const char *path;          /* file it was found in, for messages */
@@ -155,6 +163,24 @@ struct shim_policy {
 	char name[RATECTL_NAME_MAX + 1];
 	unsigned retries;
 	int64_t timeout_ns;
+	int https;                 /* the URL's scheme, for getinfo on a hit */
+};
+
+/* A transfer answered from the response cache (serve.c). */
+struct shim_hit {
+	int on;                    /* the handle's last transfer: getinfo and
+	                              curl_easy_header answer for it */
+	int status;
+	struct shim_head head;     /* what the header callback gets */
+	const char *body;          /* the request's, until delivered */
+	uint64_t nbody;
+	uint64_t ndone;            /* body bytes the program took */
+	int64_t total_ns;          /* from the transfer's start to the end of
+	                              the delivery */
+	int https;
+	CURLcode rc;               /* the transfer's result */
+	struct curl_header ch;     /* curl_easy_header()'s last answer */
+	unsigned ch_at;            /* which of head's headers it is */
 };
 
 /* The shim's state for one easy handle, created by the first option it
@@ -171,6 +197,19 @@ struct xfer {
 	enum shim_body body;
 	curl_write_callback wfn;
 	void *wdata;
+	curl_write_callback hfn;   /* CURLOPT_HEADERFUNCTION */
+	void *hdata;               /* CURLOPT_HEADERDATA */
+	int include_header;        /* CURLOPT_HEADER */
+	int nobody;                /* CURLOPT_NOBODY, until a method says otherwise */
+	char *method;              /* CURLOPT_CUSTOMREQUEST, our copy, or NULL */
+	int method_lost;           /* ... which there was no memory to copy */
+	/* what decides whether the body the program got is the answer to
+	 * store in the response cache */
+	int decoding;              /* CURLOPT_ACCEPT_ENCODING set (libcurl decodes) */
+	int no_content_decoding;   /* CURLOPT_HTTP_CONTENT_DECODING 0 */
+	int no_transfer_decoding;  /* CURLOPT_HTTP_TRANSFER_DECODING 0 */
+	int range;                 /* CURLOPT_RANGE set */
+	int resume;                /* CURLOPT_RESUME_FROM(_LARGE) not 0 */
 	char *errbuf;
 	curl_prereq_callback prereq;
 	void *prereq_data;
@@ -188,6 +227,8 @@ struct xfer {
 	ratectl_lease lease;
 	uint64_t estimate;
 	char refusal[CURL_ERROR_SIZE];
+	int64_t t0;                /* when the transfer began (CLOCK_MONOTONIC) */
+	struct shim_hit hit;
 	/* multi interface (multi.c), touched only by the multi's thread */
 	CURLM *multi;
 	int parked;
@@ -195,6 +236,10 @@ struct xfer {
 	int64_t parked_at;
 	int active;                   /* in the real multi, counted in nactive */
 	struct xfer *anext, **aprev;  /* the multi's active list */
+	int served;                   /* an answer from the cache to deliver
+	                                 (1), or delivered (2): in the multi
+	                                 for the program, never in the real one */
+	struct xfer *snext;           /* the multi's list of either */
 };
 
 /* The state of e; created when create is set (NULL only without memory). */
@@ -227,12 +272,40 @@ void xfer_hdrs_forget(struct xfer *x);
  * (*body NULL, *size). */
 void xfer_body(const struct xfer *x, const void **body, size_t *len, uint64_t *size);
 
+/* ---- serve.c ------------------------------------------------------------ */
+
+/*
+ * x's admission said RATECTL_HTTP_CACHED: take the answer r (whose body
+ * stays the request's, to be delivered before it is freed) for x's
+ * transfer, and answer getinfo for it from now on.  https: the URL's
+ * scheme.  0, or -1 without memory (x then has no answer).
+ */
+int shim_hit_begin(struct xfer *x, const ratectl_http_local *r, int https);
+/* Give x's answer to the program's callbacks: CURLE_OK, or
+ * CURLE_WRITE_ERROR with libcurl's message in the error buffer. */
+CURLcode shim_hit_deliver(struct xfer *x);
+/* Forget x's answer (its next transfer, reset, cleanup). */
+void shim_hit_clear(struct xfer *x);
+/* 1 when some handle's getinfo is answered by the shim (else none is). */
+int shim_hits_any(void);
+/* curl_easy_getinfo(info) for x: 1 when answered into arg, 0 when the
+ * item is libcurl's to answer. */
+int shim_hit_info(const struct xfer *x, CURLINFO info, void *arg);
+/* curl_easy_header() and curl_easy_nextheader() for x's answer. */
+CURLHcode shim_hit_header(struct xfer *x, const char *name, size_t index,
+                          unsigned int origin, int request, struct curl_header **hout);
+struct curl_header *shim_hit_nextheader(struct xfer *x, unsigned int origin,
+                                        int request, struct curl_header *prev);
+
 /* ---- multi.c ------------------------------------------------------------ */
 
 /* x is being cleaned up: end its multi transfer (lease, parking) now. */
 void shim_multi_detach(const struct shim_curl *api, struct xfer *x);
 /* x's handle is gone already: drop it from its multi without touching it. */
 void shim_multi_forget(struct xfer *x);
+/* Handle e is being cleaned up: drop the done messages the shim keeps for
+ * it (any handle, the shim's or not). */
+void shim_multi_gone(const CURL *e);
 
 /* ---- policy.c ----------------------------------------------------------- */
 
@@ -256,15 +329,30 @@ enum {
 	SHIM_ADMITTED = 0,         /* lease held */
 	SHIM_PASS = 1,             /* ledger unusable, on_error = open: go */
 	SHIM_WAIT = 2,             /* non-blocking and refused: *wait_ns */
-	SHIM_REFUSE = 3            /* fail the transfer; msg says why */
+	SHIM_REFUSE = 3,           /* fail the transfer; msg says why */
+	SHIM_CACHED = 4            /* answered from the response cache: do not
+	                              send, deliver x->hit (shim_hit_deliver) */
 };
 
 /*
  * Admit x's transfer against pol: blocking (up to pol->timeout_ns) when
- * block is set, else one try.  Fills x->lease / x->leased, and on
- * SHIM_REFUSE writes the reason into x->refusal.
+ * block is set, else one try (a request waiting for another's fetch for
+ * the response cache is SHIM_WAIT too).  Fills x->lease / x->leased, and
+ * on SHIM_REFUSE writes the reason into x->refusal.
  */
 int shim_admit(struct xfer *x, int block, int64_t *wait_ns);
+
+/* x's request is done with (refused, or answered from the cache): free
+ * it now, which gives up a fetch for the response cache it may hold, so
+ * that others asking for the same answer need not wait for x's handle to
+ * be used again or cleaned up. */
+void shim_policy_done(struct xfer *x);
+
+/* x's transfer ended with CURLE_OK and the tee fed its body to the
+ * policy: say the body is whole (ratectl_http_response_complete) unless
+ * what the program got is not the answer itself (CURLOPT_HEADER, NOBODY,
+ * a range, a body libcurl did not decode).  Before shim_release(). */
+void shim_complete(const struct shim_curl *api, CURL *e, const struct xfer *x);
 
 /* Keep ratectl's own request headers (info.drop_headers) from the
  * provider: install x's header list without them (xfer_hdrs_begin) for

@@ -47,6 +47,18 @@ void xfer_defaults(struct xfer *x)
 	x->body = SHIM_BODY_NONE;
 	x->wfn = NULL;
 	x->wdata = stdout;      /* libcurl's default CURLOPT_WRITEDATA */
+	x->hfn = NULL;
+	x->hdata = NULL;
+	x->include_header = 0;
+	x->nobody = 0;
+	free(x->method);
+	x->method = NULL;
+	x->decoding = 0;
+	x->no_content_decoding = 0;
+	x->no_transfer_decoding = 0;
+	x->method_lost = 0;
+	x->range = 0;
+	x->resume = 0;
 	x->errbuf = NULL;
 	x->prereq = NULL;
 	x->prereq_data = NULL;
@@ -92,6 +104,8 @@ void xfer_drop(CURL *e)
 		free(x->tee);
 		free(x->copy);
 		free(x->own_hdrs);
+		free(x->method);
+		shim_hit_clear(x);
 		shim_policy_drop(&x->pol);
 		free(x);
 	}
