@@ -105,8 +105,8 @@ typedef enum {
  * ratectl_http_reserve_poll() return this (> 0, not an error) when the
  * answer is in the host-wide response cache (ratectl.conf(5) `cache`):
  * do not send; answer the client with ratectl_http_cached_response().
- * Nothing was admitted or charged: free the request (or end it: its
- * outcome says status 0 and nothing is learned).
+ * Nothing was admitted or charged: free the request (ending it is
+ * allowed: its outcome has the cached status, no tokens, nothing learned).
  */
 #define RATECTL_HTTP_CACHED 2
 
