@@ -13,6 +13,7 @@ fork() (it reopens the ledger there); the Python lock guarding the cache of
 handles is renewed in the child, so a fork while another thread held it
 cannot deadlock the child.
 """
+import atexit
 import ctypes
 import logging
 import os
@@ -270,6 +271,9 @@ class Handle:
         self.ptr = p
         # asyncio waiters of this handle, per event loop (see httpx.py).
         self.waiters = weakref.WeakKeyDictionary()
+        # A cacheable request began here: its hits may wait to be counted
+        # (see _flush_cache_counts).
+        self.cache_used = False
 
     def begin(self, method, url, headers, body=None, body_size=0):
         """A Request when a budget matches, else None (send it untouched)."""
@@ -435,6 +439,27 @@ def _after_fork():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
+
+
+def _flush_cache_counts():
+    """At exit: write the cache hits this process counted.
+
+    libratectl-http counts hits in the process and writes them to the
+    cache's counters at most every second, when the handle is closed, or
+    before this process reads them.  The handles here live as long as the
+    process and are never closed (a request or a waiter might still use
+    one), so the last second's hits would be lost at exit: reading no
+    stats (cap 0) writes them, and frees nothing.  A process ended by
+    os._exit() or a signal still loses them."""
+    for h in list(_handles.values()):
+        if h.cache_used:
+            try:
+                lib().ratectl_http_cache_stats_read(h.ptr, None, None, 0)
+            except Exception:
+                pass
+
+
+atexit.register(_flush_cache_counts)
 
 
 def handle(config_path=None, config_text=None, ledger_dir=None):

@@ -66,7 +66,10 @@ def _body_of(request):
 
 def _begin(handle, request):
     body, size = _body_of(request)
-    return handle.begin(request.method, str(request.url), request.headers.raw, body, size)
+    req = handle.begin(request.method, str(request.url), request.headers.raw, body, size)
+    if req is not None and not handle.cache_used and req.info.cacheable:
+        handle.cache_used = True   # its hit counts are written at exit
+    return req
 
 
 def _outgoing(req, request):
