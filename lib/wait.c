@@ -62,6 +62,19 @@
  *   (degraded) or back                              fallback, or
  *                                                    credit again
  *
+ * The response cache of libratectl-http (lib/http/cache.c) has futex words
+ * of its own, in DIR/cache/wake, a bucket per answer's key; its waiters
+ * wait for another request's fetch of the same answer:
+ *
+ *  a fetch ends, its answer        cache bucket    its key's waiters  test_http_cache
+ *   stored                                          (a hit)             fetch_stored_wakes_waiters
+ *  a fetch ends with nothing to    cache bucket    one of them        test_http_cache
+ *   store (an error, a non-2xx,                     fetches             fetch_failed_wakes_waiters
+ *   too big, the request freed)
+ *  the fetcher dies                none: a waiter  one of them        test_http_cache
+ *                                   looks again     fetches             fetcher_killed
+ *                                   every 100 ms
+ *
  * Whether a reserved place still stands (no reset voided it, no cooldown
  * covers it) is the record's to say, not the bucket's, which other budgets
  * share.  A cooldown or a void moves the bucket's vseq, before its commit

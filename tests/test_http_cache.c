@@ -469,6 +469,95 @@ static void test_fetcher_killed(void **state)
 	rh__cache_realtime = test_realtime;
 }
 
+/* Is pid asleep in futex(2)?  (/proc/PID/syscall names the system call a
+ * blocked process is in: 202 on x86-64.) */
+static int in_futex(pid_t pid)
+{
+	char path[64], buf[64] = "";
+	FILE *fp;
+
+	snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+	if (!(fp = fopen(path, "r")))
+		return 0;
+	if (!fgets(buf, sizeof buf, fp))
+		buf[0] = '\0';
+	fclose(fp);
+	return atoi(buf) == SYS_futex;
+}
+
+/*
+ * The rows of the response cache in lib/wait.c's table: a fetch that ends
+ * wakes its key's waiters, whether it stored an answer (they get it,
+ * "coalesced") or not (one of them fetches).  A waiter's own looks are
+ * made 30 s apart here, past its 10 s deadline: only the wake-up can let
+ * it in.
+ */
+static void fetch_end_wakes(struct fx *f, int status, int want)
+{
+	struct shared *sh = shared_new();
+	ratectl_http_request *a;
+	int64_t t0;
+	pid_t p;
+	int st;
+
+	rh__cache_realtime = NULL;
+	assert_int_equal(ratectl_http_request_begin(&a, f->h, "POST", URL, key2, 1, det,
+	                                            strlen(det), 0), 0);
+	assert_int_equal(ratectl_http_admit(a, 0), 0);               /* fetching */
+	if ((p = fork()) == 0) {
+		ratectl_http *h = open_h(f->dir, conf_text);
+		ratectl_http_request *b;
+		ratectl_http_local loc;
+		int rc;
+
+		if (ratectl_http_request_begin(&b, h, "POST", URL, key2, 1, det,
+		                               strlen(det), 0) != 0)
+			_exit(3);
+		rc = ratectl_http_admit(b, 10 * SEC);
+		if (rc == RATECTL_HTTP_CACHED && ratectl_http_cached_response(b, &loc) == 0 &&
+		    strcmp(hval(&loc, "x-ratectl-cache"), "coalesced") == 0)
+			sh->coalesced = 1;
+		else if (rc == 0)
+			sh->sent = 1;
+		ratectl_http_request_free(b);
+		ratectl_http_close(h);
+		_exit(0);
+	}
+	t0 = mono();
+	while (!in_futex(p) && mono() - t0 < 5 * SEC)
+		usleep(1000);          /* until the child sleeps on the bucket */
+	assert_true(in_futex(p));
+	ratectl_http_response_status(a, status);
+	ratectl_http_response_body(a, "{\"w\":1}", 7);
+	ratectl_http_response_complete(a);
+	assert_int_equal(ratectl_http_request_end(a, NULL), 0);
+	ratectl_http_request_free(a);
+	assert_int_equal(waitpid(p, &st, 0), p);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(want == RATECTL_HTTP_CACHED ? sh->coalesced : sh->sent, 1);
+	assert_true(mono() - t0 < 8 * SEC);
+	munmap(sh, sizeof *sh);
+	rh__cache_realtime = test_realtime;
+}
+
+static void test_fetch_stored_wakes_waiters(void **state)
+{
+	int64_t slice = rh__cache_slice_ns;
+
+	rh__cache_slice_ns = 30 * SEC;
+	fetch_end_wakes(*state, 200, RATECTL_HTTP_CACHED);
+	rh__cache_slice_ns = slice;
+}
+
+static void test_fetch_failed_wakes_waiters(void **state)
+{
+	int64_t slice = rh__cache_slice_ns;
+
+	rh__cache_slice_ns = 30 * SEC;
+	fetch_end_wakes(*state, 500, 0);
+	rh__cache_slice_ns = slice;
+}
+
 /* An event loop's request waits for another's fetch without blocking. */
 static void test_reserve_waits_for_fetch(void **state)
 {
@@ -807,6 +896,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stampede, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetcher_killed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_stored_wakes_waiters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_failed_wakes_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserve_waits_for_fetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_child_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repeated_prompts, setup, teardown),

@@ -197,6 +197,7 @@ static void reg_init(void)
 }
 
 int64_t (*rh__cache_realtime)(void);
+int64_t rh__cache_slice_ns = WAIT_SLICE_NS;
 
 static int64_t now_real(void)
 {
@@ -1061,7 +1062,7 @@ int rh__cache_lookup(ratectl_http *h, const struct rh__policy *pol,
 				*wait_ns = left < POLL_NS ? left : POLL_NS;
 			return RH_CACHE_WAIT;
 		}
-		wait_on(w, seen, left < WAIT_SLICE_NS ? left : WAIT_SLICE_NS);
+		wait_on(w, seen, left < rh__cache_slice_ns ? left : rh__cache_slice_ns);
 	}
 }
 

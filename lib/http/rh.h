@@ -297,6 +297,10 @@ void rh__cache_req_free(ratectl_http *h, const struct rh__policy *pol,
                         struct rh__cache_req *q);
 /* The cache's clock, CLOCK_REALTIME in ns; tests set their own. */
 extern int64_t (*rh__cache_realtime)(void);
+/* How long a waiter sleeps before it looks again whatever happens (the
+ * fetcher's death sends no wake-up): 100 ms; tests make it long, to show
+ * that a wake-up, not the look, let a waiter in. */
+extern int64_t rh__cache_slice_ns;
 /* A handle's reference to its environment, given back at close. */
 void rh__cache_release(struct rh__cenv *c);
 
