@@ -37,7 +37,12 @@ static const char conf_text[] =
 	"cache_requests = embeddings\n"
 	"[plain]\n"
 	"match = plain.example.com\n"
-	"requests = 100000/min\n";
+	"requests = 100000/min\n"
+	"[tight]\n"
+	"match = tight.example.com\n"
+	"requests = 100000/min\n"
+	"concurrency = 1\n"
+	"cache = 10m\n";
 
 #define URL "https://api.example.com/v1/chat/completions"
 static const char det[] = "{\"model\":\"m\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
@@ -606,6 +611,34 @@ static void test_reserve_waits_for_fetch(void **state)
 	assert_int_equal(stats_of(f->h, "llm").stores, 1);
 }
 
+/* A fetch whose admission is refused for good is given up at once; a
+ * try that is to be tried again keeps it. */
+static void test_refused_fetch_given_up(void **state)
+{
+	static const char url[] = "https://tight.example.com/v1/chat/completions";
+	static const char other[] = "{\"temperature\":0,\"n\":2}";
+	struct fx *f = *state;
+	ratectl_http_request *a, *b, *c;
+	int64_t w;
+
+	assert_int_equal(ratectl_http_request_begin(&a, f->h, "POST", url, key1, 1, det,
+	                                            strlen(det), 0), 0);
+	assert_int_equal(ratectl_http_admit(a, 0), 0);          /* holds the slot */
+	assert_int_equal(ratectl_http_request_begin(&b, f->h, "POST", url, key1, 1, other,
+	                                            strlen(other), 0), 0);
+	assert_int_equal(ratectl_http_request_begin(&c, f->h, "POST", url, key1, 1, other,
+	                                            strlen(other), 0), 0);
+	/* a try: kept (c waits for b's answer) */
+	assert_int_equal(ratectl_http_try(b, &w), RATECTL_EINFLIGHT);
+	assert_int_equal(ratectl_http_try(c, &w), RATECTL_EPENDING);
+	/* refused for good: given up, c fetches in its turn */
+	assert_int_equal(ratectl_http_admit(b, 0), RATECTL_ETIMEDOUT);
+	assert_int_equal(ratectl_http_try(c, &w), RATECTL_EINFLIGHT);
+	ratectl_http_request_free(c);
+	ratectl_http_request_free(b);
+	ratectl_http_request_free(a);
+}
+
 /* A request admitted in the parent and freed in a child: the parent's
  * fetch stands. */
 static void test_fork_child_free(void **state)
@@ -899,6 +932,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fetch_stored_wakes_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_failed_wakes_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserve_waits_for_fetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refused_fetch_given_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_child_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repeated_prompts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_cache_rebuilt, setup, teardown),

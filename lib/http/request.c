@@ -602,14 +602,24 @@ static int admit(ratectl_http_request *r, int mode, int64_t timeout, int64_t *wa
 	}
 }
 
+/* A request that fetches an answer for the cache and is refused for good
+ * (not a try to be tried again) gives the fetch up at once: those waiting
+ * for its answer go on without it. */
+static int fetch_left(ratectl_http_request *r, int rc)
+{
+	if (r->cache.fetching && rc < 0 && rc != RATECTL_EPENDING && !is_wait(rc))
+		rh__cache_finish(r->h, &r->pol, &r->cache, 0, 0, NULL, 0);
+	return rc;
+}
+
 int ratectl_http_admit(ratectl_http_request *req, int64_t timeout_ns)
 {
-	return req->last_rc = admit(req, M_BLOCK, timeout_ns, NULL);
+	return req->last_rc = fetch_left(req, admit(req, M_BLOCK, timeout_ns, NULL));
 }
 
 int ratectl_http_try(ratectl_http_request *req, int64_t *wait_ns)
 {
-	return req->last_rc = admit(req, M_TRY, 0, wait_ns);
+	return req->last_rc = fetch_left(req, admit(req, M_TRY, 0, wait_ns));
 }
 
 /* ---- admission for event loops ---------------------------------------------- */
@@ -649,7 +659,7 @@ int ratectl_http_reserve(ratectl_http_request *req, int64_t timeout_ns,
 		w->fd = -1;
 		w->fifo = req->pol.n == 1;
 	}
-	rc = req->last_rc = admit(req, M_RESERVE, timeout_ns, NULL);
+	rc = req->last_rc = fetch_left(req, admit(req, M_RESERVE, timeout_ns, NULL));
 	if (rc == RATECTL_EPENDING && req->cache.waiting)
 		cache_fill_wait(req, w);
 	else if (rc == RATECTL_EPENDING && (l = rh__ledger_now(req->h)))
@@ -666,7 +676,7 @@ static int cache_poll(ratectl_http_request *req, ratectl_http_wait *w)
 	int rc;
 
 	req->state = ST_BEGUN;
-	rc = admit(req, M_RESERVE, left > 0 ? left : 0, NULL);
+	rc = fetch_left(req, admit(req, M_RESERVE, left > 0 ? left : 0, NULL));
 	if (rc == RATECTL_EPENDING && req->cache.waiting)
 		cache_fill_wait(req, w);
 	else if (rc == RATECTL_EPENDING && (l = rh__ledger_now(req->h)))
@@ -720,7 +730,7 @@ int ratectl_http_reserve_poll(ratectl_http_request *req, ratectl_http_wait *w)
 		         ratectl_errmsg() : ratectl_strerror(rc));
 	}
 	req->state = ST_BEGUN;
-	return req->last_rc = rc;
+	return req->last_rc = fetch_left(req, rc);
 }
 
 void ratectl_http_reserve_cancel(ratectl_http_request *req)
