@@ -7,11 +7,12 @@
 # cooldowns after a 429, tightening from rate-limit headers, token
 # reconciliation, unmatched hosts, on_error, timeouts, retries, concurrency
 # caps with the multi interface, config reload, tenants and tags (ratectl's
-# own request headers kept from the provider), and programs that never
-# touch a matched host.  Everything on 127.0.0.1; every wait bounded; each
-# case has its own ledger and server; about 45 s.  Sanitizer builds run
-# what they can (see PRELOAD below).
-# Run as: B=build sh tests/test_shim.sh
+# own request headers kept from the provider), the response cache
+# (answers given without sending, stores, coalescing, easy and multi),
+# and programs that never touch a matched host.  Everything on 127.0.0.1;
+# every wait bounded; each case has its own ledger and server; about 50 s.
+# Sanitizer builds run what they can (see PRELOAD below).
+# Run as: B=build sh tests/test_shim.sh  (SHIM_ONLY=cache: that part alone)
 set -u
 B=${B:-build}
 FP=$B/ratectl-fakeprov
@@ -113,6 +114,160 @@ if ! LD_PRELOAD=$PRELOAD /bin/true 2>"$T/preload.err" || [ -s "$T/preload.err" ]
 		echo "ok - preload shim # SKIP cannot be preloaded in this build: $(head -n 1 "$T/preload.err")"
 		exit 0
 	fi
+fi
+
+# --- The response cache -----------------------------------------------------
+# A budget with `cache = 1m`: a deterministic request (temperature 0) is
+# sent once and answered from the cache after, as libcurl would answer it
+# (the curl command's -i, -o, -w; a linked program's callbacks and
+# getinfo, easy and multi: perform, read late, event-driven, threads);
+# requests asking the same at once wait for the one fetch; temperature 0.7
+# is never cached; a 429 or 500 is never stored, nor a body cut short;
+# bodies around libcurl's largest write (16 KiB) come whole, in its pieces.
+# tbody WORD: a temperature-0 request of its own.
+tbody() { printf '{"model":"m","max_tokens":20,"temperature":0,"messages":[{"role":"user","content":"%s"}]}' "$1"; }
+# sent NAME: requests the fake provider NAME (at $SCURL) has answered.
+sent() { stats "$1" "$SCURL"; jnum "$T/$1.stats" requests; }
+# rawbody FILE STATUS BODY-FILE HEADER...: a response of that status and body.
+rawbody() {
+	f=$1; st=$2; bf=$3; shift 3
+	{ printf 'HTTP/1.1 %s\r\n' "$st"; for h in "$@"; do printf '%s\r\n' "$h"; done
+	  printf 'Content-Length: %s\r\nConnection: close\r\n\r\n' "$(wc -c < "$bf")"
+	  cat "$bf"; } > "$f"
+}
+# posts NAME: requests the raw server NAME got.
+posts() { grep -c '^POST ' "$T/$1.req" 2>/dev/null || echo 0; }
+# okf FILE: "sent ok bad hits s429+other" of shim_client lines in FILE.
+okf() { echo "$(sumf "$1" sent) $(sumf "$1" ok) $(sumf "$1" bad) $(sumf "$1" hits) $(($(sumf "$1" s429) + $(sumf "$1" other)))"; }
+cache_tests() {
+start sc --latency 200ms
+SCURL=$URL
+conf cc '[fake]' "match = 127.0.0.1:$PORT" 'requests = 100/s' 'cache = 1m' 'timeout = 10s'
+T0=$(tbody hi)
+T7='{"model":"m","max_tokens":20,"temperature":0.7,"messages":[{"role":"user","content":"hi"}]}'
+if sys "curl: answers from the response cache"; then
+	a=$(sent sc)
+	for i in 1 2 3 4 5; do
+		under cc lc curl -sS -w '\n%{http_code}\n' -d "$T0" "$URL/v1/chat/completions" \
+			> "$T/cc.$i" 2>>"$T/cc.err"
+	done
+	b=$(sent sc)
+	check "curl x5, temperature 0, cache = 1m: the provider saw 1 ($((b - a)))" [ $((b - a)) -eq 1 ]
+	same=0
+	for i in 1 2 3 4 5; do
+		cmp -s "$T/cc.1" "$T/cc.$i" && [ "$(tail -n 1 "$T/cc.$i")" = 200 ] && same=$((same + 1))
+	done
+	check "every curl printed the same body and 200 ($same of 5; $(head -c 60 "$T/cc.1"))" \
+		sh -c '[ "$1" -eq 5 ] && grep -q "\"usage\"" "$2"' _ "$same" "$T/cc.1"
+	under cc lc curl -sS -i -d "$T0" "$URL/v1/chat/completions" > "$T/cc.i" 2>>"$T/cc.err"
+	tr -d '\r' < "$T/cc.i" > "$T/cc.i2"
+	check "curl -i on a hit: 200, X-Ratectl-Cache: hit, Age, Content-Type, Content-Length, then the body" \
+		sh -c 'head -n 1 "$1" | grep -qx "HTTP/1.1 200 OK" && grep -qix "x-ratectl-cache: hit" "$1" &&
+			grep -qi "^age: [0-9]" "$1" && grep -qix "content-type: application/json" "$1" &&
+			grep -qix "content-length: $(head -n 1 "$2" | tr -d "\n" | wc -c)" "$1" &&
+			[ "$(tail -n 1 "$1")" = "$(head -n 1 "$2")" ]' _ "$T/cc.i2" "$T/cc.1"
+	under cc lc curl -sS -o "$T/cc.o" -w '%{http_code} %{content_type} %{size_download} %{num_headers}' \
+		-d "$T0" "$URL/v1/chat/completions" > "$T/cc.w" 2>>"$T/cc.err"
+	rc=$?
+	n=$(head -n 1 "$T/cc.1" | tr -d '\n' | wc -c)
+	check "curl -o FILE -w on a hit: exit $rc, the body in FILE, '$(cat "$T/cc.w")'" \
+		sh -c '[ "$1" -eq 0 ] && [ "$(cat "$2")" = "200 application/json $3 4" ] &&
+			[ "$(cat "$4")" = "$(head -n 1 "$5")" ]' _ "$rc" "$T/cc.w" "$n" "$T/cc.o" "$T/cc.1"
+	a=$(sent sc)
+	for i in 1 2 3 4; do
+		under cc lc curl -sS -o /dev/null -d "$T7" "$URL/v1/chat/completions" 2>>"$T/cc.err"
+	done
+	b=$(sent sc)
+	check "temperature 0.7 is never cached: the provider saw 4 of 4 ($((b - a)))" [ $((b - a)) -eq 4 ]
+	# One curl --parallel asking the same four times at once: one fetch,
+	# three answers that waited for it.
+	a=$(sent sc)
+	TZ=$(tbody parallel)
+	under cc lc curl -sS --no-progress-meter -Z --parallel-max 4 -w '%{http_code}\n' -d "$TZ" \
+		-o "$T/cz.1" "$URL/v1/chat/completions" -o "$T/cz.2" "$URL/v1/chat/completions" \
+		-o "$T/cz.3" "$URL/v1/chat/completions" -o "$T/cz.4" "$URL/v1/chat/completions" \
+		> "$T/cz.w" 2>>"$T/cc.err"
+	rc=$?
+	b=$(sent sc)
+	check "curl -Z, the same request 4 times at once: exit $rc, four 200s, the provider saw 1 ($((b - a)))" \
+		sh -c '[ "$1" -eq 0 ] && [ "$(grep -c "^200$" "$2")" -eq 4 ] && [ "$3" -eq 1 ]' _ \
+		"$rc" "$T/cz.w" $((b - a))
+	check "and the four files are the same answer" \
+		sh -c 'cmp -s "$1" "$2" && cmp -s "$1" "$3" && cmp -s "$1" "$4" && grep -q "\"usage\"" "$1"' _ \
+		"$T/cz.1" "$T/cz.2" "$T/cz.3" "$T/cz.4"
+	under cc lc curl -sS --no-progress-meter -Z -i -d "$TZ" "$URL/v1/chat/completions" \
+		"$URL/v1/chat/completions" \
+		> "$T/cz.i" 2>>"$T/cc.err"
+	check "curl -Z -i: both hits show their head ($(grep -ci '^x-ratectl-cache: hit' "$T/cz.i") of 2)" \
+		[ "$(grep -ci '^x-ratectl-cache: hit' "$T/cz.i")" -eq 2 ]
+	check "the shim said nothing on stderr" [ ! -s "$T/cc.err" ]
+fi
+# A linked program, every way it can drive libcurl; each asks its own
+# request N times (the first fetches, the others wait for it or hit).
+k=0
+for mode in "-n 4" "-n 4 -m 4" "-n 4 -m 4 --late" "-n 4 -m 4 --socket" "-n 6 -m 2 --socket" \
+	"-t 4 -n 3" "-n 4 --fwrite"; do
+	k=$((k + 1))
+	a=$(sent sc)
+	# shellcheck disable=SC2086
+	under cc lc "$P/shim_client" $mode --heads --deadline 20 -d "$(tbody "prog$k")" \
+		"$URL/v1/chat/completions" > "$T/cp.$k" 2>"$T/cp.$k.err"
+	b=$(sent sc)
+	set -- $(okf "$T/cp.$k")
+	check "linked program ($mode): $1 answered 200 whole ($(cat "$T/cp.$k")), $(($1 - 1)) from the cache, the provider saw 1 ($((b - a)))" \
+		sh -c '[ "$1" -gt 1 ] && [ "$2" -eq "$1" ] && [ "$3" -eq 0 ] && [ "$4" -eq $(($1 - 1)) ] &&
+			[ "$6" -eq 1 ] && [ ! -s "$7" ]' _ "$@" $((b - a)) "$T/cp.$k.err"
+done
+# Bodies around libcurl's largest write, from a server answering them.
+for n in 16383 16384 16385 163840; do
+	awk -v n="$n" 'BEGIN {while (n-- > 0) printf "%c", 97 + n % 26}' > "$T/big.$n"
+	rawbody "$T/big.$n.resp" '200 OK' "$T/big.$n" 'Content-Type: text/plain'
+	raw big$n "$T/big.$n.resp"
+	conf cb$n '[fake]' "match = 127.0.0.1:$PORT" 'requests = 100/s' 'cache = 1m'
+	under cb$n lb$n "$P/shim_client" -n 3 --heads --same "$T/big.$n" -d "$(tbody big)" \
+		"$URL/v1/chat/completions" > "$T/cb.$n" 2>&1
+	under cb$n lb$n "$P/shim_client" -n 3 -m 3 --heads --same "$T/big.$n" -d "$(tbody big)" \
+		"$URL/v1/chat/completions" >> "$T/cb.$n" 2>&1
+	set -- $(okf "$T/cb.$n")
+	check "a body of $n bytes: 6 answers byte for byte, in writes of at most 16 KiB, 5 from the cache, 1 sent ($(posts big$n))" \
+		sh -c '[ "$2" -eq 6 ] && [ "$3" -eq 0 ] && [ "$4" -eq 5 ] && [ "$6" -eq 1 ]' _ \
+		"$@" "$(posts big$n)"
+done
+# Answers never stored: a 500, a 429 (retry-after-ms: 1, so that the
+# budget's cooldown is short), a body cut short.  The same request sent
+# again after a failure is a retry: the retry budget lets them all go.
+printf '{"error":{"message":"boom"}}' > "$T/err.body"
+rawbody "$T/r500.resp" '500 Internal Server Error' "$T/err.body" 'Content-Type: application/json'
+rawbody "$T/r429.resp" '429 Too Many Requests' "$T/err.body" 'Content-Type: application/json' \
+	'retry-after-ms: 1'
+for st in 500 429; do
+	raw r$st "$T/r$st.resp"
+	conf cr$st '[fake]' "match = 127.0.0.1:$PORT" 'requests = 100/s' 'cache = 1m' \
+		'retry_budget = 100%'
+	under cr$st lr$st "$P/shim_client" -n 3 --heads -d "$(tbody err)" "$URL/v1/chat/completions" \
+		> "$T/cr.$st" 2>&1
+	set -- $(okf "$T/cr.$st")
+	check "a $st is not stored: 3 sent ($(posts r$st)), 3 answered $st ($(cat "$T/cr.$st"))" \
+		sh -c '[ "$6" -eq 3 ] && [ "$4" -eq 0 ] && [ "$5" -eq 3 ]' _ "$@" "$(posts r$st)"
+done
+if sys "curl: a body cut short is not stored"; then
+	raw cut "$T/big.16385.resp"
+	conf ccut '[fake]' "match = 127.0.0.1:$PORT" 'requests = 100/s' 'cache = 1m'
+	under ccut lcut curl -s -o /dev/null --max-filesize 100 -d "$(tbody cut)" \
+		"$URL/v1/chat/completions" 2>/dev/null
+	rc=$?
+	under ccut lcut "$P/shim_client" -n 2 --heads --same "$T/big.16385" -d "$(tbody cut)" \
+		"$URL/v1/chat/completions" > "$T/ccut" 2>&1
+	set -- $(okf "$T/ccut")
+	check "curl --max-filesize 100 fails (exit $rc) and stores nothing: the next is sent, then hit ($(posts cut) sent; $(cat "$T/ccut"))" \
+		sh -c '[ "$6" -eq 63 ] && [ "$7" -eq 2 ] && [ "$2" -eq 2 ] && [ "$4" -eq 1 ]' _ \
+		"$@" "$rc" "$(posts cut)"
+fi
+}
+if [ "${SHIM_ONLY:-}" = cache ]; then
+	cache_tests
+	[ "$FAILS" -eq 0 ]
+	exit
 fi
 
 # --- The object itself -----------------------------------------------------
@@ -863,5 +1018,7 @@ check "a bad tag: sent untagged, said once ($(grep -c 'is not a tag' "$T/c21.err
 check "a bad tag and a cost that never passes in one process: both notices ($(grep -c '^ratectl-preload' "$T/c21b.err"))" \
 	sh -c 'grep -q "^ratectl-preload: .*is not a tag" "$1" &&
 		grep -q "^ratectl-preload: .*burst" "$1"' _ "$T/c21b.err"
+
+cache_tests
 
 [ "$FAILS" -eq 0 ]

@@ -3,11 +3,25 @@
  * N POST requests through the easy interface (one after another) or the
  * multi interface (K at once), and prints what came back on one line:
  *
- *   sent=N ok=N s429=N s503=N other=N failed=N bad=N ms=T
+ *   sent=N ok=N s429=N s503=N other=N failed=N bad=N hits=N ms=T
  *
  * bad counts 200 responses whose body is not exactly one JSON object with
  * a usage member: what a program would see if the shim mixed a refused
- * response into the one that followed it.  Linked against libcurl.
+ * response into the one that followed it; or that came in a write of more
+ * than CURL_MAX_WRITE_SIZE bytes, or whose CURLINFO_SIZE_DOWNLOAD_T is
+ * not the body's size.  Linked against libcurl.
+ *
+ * With --heads, a header callback sees each transfer's head: a line that
+ * does not end in CRLF or is longer than CURL_MAX_HTTP_HEADER is bad,
+ * and hits counts heads that carry "X-Ratectl-Cache: hit" or "coalesced"
+ * (an answer from ratectl's response cache).
+ *
+ * The multi interface (-m K) is driven with perform and poll, reading the
+ * done messages after each perform; with --late, only once nothing runs
+ * (as libcurl's own examples do); with --socket, event-driven instead:
+ * socket_action, a socket and a timer callback, and poll() on what they
+ * asked for, calling in only when a socket is ready or the timer is due.
+ * --deadline S gives up after S seconds (default 120).
  *
  * With -t T, T threads each do N requests (counted together).  With
  * --same FILE, a 200 body is bad unless it is byte for byte FILE (a
@@ -23,18 +37,24 @@
  *
  * usage: shim_client [-n N] [-m K] [-t T] [-d BODY] [--copy] [--fwrite]
  *                    [--same FILE] [-H HEADER]... [--fill NAME LEN]
- *                    [--then URL2] URL
+ *                    [--then URL2] [--heads] [--late | --socket]
+ *                    [--deadline S] URL
  */
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <curl/curl.h>
 
 struct buf {
 	char *p;
 	size_t n;
+	int big;                /* a write larger than libcurl ever makes */
+	int badhead;            /* a head line not as libcurl gives them */
+	int hit;                /* the head said X-Ratectl-Cache: hit */
 };
 
 struct opts {
@@ -48,10 +68,14 @@ struct opts {
 	struct buf same;        /* --same: the expected body */
 	struct curl_slist *hdrs;        /* -H, --fill */
 	const char *then;       /* --then URL2 */
+	int heads;              /* --heads */
+	int late;               /* --late */
+	int socket;             /* --socket */
+	int deadline;           /* --deadline S */
 };
 
 struct counts {
-	int sent, ok, s429, s503, other, failed, bad;
+	int sent, ok, s429, s503, other, failed, bad, hits;
 };
 
 static size_t on_write(char *p, size_t size, size_t n, void *ud)
@@ -59,6 +83,8 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
 	struct buf *b = ud;
 	char *q = realloc(b->p, b->n + size * n + 1);
 
+	if (size * n > CURL_MAX_WRITE_SIZE)
+		b->big = 1;
 	if (!q)
 		return 0;
 	memcpy(q + b->n, p, size * n);
@@ -66,6 +92,24 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
 	b->n += size * n;
 	b->p[b->n] = '\0';
 	return size * n;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+	struct buf *b = ud;
+	size_t len = size * n;
+	static const char hit[] = "x-ratectl-cache: ";
+
+	if (len < 2 || len > CURL_MAX_HTTP_HEADER || p[len - 2] != '\r' || p[len - 1] != '\n')
+		b->badhead = 1;
+	if (len >= sizeof hit - 1 && strncasecmp(p, hit, sizeof hit - 1) == 0)
+		b->hit = 1;
+	if (len == 2)           /* the end of a head: the next one starts afresh */
+		return len;
+	/* A new head (a redirect, a retry) forgets the last one's verdict. */
+	if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+		b->hit = 0;
+	return len;
 }
 
 static char *slurp(const char *path, size_t *n)
@@ -119,6 +163,10 @@ static CURL *make(const struct opts *o, struct buf *b, FILE *sink, char *err)
 		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
 		curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
 	}
+	if (o->heads) {
+		curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(e, CURLOPT_HEADERDATA, b);
+	}
 	return e;
 }
 
@@ -127,12 +175,16 @@ static void tally(struct counts *c, CURL *e, CURLcode rc, const struct buf *b,
                   const char *err, const struct opts *o)
 {
 	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	curl_off_t got = -1;
 	long code = 0;
 
-	if (rc == CURLE_OK)
+	if (rc == CURLE_OK) {
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+		curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &got);
+	}
 	pthread_mutex_lock(&mu);
 	c->sent++;
+	c->hits += rc == CURLE_OK && b->hit;
 	if (rc != CURLE_OK) {
 		if (c->failed++ == 0)
 			fprintf(stderr, "shim_client: (%d) %s\n", (int)rc,
@@ -141,6 +193,8 @@ static void tally(struct counts *c, CURL *e, CURLcode rc, const struct buf *b,
 		c->ok++;
 		if (o->same.p ? b->n != o->same.n || memcmp(b->p, o->same.p, b->n) :
 		    !o->use_fwrite && !one_object_with_usage(b))
+			c->bad++;
+		else if (b->big || b->badhead || (!o->use_fwrite && got != (curl_off_t)b->n))
 			c->bad++;
 	} else if (code == 429) {
 		c->s429++;
@@ -158,15 +212,14 @@ static void run_easy(const struct opts *o, struct counts *c, FILE *sink)
 
 	for (i = 0; i < o->n; i++) {
 		char err[CURL_ERROR_SIZE] = "";
-		struct buf b = { NULL, 0 };
+		struct buf b = { .p = NULL };
 		CURL *e = make(o, &b, sink, err);
 		CURLcode rc = e ? curl_easy_perform(e) : CURLE_OUT_OF_MEMORY;
 
 		tally(c, e, rc, &b, err, o);
 		if (e && o->then) {
 			free(b.p);
-			b.p = NULL;
-			b.n = 0;
+			memset(&b, 0, sizeof b);
 			err[0] = '\0';
 			curl_easy_setopt(e, CURLOPT_URL, o->then);
 			tally(c, e, curl_easy_perform(e), &b, err, o);
@@ -238,7 +291,7 @@ static void run_multi(const struct opts *o, struct counts *c, FILE *sink)
 	struct slot *slots = calloc((size_t)o->k, sizeof *slots);
 	CURLM *m = curl_multi_init();
 	int started = 0, running = 1, i, left;
-	time_t stop = time(NULL) + 120;
+	time_t stop = time(NULL) + o->deadline;
 
 	for (i = 0; i < o->k && started < o->n; i++, started++)
 		add_next(m, o, &slots[i], sink);
@@ -246,7 +299,8 @@ static void run_multi(const struct opts *o, struct counts *c, FILE *sink)
 		CURLMsg *msg;
 
 		curl_multi_perform(m, &running);
-		while ((msg = curl_multi_info_read(m, &left))) {
+		/* --late: the messages only once nothing runs */
+		while ((!o->late || !running) && (msg = curl_multi_info_read(m, &left))) {
 			struct slot *s;
 
 			if (msg->msg != CURLMSG_DONE)
@@ -268,6 +322,124 @@ static void run_multi(const struct opts *o, struct counts *c, FILE *sink)
 	free(slots);
 }
 
+/* --socket: what the socket and timer callbacks asked to be watched. */
+struct watch {
+	struct pollfd fds[64];
+	int n;
+	struct timespec due;    /* the timer, when armed */
+	int armed;
+};
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *ud, void *sp)
+{
+	struct watch *w = ud;
+	int i;
+
+	(void)e;
+	(void)sp;
+	for (i = 0; i < w->n && w->fds[i].fd != s; i++)
+		;
+	if (what == CURL_POLL_REMOVE) {
+		if (i < w->n)
+			w->fds[i] = w->fds[--w->n];
+		return 0;
+	}
+	if (i == w->n) {
+		if (w->n == 64)
+			return -1;
+		w->n++;
+	}
+	w->fds[i].fd = s;
+	w->fds[i].events = (short)((what & CURL_POLL_IN ? POLLIN : 0) |
+	                           (what & CURL_POLL_OUT ? POLLOUT : 0));
+	return 0;
+}
+
+static int on_timer(CURLM *m, long ms, void *ud)
+{
+	struct watch *w = ud;
+
+	(void)m;
+	w->armed = ms >= 0;
+	if (ms >= 0) {
+		clock_gettime(CLOCK_MONOTONIC, &w->due);
+		w->due.tv_sec += ms / 1000;
+		w->due.tv_nsec += (ms % 1000) * 1000000;
+		if (w->due.tv_nsec >= 1000000000) {
+			w->due.tv_sec++;
+			w->due.tv_nsec -= 1000000000;
+		}
+	}
+	return 0;
+}
+
+/* Milliseconds until the timer is due (0 when it is), -1 when not armed. */
+static int due_in(const struct watch *w)
+{
+	struct timespec now;
+	long long ms;
+
+	if (!w->armed)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(w->due.tv_sec - now.tv_sec) * 1000 +
+	     (w->due.tv_nsec - now.tv_nsec) / 1000000;
+	return ms <= 0 ? 0 : ms > 1000 ? 1000 : (int)ms;
+}
+
+/* Like run_multi, as an event loop does it. */
+static void run_socket(const struct opts *o, struct counts *c, FILE *sink)
+{
+	struct slot *slots = calloc((size_t)o->k, sizeof *slots);
+	struct watch w = { .n = 0, .armed = 0 };
+	CURLM *m = curl_multi_init();
+	int started = 0, done = 0, running = 0, i, left;
+	time_t stop = time(NULL) + o->deadline;
+
+	curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(m, CURLMOPT_SOCKETDATA, &w);
+	curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(m, CURLMOPT_TIMERDATA, &w);
+	for (i = 0; i < o->k && started < o->n; i++, started++)
+		add_next(m, o, &slots[i], sink);
+	while (done < o->n && time(NULL) < stop) {
+		int t = due_in(&w), ready, j;
+		CURLMsg *msg;
+
+		/* Sleep on the sockets, at most a second at a time; call in only
+		 * for what was asked for. */
+		ready = poll(w.fds, (nfds_t)w.n, t < 0 ? 1000 : t);
+		for (j = 0; ready > 0 && j < w.n; j++)
+			if (w.fds[j].revents) {
+				int ev = (w.fds[j].revents & POLLIN ? CURL_CSELECT_IN : 0) |
+				         (w.fds[j].revents & POLLOUT ? CURL_CSELECT_OUT : 0) |
+				         (w.fds[j].revents & (POLLERR | POLLHUP) ? CURL_CSELECT_ERR : 0);
+
+				curl_multi_socket_action(m, w.fds[j].fd, ev, &running);
+			}
+		if (due_in(&w) == 0) {
+			w.armed = 0;
+			curl_multi_socket_action(m, CURL_SOCKET_TIMEOUT, 0, &running);
+		}
+		while ((msg = curl_multi_info_read(m, &left))) {
+			struct slot *s;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+			tally(c, s->e, msg->data.result, &s->b, s->err, o);
+			curl_multi_remove_handle(m, s->e);
+			curl_easy_cleanup(s->e);
+			free(s->b.p);
+			done++;
+			if (started < o->n && add_next(m, o, s, sink) == 0)
+				started++;
+		}
+	}
+	curl_multi_cleanup(m);
+	free(slots);
+}
+
 struct job {
 	const struct opts *o;
 	struct counts *c;
@@ -278,7 +450,9 @@ static void *thread_main(void *arg)
 {
 	struct job *j = arg;
 
-	if (j->o->k > 0)
+	if (j->o->k > 0 && j->o->socket)
+		run_socket(j->o, j->c, j->sink);
+	else if (j->o->k > 0)
 		run_multi(j->o, j->c, j->sink);
 	else
 		run_easy(j->o, j->c, j->sink);
@@ -299,10 +473,10 @@ static void run_threads(const struct opts *o, struct counts *c, FILE *sink)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { NULL, NULL, 1, 0, 0, 0, 0, { NULL, 0 }, NULL, NULL };
+	struct opts o = { .n = 1, .deadline = 120 };
 	struct snap sn;
 	int rc = 0;
-	struct counts c = { 0, 0, 0, 0, 0, 0, 0 };
+	struct counts c = { 0, 0, 0, 0, 0, 0, 0, 0 };
 	struct timespec t0, t1;
 	FILE *sink;
 	int i;
@@ -340,15 +514,24 @@ int main(int argc, char **argv)
 			i += 2;
 		} else if (!strcmp(argv[i], "--then") && i + 1 < argc)
 			o.then = argv[++i];
+		else if (!strcmp(argv[i], "--heads"))
+			o.heads = 1;
+		else if (!strcmp(argv[i], "--late"))
+			o.late = 1;
+		else if (!strcmp(argv[i], "--socket"))
+			o.socket = 1;
+		else if (!strcmp(argv[i], "--deadline") && i + 1 < argc)
+			o.deadline = atoi(argv[++i]);
 		else if (argv[i][0] != '-' && !o.url)
 			o.url = argv[i];
 		else
 			o.url = NULL, i = argc;
 	}
-	if (!o.url || o.n < 1 || o.k < 0) {
+	if (!o.url || o.n < 1 || o.k < 0 || o.deadline < 1) {
 		fprintf(stderr, "usage: shim_client [-n N] [-m K] [-t T] [-d BODY] "
 		        "[--copy] [--fwrite] [--same FILE] [-H HEADER]... "
-		        "[--fill NAME LEN] [--then URL2] URL\n");
+		        "[--fill NAME LEN] [--then URL2] [--heads] [--late | --socket] "
+		        "[--deadline S] URL\n");
 		return 2;
 	}
 	if (snap_take(&sn, o.hdrs) != 0)
@@ -359,13 +542,15 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (o.threads > 0)
 		run_threads(&o, &c, sink);
+	else if (o.k > 0 && o.socket)
+		run_socket(&o, &c, sink);
 	else if (o.k > 0)
 		run_multi(&o, &c, sink);
 	else
 		run_easy(&o, &c, sink);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	printf("sent=%d ok=%d s429=%d s503=%d other=%d failed=%d bad=%d ms=%ld\n",
-	       c.sent, c.ok, c.s429, c.s503, c.other, c.failed, c.bad,
+	printf("sent=%d ok=%d s429=%d s503=%d other=%d failed=%d bad=%d hits=%d ms=%ld\n",
+	       c.sent, c.ok, c.s429, c.s503, c.other, c.failed, c.bad, c.hits,
 	       (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
 	if (snap_same(&sn, o.hdrs) != 0) {
 		fprintf(stderr, "shim_client: header list changed\n");
