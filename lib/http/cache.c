@@ -71,6 +71,7 @@
 #define STAT_MAGIC 0x31534352u    /* "RCS1" */
 
 #define WAKE_WORDS 1024           /* one page: word 0 the generation */
+#define WAKE_BYTES ((size_t)WAKE_WORDS * sizeof(uint32_t))
 #define LIVE_BASE ((off_t)1 << 61)
 #define WAIT_SLICE_NS (100 * RH_NS_PER_MS)
 #define POLL_NS (20 * RH_NS_PER_MS)
@@ -248,8 +249,8 @@ static int wake_open(struct rh__cenv *c, int create)
 	snprintf(path, sizeof path, "%s/wake", c->dir);
 	if ((fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), c->mode)) < 0)
 		return -errno;
-	if (fstat(fd, &st) != 0 || (st.st_size < (off_t)(WAKE_WORDS * 4) &&
-	                            (!create || ftruncate(fd, WAKE_WORDS * 4) != 0))) {
+	if (fstat(fd, &st) != 0 || (st.st_size < (off_t)WAKE_BYTES &&
+	                            (!create || ftruncate(fd, WAKE_BYTES) != 0))) {
 		int e = create ? errno : ENOENT;
 
 		close(fd);
@@ -257,7 +258,7 @@ static int wake_open(struct rh__cenv *c, int create)
 	}
 	if (create && st.st_uid == geteuid())
 		(void)fchmod(fd, c->mode);
-	m = mmap(NULL, WAKE_WORDS * 4, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	m = mmap(NULL, WAKE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (m == MAP_FAILED)
 		return -errno;
@@ -400,7 +401,7 @@ static void cenv_free(struct rh__cenv *c)
 {
 	env_close(c);
 	if (c->wake)
-		munmap(c->wake, WAKE_WORDS * 4);
+		munmap(c->wake, WAKE_BYTES);
 	if (c->live_fd >= 0)
 		close(c->live_fd);
 	pthread_mutex_destroy(&c->mu);
