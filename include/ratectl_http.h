@@ -515,6 +515,11 @@ void ratectl_http_request_set_resendable(ratectl_http_request *req, int yes);
  *   - A cache that cannot be used (no space, a damaged environment,
  *     which is removed and made again) never refuses a request: it is
  *     sent as if the budget had no cache.
+ *   - Hits are counted in each process and written to the counters at
+ *     most once a second, when its handle closes, before it reads the
+ *     counters, and when the process exits normally: a process that dies
+ *     by a signal or _exit() loses at most its last second of hit counts
+ *     (never an answer).
  */
 
 /*

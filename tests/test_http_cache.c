@@ -706,6 +706,28 @@ static void test_repeated_prompts(void **state)
 	rh__cache_realtime = test_realtime;
 }
 
+/* A process that never closes its handle: its hits are written when it
+ * exits. */
+static void test_hits_written_at_exit(void **state)
+{
+	struct fx *f = *state;
+	pid_t p;
+	int st;
+
+	if ((p = fork()) == 0) {
+		ratectl_http *h = open_h(f->dir, conf_text);
+		int i;
+
+		for (i = 0; i < 3; i++)
+			if (ask(h, URL, key1, det, 200, "{}", 1, NULL, 0) != (i ? RATECTL_HTTP_CACHED : 0))
+				_exit(2);
+		exit(0);                 /* h left open */
+	}
+	assert_int_equal(waitpid(p, &st, 0), p);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(stats_of(f->h, "llm").hits, 2);
+}
+
 /* ---- damage ----------------------------------------------------------------- */
 
 static void test_damaged_cache_rebuilt(void **state)
@@ -935,6 +957,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refused_fetch_given_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_child_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repeated_prompts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hits_written_at_exit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_cache_rebuilt, setup, teardown),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_sha256),

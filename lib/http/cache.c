@@ -197,6 +197,28 @@ static void reg_init(void)
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
+/*
+ * At exit (or when the library is unloaded), the hits this process counted
+ * and has not written yet are written: a program that never closes its
+ * handle (a binding's, a preloaded shim's) loses no count by exiting.  A
+ * lock held by another thread is not waited for: that count is lost, never
+ * the exit.  _exit() and signals lose at most FLUSH_NS of counts.
+ */
+__attribute__((destructor)) static void flush_at_exit(void)
+{
+	struct rh__cenv *c;
+
+	if (pthread_mutex_trylock(&reg_mu) != 0)
+		return;
+	for (c = reg; c; c = c->next)
+		if (c->npc && c->pid == getpid() && pthread_mutex_trylock(&c->mu) == 0) {
+			if (c->env && !c->rdonly)
+				(void)pc_flush(c);
+			pthread_mutex_unlock(&c->mu);
+		}
+	pthread_mutex_unlock(&reg_mu);
+}
+
 int64_t (*rh__cache_realtime)(void);
 int64_t rh__cache_slice_ns = WAIT_SLICE_NS;
 
