@@ -1278,6 +1278,27 @@ void rh__cache_req_free(ratectl_http *h, const struct rh__policy *pol,
 
 /* ---- stats and clear ----------------------------------------------------------------- */
 
+/* The counters of budget (NULL: of every budget, in name order) one at a
+ * time, the format record passed over: first, then the next. */
+static int stat_each(MDB_cursor *cur, const char *budget, MDB_val *k, MDB_val *v,
+                     int first)
+{
+	int rc;
+
+	if (budget) {
+		if (!first)
+			return MDB_NOTFOUND;
+		*k = name_val(budget);
+		return mdb_cursor_get(cur, k, v, MDB_SET_KEY);
+	}
+	do {
+		rc = mdb_cursor_get(cur, k, v, first ? MDB_FIRST : MDB_NEXT);
+		first = 0;
+	} while (rc == 0 && k->mv_size == sizeof FORMAT_KEY - 1 &&
+	         memcmp(k->mv_data, FORMAT_KEY, k->mv_size) == 0);
+	return rc;
+}
+
 int ratectl_http_cache_stats_read(ratectl_http *h, const char *budget,
                                   ratectl_http_cache_stats *out, size_t cap)
 {
@@ -1316,16 +1337,8 @@ int ratectl_http_cache_stats_read(ratectl_http *h, const char *budget,
 		return rc == DAMAGED || is_damage(rc) ? RATECTL_ECORRUPT : rc < 0 ? rc : -EIO;
 	}
 	if ((rc = mdb_cursor_open(t, c->s, &cur)) == 0) {
-		if (budget) {
-			k = name_val(budget);
-			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-		} else {
-			rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-		}
-		for (; rc == 0; rc = budget ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			if (k.mv_size == sizeof FORMAT_KEY - 1 &&
-			    memcmp(k.mv_data, FORMAT_KEY, k.mv_size) == 0)
-				continue;
+		for (rc = stat_each(cur, budget, &k, &v, 1); rc == 0;
+		     rc = stat_each(cur, budget, &k, &v, 0)) {
 			if (k.mv_size == 0 || k.mv_size > RATECTL_NAME_MAX ||
 			    v.mv_size != sizeof st) {
 				rc = DAMAGED;
@@ -1417,16 +1430,8 @@ static int clear_txn(struct rh__cenv *c, MDB_txn *t, const char *budget,
 	/* The counters: entries and bytes are 0 now; all 0 with reset. */
 	if ((rc = mdb_cursor_open(t, c->s, &cur)) != 0)
 		return rc;
-	if (budget) {
-		k = name_val(budget);
-		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-	} else {
-		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	}
-	for (; rc == 0; rc = budget ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size == sizeof FORMAT_KEY - 1 &&
-		    memcmp(k.mv_data, FORMAT_KEY, k.mv_size) == 0)
-			continue;
+	for (rc = stat_each(cur, budget, &k, &v, 1); rc == 0;
+	     rc = stat_each(cur, budget, &k, &v, 0)) {
 		if (k.mv_size == 0 || k.mv_size > RATECTL_NAME_MAX)
 			continue;
 		memcpy(name, k.mv_data, k.mv_size);
