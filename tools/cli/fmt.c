@@ -16,18 +16,20 @@
 
 #define NS_PER_S 1000000000LL
 
-const char *fmt_count(char buf[FMT_LEN], uint64_t v)
+/* v in steps of base with units[] ("kMG..."), one decimal when it says
+ * something, truncated; below `small`, whole with suffix ("" or "B"). */
+static const char *fmt_scaled(char buf[FMT_LEN], uint64_t v, uint64_t base,
+                              uint64_t small, const char *units, const char *suffix)
 {
-	static const char units[] = "kMGTPE";
-	uint64_t div = 1000;
+	uint64_t div = base;
 	int u = 0;
 
-	if (v < 10000) {
-		snprintf(buf, FMT_LEN, "%llu", (unsigned long long)v);
+	if (v < small) {
+		snprintf(buf, FMT_LEN, "%llu%s", (unsigned long long)v, suffix);
 		return buf;
 	}
-	while (v / div >= 1000 && u < 5) {
-		div *= 1000;
+	while (v / div >= base && u < 5) {
+		div *= base;
 		u++;
 	}
 	if (v / div >= 100 || (v % div) * 10 / div == 0)
@@ -38,28 +40,16 @@ const char *fmt_count(char buf[FMT_LEN], uint64_t v)
 	return buf;
 }
 
+const char *fmt_count(char buf[FMT_LEN], uint64_t v)
+{
+	return fmt_scaled(buf, v, 1000, 10000, "kMGTPE", "");
+}
+
 /* Sizes as the config file writes them (`cache_size = 64M`): B, then K,
  * M, G, T of 1024, truncated like counts: "950B", "12.5K", "64M". */
 const char *fmt_bytes(char buf[FMT_LEN], uint64_t v)
 {
-	static const char units[] = "KMGTPE";
-	uint64_t div = 1024;
-	int u = 0;
-
-	if (v < 1024) {
-		snprintf(buf, FMT_LEN, "%lluB", (unsigned long long)v);
-		return buf;
-	}
-	while (v / div >= 1024 && u < 5) {
-		div *= 1024;
-		u++;
-	}
-	if (v / div >= 100 || (v % div) * 10 / div == 0)
-		snprintf(buf, FMT_LEN, "%llu%c", (unsigned long long)(v / div), units[u]);
-	else
-		snprintf(buf, FMT_LEN, "%llu.%llu%c", (unsigned long long)(v / div),
-		         (unsigned long long)((v % div) * 10 / div), units[u]);
-	return buf;
+	return fmt_scaled(buf, v, 1024, 1024, "KMGTPE", "B");
 }
 
 /*
