@@ -501,8 +501,9 @@ static napi_value local_js(napi_env env, const ratectl_http_local *loc)
 	return o;
 }
 
-/* localResponse(req): the 429 of RATECTL_HTTP_ERETRYBUDGET */
-static napi_value n_local(napi_env env, napi_callback_info info)
+/* An answer made without sending: get's (local or cached) for argv[0]. */
+static napi_value answer_of(napi_env env, napi_callback_info info,
+                            int (*get)(const ratectl_http_request *, ratectl_http_local *))
 {
 	ratectl_http_local loc;
 	napi_value argv[1];
@@ -511,25 +512,22 @@ static napi_value n_local(napi_env env, napi_callback_info info)
 
 	if (rn_args(env, info, 1, argv) || !(r = arg_live_req(env, argv[0])))
 		return NULL;
-	if ((rc = ratectl_http_local_response(r->req, &loc)) < 0)
+	if ((rc = get(r->req, &loc)) < 0)
 		return result(env, rc, NULL);
 	return local_js(env, &loc);
+}
+
+/* localResponse(req): the 429 of RATECTL_HTTP_ERETRYBUDGET */
+static napi_value n_local(napi_env env, napi_callback_info info)
+{
+	return answer_of(env, info, ratectl_http_local_response);
 }
 
 /* cachedResponse(req): the answer of RATECTL_HTTP_CACHED, from the
  * host-wide response cache */
 static napi_value n_cached(napi_env env, napi_callback_info info)
 {
-	ratectl_http_local loc;
-	napi_value argv[1];
-	rn_req *r;
-	int rc;
-
-	if (rn_args(env, info, 1, argv) || !(r = arg_live_req(env, argv[0])))
-		return NULL;
-	if ((rc = ratectl_http_cached_response(r->req, &loc)) < 0)
-		return result(env, rc, NULL);
-	return local_js(env, &loc);
+	return answer_of(env, info, ratectl_http_cached_response);
 }
 
 /* status(req, code) */
