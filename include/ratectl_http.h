@@ -489,9 +489,10 @@ void ratectl_http_request_set_resendable(ratectl_http_request *req, int yes);
  * that every process of the host is answered from it and a full cache
  * never stands in the way of an admission.  An entry is found by a
  * SHA-256 of the budget's name, the method, the URL, the body in a
- * canonical form (JSON with its keys sorted and no blanks) and the
- * SHA-256 of the API key (the key itself is never stored): two keys
- * never share an answer.
+ * canonical form (JSON with its keys sorted and no blanks) and a SHA-256
+ * of the request's credentials (every header whose name holds "auth",
+ * "key" or "token", and Cookie; never stored): two keys never share an
+ * answer.
  *
  *   - A hit: ratectl_http_admit() and the others return
  *     RATECTL_HTTP_CACHED at once, without admission: no request is
@@ -508,8 +509,9 @@ void ratectl_http_request_set_resendable(ratectl_http_request *req, int yes);
  *     with a time to look again: see below).  When the fetch ends
  *     without an answer to store (an error, a non-2xx status, a body too
  *     big), or its process dies (seen within 100 ms: a fetch is a lease
- *     held by a file lock, dropped by the kernel), one waiter fetches in
- *     its place.
+ *     held by a file lock, dropped by the kernel), the waiters go on: when
+ *     the answer was too big to keep, they are all sent at once,
+ *     uncached; otherwise one of them fetches in its place.
  *   - Each budget's entries are held within `cache_size` bytes; the
  *     oldest (first to expire) are removed first to make room.
  *   - A cache that cannot be used (no space, a damaged environment,
@@ -569,8 +571,10 @@ int ratectl_http_cache_stats_read(ratectl_http *h, const char *budget,
 /*
  * Remove the cached answers of budget (NULL: of every budget), and reset
  * its counters when reset_counters is set.  Returns the number of
- * entries removed, or -errno.  Entries being fetched are stored when the
- * fetch ends, as usual.
+ * entries removed (0 when the directory has no cache), -EINVAL for an
+ * invalid name, -errno, or RATECTL_ECORRUPT when the cache is damaged
+ * (it is made again: clear again).  Entries being fetched are stored when
+ * the fetch ends, as usual.
  */
 int64_t ratectl_http_cache_clear(ratectl_http *h, const char *budget,
                                  int reset_counters);

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -38,6 +40,12 @@ static const char conf_text[] =
 	"[plain]\n"
 	"match = plain.example.com\n"
 	"requests = 100000/min\n"
+	"[big]\n"
+	"match = big.example.com\n"
+	"requests = 100000/min\n"
+	"cache = 10m\n"
+	"cache_entry_max = 1M\n"
+	"retry_budget = 100%\n"
 	"[tight]\n"
 	"match = tight.example.com\n"
 	"requests = 100000/min\n"
@@ -355,12 +363,14 @@ static struct shared *shared_new(void)
  * byte on go before answering, so that the others find it fetching. */
 static void child_ask(const char *dir, const char *body, struct shared *sh, int go)
 {
-	ratectl_http *h = open_h(dir, conf_text);
+	ratectl_http *h;
 	ratectl_http_request *r;
 	ratectl_http_local loc;
 	char c;
 	int rc;
 
+	prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlives a failed test */
+	h = open_h(dir, conf_text);
 	if (ratectl_http_request_begin(&r, h, "POST", URL, key1, 1, body, strlen(body), 0))
 		_exit(3);
 	__atomic_add_fetch(&sh->asking, 1, __ATOMIC_SEQ_CST);
@@ -561,6 +571,216 @@ static void test_fetch_failed_wakes_waiters(void **state)
 	rh__cache_slice_ns = 30 * SEC;
 	fetch_end_wakes(*state, 500, 0);
 	rh__cache_slice_ns = slice;
+}
+
+/* Children that wait for the parent's fetch of url's det (with key2),
+ * each answering 200 if it is sent: n of them, asleep in futex(2) before
+ * this returns. */
+static void waiters(struct fx *f, const char *url, int n, struct shared *sh, pid_t *pids)
+{
+	int64_t t0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		if ((pids[i] = fork()) == 0) {
+			ratectl_http *h = open_h(f->dir, conf_text);
+			ratectl_http_request *b;
+			int rc;
+
+			if (ratectl_http_request_begin(&b, h, "POST", url, key2, 1, det,
+			                               strlen(det), 0) != 0 || !b)
+				_exit(3);
+			rc = ratectl_http_admit(b, 10 * SEC);
+			if (rc == 0) {
+				__atomic_add_fetch(&sh->sent, 1, __ATOMIC_SEQ_CST);
+				ratectl_http_response_status(b, 200);
+				ratectl_http_response_body(b, "{}", 2);
+				ratectl_http_response_complete(b);
+				ratectl_http_request_end(b, NULL);
+			} else {
+				__atomic_add_fetch(rc == RATECTL_HTTP_CACHED ? &sh->coalesced :
+				                   &sh->other, 1, __ATOMIC_SEQ_CST);
+			}
+			ratectl_http_request_free(b);
+			ratectl_http_close(h);
+			_exit(0);
+		}
+	t0 = mono();
+	for (i = 0; i < n; i++)
+		while (!in_futex(pids[i]) && mono() - t0 < 5 * SEC)
+			usleep(1000);      /* until each sleeps on the bucket */
+	for (i = 0; i < n; i++)
+		assert_true(in_futex(pids[i]));
+}
+
+static void reap_pids(const pid_t *pids, int n)
+{
+	int i, st;
+
+	for (i = 0; i < n; i++) {
+		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+}
+
+/* A fetch whose answer is too big to keep: the 4 that waited for it are
+ * sent at once, uncached, not one after another (each would get an
+ * answer as big); a request that comes later fetches anew. */
+static void test_waiters_pass_after_unkept_answer(void **state)
+{
+	struct fx *f = *state;
+	struct shared *sh = shared_new();
+	ratectl_http_request *a;
+	int64_t slice = rh__cache_slice_ns;
+	pid_t pids[4];
+
+	rh__cache_realtime = NULL;
+	rh__cache_slice_ns = 30 * SEC;
+	assert_int_equal(ratectl_http_request_begin(&a, f->h, "POST", URL, key2, 1, det,
+	                                            strlen(det), 0), 0);
+	assert_int_equal(ratectl_http_admit(a, 0), 0);
+	waiters(f, URL, 4, sh, pids);
+	{
+		static char big[9000];
+
+		memset(big, 'b', sizeof big);          /* cache_entry_max is 8K */
+		ratectl_http_response_status(a, 200);
+		ratectl_http_response_body(a, big, sizeof big);
+		ratectl_http_response_complete(a);
+	}
+	assert_int_equal(ratectl_http_request_end(a, NULL), 0);
+	ratectl_http_request_free(a);
+	reap_pids(pids, 4);
+	assert_int_equal(sh->sent, 4);            /* all of them, uncached */
+	assert_int_equal(sh->coalesced + sh->other, 0);
+	assert_int_equal(stats_of(f->h, "llm").stores, 0);
+	/* a newcomer fetches, and its answer is kept */
+	assert_int_equal(ask(f->h, URL, key2, det, 200, "{}", 1, NULL, 0), 0);
+	assert_int_equal(ask(f->h, URL, key2, det, 200, "{}", 1, NULL, 0), RATECTL_HTTP_CACHED);
+	rh__cache_slice_ns = slice;
+	rh__cache_realtime = test_realtime;
+	munmap(sh, sizeof *sh);
+}
+
+/* The fetcher cannot store (its data file may not grow: a full disk):
+ * the fetch ends all the same, and those waiting for it go on at once,
+ * not after their deadline. */
+static void test_store_fails_fetch_ends(void **state)
+{
+	static const char url[] = "https://big.example.com/v1/chat/completions";
+	struct fx *f = *state;
+	struct shared *sh = shared_new();
+	char path[512];
+	struct stat st;
+	int64_t slice = rh__cache_slice_ns, t0;
+	pid_t p, pids[2];
+	int go[2], back[2], stw;
+
+	rh__cache_realtime = NULL;
+	rh__cache_slice_ns = 30 * SEC;
+	assert_int_equal(ask(f->h, url, key1, det, 200, "{}", 1, NULL, 0), 0);  /* made */
+	snprintf(path, sizeof path, "%s/cache/data.mdb", f->dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(back), 0);
+	if ((p = fork()) == 0) {
+		struct rlimit rl = { (rlim_t)st.st_size, (rlim_t)st.st_size };
+		ratectl_http *h = open_h(f->dir, conf_text);
+		ratectl_http_request *a;
+		static char answer[600000];
+		char c;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlives a failed test */
+		signal(SIGXFSZ, SIG_IGN);
+		if (ratectl_http_request_begin(&a, h, "POST", url, key2, 1, det,
+		                               strlen(det), 0) != 0 || ratectl_http_admit(a, 0) != 0)
+			_exit(3);
+		if (write(back[1], "f", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(4);
+		if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+			_exit(5);
+		memset(answer, 'x', sizeof answer);
+		ratectl_http_response_status(a, 200);
+		ratectl_http_response_body(a, answer, sizeof answer);
+		ratectl_http_response_complete(a);
+		ratectl_http_request_end(a, NULL);
+		ratectl_http_request_free(a);
+		pause();               /* alive: its liveness lock held */
+		_exit(0);
+	}
+	{
+		char c;
+
+		assert_int_equal(read(back[0], &c, 1), 1);
+		assert_int_equal(c, 'f');
+	}
+	waiters(f, url, 2, sh, pids);
+	t0 = mono();
+	assert_int_equal(write(go[1], "g", 1), 1);
+	reap_pids(pids, 2);
+	assert_true(mono() - t0 < 8 * SEC);
+	assert_int_equal(sh->other, 0);
+	assert_true(sh->sent >= 1);
+	kill(p, SIGKILL);
+	assert_int_equal(waitpid(p, &stw, 0), p);
+	close(go[0]);
+	close(go[1]);
+	close(back[0]);
+	close(back[1]);
+	rh__cache_slice_ns = slice;
+	rh__cache_realtime = test_realtime;
+	munmap(sh, sizeof *sh);
+}
+
+/* Credentials in any header keep callers apart; other headers do not. */
+static void test_credentials_apart(void **state)
+{
+	static const ratectl_http_header g1[] = { { "X-Goog-Api-Key", "one" },
+	                                          { "X-Request-Id", "1" } };
+	static const ratectl_http_header g2[] = { { "x-goog-api-key", "two" },
+	                                          { "X-Request-Id", "1" } };
+	static const ratectl_http_header g1b[] = { { "X-Goog-Api-Key", "one" },
+	                                           { "X-Request-Id", "2" } };
+	static const ratectl_http_header ck[] = { { "Cookie", "session=a" } };
+	static const ratectl_http_header tok[] = { { "X-Auth-Token", "t1" } };
+	struct fx *f = *state;
+	ratectl_http_request *r;
+	int i;
+	const ratectl_http_header *sets[] = { g1, g2, ck, tok };
+	size_t ns[] = { 2, 2, 1, 1 };
+
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(ratectl_http_request_begin(&r, f->h, "POST", URL, sets[i], ns[i],
+		                                            det, strlen(det), 0), 0);
+		assert_int_equal(ratectl_http_admit(r, 0), 0);            /* each a miss */
+		ratectl_http_response_status(r, 200);
+		ratectl_http_response_complete(r);
+		ratectl_http_request_end(r, NULL);
+		ratectl_http_request_free(r);
+	}
+	assert_int_equal(ratectl_http_request_begin(&r, f->h, "POST", URL, g1b, 2, det,
+	                                            strlen(det), 0), 0);
+	assert_int_equal(ratectl_http_admit(r, 0), RATECTL_HTTP_CACHED);
+	ratectl_http_request_free(r);
+}
+
+/* A second handle naming the ledger otherwise ("DIR/") shares the one
+ * environment: the first handle's cache still works after it read. */
+static void test_one_environment_per_directory(void **state)
+{
+	struct fx *f = *state;
+	ratectl_http_cache_stats s;
+	ratectl_http *b;
+	char other[600];
+
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{}", 1, NULL, 0), 0);
+	snprintf(other, sizeof other, "%s/", f->dir);
+	b = open_h(other, conf_text);
+	assert_int_equal(ratectl_http_cache_stats_read(b, "llm", &s, 1), 1);
+	assert_int_equal(ask(b, URL, key1, det, 200, "{}", 1, NULL, 0), RATECTL_HTTP_CACHED);
+	ratectl_http_close(b);
+	assert_int_equal(ask(f->h, URL, key1, det, 200, "{}", 1, NULL, 0), RATECTL_HTTP_CACHED);
+	assert_int_equal(stats_of(f->h, "llm").hits, 2);
 }
 
 /* An event loop's request waits for another's fetch without blocking. */
@@ -891,6 +1111,9 @@ static void test_canonical_form(void **state)
 		"", " ", "{", "}", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "[1,]", "[1 2]",
 		"01", "1.", ".5", "1e", "-", "+1", "tru", "nul", "\"abc", "\"a\\x\"",
 		"\"\\u12\"", "\"a\nb\"", "{\"a\":1,\"a\":2}", "{\"a\":1} x", "NaN",
+		/* one key two ways, and any escaped key */
+		"{\"input\":\"cat\",\"\\u0069nput\":\"dog\"}", "{\"\\u0069nput\":\"dog\",\"input\":\"cat\"}",
+		"{\"temperature\":0,\"temperatur\\u0065\":1}", "[{\"a\\\"b\":1}]",
 	};
 	char out[256], deep[300];
 	struct rh__jcanon_top top;
@@ -928,6 +1151,22 @@ static void test_canonical_form(void **state)
 	assert_false(top.temperature_zero);
 	assert_int_equal(top_of("{\"temperature\":\"0\"}", &top), 0);
 	assert_false(top.temperature_zero);
+	/* 100,000 members in reverse order: sorted (n log n: a flat body a
+	 * client sends must not stall the program) */
+	{
+		size_t cap = 2000000, m;
+		char *big = malloc(cap), *form = malloc(cap), *p = big;
+
+		assert_non_null(big);
+		assert_non_null(form);
+		*p++ = '{';
+		for (i = 100000; i > 0; i--)
+			p += sprintf(p, "\"k%06zu\":1%s", i, i > 1 ? "," : "}");
+		assert_int_equal(rh__jcanon(big, (size_t)(p - big), form, &m, NULL), 0);
+		assert_int_equal(memcmp(form, "{\"k000001\":1,\"k000002\":1,", 25), 0);
+		free(big);
+		free(form);
+	}
 	/* an object of many members (past the inline table) */
 	{
 		char big[2048] = "{", form[2048], *p = big + 1;
@@ -953,6 +1192,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fetcher_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_stored_wakes_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_failed_wakes_waiters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waiters_pass_after_unkept_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_fails_fetch_ends, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_credentials_apart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_environment_per_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserve_waits_for_fetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_fetch_given_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_child_free, setup, teardown),

@@ -12,8 +12,9 @@
  *   p   key -> struct cpend: the request fetching that answer now
  *   s   budget -> struct cstat: counters; ".format" -> CACHE_FORMAT
  *
- * The key is a SHA-256 of the budget's name, the method, the URL, the
- * SHA-256 of the API key (never the key) and the body in a canonical form
+ * The key is a SHA-256 of the budget's name, the method, the URL, a
+ * SHA-256 of the request's credentials (its API key and the like, never
+ * kept: credentials_hash()) and the body in a canonical form
  * (jcanon.c: no blanks, each object's members sorted by key), so that two
  * clients that order or space one request differently share its answer.
  *
@@ -76,8 +77,11 @@
 #define WAIT_SLICE_NS (100 * RH_NS_PER_MS)
 #define POLL_NS (20 * RH_NS_PER_MS)
 #define FETCH_MAX_NS (600 * RH_NS_PER_S)
+#define PASS_NS (5 * RH_NS_PER_S)        /* after an answer not kept */
+#define READER_CHECK_NS (10 * RH_NS_PER_S)
 #define SKEW_NS (60 * RH_NS_PER_S)   /* an entry stored "later than now" */
 #define EXPIRE_STEP 64               /* expired entries removed per store */
+#define CACHE_READERS 1022           /* processes at once, as the ledger's */
 #define PC_SLOTS 16                  /* budgets whose hits wait to be written */
 #define FLUSH_NS RH_NS_PER_S
 #if UINTPTR_MAX > 0xffffffffu
@@ -124,6 +128,8 @@ struct cstat {
 struct rh__cenv {
 	struct rh__cenv *next;
 	char dir[4200];            /* DIR/cache */
+	dev_t dev;                 /* of DIR/cache: who it is */
+	ino_t ino;
 	int refs;                  /* handles using it (reg_mu) */
 	pthread_mutex_t mu;        /* all below */
 	pid_t pid;                 /* the process that opened env */
@@ -146,6 +152,7 @@ struct rh__cenv {
 	} pc[PC_SLOTS];
 	unsigned npc;
 	int64_t flush_at;          /* CLOCK_MONOTONIC */
+	int64_t check_at;          /* the next mdb_reader_check() before a store */
 };
 
 static int pc_flush(struct rh__cenv *c);
@@ -345,6 +352,7 @@ static int env_open(struct rh__cenv *c, int create)
 		if ((rc = mdb_env_create(&c->env)) != 0)
 			return rc;
 		mdb_env_set_maxdbs(c->env, 4);
+		mdb_env_set_maxreaders(c->env, CACHE_READERS);
 		mdb_env_set_mapsize(c->env, CACHE_MAP);
 		rc = mdb_env_open(c->env, c->dir, MDB_NOSYNC | MDB_NOTLS |
 		                  (create ? 0 : MDB_RDONLY), c->mode);
@@ -388,9 +396,12 @@ static int env_rebuild(struct rh__cenv *c, uint32_t gen_seen)
 	while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
 		;
 	if (__atomic_load_n(&c->wake[0], __ATOMIC_ACQUIRE) == gen_seen) {
-		snprintf(path, sizeof path, "%s/data.mdb", c->dir);
-		unlink(path);
+		/* The lock file first: an opener in between gets a new one and
+		 * the old, damaged data (and waits on the flock to rebuild),
+		 * never the old lock file with new data. */
 		snprintf(path, sizeof path, "%s/lock.mdb", c->dir);
+		unlink(path);
+		snprintf(path, sizeof path, "%s/data.mdb", c->dir);
 		unlink(path);
 		__atomic_add_fetch(&c->wake[0], 1, __ATOMIC_RELEASE);
 	}
@@ -462,6 +473,7 @@ static struct rh__cenv *cenv_get(ratectl_http *h, int create, int *rc)
 	struct rh__cenv *c = __atomic_load_n(&h->cache, __ATOMIC_ACQUIRE), *none = NULL;
 	char dir[4200], why[256];
 	mode_t dmode = 0700, fmode = 0600;
+	struct stat st;
 	int err;
 
 	if (c)
@@ -472,9 +484,18 @@ static struct rh__cenv *cenv_get(ratectl_http *h, int create, int *rc)
 	}
 	if ((*rc = cache_dir(h, dir, sizeof dir, &dmode, &fmode)) != 0)
 		return NULL;
+	if (create && mkdir(dir, 0700) == 0)
+		(void)chmod(dir, dmode ? dmode : 0700);
+	/* One environment per directory and process, however it is named
+	 * ("L", "L/", a link): by device and inode, as the ledger's.  LMDB
+	 * must not open one environment twice in a process. */
+	if (stat(dir, &st) != 0) {
+		*rc = -errno;
+		return NULL;
+	}
 	pthread_once(&reg_once, reg_init);
 	pthread_mutex_lock(&reg_mu);
-	for (c = reg; c && strcmp(c->dir, dir) != 0; c = c->next)
+	for (c = reg; c && (c->dev != st.st_dev || c->ino != st.st_ino); c = c->next)
 		;
 	if (c) {
 		c->refs++;
@@ -486,8 +507,8 @@ static struct rh__cenv *cenv_get(ratectl_http *h, int create, int *rc)
 		c->live_fd = -1;
 		c->mode = fmode;
 		c->refs = 1;
-		if (create && mkdir(dir, 0700) == 0)
-			(void)chmod(dir, dmode ? dmode : 0700);
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
 		if ((*rc = wake_open(c, create)) != 0) {
 			cenv_free(c);
 			c = NULL;
@@ -660,21 +681,45 @@ static int ent_read(const MDB_val *v, struct cent *e, const char **budget,
 }
 
 /* Remove the entry of order row ok[0..on) (size sz), counting it in d. */
+static size_t order_key(uint8_t *out, const char *budget, int64_t expires,
+                        const uint8_t key[RH_CACHE_KEY]);
+static int ent_read(const MDB_val *v, struct cent *e, const char **budget,
+                    const char **ctype, const char **body);
+
+/*
+ * Remove order row ok[0..on) (of an entry of size sz) at cur, and the
+ * entry it stands for, counting it in d (as `why`: S_EXPIRED or
+ * S_EVICTIONS).  The entry under its key is removed only when it is that
+ * one (its budget and expiry make this row): a damaged one was removed
+ * already and a newer one stored under the key has a row of its own.  The
+ * row carries the accounting either way.
+ */
 static int drop_ordered(struct rh__cenv *c, MDB_txn *t, MDB_cursor *cur,
-                        const uint8_t *ok, size_t on, uint64_t sz, int expired,
+                        const uint8_t *ok, size_t on, uint64_t sz, int why,
                         int64_t d[S_N])
 {
-	MDB_val k = { RH_CACHE_KEY, (void *)(ok + on - RH_CACHE_KEY) };
+	MDB_val k = { RH_CACHE_KEY, (void *)(ok + on - RH_CACHE_KEY) }, v;
+	const char *budget, *ctype, *body;
+	uint8_t mine[ORDER_KEY_MAX];
+	char b[RATECTL_NAME_MAX + 1];
+	struct cent e;
 	int rc;
 
-	rc = mdb_del(t, c->e, &k, NULL);
+	rc = mdb_get(t, c->e, &k, &v);
+	if (rc == 0 && ent_read(&v, &e, &budget, &ctype, &body) == 0) {
+		memcpy(b, budget, e.budget_len);
+		b[e.budget_len] = '\0';
+		if (order_key(mine, b, e.expires_ns, k.mv_data) == on &&
+		    memcmp(mine, ok, on) == 0)
+			rc = mdb_del(t, c->e, &k, NULL);
+	}
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return rc;
 	if ((rc = mdb_cursor_del(cur, 0)) != 0)
 		return rc;
 	d[S_ENTRIES]--;
 	d[S_BYTES] -= (int64_t)sz;
-	d[expired ? S_EXPIRED : S_EVICTIONS]++;
+	d[why]++;
 	return 0;
 }
 
@@ -725,7 +770,8 @@ static int trim(struct rh__cenv *c, MDB_txn *t, const char *budget, uint64_t cap
 		if (!(expired && n < EXPIRE_STEP) && *bytes <= cap)
 			break;
 		n += expired;
-		if ((rc = drop_ordered(c, t, cur, ok, pn + 8 + RH_CACHE_KEY, sz, expired, d)) != 0)
+		if ((rc = drop_ordered(c, t, cur, ok, pn + 8 + RH_CACHE_KEY, sz,
+		                       expired ? S_EXPIRED : S_EVICTIONS, d)) != 0)
 			break;
 		*bytes = sz > *bytes ? 0 : *bytes - sz;
 	}
@@ -744,10 +790,11 @@ static uint64_t stat_get(struct rh__cenv *c, MDB_txn *t, const char *budget, int
 	return st.magic == STAT_MAGIC && st.n == S_N ? st.v[i] : 0;
 }
 
-/* Delete the entry at key (stored as *e by budget) and its order row. */
+/* Delete the entry at key (stored as *e by budget) and its order row,
+ * counting it in d as why (S_EXPIRED, S_EVICTIONS; S_N: replaced, neither). */
 static int ent_drop(struct rh__cenv *c, MDB_txn *t, const uint8_t key[RH_CACHE_KEY],
                     const struct cent *e, const char *budget, size_t vsize,
-                    int expired, int64_t d[S_N])
+                    int why, int64_t d[S_N])
 {
 	uint8_t ok[ORDER_KEY_MAX];
 	MDB_val k = { RH_CACHE_KEY, (void *)key }, o;
@@ -762,7 +809,8 @@ static int ent_drop(struct rh__cenv *c, MDB_txn *t, const uint8_t key[RH_CACHE_K
 		return rc;
 	d[S_ENTRIES]--;
 	d[S_BYTES] -= (int64_t)(vsize + RH_CACHE_KEY + o.mv_size);
-	d[expired ? S_EXPIRED : S_EVICTIONS]++;
+	if (why < S_N)
+		d[why]++;
 	return 0;
 }
 
@@ -773,6 +821,39 @@ static int ends_with(const char *s, const char *suffix)
 	size_t n = strlen(s), m = strlen(suffix);
 
 	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/*
+ * What tells one caller from another, hashed into kh (the values are never
+ * kept): every request header that carries credentials, name and value in
+ * the order given: Authorization, x-api-key, api-key, x-goog-api-key,
+ * Cookie, and any other whose name holds "auth", "key" or "token".  Two
+ * keys never share an answer, however a provider takes its key; a header
+ * that is not a credential costs a miss at worst.
+ */
+static void credentials_hash(const ratectl_http_header *hd, size_t n, uint8_t kh[32])
+{
+	struct rh__sha256_ctx sc;
+	char name[64];
+	size_t i, j;
+
+	rh__sha256_init(&sc);
+	for (i = 0; hd && i < n; i++) {
+		if (!hd[i].name || !hd[i].value)
+			continue;
+		for (j = 0; hd[i].name[j] && j < sizeof name - 1; j++)
+			name[j] = (char)(hd[i].name[j] >= 'A' && hd[i].name[j] <= 'Z' ?
+			                 hd[i].name[j] + 32 : hd[i].name[j]);
+		name[j] = '\0';
+		if (hd[i].name[j])
+			continue;              /* no credential has a name this long */
+		if (!strstr(name, "auth") && !strstr(name, "key") &&
+		    !strstr(name, "token") && strcmp(name, "cookie") != 0)
+			continue;
+		rh__sha256_update(&sc, name, j + 1);
+		rh__sha256_update(&sc, hd[i].value, strlen(hd[i].value) + 1);
+	}
+	rh__sha256_final(&sc, kh);
 }
 
 int rh__cache_key(const struct rh__policy *pol, const char *method, const char *url,
@@ -815,8 +896,7 @@ int rh__cache_key(const struct rh__policy *pol, const char *method, const char *
 	} else if (body && len) {
 		return 0;
 	}
-	if (!rh__key_hash_of(hd, nhd, kh))
-		memset(kh, 0, sizeof kh);
+	credentials_hash(hd, nhd, kh);
 	rh__sha256_init(&sc);
 	rh__sha256_update(&sc, CACHE_FORMAT, sizeof CACHE_FORMAT);
 	rh__sha256_update(&sc, pol->name, strlen(pol->name) + 1);
@@ -872,6 +952,25 @@ static int hit_copy(struct rh__cache_req *q, const struct cent *e, const char *c
 	snprintf(q->hit_age, sizeof q->hit_age, "%lld", (long long)age);
 	q->hit_coalesced = q->waited;
 	return 0;
+}
+
+/*
+ * What a fetch record says to q (c->mu held): RH_CACHE_WAIT (another
+ * request fetches it, and its process lives), RH_CACHE_OFF (a pass: the
+ * fetch q waited for got an answer too big to keep; q is sent at once,
+ * uncached, with the others that waited), or 0 (nobody: q may fetch it;
+ * a request that comes after a pass begins a fetch of its own).
+ */
+static int pending(struct rh__cenv *c, const struct rh__cache_req *q,
+                   const struct cpend *pd)
+{
+	int64_t age = now_boot() - pd->since_ns;
+
+	if (pd->magic != PEND_MAGIC || age < 0 || (pd->owner && pd->nonce == q->nonce))
+		return 0;
+	if (pd->owner == 0)            /* for those that waited only */
+		return q->waited && age < PASS_NS ? RH_CACHE_OFF : 0;
+	return age < FETCH_MAX_NS && live_alive(c, pd->owner) ? RH_CACHE_WAIT : 0;
 }
 
 /* Write the hits counted in c->pc (c->mu held, env ready). */
@@ -944,6 +1043,12 @@ static int look_read(struct rh__cenv *c, const struct rh__policy *pol,
 	rc = c->rtxn ? mdb_txn_renew(c->rtxn) : txn_begin(c, MDB_RDONLY, &c->rtxn);
 	if (rc == MDB_MAP_RESIZED && mdb_env_set_mapsize(c->env, 0) == 0)
 		rc = mdb_txn_renew(c->rtxn);
+	if (rc == MDB_READERS_FULL) {        /* slots of killed processes */
+		int dead;
+
+		mdb_reader_check(c->env, &dead);
+		rc = c->rtxn ? mdb_txn_renew(c->rtxn) : txn_begin(c, MDB_RDONLY, &c->rtxn);
+	}
 	if (rc != 0) {
 		if (c->rtxn)
 			mdb_txn_abort(c->rtxn);
@@ -964,9 +1069,7 @@ static int look_read(struct rh__cenv *c, const struct rh__policy *pol,
 		rc = mdb_get(c->rtxn, c->p, &k, &v);
 		if (rc == 0 && v.mv_size == sizeof pd) {
 			memcpy(&pd, v.mv_data, sizeof pd);
-			rc = pd.magic == PEND_MAGIC && pd.nonce != q->nonce &&
-			     now_boot() - pd.since_ns < FETCH_MAX_NS &&
-			     live_alive(c, pd.owner) ? RH_CACHE_WAIT : 0;
+			rc = pending(c, q, &pd);
 		} else if (rc == MDB_NOTFOUND || rc == 0) {
 			rc = 0;
 		}
@@ -1002,7 +1105,7 @@ static int look(struct rh__cenv *c, const struct rh__policy *pol, struct rh__cac
 
 		memcpy(b, budget, e.budget_len);
 		b[e.budget_len] = '\0';
-		rc = ent_drop(c, t, q->key, &e, b, v.mv_size, 1, d);
+		rc = ent_drop(c, t, q->key, &e, b, v.mv_size, S_EXPIRED, d);
 		if (rc == 0)
 			rc = stat_add(c, t, b, d);
 		memset(d, 0, sizeof d);
@@ -1021,10 +1124,9 @@ static int look(struct rh__cenv *c, const struct rh__policy *pol, struct rh__cac
 	rc = mdb_get(t, c->p, &k, &v);
 	if (rc == 0 && v.mv_size == sizeof pd) {
 		memcpy(&pd, v.mv_data, sizeof pd);
-		if (pd.magic == PEND_MAGIC && pd.nonce != q->nonce &&
-		    now_boot() - pd.since_ns < FETCH_MAX_NS && live_alive(c, pd.owner)) {
+		if ((rc = pending(c, q, &pd)) != 0) {
 			mdb_txn_abort(t);
-			return RH_CACHE_WAIT;
+			return rc;
 		}
 	} else if (rc != 0 && rc != MDB_NOTFOUND) {
 		goto fail;
@@ -1044,7 +1146,9 @@ static int look(struct rh__cenv *c, const struct rh__policy *pol, struct rh__cac
 	if ((rc = mdb_put(t, c->p, &k, &v, 0)) != 0)
 		goto fail;
 	d[S_MISSES] = 1;
-	if ((rc = stat_add(c, t, pol->name, d)) != 0 || (rc = mdb_txn_commit(t)) != 0)
+	if ((rc = stat_add(c, t, pol->name, d)) != 0)
+		goto fail;
+	if ((rc = mdb_txn_commit(t)) != 0)     /* frees t, whatever it says */
 		return rc;
 	q->fetching = 1;
 	q->pid = getpid();
@@ -1113,7 +1217,8 @@ static int store(struct rh__cenv *c, MDB_txn *t, const struct rh__policy *pol,
 		} else {
 			memcpy(b, ob, old.budget_len);
 			b[old.budget_len] = '\0';
-			if ((rc = ent_drop(c, t, q->key, &old, b, v.mv_size, 1, d)) == 0 &&
+			/* replaced: neither evicted nor expired */
+			if ((rc = ent_drop(c, t, q->key, &old, b, v.mv_size, S_N, d)) == 0 &&
 			    strcmp(b, pol->name) != 0) {
 				rc = stat_add(c, t, b, d);
 				memset(d, 0, S_N * sizeof *d);
@@ -1164,22 +1269,31 @@ static int store(struct rh__cenv *c, MDB_txn *t, const struct rh__policy *pol,
 	return trim(c, t, pol->name, pol->cache_size, now, &bytes, d);
 }
 
+/*
+ * End q's fetch in one write transaction (c->mu held): its fetch record
+ * goes; with keep, the answer is stored; with pass (a whole 2xx answer
+ * too big to keep: so will the next be), the record becomes a pass (owner
+ * 0) for PASS_NS, which sends the requests that were waiting for it at
+ * once, uncached, rather than one after another.  After a failure (not a
+ * 2xx, no answer) one of them fetches in its place.
+ */
 static int finish(struct rh__cenv *c, const struct rh__policy *pol,
-                  struct rh__cache_req *q, int keep, int status, const char *ctype,
-                  uint64_t tokens)
+                  struct rh__cache_req *q, int keep, int pass, int status,
+                  const char *ctype, uint64_t tokens)
 {
 	MDB_val k = { RH_CACHE_KEY, q->key }, v;
 	int64_t d[S_N] = { 0 };
 	struct cpend pd;
 	MDB_txn *t;
-	int rc;
+	int rc, ours = 1;
 
 	if ((rc = txn_begin(c, 0, &t)) != 0)
 		return rc;
 	rc = mdb_get(t, c->p, &k, &v);
 	if (rc == 0 && v.mv_size == sizeof pd) {
 		memcpy(&pd, v.mv_data, sizeof pd);
-		if (pd.nonce == q->nonce && (rc = mdb_del(t, c->p, &k, NULL)) != 0)
+		ours = pd.nonce == q->nonce;    /* else taken over: left to its taker */
+		if (ours && (rc = mdb_del(t, c->p, &k, NULL)) != 0)
 			goto fail;
 	} else if (rc == 0) {
 		if ((rc = mdb_del(t, c->p, &k, NULL)) != 0)    /* damaged */
@@ -1187,19 +1301,34 @@ static int finish(struct rh__cenv *c, const struct rh__policy *pol,
 	} else if (rc != MDB_NOTFOUND) {
 		goto fail;
 	}
-	if (keep && (rc = store(c, t, pol, q, status, ctype, tokens, d)) != 0) {
-		/* No room in the map: the answer is not kept, the fetch ends. */
-		mdb_txn_abort(t);
-		if (rc != MDB_MAP_FULL)
-			return rc;
-		return finish(c, pol, q, 0, status, ctype, tokens);
-	}
-	if ((keep && (rc = stat_add(c, t, pol->name, d)) != 0))
+	if (keep && (rc = store(c, t, pol, q, status, ctype, tokens, d)) != 0)
 		goto fail;
+	if (keep && (rc = stat_add(c, t, pol->name, d)) != 0)
+		goto fail;
+	if (!keep && pass && ours) {
+		memset(&pd, 0, sizeof pd);
+		pd.magic = PEND_MAGIC;
+		pd.since_ns = now_boot();
+		v.mv_size = sizeof pd;
+		v.mv_data = &pd;
+		if ((rc = mdb_put(t, c->p, &k, &v, 0)) != 0)
+			goto fail;
+	}
 	return mdb_txn_commit(t);
 fail:
 	mdb_txn_abort(t);
 	return rc;
+}
+
+/* This process's fetch records can no longer be removed (no space, an
+ * environment it cannot open): it gives up its liveness key, so that
+ * those waiting for its fetches find them dead and go on (c->mu held). */
+static void live_drop(struct rh__cenv *c)
+{
+	if (c->live_fd >= 0)
+		close(c->live_fd);
+	c->live_fd = -1;
+	c->live_key = 0;
 }
 
 void rh__cache_finish(ratectl_http *h, const struct rh__policy *pol,
@@ -1207,7 +1336,7 @@ void rh__cache_finish(ratectl_http *h, const struct rh__policy *pol,
                       const char *ctype, uint64_t tokens)
 {
 	struct rh__cenv *c = __atomic_load_n(&h->cache, __ATOMIC_ACQUIRE);
-	int rc;
+	int rc, pass = 0;
 
 	if (!q->fetching || q->pid != getpid()) {
 		q->fetching = 0;
@@ -1216,12 +1345,38 @@ void rh__cache_finish(ratectl_http *h, const struct rh__policy *pol,
 	q->fetching = 0;
 	if (!c)
 		return;
-	if (keep && (q->overflow || q->len > pol->cache_entry_max))
+	if (keep && (q->overflow || q->len > pol->cache_entry_max)) {
 		keep = 0;
+		pass = 1;
+	}
 	pthread_mutex_lock(&c->mu);
-	rc = env_ready(c);
-	if (rc == 0 && (rc = finish(c, pol, q, keep, status, ctype, tokens)) != 0)
+	if ((rc = env_ready(c)) == 0 && keep &&
+	    rh__clock(CLOCK_MONOTONIC) >= c->check_at) {
+		int dead;
+
+		/* A process killed in a read transaction holds its snapshot,
+		 * and the pages freed since, until its slot is cleared: looked
+		 * at before a store now and then, not only at opening. */
+		mdb_reader_check(c->env, &dead);
+		c->check_at = rh__clock(CLOCK_MONOTONIC) + READER_CHECK_NS;
+	}
+	if (rc == 0 &&
+	    (rc = finish(c, pol, q, keep, pass, status, ctype, tokens)) != 0 &&
+	    !is_damage(rc)) {
+		/* Not stored (no room: map or disk full): the fetch ends all
+		 * the same, its record removed; failing that, given up. */
+		if (rc == MDB_MAP_FULL || rc == MDB_READERS_FULL) {
+			int dead;
+
+			mdb_reader_check(c->env, &dead);
+		}
+		rc = finish(c, pol, q, 0, 0, status, ctype, tokens);
+	}
+	if (rc != 0) {
 		after_error(c, rc);
+		if (!is_damage(rc) && rc != DAMAGED)
+			live_drop(c);
+	}
 	pthread_mutex_unlock(&c->mu);
 	wake_all(bucket_of(c, q->key));
 }
@@ -1277,6 +1432,15 @@ void rh__cache_req_free(ratectl_http *h, const struct rh__policy *pol,
 }
 
 /* ---- stats and clear ----------------------------------------------------------------- */
+
+/* An error as the public calls say it: RATECTL_ECORRUPT for damage,
+ * -errno as it is, -EIO for the rest of LMDB's codes. */
+static int public_rc(int rc)
+{
+	if (rc == DAMAGED || is_damage(rc))
+		return RATECTL_ECORRUPT;
+	return rc < 0 && rc > -4096 ? rc : -EIO;
+}
 
 /* The counters of budget (NULL: of every budget, in name order) one at a
  * time, the format record passed over: first, then the next. */
@@ -1334,7 +1498,7 @@ int ratectl_http_cache_stats_read(ratectl_http *h, const char *budget,
 	}
 	if (rc != 0 || (rc = txn_begin(c, MDB_RDONLY, &t)) != 0) {
 		pthread_mutex_unlock(&c->mu);
-		return rc == DAMAGED || is_damage(rc) ? RATECTL_ECORRUPT : rc < 0 ? rc : -EIO;
+		return public_rc(rc);
 	}
 	if ((rc = mdb_cursor_open(t, c->s, &cur)) == 0) {
 		for (rc = stat_each(cur, budget, &k, &v, 1); rc == 0;
@@ -1484,7 +1648,5 @@ int64_t ratectl_http_cache_clear(ratectl_http *h, const char *budget, int reset_
 	if (rc != 0)
 		after_error(c, rc);
 	pthread_mutex_unlock(&c->mu);
-	if (rc == DAMAGED || is_damage(rc))
-		return RATECTL_ECORRUPT;
-	return rc == 0 ? removed : rc < 0 ? rc : -EIO;
+	return rc == 0 ? removed : public_rc(rc);
 }

@@ -129,9 +129,3 @@ int rh__key_id_of(const ratectl_http_header *h, size_t n, char out[RH_KEY_ID_LEN
 	return v && ratectl_http_key_id(out, v, strlen(v)) == 0;
 }
 
-int rh__key_hash_of(const ratectl_http_header *h, size_t n, uint8_t out[32])
-{
-	const char *v = key_header(h, n);
-
-	return v && key_digest(v, strlen(v), out) == 0;
-}

@@ -174,10 +174,6 @@ int rh__url_split(const char *u, char *host, size_t hl, unsigned *port,
 int rh__key_id_of(const ratectl_http_header *h, size_t n,
                   char out[RH_KEY_ID_LEN + 1]);
 
-/* The SHA-256 of the request's API key (the header rh__key_id_of()
- * reads, trimmed as ratectl_http_key_id() trims it): 1, or 0 when none. */
-int rh__key_hash_of(const ratectl_http_header *h, size_t n, uint8_t out[32]);
-
 /* The value of request header name (case-insensitive), or NULL. */
 const char *rh__req_header(const ratectl_http_header *h, size_t n, const char *name);
 
