@@ -2,9 +2,9 @@
  * bench_cache.c - section 13: the host-wide response cache.
  *
  * What a hit costs, without HTTP (rows interleaved, as bench_http): begin
- * (URL match, and the body's canonical key: JSON parsed, keys sorted,
- * SHA-256) + admit (one write transaction on the cache's environment,
- * the answer copied out) + the cached response + free; against the bare
+ * (URL match, and the body's canonical key: jcanon.c, keys sorted,
+ * SHA-256) + admit (a read transaction on the cache's environment, the
+ * answer copied out) + the cached response + free; against the bare
  * copy of the answer and against a request the policy sends (try +
  * response + end, no cache).  Target: a hit within a few microseconds
  * (5) plus the copy.
@@ -367,7 +367,7 @@ int main(void)
 
 	printf("\n13. The response cache: %zu timed requests per row, rows interleaved in\n"
 	       "   %d rounds, on CPU %d, %s (%s); a hit is begin (match, canonical key of a\n"
-	       "   %zu-byte JSON body) + admit (one write transaction on DIR/cache, the\n"
+	       "   %zu-byte JSON body) + admit (a read transaction on DIR/cache, the\n"
 	       "   answer copied) + the cached response + free\n",
 	       ops, ROUNDS, cpu, bench_fs_name(base), base, sizeof req_body - 1);
 	printf("     %-42s %10s %10s %10s\n", "", "median", "p99", "past copy");
