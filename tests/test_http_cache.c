@@ -732,6 +732,88 @@ static void test_store_fails_fetch_ends(void **state)
 	munmap(sh, sizeof *sh);
 }
 
+/* One request with a content type of len bytes: sent, then asked again.
+ * Returns what the second admission said; *ct its content type. */
+static int ctype_round(ratectl_http *h, size_t len, char *ct, size_t ctlen)
+{
+	char body[96], *type = malloc(len + 1);
+	ratectl_http_request *r;
+	ratectl_http_local loc;
+	int rc;
+
+	assert_non_null(type);
+	memset(type, 'a', len);
+	memcpy(type, "text/", len < 5 ? len : 5);
+	type[len] = '\0';
+	snprintf(body, sizeof body, "{\"temperature\":0,\"ct\":%zu}", len);
+	assert_int_equal(ratectl_http_request_begin(&r, h, "POST", URL, key1, 1, body,
+	                                            strlen(body), 0), 0);
+	assert_int_equal(ratectl_http_admit(r, 0), 0);
+	ratectl_http_response_status(r, 200);
+	ratectl_http_response_header(r, "Content-Type", type);
+	ratectl_http_response_body(r, "{}", 2);
+	ratectl_http_response_complete(r);
+	ratectl_http_request_end(r, NULL);
+	ratectl_http_request_free(r);
+	assert_int_equal(ratectl_http_request_begin(&r, h, "POST", URL, key1, 1, body,
+	                                            strlen(body), 0), 0);
+	rc = ratectl_http_admit(r, 0);
+	ct[0] = '\0';
+	if (rc == RATECTL_HTTP_CACHED) {
+		assert_int_equal(ratectl_http_cached_response(r, &loc), 0);
+		snprintf(ct, ctlen, "%s", hval(&loc, "content-type"));
+	} else {
+		ratectl_http_response_status(r, 200);
+		ratectl_http_request_end(r, NULL);
+	}
+	ratectl_http_request_free(r);
+	free(type);
+	return rc;
+}
+
+/* A content type is kept whole (up to 255 bytes) or the answer is not
+ * kept: 254, 255, 256 and 2550 bytes (longer than a header value the
+ * policy reads, 1024: then there is none to keep). */
+static void test_content_type_sizes(void **state)
+{
+	struct fx *f = *state;
+	char ct[4096];
+
+	assert_int_equal(ctype_round(f->h, 254, ct, sizeof ct), RATECTL_HTTP_CACHED);
+	assert_int_equal(strlen(ct), 254);
+	assert_int_equal(ctype_round(f->h, 255, ct, sizeof ct), RATECTL_HTTP_CACHED);
+	assert_int_equal(strlen(ct), 255);
+	assert_int_equal(ctype_round(f->h, 256, ct, sizeof ct), 0);
+	assert_int_equal(ctype_round(f->h, 2550, ct, sizeof ct), RATECTL_HTTP_CACHED);
+	assert_string_equal(ct, "");
+}
+
+/* Bodies around the key's 4 KiB stack buffer (4095, 4096, 4097 and
+ * 40960 bytes): each cached under its own key, found again. */
+static void test_body_sizes(void **state)
+{
+	static const size_t sizes[] = { 4095, 4096, 4097, 40960 };
+	struct fx *f = *state;
+	size_t i, k;
+
+	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		char *body = malloc(sizes[i] + 1);
+		size_t pre = strlen("{\"temperature\":0,\"p\":\"");
+
+		assert_non_null(body);
+		memcpy(body, "{\"temperature\":0,\"p\":\"", pre);
+		for (k = pre; k < sizes[i] - 2; k++)
+			body[k] = (char)('a' + k % 26);
+		memcpy(body + sizes[i] - 2, "\"}", 3);
+		assert_int_equal(strlen(body), sizes[i]);
+		assert_int_equal(cacheable(f->h, URL, body), 1);
+		assert_int_equal(ask(f->h, URL, key1, body, 200, "{}", 1, NULL, 0), 0);
+		assert_int_equal(ask(f->h, URL, key1, body, 200, "{}", 1, NULL, 0),
+		                 RATECTL_HTTP_CACHED);
+		free(body);
+	}
+}
+
 /* Credentials in any header keep callers apart; other headers do not. */
 static void test_credentials_apart(void **state)
 {
@@ -743,6 +825,9 @@ static void test_credentials_apart(void **state)
 	                                           { "X-Request-Id", "2" } };
 	static const ratectl_http_header ck[] = { { "Cookie", "session=a" } };
 	static const ratectl_http_header tok[] = { { "X-Auth-Token", "t1" } };
+	char longname[700];
+	ratectl_http_header lh[1] = { { longname, "v1" } };
+	static const size_t lens[] = { 62, 63, 64, 640 };
 	struct fx *f = *state;
 	ratectl_http_request *r;
 	int i;
@@ -762,6 +847,18 @@ static void test_credentials_apart(void **state)
 	                                            strlen(det), 0), 0);
 	assert_int_equal(ratectl_http_admit(r, 0), RATECTL_HTTP_CACHED);
 	ratectl_http_request_free(r);
+	/* credential headers with long names (62, 63, 64, 640 bytes): each
+	 * value its own answer */
+	for (i = 0; i < 4; i++) {
+		memset(longname, 'x', lens[i]);
+		memcpy(longname + lens[i] - 3, "key", 4);
+		lh[0].value = "v1";
+		assert_int_equal(ask(f->h, URL, lh, det, 200, "{}", 1, NULL, 0), 0);
+		lh[0].value = "v2";
+		assert_int_equal(ask(f->h, URL, lh, det, 200, "{}", 1, NULL, 0), 0);
+		assert_int_equal(ask(f->h, URL, lh, det, 200, "{}", 1, NULL, 0),
+		                 RATECTL_HTTP_CACHED);
+	}
 }
 
 /* A second handle naming the ledger otherwise ("DIR/") shares the one
@@ -1195,6 +1292,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_waiters_pass_after_unkept_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_fails_fetch_ends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_credentials_apart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_content_type_sizes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_body_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_environment_per_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserve_waits_for_fetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_fetch_given_up, setup, teardown),

@@ -82,6 +82,7 @@
 #define SKEW_NS (60 * RH_NS_PER_S)   /* an entry stored "later than now" */
 #define EXPIRE_STEP 64               /* expired entries removed per store */
 #define CACHE_READERS 1022           /* processes at once, as the ledger's */
+#define CTYPE_MAX 255                /* a Content-Type kept (cent.ctype_len) */
 #define PC_SLOTS 16                  /* budgets whose hits wait to be written */
 #define FLUSH_NS RH_NS_PER_S
 #if UINTPTR_MAX > 0xffffffffu
@@ -194,6 +195,7 @@ static void fork_child(void)
 		 * small struct is left), its hits the parent's to write. */
 		c->rtxn = NULL;
 		c->npc = 0;
+		c->pid = 0;        /* its environment is the parent's: reopened */
 		pthread_mutex_unlock(&c->mu);
 	}
 	pthread_mutex_unlock(&reg_mu);
@@ -418,7 +420,8 @@ static int env_ready(struct rh__cenv *c)
 	uint32_t gen = __atomic_load_n(&c->wake[0], __ATOMIC_ACQUIRE);
 	int rc;
 
-	if (c->env && !c->rdonly && c->pid == getpid() && c->gen == gen)
+	/* c->pid is 0 in a fork child (fork_child()): no getpid() per look */
+	if (c->env && !c->rdonly && c->pid != 0 && c->gen == gen)
 		return 0;
 	env_close(c);
 	c->pid = getpid();
@@ -834,23 +837,18 @@ static int ends_with(const char *s, const char *suffix)
 static void credentials_hash(const ratectl_http_header *hd, size_t n, uint8_t kh[32])
 {
 	struct rh__sha256_ctx sc;
-	char name[64];
-	size_t i, j;
+	const char *nm;
+	size_t i;
 
 	rh__sha256_init(&sc);
 	for (i = 0; hd && i < n; i++) {
-		if (!hd[i].name || !hd[i].value)
+		if (!(nm = hd[i].name) || !hd[i].value)
 			continue;
-		for (j = 0; hd[i].name[j] && j < sizeof name - 1; j++)
-			name[j] = (char)(hd[i].name[j] >= 'A' && hd[i].name[j] <= 'Z' ?
-			                 hd[i].name[j] + 32 : hd[i].name[j]);
-		name[j] = '\0';
-		if (hd[i].name[j])
-			continue;              /* no credential has a name this long */
-		if (!strstr(name, "auth") && !strstr(name, "key") &&
-		    !strstr(name, "token") && strcmp(name, "cookie") != 0)
+		if (!strcasestr(nm, "auth") && !strcasestr(nm, "key") &&
+		    !strcasestr(nm, "token") && strcasecmp(nm, "cookie") != 0)
 			continue;
-		rh__sha256_update(&sc, name, j + 1);
+		/* as given: another case of a name costs a miss, never a share */
+		rh__sha256_update(&sc, nm, strlen(nm) + 1);
 		rh__sha256_update(&sc, hd[i].value, strlen(hd[i].value) + 1);
 	}
 	rh__sha256_final(&sc, kh);
@@ -1198,7 +1196,7 @@ static int store(struct rh__cenv *c, MDB_txn *t, const struct rh__policy *pol,
                  struct rh__cache_req *q, int status, const char *ctype,
                  uint64_t tokens, int64_t d[S_N])
 {
-	size_t blen = strlen(pol->name), clen = ctype ? strnlen(ctype, 255) : 0;
+	size_t blen = strlen(pol->name), clen = ctype ? strnlen(ctype, CTYPE_MAX) : 0;
 	MDB_val k = { RH_CACHE_KEY, q->key }, v, o;
 	const char *ob, *oc, *obody;
 	uint8_t ok[ORDER_KEY_MAX], sz[8];
@@ -1349,6 +1347,10 @@ void rh__cache_finish(ratectl_http *h, const struct rh__policy *pol,
 		keep = 0;
 		pass = 1;
 	}
+	/* A content type is kept whole or the answer is not: replayed cut,
+	 * it would say something the provider did not. */
+	if (keep && ctype && strnlen(ctype, CTYPE_MAX + 1) > CTYPE_MAX)
+		keep = 0;
 	pthread_mutex_lock(&c->mu);
 	if ((rc = env_ready(c)) == 0 && keep &&
 	    rh__clock(CLOCK_MONOTONIC) >= c->check_at) {
